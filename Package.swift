@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+// ParamSnap: parameter-major storage of neural-network training trajectories (.psnap).
+import PackageDescription
+
+let package = Package(
+    name: "ParamSnap",
+    products: [
+        .library(name: "ParamSnap", targets: ["ParamSnap"]),
+        .executable(name: "psnap", targets: ["psnap"]),
+        .executable(name: "snapinfo", targets: ["snapinfo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        .target(name: "ParamSnap", dependencies: ["CZstd"]),
+        .target(
+            name: "ParamSnapCLI",
+            dependencies: [
+                "ParamSnap",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
+        .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLI"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,3 @@
+// Shim header exposing the system libzstd to Swift.
+#include <zstd.h>
+#include <zstd_errors.h>
