@@ -1,0 +1,84 @@
+// The codec chain (spec §5): stage ids, validation, and tile encode/decode over plain buffers.
+import CZstd
+
+/// §5 A codec stage.
+public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case xor = 1
+    case sub = 2
+    case split = 3
+    case bytedelta = 4
+    case zstd = 16
+
+    public var description: String {
+        switch self {
+        case .xor: return "xor"
+        case .sub: return "sub"
+        case .split: return "split"
+        case .bytedelta: return "bytedelta"
+        case .zstd: return "zstd"
+        }
+    }
+
+    /// Parses a stage name as written in `description`.
+    public init?(name: String) {
+        guard let s = CodecStage.allCases.first(where: { $0.description == name }) else { return nil }
+        self = s
+    }
+}
+
+/// §5 A file's codec chain: stages in encoding order and the zstd level.
+public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
+    public let stages: [CodecStage]
+    public let zstdLevel: Int32
+
+    /// §5 default: xor, split, bytedelta, zstd level 3.
+    public static let `default` = try! CodecChain(stages: [.xor, .split, .bytedelta, .zstd], zstdLevel: Spec.defaultZstdLevel)
+
+    public init(stages: [CodecStage], zstdLevel: Int32 = Spec.defaultZstdLevel) throws(FormatError) {
+        guard stages.count <= Spec.maxChainStages else { throw .invalidCodecChain("\(stages.count) stages (max \(Spec.maxChainStages))") }
+        if let z = stages.firstIndex(of: .zstd), z != stages.count - 1 {
+            throw .invalidCodecChain("zstd must be the last stage")
+        }
+        if stages.contains(.zstd) {
+            guard zstdLevel >= ZSTD_minCLevel(), zstdLevel <= ZSTD_maxCLevel() else {
+                throw .invalidCodecChain("zstd level \(zstdLevel) outside \(ZSTD_minCLevel())...\(ZSTD_maxCLevel())")
+            }
+        }
+        self.stages = stages
+        self.zstdLevel = zstdLevel
+    }
+
+    init(ids: [UInt8], zstdLevel: Int32) throws(FormatError) {
+        var s: [CodecStage] = []
+        for id in ids {
+            guard let st = CodecStage(rawValue: id) else { throw .unknownCodecStage(id) }
+            s.append(st)
+        }
+        try self.init(stages: s, zstdLevel: zstdLevel)
+    }
+
+    /// Parses "xor,split,bytedelta,zstd" (the level is given separately).
+    public init(parsing text: String, zstdLevel: Int32) throws(FormatError) {
+        var s: [CodecStage] = []
+        for part in text.split(separator: ",") where !part.isEmpty {
+            guard let st = CodecStage(name: part.trimmingCharacters(in: " ")) else {
+                throw .invalidCodecChain("unknown stage '\(part)' (known: \(CodecStage.allCases.map(\.description).joined(separator: ", ")))")
+            }
+            s.append(st)
+        }
+        try self.init(stages: s, zstdLevel: zstdLevel)
+    }
+
+    public var description: String {
+        stages.isEmpty ? "none" : stages.map { $0 == .zstd ? "zstd(\(zstdLevel))" : $0.description }.joined(separator: " → ")
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in c: Character) -> String {
+        var s = self
+        while s.first == c { s.removeFirst() }
+        while s.last == c { s.removeLast() }
+        return String(s)
+    }
+}

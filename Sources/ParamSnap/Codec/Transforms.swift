@@ -1,0 +1,126 @@
+// The length-preserving stages of §5 (xor, sub, split, bytedelta) over raw buffers, by element width.
+
+/// Pure byte transforms used by the codec chain. All pointers are caller-owned and sized by the caller.
+enum Transforms {
+    // MARK: temporal (§5 stages 1, 2): element p·S+s against p·S+s−1
+
+    @inline(__always)
+    static func temporalEncode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int, xor: Bool) {
+        guard snapshots > 1 else { return }
+        for q in 0..<params {
+            let row = p + q * snapshots
+            var s = snapshots - 1
+            // Backwards, so each step still sees the original previous value.
+            if xor {
+                while s >= 1 { row[s] ^= row[s &- 1]; s &-= 1 }
+            } else {
+                while s >= 1 { row[s] = row[s] &- row[s &- 1]; s &-= 1 }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func temporalDecode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int, xor: Bool) {
+        guard snapshots > 1 else { return }
+        for q in 0..<params {
+            let row = p + q * snapshots
+            var prev = row[0]
+            if xor {
+                for s in 1..<snapshots { prev ^= row[s]; row[s] = prev }
+            } else {
+                for s in 1..<snapshots { prev = prev &+ row[s]; row[s] = prev }
+            }
+        }
+    }
+
+    static func temporal(_ buf: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int, xor: Bool, encode: Bool) {
+        switch elementSize {
+        case 2:
+            let p = buf.assumingMemoryBound(to: UInt16.self)
+            encode ? temporalEncode(p, params: params, snapshots: snapshots, xor: xor) : temporalDecode(p, params: params, snapshots: snapshots, xor: xor)
+        case 4:
+            let p = buf.assumingMemoryBound(to: UInt32.self)
+            encode ? temporalEncode(p, params: params, snapshots: snapshots, xor: xor) : temporalDecode(p, params: params, snapshots: snapshots, xor: xor)
+        case 8:
+            let p = buf.assumingMemoryBound(to: UInt64.self)
+            encode ? temporalEncode(p, params: params, snapshots: snapshots, xor: xor) : temporalDecode(p, params: params, snapshots: snapshots, xor: xor)
+        default:
+            preconditionFailure("element size \(elementSize)")
+        }
+    }
+
+    // MARK: byte-plane split (§5 stage 3)
+
+    static func split(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        let s = src.assumingMemoryBound(to: UInt8.self)
+        let d = dst.assumingMemoryBound(to: UInt8.self)
+        switch e {
+        case 4:
+            let w = src.assumingMemoryBound(to: UInt32.self)
+            let p0 = d, p1 = d + n, p2 = d + 2 * n, p3 = d + 3 * n
+            for i in 0..<n {
+                let v = UInt32(littleEndian: w[i])
+                p0[i] = UInt8(truncatingIfNeeded: v)
+                p1[i] = UInt8(truncatingIfNeeded: v &>> 8)
+                p2[i] = UInt8(truncatingIfNeeded: v &>> 16)
+                p3[i] = UInt8(truncatingIfNeeded: v &>> 24)
+            }
+        case 2:
+            let w = src.assumingMemoryBound(to: UInt16.self)
+            let p0 = d, p1 = d + n
+            for i in 0..<n {
+                let v = UInt16(littleEndian: w[i])
+                p0[i] = UInt8(truncatingIfNeeded: v)
+                p1[i] = UInt8(truncatingIfNeeded: v &>> 8)
+            }
+        default:
+            for k in 0..<e {
+                let pk = d + k * n
+                for i in 0..<n { pk[i] = s[i &* e &+ k] }
+            }
+        }
+    }
+
+    static func unsplit(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        let s = src.assumingMemoryBound(to: UInt8.self)
+        let d = dst.assumingMemoryBound(to: UInt8.self)
+        switch e {
+        case 4:
+            let w = dst.assumingMemoryBound(to: UInt32.self)
+            let p0 = s, p1 = s + n, p2 = s + 2 * n, p3 = s + 3 * n
+            for i in 0..<n {
+                let v = UInt32(p0[i]) | (UInt32(p1[i]) &<< 8) | (UInt32(p2[i]) &<< 16) | (UInt32(p3[i]) &<< 24)
+                w[i] = v.littleEndian
+            }
+        case 2:
+            let w = dst.assumingMemoryBound(to: UInt16.self)
+            let p0 = s, p1 = s + n
+            for i in 0..<n { w[i] = (UInt16(p0[i]) | (UInt16(p1[i]) &<< 8)).littleEndian }
+        default:
+            for k in 0..<e {
+                let pk = s + k * n
+                for i in 0..<n { d[i &* e &+ k] = pk[i] }
+            }
+        }
+    }
+
+    // MARK: bytedelta (§5 stage 4)
+
+    static func byteDeltaEncode(_ buf: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        let b = buf.assumingMemoryBound(to: UInt8.self)
+        for k in 0..<e {
+            let p = b + k * n
+            var i = n - 1
+            while i >= 1 { p[i] = p[i] &- p[i &- 1]; i &-= 1 }
+        }
+    }
+
+    static func byteDeltaDecode(_ buf: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        let b = buf.assumingMemoryBound(to: UInt8.self)
+        for k in 0..<e {
+            let p = b + k * n
+            var acc: UInt8 = 0
+            for i in 0..<n { acc = acc &+ p[i]; p[i] = acc }
+        }
+    }
+}

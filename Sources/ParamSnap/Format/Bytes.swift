@@ -1,0 +1,34 @@
+// Little-endian byte encoding helpers and overflow-checked arithmetic for the pure layout layer.
+
+/// Appends little-endian integers to a byte array.
+struct ByteWriter {
+    var bytes: [UInt8] = []
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func i32(_ v: Int32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func raw(_ v: [UInt8]) { bytes.append(contentsOf: v) }
+    mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
+}
+
+/// Reads little-endian integers from a buffer whose length the caller has already checked.
+struct ByteReader {
+    let base: UnsafeRawBufferPointer
+    @inline(__always) func u16(_ o: Int) -> UInt16 { UInt16(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
+    @inline(__always) func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
+    @inline(__always) func i32(_ o: Int) -> Int32 { Int32(littleEndian: base.loadUnaligned(fromByteOffset: o, as: Int32.self)) }
+    @inline(__always) func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: base.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
+    func bytes(_ o: Int, _ n: Int) -> [UInt8] { Array(base[o..<(o + n)]) }
+}
+
+/// Overflow-checked arithmetic on file-supplied values: nil on overflow.
+enum Checked {
+    @inline(__always) static func add(_ a: UInt64, _ b: UInt64) -> UInt64? {
+        let (r, o) = a.addingReportingOverflow(b); return o ? nil : r
+    }
+    @inline(__always) static func mul(_ a: UInt64, _ b: UInt64) -> UInt64? {
+        let (r, o) = a.multipliedReportingOverflow(by: b); return o ? nil : r
+    }
+}

@@ -1,0 +1,43 @@
+// Errors of the format layer: one case per way a .psnap file can be malformed (spec §12).
+
+/// A `.psnap` file (or a byte buffer claiming to be one) does not follow spec/FORMAT.md.
+public enum FormatError: Error, Equatable, CustomStringConvertible, Sendable {
+    case fileTooShort(size: UInt64)
+    case badHeaderMagic
+    case headerChecksumMismatch(expected: UInt64, actual: UInt64)
+    case unsupportedMajorVersion(UInt16)
+    case badHeaderField(String)
+    case unknownCodecStage(UInt8)
+    case invalidCodecChain(String)
+    case noValidCommit(fileSize: UInt64)
+    case badFooter(offset: UInt64, reason: String)
+    case indexChecksumMismatch(offset: UInt64, expected: UInt64, actual: UInt64)
+    case metadataChecksumMismatch(offset: UInt64, expected: UInt64, actual: UInt64)
+    case badMetadata(String)
+    case badTileEntry(entry: UInt64, reason: String)
+    case tileCoverage(tensor: String, block: UInt64, reason: String)
+    case tileChecksumMismatch(tile: String, offset: UInt64, expected: UInt64, actual: UInt64)
+    case tileDecode(tile: String, reason: String)
+
+    public var description: String {
+        func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+        switch self {
+        case .fileTooShort(let s): return "file too short: \(s) bytes, a .psnap file needs at least \(Spec.headerSize + Spec.footerSize)"
+        case .badHeaderMagic: return "not a .psnap file: bad magic in the file header at offset 0"
+        case .headerChecksumMismatch(let e, let a): return "file header checksum mismatch (expected \(hex(e)), got \(hex(a)))"
+        case .unsupportedMajorVersion(let v): return "unsupported format major version \(v) (this reader knows \(Spec.majorVersion))"
+        case .badHeaderField(let r): return "bad file header: \(r)"
+        case .unknownCodecStage(let id): return "unknown codec stage \(id) in the header's codec chain"
+        case .invalidCodecChain(let r): return "invalid codec chain: \(r)"
+        case .noValidCommit(let s): return "no valid commit found in \(s) bytes (no footer passes its checks)"
+        case .badFooter(let o, let r): return "bad footer at offset \(o): \(r)"
+        case .indexChecksumMismatch(let o, let e, let a): return "tile index checksum mismatch at offset \(o) (expected \(hex(e)), got \(hex(a)))"
+        case .metadataChecksumMismatch(let o, let e, let a): return "metadata checksum mismatch at offset \(o) (expected \(hex(e)), got \(hex(a)))"
+        case .badMetadata(let r): return "bad metadata: \(r)"
+        case .badTileEntry(let i, let r): return "tile index entry \(i): \(r)"
+        case .tileCoverage(let t, let b, let r): return "tensor '\(t)' block \(b): \(r)"
+        case .tileChecksumMismatch(let t, let o, let e, let a): return "\(t): checksum mismatch (expected \(hex(e)), got \(hex(a))) at offset \(o)"
+        case .tileDecode(let t, let r): return "\(t): cannot decode: \(r)"
+        }
+    }
+}

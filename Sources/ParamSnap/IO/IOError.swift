@@ -1,0 +1,47 @@
+// Errors of the I/O layer: files, mmap, locks, fsync, and misuse of the writer API.
+import Glibc
+
+/// A file operation failed, or the writer was used against its contract.
+public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
+    case open(path: String, errno: Int32)
+    case read(path: String, offset: UInt64, errno: Int32)
+    case write(path: String, offset: UInt64, errno: Int32)
+    case sync(path: String, errno: Int32)
+    case truncate(path: String, errno: Int32)
+    case mmap(path: String, errno: Int32)
+    case rename(from: String, to: String, errno: Int32)
+    case locked(path: String)
+    case exists(path: String)
+    case layoutMismatch(String)
+    case badSnapshot(String)
+    case closed
+
+    static func text(_ e: Int32) -> String {
+        e == ENOSPC ? "no space left on device" : String(cString: strerror(e))
+    }
+
+    public var description: String {
+        switch self {
+        case .open(let p, let e): return "cannot open '\(p)': \(Self.text(e))"
+        case .read(let p, let o, let e): return "cannot read '\(p)' at offset \(o): \(Self.text(e))"
+        case .write(let p, let o, let e): return "cannot write '\(p)' at offset \(o): \(Self.text(e)); nothing committed before this write is lost"
+        case .sync(let p, let e): return "cannot fsync '\(p)': \(Self.text(e))"
+        case .truncate(let p, let e): return "cannot truncate '\(p)': \(Self.text(e))"
+        case .mmap(let p, let e): return "cannot memory-map '\(p)': \(Self.text(e))"
+        case .rename(let f, let t, let e): return "cannot rename '\(f)' to '\(t)': \(Self.text(e))"
+        case .locked(let p): return "'\(p)' is locked by another writer"
+        case .exists(let p): return "'\(p)' already exists"
+        case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
+        case .badSnapshot(let r): return "bad snapshot: \(r)"
+        case .closed: return "the writer is closed"
+        }
+    }
+
+    /// Whether the failure is a full disk.
+    public var isNoSpace: Bool {
+        switch self {
+        case .write(_, _, let e), .sync(_, let e), .truncate(_, let e): return e == ENOSPC
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,36 @@
+// A read-only memory mapping of a whole file (the reader's view of committed bytes).
+import Glibc
+
+/// A read-only `mmap` of a file as it was when opened. Bytes appended later are not visible.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    /// Mapped bytes (empty for an empty file).
+    public let bytes: UnsafeRawBufferPointer
+
+    /// Maps `path`, or the first `length` bytes if given.
+    public init(path: String, length: UInt64? = nil) throws {
+        self.path = path
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw IOError.open(path: path, errno: errno) }
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw IOError.open(path: path, errno: errno) }
+        let size = length ?? UInt64(st.st_size)
+        guard size > 0 else { bytes = UnsafeRawBufferPointer(start: nil, count: 0); return }
+        guard let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw IOError.mmap(path: path, errno: errno)
+        }
+        bytes = UnsafeRawBufferPointer(start: p, count: Int(size))
+    }
+
+    deinit {
+        if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) }
+    }
+
+    /// Advises the kernel of the access pattern.
+    public func advise(sequential: Bool) {
+        if let b = bytes.baseAddress {
+            madvise(UnsafeMutableRawPointer(mutating: b), bytes.count, sequential ? MADV_SEQUENTIAL : MADV_RANDOM)
+        }
+    }
+}

@@ -1,0 +1,362 @@
+// The memory-mapped reader (spec §8.1 open, §6 index checks): trajectories, blocks, snapshots, parallel scans.
+import Foundation
+
+/// Reads a `.psnap` file through a read-only memory map. The index is parsed once at open; every
+/// size and offset from the file is checked before use. Safe to use from many threads.
+public final class PSnapReader: @unchecked Sendable {
+    public let path: String
+    public let file: MappedFile
+    public let header: FileHeader
+    public let footer: Footer
+    /// File offset of the newest valid footer.
+    public let footerOffset: UInt64
+    public let metadata: FileMetadata
+    /// Live tiles, sorted by (tensor, block, firstSnapshot).
+    public let tiles: [TileIndexEntry]
+    public let layout: RunLayout
+    /// Bytes after the newest valid footer (a torn tail), ignored (§8.1).
+    public let ignoredBytes: UInt64
+    /// Whether tile checksums are verified on every read.
+    public let verifyChecksums: Bool
+    /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
+    let blockFirstTile: [Int]
+    private let pool: CodecPool
+
+    public var tensors: [TensorInfo] { metadata.tensors }
+    public var snapshots: [SnapshotInfo] { metadata.snapshots }
+    public var snapshotCount: Int { metadata.snapshots.count }
+    public var parameterCount: Int { layout.parameterCount }
+
+    /// Opens the newest valid commit of `path`. `verifyChecksums` checks each tile's XXH64 as it is read.
+    public init(path: String, verifyChecksums: Bool = true) throws {
+        self.path = path
+        self.verifyChecksums = verifyChecksums
+        file = try MappedFile(path: path)
+        let buf = file.bytes
+        let size = UInt64(buf.count)
+        guard buf.count >= Spec.headerSize else { throw FormatError.fileTooShort(size: size) }
+        header = try FileHeader.decode(UnsafeRawBufferPointer(rebasing: buf[0..<Spec.headerSize]))
+        let (f, off) = try Self.findNewestFooter(buf)
+        footer = f
+        footerOffset = off
+        ignoredBytes = size - (off + UInt64(Spec.footerSize))
+        let meta = try FileMetadata.decode(UnsafeRawBufferPointer(rebasing: buf[Int(f.metadataOffset)..<Int(f.metadataOffset + f.metadataLength)]))
+        guard UInt64(meta.snapshots.count) == f.snapshotCount else {
+            throw FormatError.badMetadata("\(meta.snapshots.count) snapshots listed, footer says \(f.snapshotCount)")
+        }
+        guard UInt64(meta.parameterCount) == f.parameterCount else {
+            throw FormatError.badMetadata("tensors hold \(meta.parameterCount) parameters, footer says \(f.parameterCount)")
+        }
+        metadata = meta
+        layout = RunLayout(tensors: meta.tensors, blockSize: Int(header.blockSize))
+        tiles = TileIndex.decode(UnsafeRawBufferPointer(rebasing: buf[Int(f.indexOffset)..<Int(f.indexOffset + f.indexLength)]))
+        blockFirstTile = try Self.checkIndex(tiles, layout: layout, footer: f)
+        pool = CodecPool(chain: header.codecChain)
+    }
+
+    /// §8.1 steps 2-4: the last 128 bytes, else a backward search for a valid footer.
+    static func findNewestFooter(_ buf: UnsafeRawBufferPointer) throws -> (Footer, UInt64) {
+        let size = buf.count
+        let minSize = Spec.headerSize + Spec.footerSize
+        guard size >= minSize else { throw FormatError.fileTooShort(size: UInt64(size)) }
+        func tryAt(_ o: Int) -> Footer? {
+            guard let f = try? Footer.decode(UnsafeRawBufferPointer(rebasing: buf[o..<(o + Spec.footerSize)]), at: UInt64(o)) else { return nil }
+            let io = Int(f.indexOffset), il = Int(f.indexLength), mo = Int(f.metadataOffset), ml = Int(f.metadataLength)
+            guard XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[io..<(io + il)])) == f.indexChecksum else { return nil }
+            guard XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[mo..<(mo + ml)])) == f.metadataChecksum else { return nil }
+            return f
+        }
+        let last = size - Spec.footerSize
+        if let f = tryAt(last) { return (f, UInt64(last)) }
+        // Torn tail: search backwards for the footer magic.
+        let m0 = Spec.footerMagic[0]
+        let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        var o = last - 1
+        while o >= Spec.headerSize {
+            if base[o] == m0, memcmp(base + o, Spec.footerMagic, 8) == 0, let f = tryAt(o) {
+                return (f, UInt64(o))
+            }
+            o -= 1
+        }
+        throw FormatError.noValidCommit(fileSize: UInt64(size))
+    }
+
+    /// §6 validity rules. Returns the first tile of each global block.
+    static func checkIndex(_ tiles: [TileIndexEntry], layout: RunLayout, footer: Footer) throws(FormatError) -> [Int] {
+        var first = [Int](repeating: 0, count: layout.totalBlocks + 1)
+        var i = 0
+        let n = tiles.count
+        let snaps = footer.snapshotCount
+        for t in 0..<layout.tensors.count {
+            let e = UInt64(layout.tensors[t].dtype.size)
+            for b in 0..<layout.blockCounts[t] {
+                first[layout.blockOffsets[t] + b] = i
+                var next: UInt64 = 0
+                let params = UInt64(layout.blockParams(tensor: t, block: b))
+                while i < n, tiles[i].tensor == UInt32(t), tiles[i].block == UInt64(b) {
+                    let x = tiles[i]
+                    func bad(_ r: String) -> FormatError { .badTileEntry(entry: UInt64(i), reason: r) }
+                    guard x.flags & ~Spec.flagStoredRaw == 0 else { throw bad("reserved flag bits set (0x\(String(x.flags, radix: 16)))") }
+                    guard x.firstSnapshot == next else {
+                        throw .tileCoverage(tensor: layout.tensors[t].name, block: UInt64(b),
+                                            reason: x.firstSnapshot < next ? "tiles overlap at snapshot \(x.firstSnapshot)" : "no tile holds snapshots \(next)..<\(x.firstSnapshot)")
+                    }
+                    guard x.snapshotCount >= 1, let end = Checked.add(x.firstSnapshot, x.snapshotCount), end <= snaps else {
+                        throw bad("snapshots \(x.firstSnapshot)+\(x.snapshotCount) outside 0..<\(snaps)")
+                    }
+                    guard let raw = Checked.mul(params, x.snapshotCount).flatMap({ Checked.mul($0, e) }), raw == x.rawLength else {
+                        throw bad("rawLength \(x.rawLength) != \(params) params × \(x.snapshotCount) snapshots × \(e) bytes")
+                    }
+                    guard raw <= Spec.maxTileRawBytes else { throw bad("raw tile of \(raw) bytes exceeds the cap") }
+                    guard !x.storedRaw || x.storedLength == x.rawLength else { throw bad("stored raw but storedLength \(x.storedLength) != rawLength \(x.rawLength)") }
+                    guard x.offset >= UInt64(Spec.headerSize), let se = Checked.add(x.offset, x.storedLength), se <= footer.indexOffset else {
+                        throw bad("stored bytes \(x.offset)+\(x.storedLength) outside the data region 64..<\(footer.indexOffset)")
+                    }
+                    guard x.storedLength <= Spec.maxTileRawBytes else { throw bad("stored length \(x.storedLength) exceeds the cap") }
+                    next = end
+                    i += 1
+                }
+                guard next == snaps else {
+                    throw .tileCoverage(tensor: layout.tensors[t].name, block: UInt64(b), reason: "no tile holds snapshots \(next)..<\(snaps)")
+                }
+            }
+        }
+        guard i == n else {
+            let x = tiles[i]
+            throw .badTileEntry(entry: UInt64(i), reason: "tensor \(x.tensor) block \(x.block) is out of order or does not exist")
+        }
+        first[layout.totalBlocks] = n
+        return first
+    }
+
+    // MARK: tiles
+
+    /// A human name for tile `i`, used in errors.
+    public func tileName(_ i: Int) -> String {
+        let x = tiles[i]
+        let name = x.tensor < UInt32(tensors.count) ? tensors[Int(x.tensor)].name : "?"
+        return "tile \(i) (tensor '\(name)', block \(x.block), snapshots \(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount))"
+    }
+
+    /// Stored bytes of tile `i` (bounds checked at open).
+    public func storedBytes(_ i: Int) -> UnsafeRawBufferPointer {
+        let x = tiles[i]
+        return UnsafeRawBufferPointer(rebasing: file.bytes[Int(x.offset)..<Int(x.offset + x.storedLength)])
+    }
+
+    /// Checks tile `i`'s checksum.
+    public func verifyTile(_ i: Int) throws(FormatError) {
+        let x = tiles[i]
+        let h = XXH64.hash(storedBytes(i))
+        guard h == x.checksum else { throw .tileChecksumMismatch(tile: tileName(i), offset: x.offset, expected: x.checksum, actual: h) }
+    }
+
+    /// Decodes tile `i` into `out` (exactly `rawLength` bytes), using `codec`.
+    public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec) throws(FormatError) {
+        let x = tiles[i]
+        if verifyChecksums { try verifyTile(i) }
+        let t = Int(x.tensor)
+        do {
+            try codec.decode(storedBytes(i), storedRaw: x.storedRaw, into: out, elementSize: tensors[t].dtype.size,
+                             params: layout.blockParams(tensor: t, block: Int(x.block)), snapshots: Int(x.snapshotCount))
+        } catch {
+            throw .tileDecode(tile: tileName(i), reason: "\(error)")
+        }
+    }
+
+    /// Tiles of block `block` of tensor `tensor`, in snapshot order.
+    public func tileRange(tensor: Int, block: Int) -> Range<Int> {
+        let g = layout.blockOffsets[tensor] + block
+        return blockFirstTile[g]..<blockFirstTile[g + 1]
+    }
+
+    func withCodec<R>(_ body: (TileCodec) throws -> R) rethrows -> R {
+        let c = pool.take()
+        defer { pool.give(c) }
+        return try body(c)
+    }
+
+    // MARK: addressing
+
+    /// Index of the tensor called `name`.
+    public func tensorIndex(named name: String) throws(ReaderError) -> Int {
+        guard let i = tensors.firstIndex(where: { $0.name == name }) else { throw .noSuchTensor(name) }
+        return i
+    }
+
+    /// One parameter's full trajectory as raw little-endian bit patterns (snapshotCount × element size bytes).
+    public func trajectoryBytes(tensor t: Int, index p: Int) throws -> [UInt8] {
+        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        guard p >= 0, p < layout.parameterCounts[t] else {
+            throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: p, count: layout.parameterCounts[t])
+        }
+        let e = tensors[t].dtype.size
+        let b = p / layout.blockSize, q = p % layout.blockSize
+        let params = layout.blockParams(tensor: t, block: b)
+        var out = [UInt8](repeating: 0, count: snapshotCount * e)
+        try withCodec { codec in
+            for i in tileRange(tensor: t, block: b) {
+                let x = tiles[i]
+                let s = Int(x.snapshotCount)
+                let scratch = codec.rawScratch(Int(x.rawLength))
+                try decodeTile(i, into: scratch, codec: codec)
+                out.withUnsafeMutableBytes { o in
+                    (o.baseAddress! + Int(x.firstSnapshot) * e).copyMemory(from: scratch.baseAddress! + q * s * e, byteCount: s * e)
+                }
+                _ = params
+            }
+        }
+        return out
+    }
+
+    /// One parameter's trajectory as Doubles (exact for every dtype).
+    public func trajectory(tensor t: Int, index p: Int) throws -> [Double] {
+        let bytes = try trajectoryBytes(tensor: t, index: p)
+        return bytes.withUnsafeBytes { ValueConversion.toDoubles($0, dtype: tensors[t].dtype) }
+    }
+
+    /// By tensor name and flat (row-major) index.
+    public func trajectory(tensor name: String, index p: Int) throws -> [Double] {
+        try trajectory(tensor: tensorIndex(named: name), index: p)
+    }
+
+    /// By tensor name and multi-index.
+    public func trajectory(tensor name: String, multiIndex: [Int]) throws -> [Double] {
+        let t = try tensorIndex(named: name)
+        guard let p = layout.flatIndex(tensor: t, multiIndex: multiIndex) else {
+            throw ReaderError.badMultiIndex(tensor: name, index: multiIndex, shape: tensors[t].shape)
+        }
+        return try trajectory(tensor: t, index: p)
+    }
+
+    /// By global parameter index (§1).
+    public func trajectory(global g: Int) throws -> [Double] {
+        guard let (t, p) = layout.locate(global: g) else { throw ReaderError.globalOutOfRange(g, count: parameterCount) }
+        return try trajectory(tensor: t, index: p)
+    }
+
+    /// Trajectories of parameters `range` of tensor `t` as a row-major [parameters × snapshots] matrix.
+    public func trajectories(tensor t: Int, range: Range<Int>) throws -> [Double] {
+        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        guard range.lowerBound >= 0, range.upperBound <= layout.parameterCounts[t] else {
+            throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: range.upperBound - 1, count: layout.parameterCounts[t])
+        }
+        let S = snapshotCount
+        let dtype = tensors[t].dtype
+        let e = dtype.size
+        var out = [Double](repeating: 0, count: range.count * S)
+        guard !range.isEmpty else { return out }
+        let B = layout.blockSize
+        try withCodec { codec in
+            for b in (range.lowerBound / B)...((range.upperBound - 1) / B) {
+                let p0 = max(range.lowerBound, b * B), p1 = min(range.upperBound, (b + 1) * B)
+                for i in tileRange(tensor: t, block: b) {
+                    let x = tiles[i]
+                    let s = Int(x.snapshotCount), f = Int(x.firstSnapshot)
+                    let scratch = codec.rawScratch(Int(x.rawLength))
+                    try decodeTile(i, into: scratch, codec: codec)
+                    out.withUnsafeMutableBufferPointer { o in
+                        for p in p0..<p1 {
+                            let src = UnsafeRawBufferPointer(start: scratch.baseAddress! + (p - b * B) * s * e, count: s * e)
+                            let dst = UnsafeMutableBufferPointer(rebasing: o[((p - range.lowerBound) * S + f)..<((p - range.lowerBound) * S + f + s)])
+                            ValueConversion.toDoubles(src, dtype: dtype, into: dst)
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Tensor `t` at snapshot `k` as raw little-endian bytes in row-major order (rebuilds a checkpoint tensor).
+    public func tensorBytes(tensor t: Int, snapshot k: Int) throws -> [UInt8] {
+        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        guard k >= 0, k < snapshotCount else { throw ReaderError.snapshotOutOfRange(k, count: snapshotCount) }
+        let e = tensors[t].dtype.size
+        let n = layout.parameterCounts[t]
+        var out = [UInt8](repeating: 0, count: n * e)
+        let B = layout.blockSize
+        try withCodec { codec in
+            for b in 0..<layout.blockCounts[t] {
+                let r = tileRange(tensor: t, block: b)
+                // Segments are sorted: binary search would do, but blocks have few tiles.
+                guard let i = r.first(where: { Int(tiles[$0].firstSnapshot) + Int(tiles[$0].snapshotCount) > k }) else { continue }
+                let x = tiles[i]
+                let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
+                let params = layout.blockParams(tensor: t, block: b)
+                let scratch = codec.rawScratch(Int(x.rawLength))
+                try decodeTile(i, into: scratch, codec: codec)
+                out.withUnsafeMutableBytes { o in
+                    let dst = o.baseAddress! + b * B * e
+                    let src = scratch.baseAddress!
+                    for p in 0..<params {
+                        (dst + p * e).copyMemory(from: src + (p * s + col) * e, byteCount: e)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Tensor `name` at snapshot `k`, raw bytes.
+    public func tensorBytes(tensor name: String, snapshot k: Int) throws -> [UInt8] {
+        try tensorBytes(tensor: tensorIndex(named: name), snapshot: k)
+    }
+
+    // MARK: summaries
+
+    /// Snapshot ranges of the file's segments (from the first block that exists).
+    public var segments: [Range<Int>] {
+        guard let g = (0..<layout.totalBlocks).first else { return snapshotCount > 0 ? [0..<snapshotCount] : [] }
+        return (blockFirstTile[g]..<blockFirstTile[g + 1]).map {
+            Int(tiles[$0].firstSnapshot)..<Int(tiles[$0].firstSnapshot + tiles[$0].snapshotCount)
+        }
+    }
+
+    /// Bytes of live tiles.
+    public var liveTileBytes: UInt64 { tiles.reduce(0) { $0 + $1.storedLength } }
+    /// Bytes of the newest commit's index, metadata and footer.
+    public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
+    /// Committed file size (up to the newest footer's end).
+    public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
+    /// Committed bytes that no live structure references: replaced tiles and old commits' index/metadata/footers (§10).
+    public var deadBytes: UInt64 { committedSize - UInt64(Spec.headerSize) - liveTileBytes - liveMetaBytes }
+}
+
+/// Misuse of the reader API (bad names and indices); file problems are `FormatError`s.
+public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
+    case noSuchTensor(String)
+    case tensorOutOfRange(Int, count: Int)
+    case parameterOutOfRange(tensor: String, index: Int, count: Int)
+    case globalOutOfRange(Int, count: Int)
+    case snapshotOutOfRange(Int, count: Int)
+    case badMultiIndex(tensor: String, index: [Int], shape: [Int])
+
+    public var description: String {
+        switch self {
+        case .noSuchTensor(let n): return "no tensor named '\(n)'"
+        case .tensorOutOfRange(let t, let c): return "tensor \(t) out of range (the file has \(c))"
+        case .parameterOutOfRange(let n, let i, let c): return "parameter \(i) out of range for tensor '\(n)' (\(c) parameters)"
+        case .globalOutOfRange(let g, let c): return "global parameter \(g) out of range (the file has \(c))"
+        case .snapshotOutOfRange(let k, let c): return "snapshot \(k) out of range (the file has \(c))"
+        case .badMultiIndex(let n, let i, let s): return "index \(i) does not fit tensor '\(n)' of shape \(s)"
+        }
+    }
+}
+
+/// A lock-protected pool of codecs, so concurrent reader calls each get their own scratch.
+final class CodecPool: @unchecked Sendable {
+    let chain: CodecChain
+    private var free: [TileCodec] = []
+    private let lock = NSLock()
+    init(chain: CodecChain) { self.chain = chain }
+    func take() -> TileCodec {
+        lock.lock(); defer { lock.unlock() }
+        return free.popLast() ?? TileCodec(chain: chain)
+    }
+    func give(_ c: TileCodec) {
+        lock.lock(); defer { lock.unlock() }
+        if free.count < 64 { free.append(c) }
+    }
+}
+

@@ -1,0 +1,78 @@
+// The reader's parallel scan: every tile decoded once, on all cores, as a [parameters × snapshots] block.
+import Foundation
+
+/// One decoded tile handed to a scan body. Valid only during the call.
+public struct TileBlock {
+    /// Position of the tile in the reader's index.
+    public let tileIndex: Int
+    public let tensor: Int
+    public let block: Int
+    /// Flat index (in the tensor) of the block's first parameter.
+    public let firstParameter: Int
+    public let parameters: Int
+    public let firstSnapshot: Int
+    public let snapshots: Int
+    public let dtype: DType
+    /// Raw bit patterns, parameter-major: element `p·snapshots + s`.
+    public let raw: UnsafeRawBufferPointer
+
+    /// The values as Doubles into `dst` (parameters × snapshots, row-major).
+    public func values(into dst: UnsafeMutableBufferPointer<Double>) {
+        ValueConversion.toDoubles(raw, dtype: dtype, into: dst)
+    }
+}
+
+struct UncheckedBox<T>: @unchecked Sendable { var value: T }
+
+extension PSnapReader {
+    /// Decodes every live tile (optionally only of `tensors`) on `workers` threads, in file order, calling
+    /// `body(tile, worker)`; each worker has its own scratch. The first error stops the scan and is rethrown.
+    public func scan(tensors selected: Set<Int>? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                     _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
+        var order = Array(tiles.indices)
+        if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
+        order.sort { tiles[$0].offset < tiles[$1].offset }
+        let jobs = order
+        let lock = NSLock()
+        var nextJob = 0
+        var firstError: Error?
+        let state = UncheckedBox(value: (lock, jobs))
+        let n = max(1, min(workers, jobs.count))
+        let shared = UncheckedBox(value: self)
+        let counter = UncheckedBox(value: UnsafeMutablePointer<Int>.allocate(capacity: 1))
+        counter.value.initialize(to: nextJob)
+        let errBox = UncheckedBox(value: UnsafeMutablePointer<Error?>.allocate(capacity: 1))
+        errBox.value.initialize(to: nil)
+        defer { counter.value.deallocate(); errBox.value.deinitialize(count: 1); errBox.value.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: n) { worker in
+            let reader = shared.value
+            let codec = TileCodec(chain: reader.header.codecChain)
+            let (lock, jobs) = state.value
+            while true {
+                lock.lock()
+                if errBox.value.pointee != nil || counter.value.pointee >= jobs.count { lock.unlock(); return }
+                let j = jobs[counter.value.pointee]
+                counter.value.pointee += 1
+                lock.unlock()
+                let x = reader.tiles[j]
+                let t = Int(x.tensor), b = Int(x.block)
+                do {
+                    let scratch = codec.rawScratch(Int(x.rawLength))
+                    try reader.decodeTile(j, into: scratch, codec: codec)
+                    try body(TileBlock(tileIndex: j, tensor: t, block: b, firstParameter: b * reader.layout.blockSize,
+                                       parameters: reader.layout.blockParams(tensor: t, block: b),
+                                       firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
+                                       dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), worker)
+                } catch {
+                    lock.lock()
+                    if errBox.value.pointee == nil { errBox.value.pointee = error }
+                    lock.unlock()
+                    return
+                }
+            }
+        }
+        firstError = errBox.value.pointee
+        _ = nextJob
+        if let firstError { throw firstError }
+    }
+}

@@ -1,0 +1,2 @@
+import ParamSnapCLI
+InfoCommand.main()
