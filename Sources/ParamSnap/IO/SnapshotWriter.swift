@@ -1,0 +1,379 @@
+// The training writer (spec §9, §10): create or resume a file, stage snapshots, commit segments with merging, compact.
+import Foundation
+
+/// Options of the training writer.
+public struct WriterOptions: Sendable {
+    /// B, parameters per block (power of two). Fixed when the file is created.
+    public var blockSize: Int = Spec.defaultBlockSize
+    /// Codec chain of a new file.
+    public var chain: CodecChain = .default
+    /// Snapshots staged before a segment is committed automatically.
+    public var snapshotsPerSegment: Int = 16
+    /// Memory budget in bytes: half for staged snapshots (beyond it they spill to a file beside the output),
+    /// the rest for encoding batches.
+    public var memoryBudget: Int = 1 << 30
+    /// Worker threads for encoding.
+    public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Tiered merging of small trailing segments (§10).
+    public var merge: Bool = true
+    /// File-level attributes of a new file.
+    public var attributes: [String: MetaValue]? = nil
+    /// Replace an existing file on create.
+    public var overwrite: Bool = false
+    /// Progress callback (raw bytes done, total) during long commits.
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
+
+    public init() {}
+}
+
+/// What one commit did.
+public struct CommitReport: Sendable, Equatable {
+    /// New snapshots published.
+    public var snapshots: Int = 0
+    /// First snapshot of the tiles written (below the new snapshots when older segments were merged).
+    public var rewrittenFrom: Int = 0
+    public var tilesWritten: Int = 0
+    public var rawBytes: UInt64 = 0
+    public var storedBytes: UInt64 = 0
+    /// Bytes appended to the file, tiles + index + metadata + footer.
+    public var bytesAppended: UInt64 = 0
+}
+
+/// Appends snapshots to a `.psnap` file with bounded memory. One writer per file (an exclusive lock).
+public final class SnapshotWriter {
+    public let path: String
+    public let header: FileHeader
+    public let layout: RunLayout
+    public private(set) var metadata: FileMetadata
+    public private(set) var tiles: [TileIndexEntry]
+    /// Committed segments (§10).
+    public private(set) var segments: [Range<Int>]
+    public private(set) var lastCommit = CommitReport()
+    /// Bytes a resumed file had after its last footer (a torn tail), cut off at open.
+    public private(set) var truncatedBytes: UInt64 = 0
+    public var options: WriterOptions
+
+    private var file: WritableFile?
+    private var end: UInt64
+    private var lastFooterOffset: UInt64
+    private var commitSequence: UInt64
+    private var staging: Staging
+    private var stagedInfos: [SnapshotInfo] = []
+
+    /// Snapshots committed so far.
+    public var committedSnapshots: Int { segments.last?.upperBound ?? 0 }
+    /// Snapshots staged and not yet committed.
+    public var stagedSnapshots: Int { stagedInfos.count }
+
+    private init(path: String, file: WritableFile, header: FileHeader, metadata: FileMetadata, tiles: [TileIndexEntry],
+                 segments: [Range<Int>], end: UInt64, lastFooterOffset: UInt64, commitSequence: UInt64, options: WriterOptions) {
+        self.path = path; self.file = file; self.header = header; self.metadata = metadata
+        self.layout = RunLayout(tensors: metadata.tensors, blockSize: Int(header.blockSize))
+        self.tiles = tiles; self.segments = segments; self.end = end
+        self.lastFooterOffset = lastFooterOffset; self.commitSequence = commitSequence; self.options = options
+        self.staging = Staging(path: path, snapshotBytes: metadata.tensors.reduce(0) { $0 + ($1.parameterCount ?? 0) * $1.dtype.size },
+                               memoryBudget: options.memoryBudget / 2)
+    }
+
+    /// Creates a new file declaring `tensors`, and commits it empty (§9: a new file is valid at once).
+    public static func create(path: String, tensors: [TensorInfo], options: WriterOptions = WriterOptions()) throws -> SnapshotWriter {
+        let B = options.blockSize
+        guard B >= 1, UInt64(B) <= Spec.maxBlockSize, B & (B - 1) == 0 else {
+            throw FormatError.badHeaderField("blockSize \(B) is not a power of two in 1...\(Spec.maxBlockSize)")
+        }
+        let meta = FileMetadata(tensors: tensors, attributes: options.attributes)
+        try meta.validate()
+        let header = FileHeader(blockSize: UInt64(B), codecChain: options.chain)
+        let file = try WritableFile(path: path, create: true, overwrite: options.overwrite)
+        try file.truncate(to: 0)
+        try file.write(header.encode(), at: 0)
+        let w = SnapshotWriter(path: path, file: file, header: header, metadata: meta, tiles: [], segments: [],
+                               end: UInt64(Spec.headerSize), lastFooterOffset: 0, commitSequence: 0, options: options)
+        try w.publish(newTiles: [], keepBefore: 0, report: CommitReport(), firstCommit: true)
+        WritableFile.syncDirectory(of: path)
+        return w
+    }
+
+    /// Reopens `path` to append (training resumed). A torn tail after the newest commit is cut off.
+    /// With `expecting`, a different tensor layout is refused, naming the first difference.
+    public static func open(path: String, expecting tensors: [TensorInfo]? = nil, options: WriterOptions = WriterOptions()) throws -> SnapshotWriter {
+        let file = try WritableFile(path: path, create: false)
+        let reader = try PSnapReader(path: path, verifyChecksums: true)
+        if let tensors, let diff = Self.firstDifference(file: reader.tensors, given: tensors) {
+            throw IOError.layoutMismatch(diff)
+        }
+        var opts = options
+        opts.blockSize = Int(reader.header.blockSize)
+        opts.chain = reader.header.codecChain
+        let w = SnapshotWriter(path: path, file: file, header: reader.header, metadata: reader.metadata, tiles: reader.tiles,
+                               segments: reader.segments, end: reader.committedSize, lastFooterOffset: reader.footerOffset,
+                               commitSequence: reader.footer.commitSequence + 1, options: opts)
+        if reader.ignoredBytes > 0 {
+            try file.truncate(to: reader.committedSize)
+            try file.sync()
+            w.truncatedBytes = reader.ignoredBytes
+        }
+        return w
+    }
+
+    /// The first difference between the file's tensors and `given`, or nil when equal.
+    public static func firstDifference(file: [TensorInfo], given: [TensorInfo]) -> String? {
+        let byName = Dictionary(given.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for t in file {
+            guard let g = byName[t.name] else { return "tensor '\(t.name)' is in the file but missing from the snapshot" }
+            if g.dtype != t.dtype { return "tensor '\(t.name)' has dtype \(g.dtype.rawValue), the file has \(t.dtype.rawValue)" }
+            if g.shape != t.shape { return "tensor '\(t.name)' has shape \(g.shape), the file has \(t.shape)" }
+        }
+        let names = Set(file.map(\.name))
+        if let extra = given.first(where: { !names.contains($0.name) }) { return "tensor '\(extra.name)' is not in the file" }
+        if given.count != file.count { return "the snapshot names a tensor twice" }
+        return nil
+    }
+
+    // MARK: appending
+
+    /// Stages one snapshot: `buffers[i]` holds tensor i's raw little-endian values (its declared dtype and size).
+    /// Commits automatically when `snapshotsPerSegment` snapshots are staged.
+    public func append(_ info: SnapshotInfo, buffers: [UnsafeRawBufferPointer]) throws {
+        guard file != nil else { throw IOError.closed }
+        guard buffers.count == layout.tensors.count else {
+            throw IOError.badSnapshot("\(buffers.count) buffers for \(layout.tensors.count) tensors")
+        }
+        for (i, b) in buffers.enumerated() {
+            let want = layout.parameterCounts[i] * layout.tensors[i].dtype.size
+            guard b.count == want else {
+                throw IOError.badSnapshot("tensor '\(layout.tensors[i].name)': \(b.count) bytes, expected \(want) (\(layout.parameterCounts[i]) × \(layout.tensors[i].dtype.rawValue))")
+            }
+        }
+        try staging.add(buffers)
+        stagedInfos.append(info)
+        if stagedInfos.count >= options.snapshotsPerSegment { try commit() }
+    }
+
+    /// Stages one snapshot given as tensor name → raw bytes (every declared tensor exactly once).
+    public func append(_ info: SnapshotInfo, tensors: [String: [UInt8]]) throws {
+        var arrays: [[UInt8]] = []
+        for t in layout.tensors {
+            guard let b = tensors[t.name] else { throw IOError.badSnapshot("tensor '\(t.name)' missing") }
+            arrays.append(b)
+        }
+        if tensors.count != layout.tensors.count {
+            let names = Set(layout.tensors.map(\.name))
+            let extra = tensors.keys.sorted().first { !names.contains($0) } ?? "?"
+            throw IOError.badSnapshot("tensor '\(extra)' is not in the file")
+        }
+        try Self.withBuffers(arrays) { try append(info, buffers: $0) }
+    }
+
+    static func withBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+        var ptrs: [UnsafeRawBufferPointer] = []
+        func go(_ i: Int) throws -> R {
+            if i == arrays.count { return try body(ptrs) }
+            return try arrays[i].withUnsafeBytes { b in ptrs.append(b); return try go(i + 1) }
+        }
+        return try go(0)
+    }
+
+    /// Publishes every staged snapshot as one segment (merging trailing segments per §10), durably.
+    @discardableResult
+    public func commit() throws -> CommitReport {
+        guard let file else { throw IOError.closed }
+        let staged = stagedInfos.count
+        guard staged > 0 else { lastCommit = CommitReport(); return lastCommit }
+        let oldEnd = committedSnapshots
+        let newEnd = oldEnd + staged
+        let mergeStart = options.merge ? Self.plannedMergeStart(segments: segments.map(\.count), staged: staged, oldEnd: oldEnd) : oldEnd
+        var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
+        let before = end
+        let oldReader: PSnapReader? = mergeStart < oldEnd ? try PSnapReader(path: path, verifyChecksums: true) : nil
+        if let r = oldReader, r.footerOffset != lastFooterOffset {
+            throw FormatError.badFooter(offset: r.footerOffset, reason: "the file changed under the writer (newest footer expected at \(lastFooterOffset))")
+        }
+        let source = try staging.source()
+        var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
+                                  old: oldReader, staged: source, workers: options.workers,
+                                  batchBytes: max(1 << 20, options.memoryBudget / 8))
+        builder.progress = options.progress
+        let built = layout.parameterCount > 0 ? try builder.build(into: file, at: end) : BuildResult(end: end)
+        end = built.end
+        report.tilesWritten = built.entries.count
+        report.rawBytes = built.rawBytes
+        report.storedBytes = built.storedBytes
+        metadata.snapshots.append(contentsOf: stagedInfos)
+        try publish(newTiles: built.entries, keepBefore: mergeStart, report: report, firstCommit: false)
+        segments = segments.filter { $0.upperBound <= mergeStart } + [mergeStart..<newEnd]
+        stagedInfos.removeAll()
+        staging.reset()
+        lastCommit.bytesAppended = end - before
+        return lastCommit
+    }
+
+    /// §10 tiered merging: the first snapshot of the segment the staged snapshots end up in.
+    public static func plannedMergeStart(segments: [Int], staged: Int, oldEnd: Int) -> Int {
+        func tier(_ l: Int) -> Int { var t = 0, x = l; while x >= Spec.mergeFanout { x /= Spec.mergeFanout; t += 1 }; return t }
+        var segs = segments + [staged]
+        let F = Spec.mergeFanout
+        while segs.count >= F {
+            let tail = segs.suffix(F)
+            let t0 = tier(tail.first!)
+            guard tail.allSatisfy({ tier($0) == t0 }) else { break }
+            let sum = tail.reduce(0, +)
+            segs.removeLast(F)
+            segs.append(sum)
+        }
+        return oldEnd + staged - segs.last!
+    }
+
+    /// §9 steps 2-5: fsync tiles, append index + metadata + footer, fsync.
+    private func publish(newTiles: [TileIndexEntry], keepBefore: Int, report: CommitReport, firstCommit: Bool) throws {
+        guard let file else { throw IOError.closed }
+        try file.sync()
+        var all = tiles.filter { $0.firstSnapshot < UInt64(keepBefore) }
+        all.append(contentsOf: newTiles)
+        all.sort { ($0.tensor, $0.block, $0.firstSnapshot) < ($1.tensor, $1.block, $1.firstSnapshot) }
+        let index = TileIndex.encode(all)
+        let meta = metadata.encode()
+        let indexOffset = end
+        let metaOffset = indexOffset + UInt64(index.count)
+        let footerOffset = metaOffset + UInt64(meta.count)
+        let footer = Footer(commitSequence: firstCommit ? 0 : commitSequence, previousFooterOffset: lastFooterOffset,
+                            indexOffset: indexOffset, indexLength: UInt64(index.count), indexChecksum: XXH64.hash(index),
+                            metadataOffset: metaOffset, metadataLength: UInt64(meta.count), metadataChecksum: XXH64.hash(meta),
+                            snapshotCount: UInt64(metadata.snapshots.count), tileCount: UInt64(all.count),
+                            parameterCount: UInt64(layout.parameterCount))
+        var tail = index
+        tail.append(contentsOf: meta)
+        tail.append(contentsOf: footer.encode())
+        try file.write(tail, at: indexOffset)
+        try file.sync()
+        tiles = all
+        end = footerOffset + UInt64(Spec.footerSize)
+        lastFooterOffset = footerOffset
+        commitSequence = (firstCommit ? 0 : commitSequence) + 1
+        lastCommit = report
+    }
+
+    /// Commits what is staged and releases the file.
+    public func close() throws {
+        guard file != nil else { return }
+        try commit()
+        file?.close()
+        file = nil
+        staging.discard()
+    }
+
+    // MARK: compaction
+
+    /// Rewrites `input` so every block has one tile spanning all snapshots (§10), streaming block by block.
+    /// The result is written under a temporary name beside `output`, fsynced, then renamed over `output`.
+    /// `blockSize`/`chain` default to the input's.
+    @discardableResult
+    public static func compact(input: String, output: String, blockSize: Int? = nil, chain: CodecChain? = nil,
+                               options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        let reader = try PSnapReader(path: input, verifyChecksums: true)
+        var opts = options
+        opts.blockSize = blockSize ?? Int(reader.header.blockSize)
+        opts.chain = chain ?? reader.header.codecChain
+        opts.attributes = reader.metadata.attributes
+        opts.overwrite = true
+        let tmp = output + ".tmp-\(getpid())"
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        let w = try SnapshotWriter.create(path: tmp, tensors: reader.tensors, options: opts)
+        var report = CommitReport(snapshots: reader.snapshotCount, rewrittenFrom: 0)
+        if reader.snapshotCount > 0 {
+            var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: reader.snapshotCount,
+                                      old: reader, staged: nil, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
+            builder.progress = opts.progress
+            let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)
+            w.end = built.end
+            w.metadata.snapshots = reader.snapshots
+            report.tilesWritten = built.entries.count
+            report.rawBytes = built.rawBytes
+            report.storedBytes = built.storedBytes
+            try w.publish(newTiles: built.entries, keepBefore: 0, report: report, firstCommit: false)
+            w.segments = [0..<reader.snapshotCount]
+        }
+        w.file?.close()
+        w.file = nil
+        guard rename(tmp, output) == 0 else { throw IOError.rename(from: tmp, to: output, errno: errno) }
+        ok = true
+        WritableFile.syncDirectory(of: output)
+        return report
+    }
+}
+
+/// Staged snapshots: in memory up to a budget, then in a spill file beside the output (§10 bounded memory).
+final class Staging {
+    let spillPath: String
+    let snapshotBytes: Int
+    let memoryBudget: Int
+    private var memory: [UnsafeMutableRawBufferPointer] = []
+    private var spill: WritableFile?
+    private var spilled = 0
+
+    init(path: String, snapshotBytes: Int, memoryBudget: Int) {
+        self.spillPath = path + ".staging-\(getpid())"
+        self.snapshotBytes = snapshotBytes
+        self.memoryBudget = memoryBudget
+    }
+
+    var count: Int { memory.count + spilled }
+
+    func add(_ buffers: [UnsafeRawBufferPointer]) throws {
+        if (memory.count + 1) * snapshotBytes <= memoryBudget && spilled == 0 {
+            let a = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, snapshotBytes), alignment: 64)
+            var o = 0
+            for b in buffers where b.count > 0 {
+                (a.baseAddress! + o).copyMemory(from: b.baseAddress!, byteCount: b.count)
+                o += b.count
+            }
+            memory.append(a)
+        } else {
+            if spill == nil { spill = try WritableFile(path: spillPath, create: true, overwrite: true) }
+            var o = UInt64(spilled) * UInt64(snapshotBytes)
+            for b in buffers where b.count > 0 {
+                try spill!.write(b, at: o)
+                o += UInt64(b.count)
+            }
+            spilled += 1
+        }
+    }
+
+    /// A view of all staged snapshots for the tile builder.
+    func source() throws -> StagedView {
+        let map = spilled > 0 ? try MappedFile(path: spillPath, length: UInt64(spilled) * UInt64(snapshotBytes)) : nil
+        return StagedView(memory: memory, map: map, snapshotBytes: snapshotBytes, spilled: spilled)
+    }
+
+    deinit { discard() }
+
+    func reset() {
+        for m in memory { m.deallocate() }
+        memory.removeAll()
+        if spill != nil { try? spill!.truncate(to: 0) }
+        spilled = 0
+    }
+
+    func discard() {
+        for m in memory { m.deallocate() }
+        memory.removeAll()
+        if spill != nil { spill!.close(); spill = nil; unlink(spillPath) }
+        spilled = 0
+    }
+}
+
+/// Read-only view of staged snapshots.
+struct StagedView: StagedSource, @unchecked Sendable {
+    let memory: [UnsafeMutableRawBufferPointer]
+    let map: MappedFile?
+    let snapshotBytes: Int
+    let spilled: Int
+    var count: Int { memory.count + spilled }
+    func snapshot(_ k: Int) -> UnsafeRawPointer {
+        if k < memory.count {
+            return UnsafeRawPointer(memory[k].baseAddress!)
+        }
+        return map!.bytes.baseAddress! + (k - memory.count) * snapshotBytes
+    }
+}
