@@ -67,7 +67,7 @@ public final class TileCodec: @unchecked Sendable {
                 return (UnsafeRawBufferPointer(rebasing: other[0..<r]), false)
             }
         }
-        return (UnsafeRawBufferPointer(cur), false)
+        return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
     }
 
     /// Decodes stored bytes into `out` (exactly the raw tile's size).

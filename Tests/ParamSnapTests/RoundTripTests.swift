@@ -1,0 +1,141 @@
+// Seeded property tests: random runs written by the training writer read back bit-exact, across
+// dtypes, shapes, block sizes, segment lengths, commits, reopenings, merging and compaction.
+import Foundation
+import Testing
+@testable import ParamSnap
+
+/// A run held in memory as ground truth: truth[snapshot][tensor] = raw bytes.
+struct TruthRun {
+    var tensors: [TensorInfo]
+    var snapshots: [[[UInt8]]] = []
+    var infos: [SnapshotInfo] = []
+}
+
+func randomTensors(_ rng: inout SeededRNG) -> [TensorInfo] {
+    let n = Int(rng.next() % 4) + 1
+    return (0..<n).map { i in
+        let rank = Int(rng.next() % 3)
+        var shape = (0..<rank).map { _ in Int(rng.next() % 9) + 1 }
+        if rng.next() % 10 == 0 { shape = [0] }            // an empty tensor
+        if rng.next() % 6 == 0 { shape = [Int(rng.next() % 300) + 1] }
+        return TensorInfo(name: "t\(i).w", dtype: DType.allCases[Int(rng.next() % 4)], shape: shape)
+    }
+}
+
+/// Checks every trajectory, every tensor at every snapshot and a block read against the truth.
+func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) throws {
+    #expect(r.snapshotCount == truth.snapshots.count, "\(context)")
+    #expect(r.snapshots == truth.infos, "\(context)")
+    for (t, info) in truth.tensors.enumerated() {
+        let e = info.dtype.size
+        let n = info.parameterCount!
+        for p in 0..<n {
+            let got = try r.trajectoryBytes(tensor: t, index: p)
+            var want: [UInt8] = []
+            for s in truth.snapshots { want.append(contentsOf: s[t][(p * e)..<((p + 1) * e)]) }
+            #expect(got == want, "\(context): tensor \(info.name) param \(p)")
+            if got != want { return }
+        }
+        for k in 0..<truth.snapshots.count {
+            #expect(try r.tensorBytes(tensor: t, snapshot: k) == truth.snapshots[k][t], "\(context): tensor \(info.name) snapshot \(k)")
+        }
+        if n > 0 && truth.snapshots.count > 0 {
+            let lo = n / 3, hi = n
+            let m = try r.trajectories(tensor: t, range: lo..<hi)
+            for p in lo..<hi {
+                for k in 0..<truth.snapshots.count {
+                    let v = truth.snapshots[k][t].withUnsafeBytes { ValueConversion.toDoubles(UnsafeRawBufferPointer(rebasing: $0[(p * e)..<((p + 1) * e)]), dtype: info.dtype)[0] }
+                    let g = m[(p - lo) * truth.snapshots.count + k]
+                    #expect(g.bitPattern == v.bitPattern || (g.isNaN && v.isNaN), "\(context): matrix \(info.name)[\(p)] snapshot \(k)")
+                }
+            }
+        }
+    }
+}
+
+@Suite struct RoundTripTests {
+    @Test(arguments: 0..<12)
+    func randomRunsRoundTrip(caseIndex: Int) throws {
+        let seed = testSeed(0x5EED_0000 + UInt64(caseIndex))
+        var rng = SeededRNG(seed: seed)
+        let dir = tempDir()
+        defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        let ctx = "seed \(seed) (rerun with PSNAP_SEED=\(seed))"
+        var truth = TruthRun(tensors: randomTensors(&rng))
+        var options = WriterOptions()
+        options.blockSize = [1, 2, 8, 64, 1024][Int(rng.next() % 5)]
+        options.snapshotsPerSegment = Int(rng.next() % 5) + 1
+        options.chain = try CodecChain(stages: FormatTests.chains[Int(rng.next() % UInt64(FormatTests.chains.count))], zstdLevel: 1)
+        options.workers = Int(rng.next() % 3) + 1
+        options.memoryBudget = rng.next() % 2 == 0 ? 1 << 20 : 256   // tiny budgets force spilling to the staging file
+        options.merge = rng.next() % 4 != 0
+        var w: SnapshotWriter? = try SnapshotWriter.create(path: path, tensors: truth.tensors, options: options)
+        let total = Int(rng.next() % 23) + 1
+        for k in 0..<total {
+            let snap = truth.tensors.map { t in randomTrajectoryBits(&rng, dtype: t.dtype, params: t.parameterCount!, snapshots: 1)[0] }
+            let info = SnapshotInfo(step: Int64(k * 10), epoch: rng.next() % 2 == 0 ? Double(k) / 4 : nil, time: 1_700_000_000 + Double(k),
+                                    metadata: ["loss": .number(Double(k) * 0.5), "note": .string("s\(k)")])
+            try SnapshotWriter.withBuffers(snap) { try w!.append(info, buffers: $0) }
+            truth.snapshots.append(snap); truth.infos.append(info)
+            switch rng.next() % 6 {
+            case 0: try w!.commit()
+            case 1: try w!.close(); w = try SnapshotWriter.open(path: path, expecting: truth.tensors, options: options)
+            default: break
+            }
+            if rng.next() % 5 == 0 {
+                // A concurrent reader sees exactly the committed prefix.
+                let r = try PSnapReader(path: path)
+                #expect(r.snapshotCount == w!.committedSnapshots, "\(ctx)")
+            }
+        }
+        try w!.close()
+        let r = try PSnapReader(path: path)
+        try checkAgainstTruth(r, truth, context: ctx + " written")
+        #expect(r.verifyAll().isEmpty, "\(ctx)")
+        #expect(r.ignoredBytes == 0)
+        // Compact, possibly into another block size and chain: same values, one segment.
+        let out = dir + "/compact.psnap"
+        let nb = [1, 4, 16, 2048][Int(rng.next() % 4)]
+        try SnapshotWriter.compact(input: path, output: out, blockSize: nb, chain: .default)
+        let c = try PSnapReader(path: out)
+        #expect(c.segments.count == 1, "\(ctx)")
+        #expect(Int(c.header.blockSize) == nb)
+        try checkAgainstTruth(c, truth, context: ctx + " compacted B=\(nb)")
+    }
+
+    @Test func resumedWriterRefusesADifferentLayout() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/r.psnap"
+        let tensors = [TensorInfo(name: "a", dtype: .f32, shape: [3]), TensorInfo(name: "b", dtype: .bf16, shape: [2, 2])]
+        try SnapshotWriter.create(path: path, tensors: tensors).close()
+        var changed = tensors; changed[1].shape = [4]
+        #expect(throws: IOError.layoutMismatch("tensor 'b' has shape [4], the file has [2, 2]")) {
+            try SnapshotWriter.open(path: path, expecting: changed)
+        }
+        changed = tensors; changed[0].dtype = .f64
+        #expect(throws: IOError.layoutMismatch("tensor 'a' has dtype f64, the file has f32")) {
+            try SnapshotWriter.open(path: path, expecting: changed)
+        }
+        #expect(throws: IOError.layoutMismatch("tensor 'b' is in the file but missing from the snapshot")) {
+            try SnapshotWriter.open(path: path, expecting: [tensors[0]])
+        }
+    }
+
+    @Test func secondWriterIsLockedOut() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/l.psnap"
+        let w = try SnapshotWriter.create(path: path, tensors: [TensorInfo(name: "a", dtype: .f32, shape: [1])])
+        #expect(throws: IOError.locked(path: path)) { try SnapshotWriter.open(path: path) }
+        try w.close()
+        try SnapshotWriter.open(path: path).close()
+    }
+
+    @Test func wrongBufferSizesAreRefused() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let w = try SnapshotWriter.create(path: dir + "/x.psnap", tensors: [TensorInfo(name: "a", dtype: .f32, shape: [3])])
+        #expect(throws: IOError.self) { try w.append(SnapshotInfo(step: 0), tensors: ["a": [0, 0, 0]]) }
+        #expect(throws: IOError.self) { try w.append(SnapshotInfo(step: 0), tensors: ["b": [UInt8](repeating: 0, count: 12)]) }
+        try w.close()
+    }
+}
