@@ -120,4 +120,68 @@ public final class TileCodec: @unchecked Sendable {
             }
         }
     }
+
+    /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
+    /// (in encoding order) an optional temporal stage, `split`, an optional `bytedelta`, an optional `zstd`.
+    var rowDecodable: Bool {
+        var st = chain.stages[...]
+        if st.last == .zstd { st = st.dropLast() }
+        if st.first == .xor || st.first == .sub { st = st.dropFirst() }
+        return st == [.split] || st == [.split, .bytedelta] || st.isEmpty
+    }
+
+    /// Decodes only parameter `row` of a tile (its `snapshots` values) into `out` (`snapshots × elementSize` bytes).
+    /// zstd must still inflate the whole tile; the byte transforms touch only this row (plus a fast byte sum).
+    public func decodeRow(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, row: Int, into out: UnsafeMutableRawPointer,
+                          elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
+        let n = params * S * e
+        let rowBytes = S * e
+        if storedRaw || chain.stages.isEmpty {
+            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
+            out.copyMemory(from: stored.baseAddress! + row * rowBytes, byteCount: rowBytes)
+            return
+        }
+        guard rowDecodable else {
+            let full = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
+            defer { full.deallocate() }
+            try decode(stored, storedRaw: false, into: full, elementSize: e, params: params, snapshots: S)
+            out.copyMemory(from: full.baseAddress! + row * rowBytes, byteCount: rowBytes)
+            return
+        }
+        let buf: UnsafeRawPointer
+        if chain.stages.last == .zstd {
+            Self.ensure(&a, n)
+            if dctx == nil { dctx = ZSTD_createDCtx() }
+            let size = ZSTD_getFrameContentSize(stored.baseAddress, stored.count)
+            if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
+            if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
+            let r = ZSTD_decompressDCtx(dctx, a.baseAddress!, n, stored.baseAddress, stored.count)
+            if ZSTD_isError(r) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(r))) }
+            guard r == n else { throw .sizeMismatch(expected: n, got: r) }
+            buf = UnsafeRawPointer(a.baseAddress!)
+        } else {
+            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
+            buf = stored.baseAddress!
+        }
+        let stages = chain.stages
+        let count = params * S
+        if stages.contains(.split) {
+            let first = row * S
+            let o = out.assumingMemoryBound(to: UInt8.self)
+            for k in 0..<e {
+                let plane = buf.assumingMemoryBound(to: UInt8.self) + k * count
+                if stages.contains(.bytedelta) {
+                    var acc = Transforms.byteSum(plane, count: first)
+                    for s in 0..<S { acc = acc &+ plane[first + s]; o[s * e + k] = acc }
+                } else {
+                    for s in 0..<S { o[s * e + k] = plane[first + s] }
+                }
+            }
+        } else {
+            out.copyMemory(from: buf + row * rowBytes, byteCount: rowBytes)
+        }
+        if let t = stages.first, t == .xor || t == .sub {
+            Transforms.temporal(out, elementSize: e, params: 1, snapshots: S, xor: t == .xor, encode: false)
+        }
+    }
 }

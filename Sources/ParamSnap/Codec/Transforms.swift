@@ -105,13 +105,29 @@ enum Transforms {
     }
 
     // MARK: bytedelta (§5 stage 4)
+    //
+    // SWAR: eight bytes per UInt64, lane-wise arithmetic modulo 256 with no carries between lanes.
+
+    static let lo7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+    static let hi1: UInt64 = 0x8080_8080_8080_8080
+    @inline(__always) static func laneAdd(_ a: UInt64, _ b: UInt64) -> UInt64 { ((a & lo7) &+ (b & lo7)) ^ ((a ^ b) & hi1) }
+    @inline(__always) static func laneSub(_ a: UInt64, _ b: UInt64) -> UInt64 { ((a | hi1) &- (b & lo7)) ^ ((a ^ ~b) & hi1) }
 
     static func byteDeltaEncode(_ buf: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
         let b = buf.assumingMemoryBound(to: UInt8.self)
         for k in 0..<e {
             let p = b + k * n
-            var i = n - 1
-            while i >= 1 { p[i] = p[i] &- p[i &- 1]; i &-= 1 }
+            var prev: UInt8 = 0
+            var i = 0
+            while i &+ 8 <= n {
+                let x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+                // Previous byte of each lane: x shifted up one lane, the last byte of the previous word in lane 0.
+                let shifted = (x &<< 8) | UInt64(prev)
+                prev = UInt8(truncatingIfNeeded: x &>> 56)
+                UnsafeMutableRawPointer(p + i).storeBytes(of: laneSub(x, shifted).littleEndian, as: UInt64.self)
+                i &+= 8
+            }
+            while i < n { let v = p[i]; p[i] = v &- prev; prev = v; i &+= 1 }
         }
     }
 
@@ -120,7 +136,36 @@ enum Transforms {
         for k in 0..<e {
             let p = b + k * n
             var acc: UInt8 = 0
-            for i in 0..<n { acc = acc &+ p[i]; p[i] = acc }
+            var i = 0
+            while i &+ 8 <= n {
+                var x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+                // In-word prefix sums (log-step), then add the running total to every lane.
+                x = laneAdd(x, x &<< 8)
+                x = laneAdd(x, x &<< 16)
+                x = laneAdd(x, x &<< 32)
+                x = laneAdd(x, UInt64(acc) &* 0x0101_0101_0101_0101)
+                acc = UInt8(truncatingIfNeeded: x &>> 56)
+                UnsafeMutableRawPointer(p + i).storeBytes(of: x.littleEndian, as: UInt64.self)
+                i &+= 8
+            }
+            while i < n { acc = acc &+ p[i]; p[i] = acc; i &+= 1 }
         }
+    }
+
+    /// Sum modulo 256 of bytes `p[0..<n]` (the bytedelta prefix needed to decode from position n).
+    static func byteSum(_ p: UnsafePointer<UInt8>, count n: Int) -> UInt8 {
+        var acc: UInt64 = 0
+        var i = 0
+        // Byte pairs widened to 16-bit lanes, so lane sums cannot carry into each other; the multiply by
+        // 0x0001_0001_0001_0001 gathers a word's four lane sums (≤ 1020) in its top 16 bits.
+        let m: UInt64 = 0x00FF_00FF_00FF_00FF
+        while i &+ 8 <= n {
+            let x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+            acc &+= (((x & m) &+ ((x &>> 8) & m)) &* 0x0001_0001_0001_0001) &>> 48
+            i &+= 8
+        }
+        var r = UInt8(truncatingIfNeeded: acc)
+        while i < n { r = r &+ p[i]; i &+= 1 }
+        return r
     }
 }

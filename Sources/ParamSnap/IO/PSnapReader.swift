@@ -197,13 +197,15 @@ public final class PSnapReader: @unchecked Sendable {
         try withCodec { codec in
             for i in tileRange(tensor: t, block: b) {
                 let x = tiles[i]
-                let s = Int(x.snapshotCount)
-                let scratch = codec.rawScratch(Int(x.rawLength))
-                try decodeTile(i, into: scratch, codec: codec)
-                out.withUnsafeMutableBytes { o in
-                    (o.baseAddress! + Int(x.firstSnapshot) * e).copyMemory(from: scratch.baseAddress! + q * s * e, byteCount: s * e)
+                if verifyChecksums { try verifyTile(i) }
+                do {
+                    try out.withUnsafeMutableBytes { o in
+                        try codec.decodeRow(storedBytes(i), storedRaw: x.storedRaw, row: q, into: o.baseAddress! + Int(x.firstSnapshot) * e,
+                                            elementSize: e, params: params, snapshots: Int(x.snapshotCount))
+                    }
+                } catch {
+                    throw FormatError.tileDecode(tile: tileName(i), reason: "\(error)")
                 }
-                _ = params
             }
         }
         return out

@@ -34,13 +34,12 @@ extension PSnapReader {
         order.sort { tiles[$0].offset < tiles[$1].offset }
         let jobs = order
         let lock = NSLock()
-        var nextJob = 0
         var firstError: Error?
         let state = UncheckedBox(value: (lock, jobs))
         let n = max(1, min(workers, jobs.count))
         let shared = UncheckedBox(value: self)
         let counter = UncheckedBox(value: UnsafeMutablePointer<Int>.allocate(capacity: 1))
-        counter.value.initialize(to: nextJob)
+        counter.value.initialize(to: 0)
         let errBox = UncheckedBox(value: UnsafeMutablePointer<Error?>.allocate(capacity: 1))
         errBox.value.initialize(to: nil)
         defer { counter.value.deallocate(); errBox.value.deinitialize(count: 1); errBox.value.deallocate() }
@@ -72,7 +71,6 @@ extension PSnapReader {
             }
         }
         firstError = errBox.value.pointee
-        _ = nextJob
         if let firstError { throw firstError }
     }
 }

@@ -165,7 +165,8 @@ public final class SnapshotWriter {
         try Self.withBuffers(arrays) { try append(info, buffers: $0) }
     }
 
-    static func withBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+    /// Calls `body` with raw views of `arrays` (for `append(_:buffers:)`).
+    public static func withBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
         var ptrs: [UnsafeRawBufferPointer] = []
         func go(_ i: Int) throws -> R {
             if i == arrays.count { return try body(ptrs) }

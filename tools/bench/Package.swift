@@ -1,0 +1,12 @@
+// swift-tools-version:6.0
+// Benchmarks of ParamSnap (release builds): append/convert throughput, ratio, read latency, open time, RSS.
+import PackageDescription
+
+let package = Package(
+    name: "psnap-bench",
+    dependencies: [.package(name: "ParamSnap", path: "../..")],
+    targets: [
+        .executableTarget(name: "psnap-bench", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

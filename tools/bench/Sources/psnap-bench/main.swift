@@ -1,0 +1,314 @@
+// psnap-bench: measures ParamSnap in release builds (append MB/s, ratio, trajectory latency, open time, RSS) beside zstd.
+import Foundation
+import ParamSnap
+
+// MARK: helpers
+
+func peakRSSMiB() -> Double {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = Double(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "0") ?? 0
+        return kb / 1024
+    }
+    return -1
+}
+
+func now() -> Double { Date().timeIntervalSince1970 }
+
+func shell(_ cmd: String) -> (Double, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/bash")
+    p.arguments = ["-c", cmd]
+    let o = Pipe()
+    p.standardOutput = o
+    let t0 = now()
+    try! p.run()
+    let d = o.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (now() - t0, String(decoding: d, as: UTF8.self))
+}
+
+func percentile(_ xs: [Double], _ q: Double) -> Double {
+    let s = xs.sorted()
+    return s[min(s.count - 1, Int(Double(s.count - 1) * q))]
+}
+
+struct Rng {
+    var s: UInt64
+    mutating func next() -> UInt64 {
+        s &+= 0x9E37_79B9_7F4A_7C15
+        var z = s
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Approximately normal (sum of 4 uniforms, centred, unit variance).
+    mutating func gauss() -> Float {
+        let x = next()
+        let a = Float(x & 0xFFFF) + Float((x >> 16) & 0xFFFF) + Float((x >> 32) & 0xFFFF) + Float(x >> 48)
+        return (a / 65535 - 2) * 1.7320508
+    }
+}
+
+/// A synthetic run of realistic trajectories: per-parameter random walks with drift and per-tensor step scales,
+/// plus constant parameters (frozen) and spiky ones (rare large jumps).
+struct SyntheticRun {
+    let tensors: [TensorInfo]
+    let scales: [Float]
+    var state: [[Float]]
+    var drift: [[Float]]
+    var rng = Rng(s: 42)
+
+    init(parameters: Int, tensorCount: Int) {
+        var t: [TensorInfo] = []
+        var left = parameters
+        for i in 0..<tensorCount {
+            let n = i == tensorCount - 1 ? left : parameters / tensorCount
+            left -= n
+            t.append(TensorInfo(name: "layers.\(i).weight", dtype: .f32, shape: [n]))
+        }
+        tensors = t
+        var r = Rng(s: 7)
+        scales = t.indices.map { i in Float(1e-4) * Float(1 + i % 5) }
+        state = t.map { info in (0..<info.parameterCount!).map { _ in r.gauss() * 0.02 } }
+        drift = t.indices.map { i in (0..<t[i].parameterCount!).map { _ in r.gauss() * 1e-5 } }
+    }
+
+    /// Advances one snapshot and returns its tensors' bytes.
+    mutating func next() -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        for i in tensors.indices {
+            let sc = scales[i]
+            var st = state[i]
+            let dr = drift[i]
+            st.withUnsafeMutableBufferPointer { s in
+                for p in 0..<s.count {
+                    let kind = p % 64
+                    if kind == 0 { continue }                          // frozen parameter
+                    var step = dr[p] + sc * rng.gauss()
+                    if kind == 1 && rng.next() % 50 == 0 { step *= 100 } // a spike
+                    s[p] += step
+                }
+            }
+            state[i] = st
+            out.append(st.withUnsafeBytes { Array($0) })
+        }
+        return out
+    }
+}
+
+// MARK: commands
+
+func benchAppend(args: [String]) throws {
+    // psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024]
+    let dir = args.first ?? "/tmp/psnap-bench"
+    func opt(_ n: String, _ d: Double) -> Double { args.firstIndex(of: n).map { Double(args[$0 + 1])! } ?? d }
+    let gib = opt("--gib", 4), snaps = Int(opt("--snapshots", 64)), per = Int(opt("--per-segment", 16))
+    let memMiB = Int(opt("--memory-mib", 1024)), level = Int32(opt("--level", 3))
+    let params = Int(gib * 1_073_741_824 / 4 / Double(snaps))
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let run = dir + "/synthetic.psnap", rawPath = dir + "/synthetic.raw"
+    unlink(run); unlink(rawPath)
+    var gen = SyntheticRun(parameters: params, tensorCount: 24)
+    var o = WriterOptions()
+    o.snapshotsPerSegment = per
+    o.memoryBudget = memMiB << 20
+    o.chain = try CodecChain(stages: CodecChain.default.stages, zstdLevel: level)
+    let w = try SnapshotWriter.create(path: run, tensors: gen.tensors, options: o)
+    let rawFile = FileHandle(forWritingAtPath: { FileManager.default.createFile(atPath: rawPath, contents: nil); return rawPath }())!
+    var genSecs = 0.0, appendSecs = 0.0
+    for k in 0..<snaps {
+        let t0 = now()
+        let snap = gen.next()
+        genSecs += now() - t0
+        for b in snap { rawFile.write(Data(b)) }
+        let t1 = now()
+        try SnapshotWriter.withBuffers(snap) { try w.append(SnapshotInfo(step: Int64(k), time: now()), buffers: $0) }
+        appendSecs += now() - t1
+    }
+    let t2 = now()
+    try w.close()
+    appendSecs += now() - t2
+    try rawFile.close()
+    let raw = Double(params) * 4 * Double(snaps)
+    let r = try PSnapReader(path: run)
+    let rss = peakRSSMiB()
+    // The peer: zstd CLI at the same level, 2 threads, on the same raw bytes (snapshot-major, as dumped).
+    _ = shell("cat \(rawPath) > /dev/null")
+    let (zsecs, _) = shell("zstd -T2 -\(level) -q -c \(rawPath) > \(dir)/synthetic.raw.zst")
+    let zsize = Double((try FileManager.default.attributesOfItem(atPath: dir + "/synthetic.raw.zst")[.size] as! NSNumber).intValue)
+    let t3 = now()
+    try SnapshotWriter.compact(input: run, output: dir + "/synthetic.compact.psnap", options: o)
+    let compactSecs = now() - t3
+    let c = try PSnapReader(path: dir + "/synthetic.compact.psnap")
+    print(String(format: "append: %.2f GiB raw (%d params × %d snapshots, %d per segment, budget %d MiB)", raw / 1073741824, params, snaps, per, memMiB))
+    print(String(format: "  psnap append  %.0f MB/s  (%.1f s; generator %.1f s excluded)  ratio %.3f live, file %.2f GiB (write amplification %.2f)",
+                 raw / appendSecs / 1e6, appendSecs, genSecs, raw / Double(r.liveTileBytes), Double(r.file.bytes.count) / 1073741824,
+                 Double(r.file.bytes.count) / Double(r.liveTileBytes)))
+    print(String(format: "  zstd -T2 -%d   %.0f MB/s  (%.1f s)  ratio %.3f", level, raw / zsecs / 1e6, zsecs, raw / zsize))
+    print(String(format: "  psnap compact %.0f MB/s  (%.1f s)  ratio %.3f", raw / compactSecs / 1e6, compactSecs, raw / Double(c.liveTileBytes)))
+    print(String(format: "  peak RSS %.0f MiB (budget %d MiB; the generator holds %.0f MiB of state)", rss, memMiB, Double(params) * 8 / 1048576))
+    unlink(rawPath); unlink(dir + "/synthetic.raw.zst")
+}
+
+func benchRead(args: [String]) throws {
+    // psnap-bench read FILE [--n 1000]
+    let path = args[0]
+    let n = args.firstIndex(of: "--n").map { Int(args[$0 + 1])! } ?? 1000
+    let t0 = now()
+    let r = try PSnapReader(path: path)
+    let openMs = (now() - t0) * 1000
+    var rng = Rng(s: 99)
+    var lat: [Double] = []
+    // Warm the page cache, then time.
+    _ = shell("cat \(path) > /dev/null")
+    var sink = 0.0
+    for _ in 0..<n {
+        let g = Int(rng.next() % UInt64(r.parameterCount))
+        let t = now()
+        let v = try r.trajectory(global: g)
+        lat.append((now() - t) * 1e6)
+        sink += v[0]
+    }
+    let tileRaw = Double(r.tiles.reduce(UInt64(0)) { $0 + $1.rawLength }) / Double(max(1, r.tiles.count))
+    print(String(format: "read %@: open %.2f ms (%d tiles), trajectory of %d snapshots p50 %.1f µs p99 %.1f µs (mean raw tile %.0f KiB)%@",
+                 (path as NSString).lastPathComponent, openMs, r.tiles.count, r.snapshotCount, percentile(lat, 0.5), percentile(lat, 0.99),
+                 tileRaw / 1024, sink.isNaN ? " " : ""))
+}
+
+func benchOpen(args: [String]) throws {
+    // psnap-bench open DIR: a file with ≥ 100,000 tiles (B = 64, 6.4 M params, 2 segments), open time.
+    let dir = args.first ?? "/tmp/psnap-bench"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let path = dir + "/many-tiles.psnap"
+    unlink(path)
+    var o = WriterOptions(); o.blockSize = 64; o.snapshotsPerSegment = 2
+    let params = 3_200_000
+    let w = try SnapshotWriter.create(path: path, tensors: [TensorInfo(name: "w", dtype: .f32, shape: [params])], options: o)
+    let zeros = [UInt8](repeating: 0, count: params * 4)
+    for k in 0..<4 { try w.append(SnapshotInfo(step: Int64(k)), tensors: ["w": zeros]) }
+    try w.close()
+    var times: [Double] = []
+    var tiles = 0
+    for _ in 0..<7 {
+        let t0 = now()
+        let r = try PSnapReader(path: path)
+        times.append((now() - t0) * 1000)
+        tiles = r.tiles.count
+    }
+    print(String(format: "open: %d tiles, index %.1f MiB: median %.1f ms, min %.1f ms", tiles, Double(tiles * 64) / 1048576, percentile(times, 0.5), times.min()!))
+}
+
+func benchReal(args: [String]) throws {
+    // psnap-bench real DATA_DIR OUT_DIR: ratio and append speed on each shared run beside zstd -3 of the files.
+    let data = args[0], out = args[1]
+    try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+    let blockSizes = args.firstIndex(of: "--block-sizes").map { args[$0 + 1].split(separator: ",").map { Int($0)! } } ?? [Spec.defaultBlockSize]
+    let chains = args.firstIndex(of: "--chains").map { args[$0 + 1].split(separator: ";").map(String.init) } ?? ["xor,split,bytedelta,zstd"]
+    let levels = args.firstIndex(of: "--levels").map { args[$0 + 1].split(separator: ",").map { Int32($0)! } } ?? [3]
+    for runName in ["tiny-gpt", "tiny-gpt-bf16", "mlp-digits"] {
+        let dir = data + "/" + runName
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".safetensors") }.sorted().map { dir + "/" + $0 }
+        let sts = try files.map { try SafeTensorsFile(path: $0) }
+        let raw = Double(sts.reduce(0) { a, s in a + s.entries.reduce(0) { $0 + $1.end - $1.begin } })
+        let (zsecs, zout) = shell("cat \(files.joined(separator: " ")) | zstd -3 -q -c | wc -c")
+        let fileBytes = Double(files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? NSNumber)?.intValue ?? 0) })
+        print(String(format: "%@: %d snapshots, %.1f MB raw; zstd -3 of the files: ratio %.3f (%.0f MB/s)", runName, files.count, raw / 1e6,
+                     fileBytes / Double(zout.trimmingCharacters(in: .whitespacesAndNewlines))!, fileBytes / zsecs / 1e6))
+        for chainText in chains {
+            for level in levels {
+                for B in blockSizes {
+                    let path = out + "/\(runName).psnap"
+                    var o = WriterOptions(); o.blockSize = B; o.snapshotsPerSegment = files.count; o.overwrite = true
+                    o.chain = try CodecChain(parsing: chainText, zstdLevel: level)
+                    let t0 = now()
+                    let w = try SnapshotWriter.create(path: path, tensors: sts[0].tensors, options: o)
+                    for (k, s) in sts.enumerated() {
+                        try w.append(SnapshotInfo(step: Int64(k)), buffers: w.layout.tensors.map { s.bytes(named: $0.name)! })
+                    }
+                    try w.close()
+                    let secs = now() - t0
+                    let r = try PSnapReader(path: path)
+                    // Full decode speed (one thread) and random trajectory latency.
+                    let codec = TileCodec(chain: r.header.codecChain)
+                    let t1 = now()
+                    for i in r.tiles.indices { try r.decodeTile(i, into: codec.rawScratch(Int(r.tiles[i].rawLength)), codec: codec) }
+                    let dsecs = now() - t1
+                    var rng = Rng(s: 5)
+                    var lat: [Double] = []
+                    for _ in 0..<1000 {
+                        let g = Int(rng.next() % UInt64(r.parameterCount))
+                        let t = now(); _ = try r.trajectory(global: g); lat.append((now() - t) * 1e6)
+                    }
+                    print(String(format: "  %-28@ L%-2d B=%-6d ratio %.3f  write %.0f MB/s  decode %.0f MB/s (1 thread)  trajectory p50 %.0f µs p99 %.0f µs",
+                                 chainText as NSString, level, B, raw / Double(r.liveTileBytes), raw / secs / 1e6, raw / dsecs / 1e6,
+                                 percentile(lat, 0.5), percentile(lat, 0.99)))
+                }
+            }
+        }
+    }
+}
+
+func benchKernels(args: [String]) throws {
+    // psnap-bench kernels FILE: per-stage speeds on the file's tiles (one thread, MB/s of raw bytes).
+    let r = try PSnapReader(path: args[0])
+    let codec = TileCodec(chain: r.header.codecChain)
+    let raw = r.tiles.reduce(0) { $0 + Int($1.rawLength) }
+    let stored = r.tiles.reduce(0) { $0 + Int($1.storedLength) }
+    func time(_ name: String, bytes: Int, _ body: () throws -> Void) rethrows {
+        var best = Double.infinity
+        for _ in 0..<5 { let t = now(); try body(); best = min(best, now() - t) }
+        print(String(format: "  %-34@ %8.0f MB/s", name as NSString, Double(bytes) / best / 1e6))
+    }
+    print("kernels on \(r.tiles.count) tiles, \(raw) raw bytes, \(stored) stored")
+    try time("xxh64 (stored bytes)", bytes: stored) { for i in r.tiles.indices { try r.verifyTile(i) } }
+    try time("full tile decode (no checksum)", bytes: raw) {
+        for i in r.tiles.indices {
+            let x = r.tiles[i]
+            try codec.decode(r.storedBytes(i), storedRaw: x.storedRaw, into: codec.rawScratch(Int(x.rawLength)), elementSize: r.tensors[Int(x.tensor)].dtype.size,
+                             params: r.layout.blockParams(tensor: Int(x.tensor), block: Int(x.block)), snapshots: Int(x.snapshotCount))
+        }
+    }
+    let zc = try CodecChain(stages: [.zstd])
+    let z = TileCodec(chain: zc)
+    // zstd alone: decode stored frames into scratch (sizes via the stored raw length).
+    try time("zstd decompress only", bytes: raw) {
+        for i in r.tiles.indices where !r.tiles[i].storedRaw {
+            let x = r.tiles[i]
+            try z.decode(r.storedBytes(i), storedRaw: false, into: z.rawScratch(Int(x.rawLength)), elementSize: 1, params: Int(x.rawLength), snapshots: 1)
+        }
+    }
+    try time("encode (full chain)", bytes: raw) {
+        for i in r.tiles.indices {
+            let x = r.tiles[i]
+            let buf = codec.rawScratch(Int(x.rawLength))
+            try r.decodeTile(i, into: buf, codec: codec)
+            let copy = Array(UnsafeRawBufferPointer(buf))
+            _ = copy.withUnsafeBytes { codec.encode($0, elementSize: r.tensors[Int(x.tensor)].dtype.size, params: r.layout.blockParams(tensor: Int(x.tensor), block: Int(x.block)), snapshots: Int(x.snapshotCount)) }
+        }
+    }
+}
+
+let argv = Array(CommandLine.arguments.dropFirst())
+guard let cmd = argv.first else {
+    print("""
+    usage: psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024] [--level 3]
+           psnap-bench read FILE [--n 1000]
+           psnap-bench open DIR
+           psnap-bench real DATA_DIR OUT_DIR [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
+    """)
+    exit(64)
+}
+do {
+    switch cmd {
+    case "append": try benchAppend(args: Array(argv.dropFirst()))
+    case "read": try benchRead(args: Array(argv.dropFirst()))
+    case "open": try benchOpen(args: Array(argv.dropFirst()))
+    case "kernels": try benchKernels(args: Array(argv.dropFirst()))
+    case "real": try benchReal(args: Array(argv.dropFirst()))
+    default: print("unknown command \(cmd)"); exit(64)
+    }
+} catch {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    exit(1)
+}
