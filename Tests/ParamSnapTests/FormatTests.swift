@@ -49,6 +49,7 @@ import Testing
     static let chains: [[CodecStage]] = [
         [], [.zstd], [.split, .zstd], [.xor, .split, .zstd], [.sub, .split, .bytedelta, .zstd],
         [.xor, .split, .bytedelta, .zstd], [.xor], [.split, .bytedelta], [.bytedelta, .zstd],
+        [.split, .bytedelta, .zstdPlanes], [.zstdPlanes], [.sub, .split, .zstdPlanes], [.xor, .zstdPlanes],
     ]
 
     @Test(arguments: 0..<chains.count)

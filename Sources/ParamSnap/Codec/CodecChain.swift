@@ -8,6 +8,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case split = 3
     case bytedelta = 4
     case zstd = 16
+    case zstdPlanes = 17
 
     public var description: String {
         switch self {
@@ -16,8 +17,12 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .split: return "split"
         case .bytedelta: return "bytedelta"
         case .zstd: return "zstd"
+        case .zstdPlanes: return "zstdplanes"
         }
     }
+
+    /// Terminal (length-changing) stages must come last (§5).
+    public var isTerminal: Bool { self == .zstd || self == .zstdPlanes }
 
     /// Parses a stage name as written in `description`.
     public init?(name: String) {
@@ -36,10 +41,10 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
 
     public init(stages: [CodecStage], zstdLevel: Int32 = Spec.defaultZstdLevel) throws(FormatError) {
         guard stages.count <= Spec.maxChainStages else { throw .invalidCodecChain("\(stages.count) stages (max \(Spec.maxChainStages))") }
-        if let z = stages.firstIndex(of: .zstd), z != stages.count - 1 {
-            throw .invalidCodecChain("zstd must be the last stage")
+        if let z = stages.firstIndex(where: \.isTerminal), z != stages.count - 1 {
+            throw .invalidCodecChain("\(stages[z]) must be the last stage")
         }
-        if stages.contains(.zstd) {
+        if stages.contains(where: \.isTerminal) {
             guard zstdLevel >= ZSTD_minCLevel(), zstdLevel <= ZSTD_maxCLevel() else {
                 throw .invalidCodecChain("zstd level \(zstdLevel) outside \(ZSTD_minCLevel())...\(ZSTD_maxCLevel())")
             }
@@ -70,7 +75,7 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        stages.isEmpty ? "none" : stages.map { $0 == .zstd ? "zstd(\(zstdLevel))" : $0.description }.joined(separator: " → ")
+        stages.isEmpty ? "none" : stages.map { $0.isTerminal ? "\($0)(\(zstdLevel))" : $0.description }.joined(separator: " → ")
     }
 }
 

@@ -5,6 +5,7 @@ import CZstd
 public enum TileCodecError: Error, Equatable, Sendable {
     case zstd(String)
     case sizeMismatch(expected: Int, got: Int)
+    case badPlaneTable(String)
 }
 
 /// Per-thread scratch memory and zstd contexts for encoding and decoding tiles. Not thread-safe:
@@ -16,8 +17,18 @@ public final class TileCodec: @unchecked Sendable {
     private var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     private var cctx: OpaquePointer?
     private var dctx: OpaquePointer?
+    /// The length-preserving stages and the terminal compression stage, if any (§5).
+    private let transforms: [CodecStage]
+    private let terminal: CodecStage?
 
-    public init(chain: CodecChain) { self.chain = chain }
+    public init(chain: CodecChain) {
+        self.chain = chain
+        if let last = chain.stages.last, last.isTerminal {
+            transforms = Array(chain.stages.dropLast()); terminal = last
+        } else {
+            transforms = chain.stages; terminal = nil
+        }
+    }
 
     deinit {
         a.deallocate(); b.deallocate(); r.deallocate()
@@ -38,19 +49,21 @@ public final class TileCodec: @unchecked Sendable {
         return UnsafeMutableRawBufferPointer(rebasing: r[0..<n])
     }
 
+    // MARK: encode
+
     /// Encodes one raw tile (`params × snapshots` elements of `elementSize` bytes, parameter-major).
     /// Returns the stored bytes (valid until the next call on this codec) and whether they are raw (§4).
     public func encode(_ raw: UnsafeRawBufferPointer, elementSize: Int, params: Int, snapshots: Int) -> (stored: UnsafeRawBufferPointer, storedRaw: Bool) {
         let n = raw.count
         precondition(n == params * snapshots * elementSize, "raw tile size")
         if n == 0 || chain.stages.isEmpty { return (raw, true) }
-        let cap = max(n, ZSTD_compressBound(n))
+        let cap = max(n, ZSTD_compressBound(n) + 8 * elementSize)
         Self.ensure(&a, cap)
         Self.ensure(&b, cap)
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
         var cur = a, other = b
         let count = params * snapshots
-        for stage in chain.stages {
+        for stage in transforms {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
@@ -59,15 +72,99 @@ public final class TileCodec: @unchecked Sendable {
                 swap(&cur, &other)
             case .bytedelta:
                 Transforms.byteDeltaEncode(cur.baseAddress!, count: count, elementSize: elementSize)
-            case .zstd:
-                if cctx == nil { cctx = ZSTD_createCCtx() }
-                let r = ZSTD_compressCCtx(cctx, other.baseAddress!, other.count, cur.baseAddress!, n, chain.zstdLevel)
-                // A compression error here (only memory exhaustion in practice) falls back to storing raw.
-                if ZSTD_isError(r) != 0 || r >= n { return (raw, true) }
-                return (UnsafeRawBufferPointer(rebasing: other[0..<r]), false)
+            case .zstd, .zstdPlanes:
+                preconditionFailure("terminal stage validated last")
             }
         }
-        return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
+        if cctx == nil, terminal != nil { cctx = ZSTD_createCCtx() }
+        switch terminal {
+        case nil:
+            return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
+        case .zstd?:
+            let z = ZSTD_compressCCtx(cctx, other.baseAddress!, other.count, cur.baseAddress!, n, chain.zstdLevel)
+            // A compression error (memory exhaustion in practice) or no gain: store the raw tile.
+            if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
+            return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
+        case .zstdPlanes?:
+            // §5: E plane descriptors, then each plane as a zstd frame, or raw when zstd saves less than 1/32.
+            let e = elementSize
+            let planeBytes = count
+            var out = 8 * e
+            for k in 0..<e {
+                let src = cur.baseAddress! + k * planeBytes
+                let dst = other.baseAddress! + out
+                let z = ZSTD_compressCCtx(cctx, dst, other.count - out, src, planeBytes, chain.zstdLevel)
+                var descriptor: UInt64
+                if ZSTD_isError(z) == 0 && z < planeBytes - planeBytes / 32 {
+                    descriptor = UInt64(z)
+                    out += z
+                } else {
+                    dst.copyMemory(from: src, byteCount: planeBytes)
+                    descriptor = UInt64(planeBytes) | Spec.planeStoredRawBit
+                    out += planeBytes
+                }
+                (other.baseAddress! + 8 * k).storeBytes(of: descriptor.littleEndian, as: UInt64.self)
+            }
+            if out >= n { return (raw, true) }
+            return (UnsafeRawBufferPointer(rebasing: other[0..<out]), false)
+        default:
+            preconditionFailure("unknown terminal stage")
+        }
+    }
+
+    // MARK: decode
+
+    /// Inflates the terminal stage into `dst` (n bytes).
+    private func inflate(_ stored: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, elementSize e: Int) throws(TileCodecError) {
+        switch terminal {
+        case nil:
+            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
+            dst.copyMemory(from: stored.baseAddress!, byteCount: n)
+        case .zstd?:
+            try zstdFrame(stored, into: dst, n: n)
+        case .zstdPlanes?:
+            let planes = try planeTable(stored, n: n, elementSize: e)
+            for k in 0..<e {
+                let p = planes[k]
+                if p.raw {
+                    (dst + k * (n / e)).copyMemory(from: stored.baseAddress! + p.offset, byteCount: p.length)
+                } else {
+                    try zstdFrame(UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)]), into: dst + k * (n / e), n: n / e)
+                }
+            }
+        default:
+            preconditionFailure("unknown terminal stage")
+        }
+    }
+
+    private func zstdFrame(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int) throws(TileCodecError) {
+        if dctx == nil { dctx = ZSTD_createDCtx() }
+        let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
+        if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
+        if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
+        let z = ZSTD_decompressDCtx(dctx, dst, n, src.baseAddress, src.count)
+        if ZSTD_isError(z) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(z))) }
+        guard z == n else { throw .sizeMismatch(expected: n, got: z) }
+    }
+
+    struct Plane { let offset: Int; let length: Int; let raw: Bool }
+
+    /// §5 `zstdplanes` descriptors, checked against the stored length.
+    private func planeTable(_ stored: UnsafeRawBufferPointer, n: Int, elementSize e: Int) throws(TileCodecError) -> [Plane] {
+        guard stored.count >= 8 * e else { throw .badPlaneTable("\(stored.count) stored bytes cannot hold \(e) plane descriptors") }
+        var planes: [Plane] = []
+        var offset = 8 * e
+        for k in 0..<e {
+            let d = UInt64(littleEndian: stored.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self))
+            let raw = d & Spec.planeStoredRawBit != 0
+            let len = d & ~Spec.planeStoredRawBit
+            guard len <= UInt64(stored.count - offset) else { throw .badPlaneTable("plane \(k) of \(len) bytes overruns the tile") }
+            guard !raw || len == UInt64(n / e) else { throw .badPlaneTable("raw plane \(k) has \(len) bytes, expected \(n / e)") }
+            planes.append(Plane(offset: offset, length: Int(len), raw: raw))
+            offset += Int(len)
+        }
+        guard offset == stored.count else { throw .badPlaneTable("planes hold \(offset) bytes, the tile stores \(stored.count)") }
+        return planes
     }
 
     /// Decodes stored bytes into `out` (exactly the raw tile's size).
@@ -81,32 +178,14 @@ public final class TileCodec: @unchecked Sendable {
             return
         }
         if n == 0 { return }
-        // Work backwards through the chain. The final result must land in `out`; use `a` as the other buffer.
         Self.ensure(&a, n)
-        var cur: UnsafeMutableRawBufferPointer
-        var other: UnsafeMutableRawBufferPointer
         let count = params * snapshots
-        let stages = chain.stages
-        // Count buffer swaps so the last stage writes into `out`.
-        let swaps = stages.filter { $0 == .split }.count
-        let startInOut = swaps % 2 == 0
-        cur = startInOut ? out : UnsafeMutableRawBufferPointer(rebasing: a[0..<n])
-        other = startInOut ? UnsafeMutableRawBufferPointer(rebasing: a[0..<n]) : out
-        var rest = stages[...]
-        if stages.last == .zstd {
-            rest = stages.dropLast()
-            if dctx == nil { dctx = ZSTD_createDCtx() }
-            let size = ZSTD_getFrameContentSize(stored.baseAddress, stored.count)
-            if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
-            if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
-            let r = ZSTD_decompressDCtx(dctx, cur.baseAddress!, n, stored.baseAddress, stored.count)
-            if ZSTD_isError(r) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(r))) }
-            guard r == n else { throw .sizeMismatch(expected: n, got: r) }
-        } else {
-            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
-            cur.baseAddress!.copyMemory(from: stored.baseAddress!, byteCount: n)
-        }
-        for stage in rest.reversed() {
+        // The result must land in `out`: start in `out` or in `a` depending on how many buffer swaps follow.
+        let swaps = transforms.filter { $0 == .split }.count
+        var cur = swaps % 2 == 0 ? out : UnsafeMutableRawBufferPointer(rebasing: a[0..<n])
+        var other = swaps % 2 == 0 ? UnsafeMutableRawBufferPointer(rebasing: a[0..<n]) : out
+        try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize)
+        for stage in transforms.reversed() {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: false)
@@ -115,23 +194,23 @@ public final class TileCodec: @unchecked Sendable {
                 swap(&cur, &other)
             case .bytedelta:
                 Transforms.byteDeltaDecode(cur.baseAddress!, count: count, elementSize: elementSize)
-            case .zstd:
-                preconditionFailure("zstd validated as last stage")
+            case .zstd, .zstdPlanes:
+                preconditionFailure("terminal stage validated last")
             }
         }
     }
 
     /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
-    /// (in encoding order) an optional temporal stage, `split`, an optional `bytedelta`, an optional `zstd`.
+    /// (in encoding order) an optional temporal stage, `split`, an optional `bytedelta`, an optional terminal stage.
     var rowDecodable: Bool {
-        var st = chain.stages[...]
-        if st.last == .zstd { st = st.dropLast() }
+        var st = transforms[...]
         if st.first == .xor || st.first == .sub { st = st.dropFirst() }
-        return st == [.split] || st == [.split, .bytedelta] || st.isEmpty
+        return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes)
     }
 
     /// Decodes only parameter `row` of a tile (its `snapshots` values) into `out` (`snapshots × elementSize` bytes).
-    /// zstd must still inflate the whole tile; the byte transforms touch only this row (plus a fast byte sum).
+    /// Raw planes are read in place; compressed ones are inflated; the byte transforms touch only this row
+    /// (plus a fast byte sum for bytedelta).
     public func decodeRow(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, row: Int, into out: UnsafeMutableRawPointer,
                           elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
         let n = params * S * e
@@ -148,29 +227,43 @@ public final class TileCodec: @unchecked Sendable {
             out.copyMemory(from: full.baseAddress! + row * rowBytes, byteCount: rowBytes)
             return
         }
-        let buf: UnsafeRawPointer
-        if chain.stages.last == .zstd {
-            Self.ensure(&a, n)
-            if dctx == nil { dctx = ZSTD_createDCtx() }
-            let size = ZSTD_getFrameContentSize(stored.baseAddress, stored.count)
-            if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
-            if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
-            let r = ZSTD_decompressDCtx(dctx, a.baseAddress!, n, stored.baseAddress, stored.count)
-            if ZSTD_isError(r) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(r))) }
-            guard r == n else { throw .sizeMismatch(expected: n, got: r) }
-            buf = UnsafeRawPointer(a.baseAddress!)
-        } else {
-            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
-            buf = stored.baseAddress!
-        }
-        let stages = chain.stages
         let count = params * S
-        if stages.contains(.split) {
+        // Where each plane's bytes are after the terminal stage.
+        var planePointers: [UnsafePointer<UInt8>] = []
+        planePointers.reserveCapacity(e)
+        switch terminal {
+        case .zstdPlanes?:
+            Self.ensure(&a, n)
+            let planes = try planeTable(stored, n: n, elementSize: e)
+            for k in 0..<e {
+                let p = planes[k]
+                if p.raw {
+                    planePointers.append((stored.baseAddress! + p.offset).assumingMemoryBound(to: UInt8.self))
+                } else {
+                    let dst = a.baseAddress! + k * count
+                    try zstdFrame(UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)]), into: dst, n: count)
+                    planePointers.append(UnsafePointer(dst.assumingMemoryBound(to: UInt8.self)))
+                }
+            }
+        default:
+            let base: UnsafeRawPointer
+            if terminal == nil {
+                guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
+                base = stored.baseAddress!
+            } else {
+                Self.ensure(&a, n)
+                try inflate(stored, into: a.baseAddress!, n: n, elementSize: e)
+                base = UnsafeRawPointer(a.baseAddress!)
+            }
+            for k in 0..<e { planePointers.append(base.assumingMemoryBound(to: UInt8.self) + k * count) }
+        }
+        if transforms.contains(.split) {
             let first = row * S
             let o = out.assumingMemoryBound(to: UInt8.self)
+            let delta = transforms.contains(.bytedelta)
             for k in 0..<e {
-                let plane = buf.assumingMemoryBound(to: UInt8.self) + k * count
-                if stages.contains(.bytedelta) {
+                let plane = planePointers[k]
+                if delta {
                     var acc = Transforms.byteSum(plane, count: first)
                     for s in 0..<S { acc = acc &+ plane[first + s]; o[s * e + k] = acc }
                 } else {
@@ -178,9 +271,9 @@ public final class TileCodec: @unchecked Sendable {
                 }
             }
         } else {
-            out.copyMemory(from: buf + row * rowBytes, byteCount: rowBytes)
+            out.copyMemory(from: UnsafeRawPointer(planePointers[0]) + row * rowBytes, byteCount: rowBytes)
         }
-        if let t = stages.first, t == .xor || t == .sub {
+        if let t = transforms.first, t == .xor || t == .sub {
             Transforms.temporal(out, elementSize: e, params: 1, snapshots: S, xor: t == .xor, encode: false)
         }
     }

@@ -25,6 +25,8 @@ public enum Spec {
     public static let footerSize = 128
     /// §8: bytes covered by the footer checksum.
     public static let footerChecksummed = 112
+    /// §5 `zstdplanes`: bit 63 of a plane descriptor, the plane is stored raw.
+    public static let planeStoredRawBit: UInt64 = 1 << 63
     /// §4.1: default parameters per block.
     public static let defaultBlockSize = 1024
     /// §5: default zstd level.
