@@ -269,6 +269,25 @@ func benchKernels(args: [String]) throws {
                              params: r.layout.blockParams(tensor: Int(x.tensor), block: Int(x.block)), snapshots: Int(x.snapshotCount))
         }
     }
+    var rng = Rng(s: 3)
+    let picks = (0..<2000).map { _ in Int(rng.next() % UInt64(r.tiles.count)) }
+    func lat(_ name: String, _ body: (Int) throws -> Void) rethrows {
+        var xs: [Double] = []
+        for i in picks { let t = now(); try body(i); xs.append((now() - t) * 1e6) }
+        print(String(format: "  %-34@ p50 %6.1f µs  p99 %6.1f µs", name as NSString, percentile(xs, 0.5), percentile(xs, 0.99)))
+    }
+    let rowBuf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 64)
+    try lat("row: checksum only") { i in try r.verifyTile(i) }
+    try lat("row: decodeRow (no checksum)") { i in
+        let x = r.tiles[i]
+        let params = r.layout.blockParams(tensor: Int(x.tensor), block: Int(x.block))
+        try codec.decodeRow(r.storedBytes(i), storedRaw: x.storedRaw, row: params / 2, into: rowBuf, elementSize: r.tensors[Int(x.tensor)].dtype.size,
+                            params: params, snapshots: Int(x.snapshotCount))
+    }
+    try lat("row: trajectory() API") { i in
+        let x = r.tiles[i]
+        _ = try r.trajectory(tensor: Int(x.tensor), index: Int(x.block) * r.layout.blockSize)
+    }
     let zc = try CodecChain(stages: [.zstd])
     let z = TileCodec(chain: zc)
     // zstd alone: decode stored frames into scratch (sizes via the stored raw length).
