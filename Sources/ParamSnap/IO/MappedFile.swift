@@ -27,6 +27,22 @@ public final class MappedFile: @unchecked Sendable {
         if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) }
     }
 
+    /// Drops this process's resident pages of the mapping (they stay in the page cache and fault back in on
+    /// the next access). Streaming passes call it so their resident memory stays bounded by their buffers,
+    /// not by the size of the file they read.
+    public func releaseResidentPages() {
+        if let b = bytes.baseAddress { madvise(UnsafeMutableRawPointer(mutating: b), bytes.count, MADV_DONTNEED) }
+    }
+
+    /// Drops resident pages fully inside `range` (byte offsets), keeping partial pages at its ends.
+    public func releaseResidentPages(in range: Range<Int>) {
+        guard let b = bytes.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = min(range.upperBound, bytes.count) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(mutating: b + start), end - start, MADV_DONTNEED) }
+    }
+
     /// Advises the kernel of the access pattern.
     public func advise(sequential: Bool) {
         if let b = bytes.baseAddress {

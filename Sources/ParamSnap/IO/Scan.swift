@@ -62,6 +62,8 @@ extension PSnapReader {
                                        parameters: reader.layout.blockParams(tensor: t, block: b),
                                        firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
                                        dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), worker)
+                    // A streaming pass: keep resident memory bounded by the scratch buffers, not the file.
+                    reader.file.releaseResidentPages(in: Int(x.offset)..<Int(x.offset + x.storedLength))
                 } catch {
                     lock.lock()
                     if errBox.value.pointee == nil { errBox.value.pointee = error }

@@ -377,4 +377,5 @@ struct StagedView: StagedSource, @unchecked Sendable {
         }
         return map!.bytes.baseAddress! + (k - memory.count) * snapshotBytes
     }
+    func releaseResidentPages() { map?.releaseResidentPages() }
 }

@@ -7,6 +7,8 @@ protocol StagedSource {
     var count: Int { get }
     /// Raw bytes of staged snapshot `k` (all tensors, `snapshotBytes` long).
     func snapshot(_ k: Int) -> UnsafeRawPointer
+    /// Drops resident pages of memory-mapped (spilled) snapshots.
+    func releaseResidentPages()
 }
 
 /// One encoded tile waiting to be written.
@@ -151,6 +153,9 @@ struct TileBuilder {
                 try file.write(writeBuffer, at: result.end - UInt64(writeBuffer.count))
                 writeBuffer.removeAll(keepingCapacity: true)
             }
+            // Keep resident memory bounded by the batch, not by the files read through mmap.
+            old?.file.releaseResidentPages()
+            staged?.releaseResidentPages()
             doneRaw += UInt64(bytes)
             progress?(doneRaw, totalRawBytes)
             j0 = j1
