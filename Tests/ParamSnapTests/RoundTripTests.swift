@@ -139,3 +139,43 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
         try w.close()
     }
 }
+
+@Suite struct ScanTests {
+    /// The parallel scan visits every (parameter, snapshot) exactly once, with the right values, on a multi-segment file.
+    @Test(arguments: [1, 2, 3])
+    func scanCoversEveryValueOnce(workers: Int) throws {
+        let r = try PSnapReader(path: GoldenFixtures.dir + "/segments.psnap")
+        #expect(r.segments.count > 1)
+        final class Seen: @unchecked Sendable { var map: [String: [UInt8]] = [:]; var twice: [String] = []; let lock = NSLock() }
+        let box = Seen()   // "tensor/param/snapshot" → bytes
+        try r.scan(workers: workers) { tile, _ in
+            let e = tile.dtype.size
+            box.lock.lock(); defer { box.lock.unlock() }
+            for p in 0..<tile.parameters {
+                for s in 0..<tile.snapshots {
+                    let key = "\(tile.tensor)/\(tile.firstParameter + p)/\(tile.firstSnapshot + s)"
+                    if box.map[key] != nil { box.twice.append(key) }
+                    box.map[key] = Array(tile.raw[((p * tile.snapshots + s) * e)..<((p * tile.snapshots + s + 1) * e)])
+                }
+            }
+        }
+        let seen = box.map
+        #expect(box.twice.isEmpty, "visited twice: \(box.twice.prefix(5))")
+        #expect(seen.count == r.parameterCount * r.snapshotCount)
+        for t in 0..<r.tensors.count {
+            let e = r.tensors[t].dtype.size
+            for k in 0..<r.snapshotCount {
+                let whole = try r.tensorBytes(tensor: t, snapshot: k)
+                for p in 0..<r.layout.parameterCounts[t] {
+                    #expect(seen["\(t)/\(p)/\(k)"] == Array(whole[(p * e)..<((p + 1) * e)]))
+                }
+            }
+        }
+    }
+
+    @Test func scanStopsAtTheFirstErrorAndRethrowsIt() throws {
+        struct Stop: Error {}
+        let r = try PSnapReader(path: GoldenFixtures.dir + "/dtypes.psnap")
+        #expect(throws: Stop.self) { try r.scan { _, _ in throw Stop() } }
+    }
+}
