@@ -179,3 +179,31 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
         #expect(throws: Stop.self) { try r.scan { _, _ in throw Stop() } }
     }
 }
+
+/// Snapshots held in memory, for `writeCompact`.
+struct ArraySource: SnapshotSource, @unchecked Sendable {
+    let data: [[[UInt8]]]   // [snapshot][tensor] bytes
+    var count: Int { data.count }
+    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer {
+        data[snapshot][tensor].withUnsafeBytes { $0.baseAddress ?? UnsafeRawPointer(bitPattern: 8)! }
+    }
+    func releaseResidentPages() {}
+}
+
+@Suite struct WriteCompactTests {
+    @Test func writeCompactMatchesAppendThenCompact() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let tensors = GoldenFixtures.dtypeTensors
+        let data = (0..<7).map { GoldenFixtures.snapshot($0, tensors: tensors) }
+        var o = WriterOptions(); o.blockSize = 4
+        try SnapshotWriter.writeCompact(path: dir + "/c.psnap", tensors: tensors, snapshots: (0..<7).map(GoldenFixtures.info),
+                                        source: ArraySource(data: data), options: o)
+        let r = try PSnapReader(path: dir + "/c.psnap")
+        #expect(r.segments == [0..<7])
+        try checkAgainstTruth(r, TruthRun(tensors: tensors, snapshots: data, infos: (0..<7).map(GoldenFixtures.info)), context: "writeCompact")
+        // Never over an existing file without overwrite.
+        #expect(throws: IOError.exists(path: dir + "/c.psnap")) {
+            try SnapshotWriter.writeCompact(path: dir + "/c.psnap", tensors: tensors, snapshots: [], source: ArraySource(data: []))
+        }
+    }
+}

@@ -71,8 +71,7 @@ public final class SnapshotWriter {
         self.layout = RunLayout(tensors: metadata.tensors, blockSize: Int(header.blockSize))
         self.tiles = tiles; self.segments = segments; self.end = end
         self.lastFooterOffset = lastFooterOffset; self.commitSequence = commitSequence; self.options = options
-        self.staging = Staging(path: path, snapshotBytes: metadata.tensors.reduce(0) { $0 + ($1.parameterCount ?? 0) * $1.dtype.size },
-                               memoryBudget: options.memoryBudget / 2)
+        self.staging = Staging(path: path, tensors: metadata.tensors, memoryBudget: options.memoryBudget / 2)
     }
 
     /// Creates a new file declaring `tensors`, and commits it empty (§9: a new file is valid at once).
@@ -263,6 +262,46 @@ public final class SnapshotWriter {
         staging.discard()
     }
 
+    // MARK: one-pass compact writing (converters)
+
+    /// Writes a new file at `path` holding `snapshots` (their data from `source`, snapshot k = `snapshots[k]`) in
+    /// the compact layout directly: one tile per block spanning all snapshots, streamed block by block with
+    /// memory bounded by `options.memoryBudget`. Written under a temporary name beside `path`, fsynced, then
+    /// renamed (never over an existing file unless `options.overwrite`).
+    @discardableResult
+    public static func writeCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], source: SnapshotSource,
+                                    options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        precondition(source.count == snapshots.count, "one source snapshot per SnapshotInfo")
+        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        var opts = options
+        opts.overwrite = true
+        let tmp = path + ".tmp-\(getpid())"
+        var ok = false
+        defer { if !ok { unlink(tmp) } }
+        let w = try SnapshotWriter.create(path: tmp, tensors: tensors, options: opts)
+        var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
+        if !snapshots.isEmpty {
+            var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: 0, old: nil, staged: source,
+                                      workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
+            builder.progress = opts.progress
+            let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)
+            w.end = built.end
+            w.metadata.snapshots = snapshots
+            report.tilesWritten = built.entries.count
+            report.rawBytes = built.rawBytes
+            report.storedBytes = built.storedBytes
+            try w.publish(newTiles: built.entries, keepBefore: 0, report: report, firstCommit: false)
+            w.segments = [0..<snapshots.count]
+        }
+        w.file?.close()
+        w.file = nil
+        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        guard rename(tmp, path) == 0 else { throw IOError.rename(from: tmp, to: path, errno: errno) }
+        ok = true
+        WritableFile.syncDirectory(of: path)
+        return report
+    }
+
     // MARK: compaction
 
     /// Rewrites `input` so every block has one tile spanning all snapshots (§10), streaming block by block.
@@ -271,6 +310,9 @@ public final class SnapshotWriter {
     @discardableResult
     public static func compact(input: String, output: String, blockSize: Int? = nil, chain: CodecChain? = nil,
                                options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        // Hold the writer lock on the input so no append runs while it is being rewritten.
+        let inputLock = try WritableFile(path: input, create: false)
+        defer { inputLock.close() }
         let reader = try PSnapReader(path: input, verifyChecksums: true)
         var opts = options
         opts.blockSize = blockSize ?? Int(reader.header.blockSize)
@@ -313,9 +355,15 @@ final class Staging {
     private var spill: WritableFile?
     private var spilled = 0
 
-    init(path: String, snapshotBytes: Int, memoryBudget: Int) {
+    /// Byte offset of each tensor inside a staged snapshot (tensors concatenated in file order).
+    let tensorOffsets: [Int]
+
+    init(path: String, tensors: [TensorInfo], memoryBudget: Int) {
         self.spillPath = path + ".staging-\(getpid())"
-        self.snapshotBytes = snapshotBytes
+        var o = [0]
+        for t in tensors { o.append(o.last! + (t.parameterCount ?? 0) * t.dtype.size) }
+        self.tensorOffsets = o
+        self.snapshotBytes = o.last!
         self.memoryBudget = memoryBudget
     }
 
@@ -344,7 +392,7 @@ final class Staging {
     /// A view of all staged snapshots for the tile builder.
     func source() throws -> StagedView {
         let map = spilled > 0 ? try MappedFile(path: spillPath, length: UInt64(spilled) * UInt64(snapshotBytes)) : nil
-        return StagedView(memory: memory, map: map, snapshotBytes: snapshotBytes, spilled: spilled)
+        return StagedView(memory: memory, map: map, snapshotBytes: snapshotBytes, spilled: spilled, tensorOffsets: tensorOffsets)
     }
 
     deinit { discard() }
@@ -365,17 +413,18 @@ final class Staging {
 }
 
 /// Read-only view of staged snapshots.
-struct StagedView: StagedSource, @unchecked Sendable {
+struct StagedView: SnapshotSource, @unchecked Sendable {
     let memory: [UnsafeMutableRawBufferPointer]
     let map: MappedFile?
     let snapshotBytes: Int
     let spilled: Int
+    let tensorOffsets: [Int]
     var count: Int { memory.count + spilled }
-    func snapshot(_ k: Int) -> UnsafeRawPointer {
+    func tensorBytes(snapshot k: Int, tensor t: Int) -> UnsafeRawPointer {
         if k < memory.count {
-            return UnsafeRawPointer(memory[k].baseAddress!)
+            return UnsafeRawPointer(memory[k].baseAddress!) + tensorOffsets[t]
         }
-        return map!.bytes.baseAddress! + (k - memory.count) * snapshotBytes
+        return map!.bytes.baseAddress! + (k - memory.count) * snapshotBytes + tensorOffsets[t]
     }
     func releaseResidentPages() { map?.releaseResidentPages() }
 }

@@ -1,13 +1,15 @@
 // Builds tiles for a snapshot range from committed tiles and staged snapshots, on all cores (spec §4, §10).
 import Foundation
 
-/// Snapshots staged by the writer, snapshot-major: each snapshot is all tensors' raw bytes concatenated in
-/// tensor order.
-protocol StagedSource {
+/// Snapshot-major input to the tile builder: the writer's staged snapshots, or snapshot dumps being converted.
+/// Implementations must be safe to read from several threads at once.
+public protocol SnapshotSource {
+    /// Number of snapshots.
     var count: Int { get }
-    /// Raw bytes of staged snapshot `k` (all tensors, `snapshotBytes` long).
-    func snapshot(_ k: Int) -> UnsafeRawPointer
-    /// Drops resident pages of memory-mapped (spilled) snapshots.
+    /// Raw little-endian bytes of tensor `tensor` at snapshot `snapshot` (the tensor's declared size), valid
+    /// until `releaseResidentPages` or the end of the build.
+    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer
+    /// Called after each batch: drop resident pages of memory-mapped inputs, so resident memory stays bounded.
     func releaseResidentPages()
 }
 
@@ -37,20 +39,13 @@ struct TileBuilder {
     let first: Int                 // first snapshot of the range
     let oldCount: Int              // snapshots taken from `old`
     let old: PSnapReader?
-    let staged: StagedSource?
+    let staged: SnapshotSource?
     let workers: Int
     let batchBytes: Int            // raw bytes encoded per batch before writing (memory bound)
     /// Called after each batch with (raw bytes done, raw bytes total).
     var progress: ((UInt64, UInt64) -> Void)? = nil
 
     var snapshots: Int { oldCount + (staged?.count ?? 0) }
-
-    /// Byte offset of each tensor inside a staged snapshot.
-    var stagedTensorOffsets: [Int] {
-        var o = [0]
-        for (i, t) in layout.tensors.enumerated() { o.append(o.last! + layout.parameterCounts[i] * t.dtype.size) }
-        return o
-    }
 
     struct Job { let tensor: Int; let p0: Int; let p1: Int }
 
@@ -71,7 +66,6 @@ struct TileBuilder {
         let S = snapshots
         precondition(S > 0)
         let jobs = self.jobs()
-        let offsets = stagedTensorOffsets
         var result = BuildResult(end: start)
         let totalRaw = UInt64(layout.parameterCount) * UInt64(S) // × element size added below
         _ = totalRaw
@@ -101,9 +95,9 @@ struct TileBuilder {
             err.value.initialize(to: nil)
             defer { next.value.deallocate(); err.value.deinitialize(count: 1); err.value.deallocate() }
             let me = UncheckedBox(value: self)
-            let cx = UncheckedBox(value: (codecs, oldCodecs, batch, offsets))
+            let cx = UncheckedBox(value: (codecs, oldCodecs, batch))
             DispatchQueue.concurrentPerform(iterations: min(workerCount, batch.count)) { w in
-                let (codecs, oldCodecs, batch, offsets) = cx.value
+                let (codecs, oldCodecs, batch) = cx.value
                 var jobRaw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
                 defer { jobRaw.deallocate() }
                 while true {
@@ -113,7 +107,7 @@ struct TileBuilder {
                     next.value.pointee += 1
                     lock.unlock()
                     do {
-                        outputs.value[i] = try me.value.run(batch[i], S: S, offsets: offsets, codec: codecs[w], oldCodec: oldCodecs[w], jobRaw: &jobRaw)
+                        outputs.value[i] = try me.value.run(batch[i], S: S, codec: codecs[w], oldCodec: oldCodecs[w], jobRaw: &jobRaw)
                     } catch {
                         lock.lock()
                         if err.value.pointee == nil { err.value.pointee = error }
@@ -164,7 +158,7 @@ struct TileBuilder {
     }
 
     /// Fills one job's [params × S] raw rows, then encodes each output block inside it.
-    private func run(_ job: Job, S: Int, offsets: [Int], codec: TileCodec, oldCodec: TileCodec,
+    private func run(_ job: Job, S: Int, codec: TileCodec, oldCodec: TileCodec,
                      jobRaw: inout UnsafeMutableRawBufferPointer) throws -> [EncodedTile] {
         let t = job.tensor
         let e = layout.tensors[t].dtype.size
@@ -199,7 +193,7 @@ struct TileBuilder {
         if let staged {
             let n = job.p1 - job.p0
             for k in 0..<staged.count {
-                let src = staged.snapshot(k) + offsets[t] + job.p0 * e
+                let src = staged.tensorBytes(snapshot: k, tensor: t) + job.p0 * e
                 let col = oldCount + k
                 Self.scatterColumn(src: src, dst: dst + col * e, count: n, stride: rowBytes, elementSize: e)
             }
