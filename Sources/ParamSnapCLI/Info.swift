@@ -4,7 +4,7 @@ import Foundation
 import ParamSnap
 
 /// `snapinfo FILE` / `psnap info FILE`.
-public struct InfoCommand: ParsableCommand {
+public struct InfoCommand: ParsableCommand, ParsableArguments {
     public static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Summarise a .psnap file: tensors, snapshots, segments, codec, sizes and ratios.",
@@ -174,4 +174,14 @@ struct InfoReport: Encodable {
                        snapshots: [$0.snapshots.lowerBound, $0.snapshots.upperBound], offset: $0.offset, reason: $0.reason)
             })
     }
+}
+
+/// `snapinfo FILE`: the same as `psnap info FILE`, under the name users know.
+public struct SnapinfoCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "snapinfo", abstract: InfoCommand.configuration.abstract, discussion: InfoCommand.configuration.discussion,
+        version: ParamSnapVersion.version)
+    @OptionGroup var info: InfoCommand
+    public init() {}
+    public func run() throws { try info.run() }
 }

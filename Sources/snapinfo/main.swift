@@ -1,2 +1,2 @@
 import ParamSnapCLI
-InfoCommand.main()
+SnapinfoCommand.main()
