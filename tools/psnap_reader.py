@@ -4,6 +4,7 @@
 Module: open_psnap(path) -> Psnap with .tensors, .snapshots, .trajectory(name, i), .tensor_at(name, k).
 Errors raise PsnapError; the command line prints "error: ..." and exits 65."""
 import json
+import signal
 import struct
 import sys
 
@@ -53,6 +54,10 @@ def xxh64(data, seed=0):
 
 
 class PsnapError(Exception):
+    pass
+
+
+class UsageError(PsnapError):     # unknown tensor or index: the caller's mistake, not the file's
     pass
 
 
@@ -152,7 +157,7 @@ class Psnap:
         if found is None:
             pos = buf.rfind(b"PSNAPFTR", 64, size - 128 + 8) if size >= 192 else -1
             while pos >= 64:
-                problem, found = _footer_problem(buf, pos, size)
+                _, found = _footer_problem(buf, pos, size)
                 if found:
                     f = pos
                     break
@@ -254,7 +259,8 @@ class Psnap:
         return buf
 
     def _tensor(self, name):
-        _check(name in self.by_name, f"no tensor named '{name}'")
+        if name not in self.by_name:
+            raise UsageError(f"no tensor named '{name}'")
         return self.by_name[name]
 
     def tensor_bits(self, name):
@@ -275,7 +281,8 @@ class Psnap:
     def trajectory(self, name, index):
         """Values of one parameter (flat row-major index) at every snapshot; bf16 as uint16."""
         t = self._tensor(name)
-        _check(0 <= index < t.count, f"tensor '{name}': index {index} out of range 0..<{t.count}")
+        if not 0 <= index < t.count:
+            raise UsageError(f"tensor '{name}': index {index} out of range 0..<{t.count}")
         b, p = divmod(index, self.block_size)
         row = [self._tile(t, e)[p] for e in t.tiles[b]]
         bits = np.concatenate(row) if row else np.zeros(0, UINT[t.esize])
@@ -317,6 +324,7 @@ def open_psnap(path, verify=True):
 
 
 def main(argv):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)     # quiet when piped into head
     args = [a for a in argv if a != "--no-verify"]
     if len(args) == 2 and args[1] == "--dump":
         mode = "dump"
@@ -343,10 +351,10 @@ def main(argv):
         return 0
     except PsnapError as e:
         print(f"error: {args[0]}: {e}", file=sys.stderr)
+        return 64 if isinstance(e, UsageError) else 65
     except OSError as e:
         print(f"error: {args[0]}: {e.strerror}", file=sys.stderr)
         return 66 if isinstance(e, FileNotFoundError) else 74
-    return 65
 
 
 if __name__ == "__main__":

@@ -61,100 +61,108 @@ struct TileBuilder {
         return out
     }
 
-    /// Builds every tile and writes them to `file` from offset `start`, in job order. Does not fsync.
+    /// Shared state of a build: jobs handed out, outputs waiting to be written in job order, and the file end.
+    private final class Pipeline: @unchecked Sendable {
+        let cond = NSCondition()
+        var nextJob = 0
+        var nextWrite = 0
+        var ready: [Int: [EncodedTile]] = [:]
+        var pendingBytes = 0
+        var writing = false
+        var error: Error?
+        var result: BuildResult
+        var doneRaw: UInt64 = 0
+        var sinceRelease = 0
+        init(start: UInt64) { result = BuildResult(end: start) }
+    }
+
+    /// Builds every tile and writes them to `file` from offset `start`. Workers encode jobs in parallel; whichever
+    /// worker finds the next job in order ready writes the contiguous ready outputs, so tiles land in job order
+    /// (deterministic files) while encoding and writing overlap. Raw bytes in flight stay under `batchBytes`.
+    /// Does not fsync.
     func build(into file: WritableFile, at start: UInt64) throws -> BuildResult {
         let S = snapshots
         precondition(S > 0)
         let jobs = self.jobs()
-        var result = BuildResult(end: start)
-        let totalRaw = UInt64(layout.parameterCount) * UInt64(S) // × element size added below
-        _ = totalRaw
-        var totalRawBytes: UInt64 = 0
-        for j in jobs { totalRawBytes += UInt64((j.p1 - j.p0) * S * layout.tensors[j.tensor].dtype.size) }
-        var doneRaw: UInt64 = 0
-        var j0 = 0
-        let workerCount = max(1, workers)
+        let jobBytes = jobs.map { ($0.p1 - $0.p0) * S * layout.tensors[$0.tensor].dtype.size }
+        let totalRawBytes = UInt64(jobBytes.reduce(0, +))
+        let workerCount = max(1, min(workers, jobs.count))
         let codecs = (0..<workerCount).map { _ in TileCodec(chain: chain) }
         let oldCodecs = (0..<workerCount).map { _ in TileCodec(chain: old?.header.codecChain ?? chain) }
-        var writeBuffer: [UInt8] = []
-        writeBuffer.reserveCapacity(8 << 20)
-        while j0 < jobs.count {
-            var j1 = j0, bytes = 0
-            while j1 < jobs.count, bytes < batchBytes || j1 == j0 {
-                bytes += (jobs[j1].p1 - jobs[j1].p0) * S * layout.tensors[jobs[j1].tensor].dtype.size
-                j1 += 1
-            }
-            let batch = Array(jobs[j0..<j1])
-            let outputs = UncheckedBox(value: UnsafeMutablePointer<[EncodedTile]>.allocate(capacity: batch.count))
-            outputs.value.initialize(repeating: [], count: batch.count)
-            defer { outputs.value.deinitialize(count: batch.count); outputs.value.deallocate() }
-            let lock = NSLock()
-            let next = UncheckedBox(value: UnsafeMutablePointer<Int>.allocate(capacity: 1))
-            next.value.initialize(to: 0)
-            let err = UncheckedBox(value: UnsafeMutablePointer<Error?>.allocate(capacity: 1))
-            err.value.initialize(to: nil)
-            defer { next.value.deallocate(); err.value.deinitialize(count: 1); err.value.deallocate() }
-            let me = UncheckedBox(value: self)
-            let cx = UncheckedBox(value: (codecs, oldCodecs, batch))
-            DispatchQueue.concurrentPerform(iterations: min(workerCount, batch.count)) { w in
-                let (codecs, oldCodecs, batch) = cx.value
-                var jobRaw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-                defer { jobRaw.deallocate() }
-                while true {
-                    lock.lock()
-                    if err.value.pointee != nil || next.value.pointee >= batch.count { lock.unlock(); return }
-                    let i = next.value.pointee
-                    next.value.pointee += 1
-                    lock.unlock()
-                    do {
-                        outputs.value[i] = try me.value.run(batch[i], S: S, codec: codecs[w], oldCodec: oldCodecs[w], jobRaw: &jobRaw)
-                    } catch {
-                        lock.lock()
-                        if err.value.pointee == nil { err.value.pointee = error }
-                        lock.unlock()
-                        return
-                    }
+        let st = Pipeline(start: start)
+        let me = UncheckedBox(value: (self, file, jobs, jobBytes, codecs, oldCodecs))
+        DispatchQueue.concurrentPerform(iterations: workerCount) { w in
+            let (builder, file, jobs, jobBytes, codecs, oldCodecs) = me.value
+            var jobRaw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+            defer { jobRaw.deallocate() }
+            while true {
+                st.cond.lock()
+                while st.error == nil, st.nextJob < jobs.count, st.nextJob > st.nextWrite,
+                      st.pendingBytes + jobBytes[st.nextJob] > builder.batchBytes {
+                    st.cond.wait()
                 }
-            }
-            if let e = err.value.pointee { throw e }
-            // Write the batch in job order, coalescing small tiles.
-            for i in 0..<batch.count {
-                for tile in outputs.value[i] {
-                    if writeBuffer.count + tile.stored.count > (8 << 20), !writeBuffer.isEmpty {
-                        try file.write(writeBuffer, at: result.end - UInt64(writeBuffer.count))
-                        writeBuffer.removeAll(keepingCapacity: true)
-                    }
-                    let offset = result.end
-                    if tile.stored.count >= (4 << 20) {
-                        if !writeBuffer.isEmpty {
-                            try file.write(writeBuffer, at: result.end - UInt64(writeBuffer.count))
-                            writeBuffer.removeAll(keepingCapacity: true)
+                if st.error != nil || st.nextJob >= jobs.count { st.cond.unlock(); return }
+                let j = st.nextJob
+                st.nextJob += 1
+                st.pendingBytes += jobBytes[j]
+                st.cond.unlock()
+                let out: [EncodedTile]
+                do {
+                    out = try builder.run(jobs[j], S: S, codec: codecs[w], oldCodec: oldCodecs[w], jobRaw: &jobRaw)
+                } catch {
+                    st.cond.lock(); if st.error == nil { st.error = error }; st.cond.broadcast(); st.cond.unlock()
+                    return
+                }
+                st.cond.lock()
+                st.ready[j] = out
+                if !st.writing {
+                    st.writing = true
+                    while st.error == nil, st.ready[st.nextWrite] != nil {
+                        // Gather contiguous ready outputs (up to 8 MiB) and assign their offsets, in job order.
+                        var buffer: [UInt8] = []
+                        let offset0 = st.result.end
+                        var freed = 0
+                        while buffer.count < (8 << 20), let outs = st.ready.removeValue(forKey: st.nextWrite) {
+                            for tile in outs {
+                                st.result.entries.append(TileIndexEntry(
+                                    tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : 0, block: UInt64(tile.block),
+                                    firstSnapshot: UInt64(builder.first), snapshotCount: UInt64(S), offset: st.result.end,
+                                    storedLength: UInt64(tile.stored.count), rawLength: UInt64(tile.rawLength), checksum: tile.checksum))
+                                st.result.end += UInt64(tile.stored.count)
+                                st.result.rawBytes += UInt64(tile.rawLength)
+                                st.result.storedBytes += UInt64(tile.stored.count)
+                                buffer.append(contentsOf: tile.stored)
+                            }
+                            freed += jobBytes[st.nextWrite]
+                            st.nextWrite += 1
                         }
-                        try file.write(tile.stored, at: offset)
-                    } else {
-                        writeBuffer.append(contentsOf: tile.stored)
+                        st.cond.unlock()
+                        var failure: Error?
+                        do { try file.write(buffer, at: offset0) } catch { failure = error }
+                        st.cond.lock()
+                        if let failure, st.error == nil { st.error = failure }
+                        st.pendingBytes -= freed
+                        st.doneRaw += UInt64(freed)
+                        st.sinceRelease += freed
+                        if st.sinceRelease >= builder.batchBytes {
+                            // Keep resident memory bounded by what is in flight, not by the files read through mmap.
+                            st.sinceRelease = 0
+                            builder.old?.file.releaseResidentPages()
+                            builder.staged?.releaseResidentPages()
+                        }
+                        builder.progress?(st.doneRaw, totalRawBytes)
+                        st.cond.broadcast()
                     }
-                    result.end += UInt64(tile.stored.count)
-                    result.entries.append(TileIndexEntry(
-                        tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : 0, block: UInt64(tile.block),
-                        firstSnapshot: UInt64(first), snapshotCount: UInt64(S), offset: offset,
-                        storedLength: UInt64(tile.stored.count), rawLength: UInt64(tile.rawLength), checksum: tile.checksum))
-                    result.rawBytes += UInt64(tile.rawLength)
-                    result.storedBytes += UInt64(tile.stored.count)
+                    st.writing = false
                 }
+                st.cond.unlock()
             }
-            if !writeBuffer.isEmpty {
-                try file.write(writeBuffer, at: result.end - UInt64(writeBuffer.count))
-                writeBuffer.removeAll(keepingCapacity: true)
-            }
-            // Keep resident memory bounded by the batch, not by the files read through mmap.
-            old?.file.releaseResidentPages()
-            staged?.releaseResidentPages()
-            doneRaw += UInt64(bytes)
-            progress?(doneRaw, totalRawBytes)
-            j0 = j1
         }
-        return result
+        if let e = st.error { throw e }
+        precondition(st.nextWrite == jobs.count, "every job written")
+        old?.file.releaseResidentPages()
+        staged?.releaseResidentPages()
+        return st.result
     }
 
     /// Fills one job's [params × S] raw rows, then encodes each output block inside it.
