@@ -207,3 +207,17 @@ struct ArraySource: SnapshotSource, @unchecked Sendable {
         }
     }
 }
+
+@Suite struct MetadataTests {
+    @Test func nonFiniteMetadataIsStoredAsStringsAndNonFiniteTimesAreRefused() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let w = try SnapshotWriter.create(path: dir + "/m.psnap", tensors: [TensorInfo(name: "a", dtype: .f32, shape: [1])])
+        try w.append(SnapshotInfo(step: 1, metadata: ["loss": .number(.nan), "lr": .number(.infinity)]), tensors: ["a": [0, 0, 0x80, 0x7F]])
+        #expect(throws: IOError.self) { try w.append(SnapshotInfo(step: 2, time: .nan), tensors: ["a": [0, 0, 0, 0]]) }
+        try w.close()
+        let r = try PSnapReader(path: dir + "/m.psnap")
+        #expect(r.snapshots[0].metadata?["loss"] == .string("nan"))
+        #expect(r.snapshots[0].metadata?["lr"] == .string("inf"))
+        #expect(try r.trajectory(tensor: "a", index: 0)[0] == .infinity)
+    }
+}

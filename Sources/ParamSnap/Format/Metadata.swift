@@ -17,7 +17,8 @@ public enum MetaValue: Codable, Equatable, Sendable, CustomStringConvertible {
         var c = encoder.singleValueContainer()
         switch self {
         case .string(let s): try c.encode(s)
-        case .number(let d): try c.encode(d)
+        // JSON has no NaN/Infinity (§7): a diverged run's loss is kept as the string "nan", "inf" or "-inf".
+        case .number(let d): if d.isFinite { try c.encode(d) } else { try c.encode(d.isNaN ? "nan" : (d > 0 ? "inf" : "-inf")) }
         }
     }
 

@@ -135,6 +135,9 @@ public final class SnapshotWriter {
     /// Commits automatically when `snapshotsPerSegment` snapshots are staged.
     public func append(_ info: SnapshotInfo, buffers: [UnsafeRawBufferPointer]) throws {
         guard file != nil else { throw IOError.closed }
+        guard info.time.isFinite, info.epoch?.isFinite ?? true else {
+            throw IOError.badSnapshot("time \(info.time) and epoch \(info.epoch.map { String($0) } ?? "-") must be finite numbers")
+        }
         guard buffers.count == layout.tensors.count else {
             throw IOError.badSnapshot("\(buffers.count) buffers for \(layout.tensors.count) tensors")
         }
