@@ -88,7 +88,7 @@ public final class SnapshotWriter {
         try file.write(header.encode(), at: 0)
         let w = SnapshotWriter(path: path, file: file, header: header, metadata: meta, tiles: [], segments: [],
                                end: UInt64(Spec.headerSize), lastFooterOffset: 0, commitSequence: 0, options: options)
-        try w.publish(newTiles: [], keepBefore: 0, report: CommitReport(), firstCommit: true)
+        try w.publish(newTiles: [], keepBefore: 0, report: CommitReport())
         WritableFile.syncDirectory(of: path)
         return w
     }
@@ -203,7 +203,7 @@ public final class SnapshotWriter {
         report.rawBytes = built.rawBytes
         report.storedBytes = built.storedBytes
         metadata.snapshots.append(contentsOf: stagedInfos)
-        try publish(newTiles: built.entries, keepBefore: mergeStart, report: report, firstCommit: false)
+        try publish(newTiles: built.entries, keepBefore: mergeStart, report: report)
         segments = segments.filter { $0.upperBound <= mergeStart } + [mergeStart..<newEnd]
         stagedInfos.removeAll()
         staging.reset()
@@ -228,7 +228,7 @@ public final class SnapshotWriter {
     }
 
     /// §9 steps 2-5: fsync tiles, append index + metadata + footer, fsync.
-    private func publish(newTiles: [TileIndexEntry], keepBefore: Int, report: CommitReport, firstCommit: Bool) throws {
+    private func publish(newTiles: [TileIndexEntry], keepBefore: Int, report: CommitReport) throws {
         guard let file else { throw IOError.closed }
         try file.sync()
         var all = tiles.filter { $0.firstSnapshot < UInt64(keepBefore) }
@@ -239,7 +239,7 @@ public final class SnapshotWriter {
         let indexOffset = end
         let metaOffset = indexOffset + UInt64(index.count)
         let footerOffset = metaOffset + UInt64(meta.count)
-        let footer = Footer(commitSequence: firstCommit ? 0 : commitSequence, previousFooterOffset: lastFooterOffset,
+        let footer = Footer(commitSequence: commitSequence, previousFooterOffset: lastFooterOffset,
                             indexOffset: indexOffset, indexLength: UInt64(index.count), indexChecksum: XXH64.hash(index),
                             metadataOffset: metaOffset, metadataLength: UInt64(meta.count), metadataChecksum: XXH64.hash(meta),
                             snapshotCount: UInt64(metadata.snapshots.count), tileCount: UInt64(all.count),
@@ -252,7 +252,7 @@ public final class SnapshotWriter {
         tiles = all
         end = footerOffset + UInt64(Spec.footerSize)
         lastFooterOffset = footerOffset
-        commitSequence = (firstCommit ? 0 : commitSequence) + 1
+        commitSequence += 1
         lastCommit = report
     }
 
@@ -293,7 +293,7 @@ public final class SnapshotWriter {
             report.tilesWritten = built.entries.count
             report.rawBytes = built.rawBytes
             report.storedBytes = built.storedBytes
-            try w.publish(newTiles: built.entries, keepBefore: 0, report: report, firstCommit: false)
+            try w.publish(newTiles: built.entries, keepBefore: 0, report: report)
             w.segments = [0..<snapshots.count]
         }
         w.file?.close()
@@ -337,7 +337,7 @@ public final class SnapshotWriter {
             report.tilesWritten = built.entries.count
             report.rawBytes = built.rawBytes
             report.storedBytes = built.storedBytes
-            try w.publish(newTiles: built.entries, keepBefore: 0, report: report, firstCommit: false)
+            try w.publish(newTiles: built.entries, keepBefore: 0, report: report)
             w.segments = [0..<reader.snapshotCount]
         }
         w.file?.close()
