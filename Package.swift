@@ -18,17 +18,24 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
-        .target(name: "ParamSnap", dependencies: ["CZstd"]),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(name: "ParamSnap", dependencies: ["CZstd", "CZlib"]),
+        .target(name: "ParamSnapStats", dependencies: ["ParamSnap"]),
         .target(
             name: "ParamSnapCLI",
             dependencies: [
                 "ParamSnap",
+                "ParamSnapStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLI"]),
-        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI", "ParamSnapStats"]),
     ],
     swiftLanguageModes: [.v6]
 )

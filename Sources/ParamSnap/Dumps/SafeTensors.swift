@@ -1,4 +1,4 @@
-// A safetensors reader (8-byte header length, JSON header, raw little-endian data), memory-mapped and fully checked.
+// A safetensors reader (8-byte header length, JSON header, raw little-endian data), memory-mapped and fully checked; the dump errors.
 import Foundation
 
 /// Why a safetensors file cannot be read; each case names the file and, where it applies, the tensor.
@@ -7,6 +7,16 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
     case badHeader(path: String, reason: String)
     case unsupportedDType(path: String, tensor: String, dtype: String)
     case badTensor(path: String, tensor: String, reason: String)
+    /// A file whose content is not a well-formed dump of its kind (npy header, zip directory, index JSON…).
+    case malformed(path: String, reason: String)
+    /// A file (or folder) that holds nothing convertible.
+    case unrecognized(path: String, reason: String)
+    /// A tensor that differs between snapshots (set, shape or dtype); `path` is the snapshot that differs.
+    case mismatch(path: String, tensor: String, reason: String)
+    /// Two inputs give the same training step.
+    case duplicateStep(step: Int64, first: String, second: String)
+    /// Nothing to convert after discovery and filtering.
+    case noInputs(reason: String)
 
     public var description: String {
         switch self {
@@ -14,6 +24,11 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
         case .badHeader(let p, let r): return "\(p): bad safetensors header: \(r)"
         case .unsupportedDType(let p, let t, let d): return "\(p): tensor '\(t)' has dtype \(d); supported: F32, F16, BF16, F64"
         case .badTensor(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
+        case .malformed(let p, let r): return "\(p): malformed: \(r)"
+        case .unrecognized(let p, let r): return "\(p): \(r)"
+        case .mismatch(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
+        case .duplicateStep(let s, let a, let b): return "step \(s) appears twice: \(a) and \(b) (give one of them, or pick steps with --steps)"
+        case .noInputs(let r): return "no inputs: \(r)"
         }
     }
 }

@@ -1,0 +1,351 @@
+// Finds the snapshots among `psnap convert` inputs, by content: safetensors, sharded HF checkpoints, Trainer
+// `checkpoint-N/` folders, parent folders of those, .npy, .npz and raw files. Nothing is read beyond headers here.
+import Foundation
+
+/// Options of a conversion (`psnap convert`).
+public struct ConvertOptions: Sendable {
+    /// Tensor-name globs to keep (all when empty) and to drop.
+    public var include: [String] = []
+    public var exclude: [String] = []
+    /// Output dtype of every tensor (a cast when it differs from the source); also the dtype of raw inputs.
+    public var dtype: DType? = nil
+    /// Refuse tensors of unsupported dtypes instead of skipping them.
+    public var strict = false
+    /// Fill tensors absent from a snapshot with NaN (and name them in its metadata) instead of failing.
+    public var allowMissing = false
+    /// Keep the order the inputs were given in instead of sorting by step.
+    public var orderGiven = false
+    /// Steps to keep.
+    public var steps: StepSelection? = nil
+    /// Tensor name of .npy and raw inputs (default: the file stem without its step number).
+    public var arrayName: String? = nil
+    /// Shape of raw inputs (with `dtype`); files not recognised otherwise are read as raw when set.
+    public var rawShape: [Int]? = nil
+
+    public init() {}
+}
+
+/// Where a tensor's bytes are.
+public enum DumpData: @unchecked Sendable {
+    /// Bytes of the source dtype in a mapped file at `offset`.
+    case mapped(MappedFile, offset: Int)
+    /// A deflate member of an npz: compressed bytes at `offset`; the array data starts `skip` bytes into the
+    /// inflated stream.
+    case deflated(MappedFile, offset: Int, compressedSize: Int, skip: Int, member: String)
+}
+
+/// One tensor of one input snapshot.
+public struct DumpTensor: @unchecked Sendable {
+    public var name: String
+    /// Source dtype.
+    public var dtype: DType
+    public var shape: [Int]
+    /// The file holding it (for messages).
+    public var path: String
+    public var data: DumpData
+    /// Big-endian source data (byte-swapped when converted).
+    public var bigEndian = false
+    /// Column-major source data (transposed to row-major when converted).
+    public var fortranOrder = false
+
+    /// Source bytes (parameters × element size); valid after discovery checked the shape.
+    public var byteCount: Int { parameterCount * dtype.size }
+    public var parameterCount: Int { TensorInfo(name: name, dtype: dtype, shape: shape).parameterCount ?? 0 }
+}
+
+/// One snapshot found among the inputs.
+public struct DumpSnapshot: @unchecked Sendable {
+    /// The file or folder it comes from.
+    public var label: String
+    /// Step from the name (nil when the name holds no number).
+    public var step: Int64?
+    public var epoch: Double?
+    /// Modification time of the input (seconds since the Unix epoch).
+    public var time: Double = 0
+    public var metadata: [String: MetaValue] = [:]
+    public var tensors: [DumpTensor] = []
+}
+
+/// Walks the inputs of a conversion and lists their snapshots, with notes about what it skipped.
+public final class DumpDiscovery {
+    public let options: ConvertOptions
+    /// Snapshots in the order found.
+    public private(set) var snapshots: [DumpSnapshot] = []
+    private var skippedFiles: [(name: String, count: Int)] = []
+    private var skippedTensors: [(what: String, count: Int)] = []
+    private var otherNotes: [String] = []
+    static let maxDepth = 8
+
+    public init(options: ConvertOptions) { self.options = options }
+
+    /// One-line notes about skipped files and tensors (for the user), in the order they first happened.
+    public var notes: [String] {
+        var out = otherNotes
+        if !skippedFiles.isEmpty {
+            let total = skippedFiles.reduce(0) { $0 + $1.count }
+            let list = skippedFiles.prefix(8).map { $0.count > 1 ? "\($0.name) ×\($0.count)" : $0.name }.joined(separator: ", ")
+            out.append("skipped \(total) file(s) that hold no model weights (optimizer/scheduler/RNG state, configs, pickles): \(list)\(skippedFiles.count > 8 ? ", …" : "")")
+        }
+        for t in skippedTensors {
+            out.append("skipped \(t.what)\(t.count > 1 ? " in \(t.count) snapshots" : "") (--strict refuses instead)")
+        }
+        return out
+    }
+
+    private func noteSkippedFile(_ path: String) {
+        let name = (path as NSString).lastPathComponent
+        if let i = skippedFiles.firstIndex(where: { $0.name == name }) { skippedFiles[i].count += 1 } else { skippedFiles.append((name, 1)) }
+    }
+
+    private func noteSkippedTensor(_ name: String, _ dtype: String) {
+        let what = "tensor '\(name)' (dtype \(dtype), not a float type ParamSnap stores)"
+        if let i = skippedTensors.firstIndex(where: { $0.what == what }) { skippedTensors[i].count += 1 } else { skippedTensors.append((what, 1)) }
+    }
+
+    private func keep(_ name: String) -> Bool {
+        (options.include.isEmpty || options.include.contains { DumpNames.globMatch($0, name) })
+            && !options.exclude.contains { DumpNames.globMatch($0, name) }
+    }
+
+    /// Adds the snapshots in `path` (a file or a folder).
+    public func add(path: String) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw DumpError.unrecognized(path: path, reason: "no such file or folder")
+        }
+        if isDir.boolValue { try addFolder(path, depth: 0) } else { try addFile(path, explicit: true, log: nil) }
+    }
+
+    static func mtime(_ path: String) -> Double {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+    }
+
+    static func stem(_ path: String) -> String { ((path as NSString).lastPathComponent as NSString).deletingPathExtension }
+
+    static func isCheckpointFolderName(_ name: String) -> Bool {
+        name.range(of: "^(checkpoint|global_step|step|epoch)[-_]?[0-9]+$", options: [.regularExpression, .caseInsensitive]) != nil
+    }
+
+    private func children(_ folder: String) throws -> [String] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+            throw DumpError.unrecognized(path: folder, reason: "cannot list the folder")
+        }
+        return names.filter { !$0.hasPrefix(".") }.sorted(by: DumpNames.naturalLess).map { (folder as NSString).appendingPathComponent($0) }
+    }
+
+    private func readLog(_ path: String) -> TrainerLog? {
+        guard let d = FileManager.default.contents(atPath: path) else { return nil }
+        do { return try TrainerLog.parse(d, path: path) } catch {
+            otherNotes.append("ignored \(path): \(error) (no loss/learning-rate metadata from it)")
+            return nil
+        }
+    }
+
+    private func addFolder(_ folder: String, depth: Int) throws {
+        guard depth <= Self.maxDepth else { return }
+        let kids = try children(folder)
+        let name = (folder as NSString).lastPathComponent
+        let statePath = (folder as NSString).appendingPathComponent("trainer_state.json")
+        let log = kids.contains(statePath) ? readLog(statePath) : nil
+        let indexes = kids.filter { $0.hasSuffix(".safetensors.index.json") }
+        if let index = indexes.first(where: { $0.hasSuffix("/model.safetensors.index.json") }) ?? indexes.first {
+            var snap = try shardedSnapshot(index: index, label: folder, step: DumpNames.stepNumber(name) ?? log?.globalStep, log: log)
+            snap.time = Self.mtime(index)
+            let used = Set(snap.tensors.map(\.path)).union([index, statePath])
+            for k in kids where !used.contains(k) && !isDirectory(k) { noteSkippedFile(k) }
+            snapshots.append(snap)
+            return
+        }
+        let weightFiles = kids.filter { $0.hasSuffix(".safetensors") && !isDirectory($0) }
+        if Self.isCheckpointFolderName(name) && !weightFiles.isEmpty {
+            var snap = DumpSnapshot(label: folder, step: DumpNames.stepNumber(name))
+            snap.time = Self.mtime(weightFiles[0])
+            var seen: [String: String] = [:]
+            for f in weightFiles {
+                let (tensors, meta) = try safetensors(f)
+                for t in tensors {
+                    if let other = seen[t.name] { throw DumpError.badTensor(path: f, tensor: t.name, reason: "also in \(other) (same checkpoint)") }
+                    seen[t.name] = f
+                }
+                snap.tensors += tensors
+                snap.metadata.merge(meta) { a, _ in a }
+            }
+            apply(log, to: &snap)
+            for k in kids where !weightFiles.contains(k) && k != statePath && !isDirectory(k) { noteSkippedFile(k) }
+            snapshots.append(snap)
+            return
+        }
+        if Self.isCheckpointFolderName(name), kids.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pt") || $0.hasSuffix(".pth") }),
+           !kids.contains(where: isDirectory) {
+            let hasArrays = kids.contains { $0.hasSuffix(".npy") || $0.hasSuffix(".npz") }
+            if !hasArrays {
+                throw DumpError.unrecognized(path: folder, reason: "checkpoint folder without safetensors weights (pickled PyTorch files such as pytorch_model.bin are not read; save with safetensors, e.g. Trainer's save_safetensors=True)")
+            }
+        }
+        for k in kids {
+            if isDirectory(k) { try addFolder(k, depth: depth + 1) } else if k != statePath { try addFile(k, explicit: false, log: log) }
+        }
+    }
+
+    private func isDirectory(_ p: String) -> Bool {
+        var d: ObjCBool = false
+        return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
+    }
+
+    private func apply(_ log: TrainerLog?, to snap: inout DumpSnapshot) {
+        guard let log, let step = snap.step else { return }
+        let (epoch, values) = log.snapshotMetadata(step: step)
+        if let epoch { snap.epoch = epoch }
+        snap.metadata.merge(values) { _, b in b }
+    }
+
+    /// Reads a safetensors file's tensors (filtered) and header metadata.
+    private func safetensors(_ path: String) throws -> ([DumpTensor], [String: MetaValue]) {
+        let st = try SafeTensorsFile(path: path, skipUnsupported: !options.strict)
+        for s in st.skipped where keep(s.name) { noteSkippedTensor(s.name, s.dtype) }
+        var out: [DumpTensor] = []
+        for e in st.entries where keep(e.info.name) {
+            out.append(DumpTensor(name: e.info.name, dtype: e.info.dtype, shape: e.info.shape, path: path,
+                                  data: .mapped(st.file, offset: st.dataStart + e.begin)))
+        }
+        var meta: [String: MetaValue] = [:]
+        for (k, v) in st.metadata { meta[k] = .string(v) }
+        return (out, meta)
+    }
+
+    private func shardedSnapshot(index: String, label: String, step: Int64?, log: TrainerLog?) throws -> DumpSnapshot {
+        guard let data = FileManager.default.contents(atPath: index) else { throw DumpError.unrecognized(path: index, reason: "cannot read the index") }
+        let map = try HFShardIndex.parse(data, path: index)
+        let folder = (index as NSString).deletingLastPathComponent
+        var byShard: [String: [String]] = [:]
+        for (t, s) in map { byShard[s, default: []].append(t) }
+        var snap = DumpSnapshot(label: label, step: step)
+        for shard in byShard.keys.sorted(by: DumpNames.naturalLess) {
+            let path = (folder as NSString).appendingPathComponent(shard)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DumpError.unrecognized(path: path, reason: "shard named by \((index as NSString).lastPathComponent) is missing")
+            }
+            let (tensors, meta) = try safetensors(path)
+            let present = Set(tensors.map(\.name))
+            let wanted = Set(byShard[shard]!)
+            let st = try SafeTensorsFile(path: path, skipUnsupported: true)
+            let skipped = Set(st.skipped.map(\.name))
+            for t in byShard[shard]!.sorted() where keep(t) && !present.contains(t) && !skipped.contains(t) {
+                throw DumpError.badTensor(path: path, tensor: t, reason: "listed in \((index as NSString).lastPathComponent) but absent from the shard")
+            }
+            snap.tensors += tensors.filter { wanted.contains($0.name) }
+            snap.metadata.merge(meta) { a, _ in a }
+        }
+        apply(log, to: &snap)
+        return snap
+    }
+
+    private func addFile(_ path: String, explicit: Bool, log: TrainerLog?) throws {
+        if path.hasSuffix(".index.json") {
+            if explicit {
+                let folder = (path as NSString).deletingLastPathComponent
+                let name = (folder as NSString).lastPathComponent
+                let statePath = (folder as NSString).appendingPathComponent("trainer_state.json")
+                let ownLog = FileManager.default.fileExists(atPath: statePath) ? readLog(statePath) : nil
+                var snap = try shardedSnapshot(index: path, label: folder, step: DumpNames.stepNumber(name) ?? ownLog?.globalStep, log: ownLog)
+                snap.time = Self.mtime(path)
+                snapshots.append(snap)
+            } else { noteSkippedFile(path) }
+            return
+        }
+        let file = try MappedFile(path: path)
+        let buf = file.bytes
+        var snap = DumpSnapshot(label: path, step: DumpNames.stepNumber(Self.stem(path)), time: Self.mtime(path))
+        if buf.count >= 6, Array(buf[0..<6]) == NpyHeader.magic {
+            if let t = try npyTensor(buf, file: file, base: 0, size: buf.count, path: path, name: options.arrayName ?? DumpNames.arrayName(fromStem: Self.stem(path))) {
+                snap.tensors.append(t)
+            }
+        } else if ZipArchive.looksLikeZip(buf) {
+            for m in try ZipArchive.members(buf, path: path) {
+                guard m.name.hasSuffix(".npy") else { noteSkippedFile(path + ":" + m.name); continue }
+                let name = String(m.name.dropLast(4))
+                guard keep(name) else { continue }
+                switch m.method {
+                case 0:
+                    guard m.compressedSize == m.uncompressedSize else {
+                        throw DumpError.malformed(path: path, reason: "stored member '\(m.name)' has different compressed and uncompressed sizes")
+                    }
+                    if let t = try npyTensor(UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)]),
+                                             file: file, base: m.dataOffset, size: m.uncompressedSize, path: path + ":" + m.name, name: name) {
+                        snap.tensors.append(t)
+                    }
+                case 8:
+                    let src = UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)])
+                    var prefix: [UInt8] = []
+                    var want = min(m.uncompressedSize, 4096)
+                    var header: NpyHeader?
+                    while header == nil {
+                        prefix.removeAll()
+                        try RawInflate.inflate(src, path: path, member: m.name, chunk: 64 << 10) { chunk in
+                            prefix += chunk.prefix(want - prefix.count)
+                            return prefix.count < want
+                        }
+                        do {
+                            header = try prefix.withUnsafeBytes { b throws(DumpError) in try NpyHeader.parse(b, path: path + ":" + m.name) }
+                        } catch DumpError.truncated(let p, let r) {
+                            let limit = min(m.uncompressedSize, NpyHeader.maxHeaderSize + 12)
+                            guard want < limit else { throw DumpError.truncated(path: p, reason: r) }
+                            want = limit
+                        }
+                    }
+                    let h = header!
+                    if let t = try arrayTensor(h, data: .deflated(file, offset: m.dataOffset, compressedSize: m.compressedSize, skip: h.dataOffset, member: m.name),
+                                               available: m.uncompressedSize - h.dataOffset, path: path + ":" + m.name, name: name) {
+                        snap.tensors.append(t)
+                    }
+                default:
+                    throw DumpError.malformed(path: path, reason: "member '\(m.name)' uses zip compression method \(m.method) (only stored and deflate are read)")
+                }
+            }
+        } else if buf.count >= 10, buf[8] == UInt8(ascii: "{"), UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self)) <= UInt64(buf.count - 8) {
+            let (tensors, meta) = try safetensors(path)
+            snap.tensors = tensors
+            snap.metadata = meta
+        } else if let shape = options.rawShape, let dtype = options.dtype,
+                  explicit || ["raw", "bin", "dat"].contains((path as NSString).pathExtension.lowercased()) {
+            let name = options.arrayName ?? DumpNames.arrayName(fromStem: Self.stem(path))
+            let info = TensorInfo(name: name, dtype: dtype, shape: shape)
+            guard let n = info.parameterCount, n.multipliedReportingOverflow(by: dtype.size).overflow == false, n * dtype.size == buf.count else {
+                throw DumpError.malformed(path: path, reason: "raw file of \(buf.count) bytes; --shape \(shape) × \(dtype.rawValue) needs \((info.parameterCount ?? 0) &* dtype.size)")
+            }
+            if keep(name) { snap.tensors.append(DumpTensor(name: name, dtype: dtype, shape: shape, path: path, data: .mapped(file, offset: 0))) }
+        } else if explicit {
+            throw DumpError.unrecognized(path: path, reason: "not a safetensors, .npy, .npz or model.safetensors.index.json file (raw little-endian files need --shape and --dtype)")
+        } else {
+            noteSkippedFile(path)
+            return
+        }
+        apply(log, to: &snap)
+        snapshots.append(snap)
+    }
+
+    /// A tensor from an npy array stored uncompressed at `base` in `file` (`buf` is its bytes, `size` long).
+    private func npyTensor(_ buf: UnsafeRawBufferPointer, file: MappedFile, base: Int, size: Int, path: String, name: String) throws -> DumpTensor? {
+        guard keep(name) else { return nil }
+        let h = try NpyHeader.parse(buf, path: path)
+        return try arrayTensor(h, data: .mapped(file, offset: base + h.dataOffset), available: size - h.dataOffset, path: path, name: name)
+    }
+
+    private func arrayTensor(_ h: NpyHeader, data: DumpData, available: Int, path: String, name: String) throws -> DumpTensor? {
+        guard let dtype = h.dtype else {
+            if options.strict { throw DumpError.unsupportedDType(path: path, tensor: name, dtype: h.descr) }
+            noteSkippedTensor(name, h.descr)
+            return nil
+        }
+        let info = TensorInfo(name: name, dtype: dtype, shape: h.shape)
+        guard let n = info.parameterCount, n.multipliedReportingOverflow(by: dtype.size).overflow == false else {
+            throw DumpError.badTensor(path: path, tensor: name, reason: "shape \(h.shape) overflows")
+        }
+        guard n * dtype.size <= available else {
+            throw DumpError.truncated(path: path, reason: "array '\(name)' of shape \(h.shape) × \(h.descr) needs \(n * dtype.size) data bytes, \(available) present")
+        }
+        return DumpTensor(name: name, dtype: dtype, shape: h.shape, path: path, data: data,
+                          bigEndian: h.bigEndian && dtype.size > 1, fortranOrder: h.fortranOrder && h.shape.count > 1)
+    }
+}
