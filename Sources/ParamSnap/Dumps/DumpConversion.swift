@@ -264,7 +264,6 @@ final class DumpSource: SnapshotSource, @unchecked Sendable {
     init(pointers: [[UnsafeRawPointer]], files: [MappedFile]) {
         self.pointers = pointers
         self.files = files
-        for f in files { f.advise(sequential: false) }
     }
 
     var count: Int { pointers.count }

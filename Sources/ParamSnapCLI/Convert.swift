@@ -1,0 +1,183 @@
+// `psnap convert`: turn a folder (or list) of checkpoint dumps into one compact .psnap run, out of core.
+import ArgumentParser
+import Foundation
+import ParamSnap
+
+/// `psnap convert INPUT… -o RUN.psnap`.
+public struct ConvertCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert checkpoint dumps (safetensors, HF checkpoints, .npy, .npz, raw) into one .psnap run.",
+        discussion: """
+        Inputs are recognised by content and may be mixed in one call:
+          FILE.safetensors                 one snapshot (F32, F16, BF16, F64; other dtypes skipped with a note)
+          DIR/model.safetensors.index.json a sharded checkpoint (its shards form one snapshot)
+          checkpoint-N/                    a Hugging Face Trainer checkpoint: the model shards; step N; epoch,
+                                           loss, learning rate … from trainer_state.json; optimizer.pt,
+                                           scheduler.pt, rng_state*.pth … skipped with a note
+          FOLDER/                          any folder holding the above (e.g. a run's output dir), recursively
+          FILE.npy                         one array = one snapshot (tensor name: --name, else the file stem
+                                           without its step number: w_000.npy → w)
+          FILE.npz                         one snapshot, one tensor per member (stored or deflate-compressed)
+          FILE (raw)                       little-endian values, with --dtype and --shape
+
+        Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100),
+        or as given with --order given. Every snapshot must hold the same tensors with the same shapes and
+        dtypes; the error names the file and the tensor that differ.
+
+        The output is written in the compact layout directly (one tile per block spanning all snapshots),
+        block by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory
+        however large the run, and all cores encode. It is written under a temporary name beside OUT and
+        renamed only on success, so a failed or killed convert never leaves a partial OUT, and an existing
+        OUT is never replaced without --force.
+
+        --dtype casts every tensor (default: keep each source dtype). Narrowing casts (f32 → bf16/f16,
+        f64 → f32 …) are LOSSY: values are rounded to nearest even, NaNs stay NaN; the run then no longer
+        holds the checkpoints' bits, and convert says so.
+
+        Examples:
+          psnap convert runs/tiny-gpt/ -o tiny.psnap
+          psnap convert output/ -o run.psnap --steps 0:1000:10          # steps 0, 10, …, 990
+          psnap convert checkpoint-*/ -o run.psnap --exclude '*.bias'
+          psnap convert w_*.npy --name fc1.weight -o w.psnap
+          psnap convert step-*.bin --dtype f32 --shape 256,64 --name w -o w.psnap
+          psnap convert dumps/ -o run-bf16.psnap --dtype bf16            # lossy, halves the size
+
+        Exit codes: 0 ok, 1 failure (I/O, full disk, OUT exists), 64 usage error, 65 bad input data
+        (malformed or truncated files, tensors that differ between snapshots, duplicate steps, no inputs).
+        """)
+
+    @Argument(help: "Checkpoint files or folders (see above).") var inputs: [String] = []
+    @Option(name: .shortAndLong, help: "The .psnap file to write.") var output: String
+    @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
+    @Option(help: "Steps to keep, python-slice-like over step numbers: START:STOP:STRIDE (STOP excluded), e.g. 0:1000:10, :500, 100:, or a single step; comma-separated for several.") var steps: String?
+    @Option(help: "Keep only tensors whose name matches this glob (*, ?, [...]); repeatable.") var include: [String] = []
+    @Option(help: "Drop tensors whose name matches this glob; repeatable.") var exclude: [String] = []
+    @Option(help: "Output dtype: f32, f16, bf16 or f64 (narrowing is lossy). Also the dtype of raw inputs. Default: keep the source dtype.") var dtype: String?
+    @Option(help: "Shape of raw inputs, e.g. 256,64 (with --dtype).") var shape: String?
+    @Option(help: "Tensor name of .npy and raw inputs (default: the file stem without its step number).") var name: String?
+    @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
+    @Flag(help: "Take the union of the snapshots' tensors; fill absent ones with NaN and list them in the snapshot's metadata (missing_tensors).") var allowMissing = false
+    @Option(help: "Memory budget in MiB (resident memory stays under it).") var memory: Int = 1024
+    @Option(help: "Parameters per block (power of two).") var blockSize: Int = Spec.defaultBlockSize
+    @Option(help: "Codec chain, comma-separated stages from: xor, sub, split, bytedelta, zstd, zstdplanes (spec §5).") var codec: String = "split,bytedelta,zstdplanes"
+    @Option(help: "zstd level.") var level: Int32 = Spec.defaultZstdLevel
+    @Flag(help: "Replace OUT if it exists.") var force = false
+    @Flag(name: .shortAndLong, help: "No progress bar and no notes (errors and the summary line only).") var quiet = false
+
+    public init() {}
+
+    static func parseDType(_ s: String) -> DType? {
+        switch s.lowercased() {
+        case "f32", "float32", "float": return .f32
+        case "f16", "float16", "half": return .f16
+        case "bf16", "bfloat16": return .bf16
+        case "f64", "float64", "double": return .f64
+        default: return nil
+        }
+    }
+
+    static func parseShape(_ s: String) -> [Int]? {
+        let t = s.trimmingCharacters(in: CharacterSet(charactersIn: "[]() "))
+        if t.isEmpty { return [] }
+        let parts = t.split(whereSeparator: { $0 == "," || $0 == "x" || $0 == "×" }).map { $0.trimmingCharacters(in: .whitespaces) }
+        var out: [Int] = []
+        for p in parts { guard let v = Int(p), v >= 0 else { return nil }; out.append(v) }
+        return out
+    }
+
+    public func validate() throws {
+        if inputs.isEmpty { throw ValidationError("no inputs: give checkpoint files or folders, e.g. psnap convert runs/tiny-gpt/ -o tiny.psnap") }
+        guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
+        if let steps, StepSelection(parsing: steps) == nil { throw ValidationError("--steps '\(steps)' is not START:STOP:STRIDE (e.g. 0:1000:10) or a step number") }
+        if let dtype, Self.parseDType(dtype) == nil { throw ValidationError("--dtype '\(dtype)' is not one of f32, f16, bf16, f64") }
+        if let shape {
+            guard Self.parseShape(shape) != nil else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
+            guard dtype != nil else { throw ValidationError("--shape (raw inputs) needs --dtype") }
+        }
+        guard memory >= 16 else { throw ValidationError("--memory is in MiB and must be at least 16") }
+    }
+
+    public func run() throws {
+        try CLI.guarded {
+            let start = Date()
+            if FileManager.default.fileExists(atPath: output) && !force {
+                throw IOError.exists(path: output)
+            }
+            var opts = ConvertOptions()
+            opts.include = include
+            opts.exclude = exclude
+            opts.dtype = dtype.flatMap(Self.parseDType)
+            opts.rawShape = shape.flatMap(Self.parseShape)
+            opts.arrayName = name
+            opts.strict = strict
+            opts.allowMissing = allowMissing
+            opts.orderGiven = order == "given"
+            opts.steps = steps.flatMap(StepSelection.init(parsing:))
+            let discovery = DumpDiscovery(options: opts)
+            for input in inputs { try discovery.add(path: input) }
+            let conversion = try DumpConversion(discovery.snapshots, options: opts)
+            if !quiet { for n in discovery.notes + conversion.notes { Self.note(n) } }
+            var options = WriterOptions()
+            options.blockSize = blockSize
+            options.chain = try CodecChain(parsing: codec, zstdLevel: level)
+            options.overwrite = force
+            // The writer's batches take budget/8 each; a few batches in flight plus input pages stay under the budget.
+            options.memoryBudget = memory << 20
+            let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)
+            options.progress = { done, total in bar.update(done, total) }
+            let dir = (output as NSString).deletingLastPathComponent
+            let scratch = (dir.isEmpty ? "." : dir) + "/." + (output as NSString).lastPathComponent + ".convert-scratch-\(getpid())"
+            let source = try conversion.makeSource(scratchPath: scratch)
+            let report = try SnapshotWriter.writeCompact(path: output, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
+                                                         source: source, options: options)
+            bar.finish()
+            let secs = Date().timeIntervalSince(start)
+            let size = ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? NSNumber)?.uint64Value ?? report.storedBytes
+            let params = conversion.tensors.reduce(0) { $0 + ($1.parameterCount ?? 0) }
+            let steps = conversion.snapshotInfos.map(\.step)
+            let rate = secs > 0 ? Double(report.rawBytes) / 1e6 / secs : 0
+            print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))) in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
+        }
+    }
+
+    static func note(_ s: String) { FileHandle.standardError.write(Data("note: \(s)\n".utf8)) }
+}
+
+/// A one-line progress bar on stderr: bytes done, MB/s, ETA; redrawn at most 10 times a second.
+final class ProgressBar: @unchecked Sendable {
+    let enabled: Bool
+    let start = Date()
+    private let lock = NSLock()
+    private var last = Date.distantPast
+    private var drawn = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ done: UInt64, _ total: UInt64) {
+        guard enabled else { return }
+        lock.lock(); defer { lock.unlock() }
+        let now = Date()
+        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
+        last = now
+        let secs = max(1e-3, now.timeIntervalSince(start))
+        let frac = total == 0 ? 1 : Double(done) / Double(total)
+        let width = 30
+        let filled = Int(frac * Double(width))
+        let rate = Double(done) / 1e6 / secs
+        let eta = done == 0 ? "--:--" : Self.clock(secs * (1 - frac) / max(frac, 1e-9))
+        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(String(format: "%5.1f", frac * 100))%  \(CLI.bytes(done)) / \(CLI.bytes(total))  \(String(format: "%.0f", rate)) MB/s  ETA \(eta)\u{1B}[K"
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func finish() {
+        lock.lock(); defer { lock.unlock() }
+        if drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+
+    static func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}

@@ -1,0 +1,147 @@
+// `psnap export`: rebuild the checkpoint at one snapshot of a run as safetensors, .npz, or .npy files.
+import ArgumentParser
+import Foundation
+import ParamSnap
+
+/// `psnap export RUN.psnap --snapshot K -o OUT`.
+public struct ExportCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Rebuild the checkpoint at one snapshot as safetensors, .npz or .npy files (bit-identical values).",
+        discussion: """
+        Picks the snapshot by index (--snapshot K, 0-based; negative counts from the end) or by training step
+        (--step N). The output kind follows OUT:
+          OUT.safetensors   one safetensors file: names, shapes, dtypes as stored; the snapshot's metadata
+                            as __metadata__ (strings)
+          OUT.npz           one uncompressed .npz, a member per tensor (NAME.npy)
+          OUT.npy           a single tensor (select it with --include)
+          OUT/ (a folder)   one NAME.npy per tensor
+        NumPy has no bfloat16: bf16 tensors go to .npy/.npz as uint16 bit patterns (view them with
+        ml_dtypes.bfloat16); safetensors keeps BF16.
+        Files are written under a temporary name and renamed when complete; existing files are replaced
+        only with --force.
+
+        Examples:
+          psnap export run.psnap --snapshot -1 -o last.safetensors
+          psnap export run.psnap --step 1200 -o step-1200.npz --include 'blocks.0.*'
+          psnap export run.psnap --snapshot 0 -o init/                  # init/fc1.weight.npy, …
+
+        Exit codes: 0 ok, 1 failure (I/O, OUT exists), 64 usage error (no such snapshot/step), 65 damaged run.
+        """)
+
+    @Argument(help: "The .psnap run.") var runPath: String
+    @Option(help: "Snapshot index (0-based; -1 is the last).") var snapshot: Int?
+    @Option(help: "Training step of the snapshot.") var step: Int64?
+    @Option(name: .shortAndLong, help: "Output: FILE.safetensors, FILE.npz, FILE.npy, or a folder for one .npy per tensor.") var output: String
+    @Option(help: "Export only tensors whose name matches this glob; repeatable.") var include: [String] = []
+    @Flag(help: "Replace existing output files.") var force = false
+
+    public init() {}
+
+    public func validate() throws {
+        if (snapshot == nil) == (step == nil) { throw ValidationError("give exactly one of --snapshot K and --step N") }
+    }
+
+    enum Kind { case safetensors, npz, npy, folder }
+
+    public func run() throws {
+        try CLI.guarded {
+            let start = Date()
+            let r = try PSnapReader(path: runPath)
+            let k: Int
+            if let step {
+                guard let i = r.snapshots.firstIndex(where: { $0.step == step }) else {
+                    throw ValidationError("no snapshot has step \(step) (steps \(r.snapshots.first.map { "\($0.step)" } ?? "-")…\(r.snapshots.last.map { "\($0.step)" } ?? "-"))")
+                }
+                k = i
+            } else {
+                let s = snapshot!
+                k = s < 0 ? r.snapshotCount + s : s
+                guard k >= 0, k < r.snapshotCount else { throw ValidationError("snapshot \(s) out of range: the run has \(r.snapshotCount)") }
+            }
+            let chosen = r.tensors.enumerated().filter { _, t in include.isEmpty || include.contains { DumpNames.globMatch($0, t.name) } }
+            guard !chosen.isEmpty else { throw ValidationError("--include matches no tensor of \(runPath)") }
+            let ext = (output as NSString).pathExtension.lowercased()
+            var isDir: ObjCBool = false
+            let kind: Kind = output.hasSuffix("/") || (FileManager.default.fileExists(atPath: output, isDirectory: &isDir) && isDir.boolValue) || ext.isEmpty
+                ? .folder : ext == "safetensors" ? .safetensors : ext == "npz" ? .npz : ext == "npy" ? .npy : .folder
+            if kind == .npy && chosen.count != 1 {
+                throw ValidationError("a .npy file holds one tensor and \(chosen.count) are selected: use --include NAME, a .npz, or a folder")
+            }
+            var bytesOut: UInt64 = 0
+            switch kind {
+            case .safetensors:
+                var meta: [String: String] = [:]
+                for (key, v) in r.snapshots[k].metadata ?? [:] { meta[key] = v.description }
+                let header = SafeTensorsEncoding.header(tensors: chosen.map(\.element), metadata: meta)
+                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                    try w(header)
+                    for (t, _) in chosen { try w(try r.tensorBytes(tensor: t, snapshot: k)) }
+                }
+            case .npz:
+                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                    var members: [(name: String, crc32: UInt32, size: UInt64, offset: UInt64)] = []
+                    var offset: UInt64 = 0
+                    for (t, info) in chosen {
+                        let head = NpyHeader.encode(dtype: info.dtype, shape: info.shape)
+                        let data = try r.tensorBytes(tensor: t, snapshot: k)
+                        let crc = data.withUnsafeBytes { d in head.withUnsafeBytes { RawInflate.crc32(d, continuing: RawInflate.crc32($0)) } }
+                        let name = info.name + ".npy"
+                        let size = UInt64(head.count + data.count)
+                        let local = ZipArchive.localHeader(name: name, crc32: crc, size: size)
+                        members.append((name, crc, size, offset))
+                        try w(local); try w(head); try w(data)
+                        offset += UInt64(local.count) + size
+                    }
+                    try w(ZipArchive.directory(members, at: offset))
+                }
+            case .npy:
+                let (t, info) = chosen[0]
+                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                    try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
+                    try w(try r.tensorBytes(tensor: t, snapshot: k))
+                }
+            case .folder:
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                for (t, info) in chosen {
+                    let file = (output as NSString).appendingPathComponent(info.name.replacingOccurrences(of: "/", with: "_") + ".npy")
+                    bytesOut += try Self.writeAtomically(file, force: force) { w in
+                        try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
+                        try w(try r.tensorBytes(tensor: t, snapshot: k))
+                    }
+                }
+            }
+            let secs = Date().timeIntervalSince(start)
+            print("exported snapshot \(k) (step \(r.snapshots[k].step)): \(chosen.count) tensor(s), \(CLI.bytes(bytesOut)) → \(output) in \(String(format: "%.2f", secs)) s")
+        }
+    }
+
+    /// Writes `path` through `body` (which appends byte arrays) under a temporary name, fsyncs and renames it.
+    /// Refuses an existing `path` unless `force`. Returns the bytes written.
+    static func writeAtomically(_ path: String, force: Bool, _ body: ((_ bytes: [UInt8]) throws -> Void) throws -> Void) throws -> UInt64 {
+        if !force && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw IOError.open(path: tmp, errno: errno) }
+        var ok = false
+        defer { if !ok { close(fd); unlink(tmp) } }
+        var written: UInt64 = 0
+        try body { bytes in
+            try bytes.withUnsafeBytes { b in
+                var done = 0
+                while done < b.count {
+                    let n = write(fd, b.baseAddress! + done, b.count - done)
+                    if n < 0 { if errno == EINTR { continue }; throw IOError.write(path: tmp, offset: written + UInt64(done), errno: errno) }
+                    done += n
+                }
+            }
+            written += UInt64(bytes.count)
+        }
+        guard fsync(fd) == 0 else { throw IOError.sync(path: tmp, errno: errno) }
+        close(fd)
+        if !force && FileManager.default.fileExists(atPath: path) { unlink(tmp); ok = true; throw IOError.exists(path: path) }
+        guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); ok = true; throw IOError.rename(from: tmp, to: path, errno: e) }
+        ok = true
+        return written
+    }
+}
