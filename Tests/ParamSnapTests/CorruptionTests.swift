@@ -90,3 +90,68 @@ import Testing
         #expect(cli.out.contains("tile \(victim): tensor '"))
     }
 }
+
+/// Hostile files with valid checksums: a forged newest commit whose metadata lies.
+@Suite struct HostileCommitTests {
+    /// Appends a commit that reuses the newest commit's index with `edit` applied to its metadata JSON, checksummed.
+    static func forge(_ path: String, index: [UInt8]? = nil, footerEdit: (inout Footer) -> Void = { _ in }, _ edit: (inout [String: Any]) -> Void) throws {
+        let r = try PSnapReader(path: path)
+        let bytes = r.file.bytes
+        let idx = index ?? Array(bytes[Int(r.footer.indexOffset)..<Int(r.footer.indexOffset + r.footer.indexLength)])
+        var meta = try JSONSerialization.jsonObject(with: Data(bytes[Int(r.footer.metadataOffset)..<Int(r.footer.metadataOffset + r.footer.metadataLength)])) as! [String: Any]
+        edit(&meta)
+        let m = Array(try JSONSerialization.data(withJSONObject: meta))
+        let end = UInt64(bytes.count)
+        var f = Footer(commitSequence: r.footer.commitSequence + 1, previousFooterOffset: r.footerOffset, indexOffset: end,
+                       indexLength: UInt64(idx.count), indexChecksum: XXH64.hash(idx), metadataOffset: end + UInt64(idx.count),
+                       metadataLength: UInt64(m.count), metadataChecksum: XXH64.hash(m), snapshotCount: r.footer.snapshotCount,
+                       tileCount: UInt64(idx.count / 64), parameterCount: r.footer.parameterCount)
+        footerEdit(&f)
+        let h = FileHandle(forWritingAtPath: path)!
+        h.seekToEndOfFile()
+        h.write(Data(idx + m + f.encode()))
+        try h.close()
+    }
+
+    @Test func hugeDeclaredTensorWithoutSnapshotsOpensWithoutAllocating() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/huge.psnap"
+        var o = WriterOptions(); o.blockSize = 1
+        try SnapshotWriter.create(path: path, tensors: [TensorInfo(name: "w", dtype: .f32, shape: [1 << 40])], options: o).close()
+        let r = try PSnapReader(path: path)
+        #expect(r.parameterCount == 1 << 40)
+        #expect(try r.trajectory(global: (1 << 40) - 1).isEmpty)
+    }
+
+    @Test func metadataClaimingMoreBlocksThanTilesIsRefused() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/lie.psnap"
+        try FileManager.default.copyItem(atPath: GoldenFixtures.dir + "/dtypes.psnap", toPath: path)
+        try Self.forge(path, footerEdit: { $0.parameterCount = 1 << 40 }) { meta in
+            var t = meta["tensors"] as! [[String: Any]]
+            t[0]["shape"] = [1 << 40]
+            meta["tensors"] = t
+        }
+        #expect(throws: FormatError.self) { try PSnapReader(path: path) }
+    }
+
+    @Test func snapshotCountMismatchIsRefused() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/count.psnap"
+        try FileManager.default.copyItem(atPath: GoldenFixtures.dir + "/dtypes.psnap", toPath: path)
+        try Self.forge(path) { meta in meta["snapshots"] = Array((meta["snapshots"] as! [Any]).prefix(2)) }
+        #expect(throws: FormatError.self) { try PSnapReader(path: path) }
+    }
+
+    @Test func unknownDtypeIsRefusedByName() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/dtype.psnap"
+        try FileManager.default.copyItem(atPath: GoldenFixtures.dir + "/dtypes.psnap", toPath: path)
+        try Self.forge(path) { meta in
+            var t = meta["tensors"] as! [[String: Any]]
+            t[0]["dtype"] = "i8"
+            meta["tensors"] = t
+        }
+        #expect { try PSnapReader(path: path) } throws: { "\($0)".contains("bad metadata") }
+    }
+}

@@ -83,6 +83,17 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// §6 validity rules. Returns the first tile of each global block.
     static func checkIndex(_ tiles: [TileIndexEntry], layout: RunLayout, footer: Footer) throws(FormatError) -> [Int] {
+        if footer.snapshotCount == 0 {
+            // No snapshots, no tiles (however large the declared tensors are: nothing is allocated per block).
+            guard tiles.isEmpty else { throw .badTileEntry(entry: 0, reason: "a file with no snapshots has no tiles") }
+            return []
+        }
+        // Every block needs at least one tile, so a hostile metadata block cannot make us allocate more than the
+        // index (which lies inside the file) justifies.
+        guard layout.totalBlocks <= tiles.count else {
+            throw .tileCoverage(tensor: layout.tensors.first?.name ?? "?", block: 0,
+                                reason: "\(layout.totalBlocks) blocks declared but only \(tiles.count) tiles indexed")
+        }
         var first = [Int](repeating: 0, count: layout.totalBlocks + 1)
         var i = 0
         let n = tiles.count
@@ -166,6 +177,7 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Tiles of block `block` of tensor `tensor`, in snapshot order.
     public func tileRange(tensor: Int, block: Int) -> Range<Int> {
+        if blockFirstTile.isEmpty { return 0..<0 }
         let g = layout.blockOffsets[tensor] + block
         return blockFirstTile[g]..<blockFirstTile[g + 1]
     }
@@ -309,7 +321,7 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Snapshot ranges of the file's segments (from the first block that exists).
     public var segments: [Range<Int>] {
-        guard let g = (0..<layout.totalBlocks).first else { return snapshotCount > 0 ? [0..<snapshotCount] : [] }
+        guard !blockFirstTile.isEmpty, let g = (0..<layout.totalBlocks).first else { return snapshotCount > 0 ? [0..<snapshotCount] : [] }
         return (blockFirstTile[g]..<blockFirstTile[g + 1]).map {
             Int(tiles[$0].firstSnapshot)..<Int(tiles[$0].firstSnapshot + tiles[$0].snapshotCount)
         }
