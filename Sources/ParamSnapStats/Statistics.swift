@@ -1,0 +1,76 @@
+// The per-trajectory statistics (spec/MOMENTS.md §1) and their conventions (scipy.stats defaults or unbiased).
+import Foundation
+
+/// One statistic of a trajectory; the order of `allCases` is the order of the output's snapshots.
+public enum TrajectoryStatistic: String, CaseIterable, Sendable {
+    case count, mean, variance, std, skewness, kurtosis
+    case min, argmin, max, argmax
+    case first, last
+    case netChange = "net_change"
+    case pathLength = "path_length"
+    case stepAutocorrelation = "step_autocorr"
+}
+
+/// Which estimators to use.
+public enum MomentConvention: String, Sendable {
+    /// scipy.stats defaults: population variance (ddof=0), `skew(bias=True)`, `kurtosis(fisher=True, bias=True)`.
+    case population
+    /// Unbiased: ddof=1 variance, `skew(bias=False)`, `kurtosis(fisher=True, bias=False)`.
+    case sample
+}
+
+extension TrajectoryState {
+    /// All statistics in `TrajectoryStatistic.allCases` order, written into `out` (15 values).
+    /// Follows numpy/scipy: skewness and kurtosis are NaN when the variance is zero to rounding
+    /// (m2 ≤ (ε·mean)², scipy's test; so constant trajectories give variance 0 and NaN skew/kurtosis).
+    public func statistics(convention: MomentConvention, policy: NonFinitePolicy, into out: UnsafeMutablePointer<Double>) {
+        let used = policy == .skip ? moments.count : seen
+        let nan = Double.nan
+        out[0] = used
+        var mean = nan, variance = nan, skew = nan, kurt = nan
+        let n = moments.count
+        let poisoned = policy == .propagate && nanCount > 0
+        if used > 0 && !poisoned {
+            if posInfCount > 0 && negInfCount > 0 {
+                mean = nan
+            } else if posInfCount > 0 {
+                mean = .infinity
+            } else if negInfCount > 0 {
+                mean = -.infinity
+            } else {
+                mean = moments.mean
+                let m2 = moments.m2 / n, m3 = moments.m3 / n, m4 = moments.m4 / n
+                variance = convention == .sample ? (n > 1 ? moments.m2 / (n - 1) : nan) : m2
+                let zero = m2 <= (Double.ulpOfOne * mean) * (Double.ulpOfOne * mean)
+                if !zero {
+                    skew = m3 / pow(m2, 1.5)
+                    kurt = m4 / (m2 * m2)
+                    if convention == .sample {
+                        if n > 2 { skew = ((n - 1) * n).squareRoot() / (n - 2) * m3 / pow(m2, 1.5) }
+                        if n > 3 { kurt = 1 / (n - 2) / (n - 3) * ((n * n - 1) * m4 / (m2 * m2) - 3 * (n - 1) * (n - 1)) + 3 }
+                    }
+                    kurt -= 3
+                }
+            }
+        }
+        out[1] = mean
+        out[2] = variance
+        out[3] = variance.squareRoot()
+        out[4] = skew
+        out[5] = kurt
+        if used == 0 {
+            for k in 6..<15 { out[k] = nan }
+            return
+        }
+        if poisoned {
+            out[6] = nan; out[7] = firstNaNIndex; out[8] = nan; out[9] = firstNaNIndex
+        } else {
+            out[6] = min; out[7] = argmin; out[8] = max; out[9] = argmax
+        }
+        out[10] = first
+        out[11] = last
+        out[12] = last - first
+        out[13] = steps.absSum
+        out[14] = steps.lag1Autocorrelation
+    }
+}

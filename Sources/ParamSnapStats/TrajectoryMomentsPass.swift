@@ -1,0 +1,299 @@
+// `psnap moments` over the snapshot axis (spec/MOMENTS.md §3): one streaming scan, per-segment states merged, a .psnap out.
+import Foundation
+import ParamSnap
+
+/// Options of a per-parameter moments pass.
+public struct TrajectoryMomentsOptions: Sendable {
+    /// Estimators (default scipy's population conventions).
+    public var convention: MomentConvention = .population
+    /// NaN/Inf handling.
+    public var policy: NonFinitePolicy = .propagate
+    /// Tensors to include (indices into the input's tensors; nil: all).
+    public var tensors: [Int]? = nil
+    /// Snapshots of the input to use (nil: all).
+    public var snapshots: Range<Int>? = nil
+    /// dtype of the output tensors: `.f32` (default) or `.f64`.
+    public var outputDType: DType = .f32
+    /// Worker threads.
+    public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Memory budget of the output writer (bytes).
+    public var memoryBudget: Int = 256 << 20
+    /// Replace an existing output.
+    public var overwrite = false
+
+    /// Defaults: population conventions, NaN propagates, all tensors and snapshots, f32 output.
+    public init() {}
+}
+
+/// What a moments pass did.
+public struct TrajectoryMomentsReport: Sendable {
+    /// Parameters and snapshots used, raw bytes of the input tiles decoded, segments merged.
+    public var parameters = 0
+    public var snapshots = 0
+    public var rawBytes: UInt64 = 0
+    public var segments = 0
+    /// Bytes of the output file.
+    public var outputBytes: UInt64 = 0
+}
+
+/// Problems of a moments pass that are the caller's (bad options) or the file's (bad layout).
+public enum MomentsError: Error, CustomStringConvertible, Sendable, Equatable {
+    case badSnapshotRange(String, count: Int)
+    case noTensorSelected(pattern: String)
+    case outputDType(DType)
+    case tileOffSegments(tile: String)
+    case io(String)
+
+    public var description: String {
+        switch self {
+        case .badSnapshotRange(let r, let c): return "snapshot range \(r) is empty or outside 0..<\(c)"
+        case .noTensorSelected(let p): return "no tensor matches '\(p)'"
+        case .outputDType(let d): return "output dtype must be f32 or f64, not \(d.rawValue)"
+        case .tileOffSegments(let t): return "\(t) does not start on a segment boundary of the file's first block (spec §10)"
+        case .io(let m): return m
+        }
+    }
+}
+
+/// Computes every `TrajectoryStatistic` of every selected parameter over the snapshot axis, in one pass over the tiles
+/// (`PSnapReader.scan`), and writes them as a `.psnap` whose "snapshots" are the statistics.
+///
+/// Memory stays bounded independently of the run size: a compact file's tiles are finalised as they come; for a
+/// multi-segment file each tile's per-parameter `TrajectoryState`s go to a spill file beside the output until the
+/// block's last segment arrives, then are merged in snapshot order. Results go to a stat-major temporary file that
+/// `SnapshotWriter.writeCompact` reads back through a memory map.
+public enum TrajectoryMoments {
+    /// The statistics written, in output snapshot order.
+    public static let statistics = TrajectoryStatistic.allCases
+
+    /// Runs the pass on `reader` and writes `outputPath`.
+    @discardableResult
+    public static func run(reader: PSnapReader, outputPath: String, options: TrajectoryMomentsOptions = .init()) throws -> TrajectoryMomentsReport {
+        guard options.outputDType == .f32 || options.outputDType == .f64 else { throw MomentsError.outputDType(options.outputDType) }
+        if !options.overwrite && FileManager.default.fileExists(atPath: outputPath) { throw IOError.exists(path: outputPath) }
+        let range = options.snapshots ?? 0..<reader.snapshotCount
+        guard range.lowerBound >= 0, range.upperBound <= reader.snapshotCount, !range.isEmpty else {
+            throw MomentsError.badSnapshotRange("\(range.lowerBound):\(range.upperBound)", count: reader.snapshotCount)
+        }
+        let selected = options.tensors ?? Array(reader.tensors.indices)
+        let layout = reader.layout
+        let B = layout.blockSize
+        // Output geometry: selected tensors in file order, their global offsets in the result file.
+        var offs = [Int](repeating: -1, count: reader.tensors.count)
+        var blockOffs = [Int](repeating: -1, count: reader.tensors.count)
+        var P = 0, blocks = 0
+        for t in selected.sorted() {
+            offs[t] = P; blockOffs[t] = blocks
+            P += layout.parameterCounts[t]; blocks += layout.blockCounts[t]
+        }
+        let outOffset = offs, selBlockOffset = blockOffs
+        let outTensors = selected.sorted().map { TensorInfo(name: reader.tensors[$0].name, dtype: options.outputDType, shape: reader.tensors[$0].shape) }
+        // Segments overlapping the range (§10: every block shares the boundaries).
+        let segs = reader.segments.filter { $0.overlaps(range) }
+        let segIndex = Dictionary(uniqueKeysWithValues: segs.enumerated().map { ($0.element.lowerBound, $0.offset) })
+        let K = max(1, segs.count)
+        let nStats = statistics.count
+        let e = options.outputDType.size
+        var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
+
+        let resultPath = outputPath + ".moments-\(getpid()).tmp"
+        let spillPath = outputPath + ".moments-state-\(getpid()).tmp"
+        let results = try ScratchFile(path: resultPath, size: UInt64(nStats) * UInt64(P) * UInt64(e))
+        defer { results.remove() }
+        let stride = MemoryLayout<TrajectoryState>.stride
+        let spill: ScratchFile? = K > 1 ? try ScratchFile(path: spillPath, size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
+        defer { spill?.remove() }
+        // Tiles seen per selected block (multi-segment files only).
+        let arrived = UncheckedBox(UnsafeMutablePointer<Int32>.allocate(capacity: max(1, blocks)))
+        arrived.value.initialize(repeating: 0, count: max(1, blocks))
+        defer { arrived.value.deallocate() }
+        let lock = NSLock()
+        let rawTotal = UncheckedBox(UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
+        rawTotal.value.initialize(to: 0)
+        defer { rawTotal.value.deallocate() }
+        let workers = max(1, options.workers)
+        let scratch = UncheckedBox((0..<workers).map { _ in WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K) })
+        let convention = options.convention, policy = options.policy, outType = options.outputDType
+        let statsPerParam = UncheckedBox((P: P, nStats: nStats, e: e))
+
+        // Finalises `states` (params of one block) and writes each statistic's slice to the result file.
+        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, firstParameter: Int, ws: WorkerScratch) throws {
+            let (P, nStats, e) = statsPerParam.value
+            let vals = ws.statValues
+            for p in 0..<params {
+                states[p].statistics(convention: convention, policy: policy, into: vals)
+                for k in 0..<nStats {
+                    if outType == .f64 {
+                        ws.out.storeBytes(of: vals[k].bitPattern.littleEndian, toByteOffset: (k * params + p) * 8, as: UInt64.self)
+                    } else {
+                        ws.out.storeBytes(of: Float(vals[k]).bitPattern.littleEndian, toByteOffset: (k * params + p) * 4, as: UInt32.self)
+                    }
+                }
+            }
+            for k in 0..<nStats {
+                let at = (UInt64(k) * UInt64(P) + UInt64(outOffset[t] + firstParameter)) * UInt64(e)
+                try results.write(UnsafeRawBufferPointer(start: ws.out + k * params * e, count: params * e), at: at)
+            }
+        }
+
+        let selectedSet = Set(selected)
+        try reader.scan(tensors: selectedSet, workers: workers) { tile, worker in
+            let f = tile.firstSnapshot, S = tile.snapshots
+            let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + S, range.upperBound)
+            guard lo < hi else { return }
+            let ws = scratch.value[worker]
+            let e = tile.dtype.size
+            let n = hi - lo
+            let states = ws.states
+            for p in 0..<tile.parameters {
+                let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
+                let dst = UnsafeMutableBufferPointer(start: ws.row, count: n)
+                ValueConversion.toDoubles(row, dtype: tile.dtype, into: dst)
+                states[p] = TrajectoryState(values: UnsafeBufferPointer(dst), firstIndex: lo, policy: policy)
+            }
+            lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
+            let g = selBlockOffset[tile.tensor] + tile.block
+            if K == 1 {
+                try finish(states, params: tile.parameters, tensor: tile.tensor, firstParameter: tile.firstParameter, ws: ws)
+                return
+            }
+            guard let j = segIndex[f], segs[j].upperBound == f + S else {
+                throw MomentsError.tileOffSegments(tile: reader.tileName(tile.tileIndex))
+            }
+            let slotBytes = B * stride
+            let slot = (UInt64(g) * UInt64(K) + UInt64(j)) * UInt64(slotBytes)
+            try spill!.write(UnsafeRawBufferPointer(start: states, count: tile.parameters * stride), at: slot)
+            lock.lock()
+            arrived.value[g] += 1
+            let complete = arrived.value[g] == Int32(K)
+            lock.unlock()
+            guard complete else { return }
+            // Every segment of this block is in: merge in snapshot order.
+            try spill!.read(into: UnsafeMutableRawBufferPointer(start: ws.blockStates, count: K * slotBytes),
+                            at: UInt64(g) * UInt64(K) * UInt64(slotBytes))
+            for p in 0..<tile.parameters {
+                var s = ws.blockStates[p]
+                for jj in 1..<K { s.append(ws.blockStates[jj * B + p]) }
+                states[p] = s
+            }
+            try finish(states, params: tile.parameters, tensor: tile.tensor, firstParameter: tile.firstParameter, ws: ws)
+            spill!.dropCache(UInt64(g) * UInt64(K) * UInt64(slotBytes)..<UInt64(g + 1) * UInt64(K) * UInt64(slotBytes))
+        }
+        report.rawBytes = rawTotal.value.pointee
+        spill?.remove()
+
+        // The statistics become the output's snapshots.
+        var snaps: [SnapshotInfo] = []
+        for (k, s) in statistics.enumerated() {
+            snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
+        }
+        var opts = WriterOptions()
+        opts.blockSize = B
+        opts.workers = workers
+        opts.memoryBudget = options.memoryBudget
+        opts.overwrite = options.overwrite
+        opts.attributes = [
+            "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
+            "statistics": .string(statistics.map(\.rawValue).joined(separator: ",")),
+            "convention": .string(options.convention.rawValue),
+            "nonfinite": .string(options.policy.rawValue),
+            "source": .string(reader.path),
+            "source_snapshots": .string("\(range.lowerBound):\(range.upperBound)"),
+            "index_base": .string("argmin/argmax are snapshot indices of the source file"),
+        ]
+        let map = try MappedFile(path: resultPath)
+        let source = ResultSource(map: map, count: nStats, parameters: P, elementSize: e,
+                                  offsets: selected.sorted().map { outOffset[$0] })
+        try SnapshotWriter.writeCompact(path: outputPath, tensors: outTensors, snapshots: snaps, source: source, options: opts)
+        report.outputBytes = UInt64((try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int).flatMap { $0 } ?? 0)
+        return report
+    }
+}
+
+/// Stat-major results (statistic k, then parameters in output order) seen as snapshots for the writer.
+struct ResultSource: SnapshotSource, @unchecked Sendable {
+    let map: MappedFile
+    let count: Int
+    let parameters: Int
+    let elementSize: Int
+    /// Offset of each output tensor in a statistic's plane (parameters).
+    let offsets: [Int]
+    func tensorBytes(snapshot k: Int, tensor t: Int) -> UnsafeRawPointer {
+        map.bytes.baseAddress! + (k * parameters + offsets[t]) * elementSize
+    }
+    func releaseResidentPages() { map.releaseResidentPages() }
+}
+
+/// Per-worker buffers, allocated once.
+final class WorkerScratch: @unchecked Sendable {
+    let row: UnsafeMutablePointer<Double>
+    let states: UnsafeMutablePointer<TrajectoryState>
+    let blockStates: UnsafeMutablePointer<TrajectoryState>
+    let statValues: UnsafeMutablePointer<Double>
+    let out: UnsafeMutableRawPointer
+    init(blockSize B: Int, snapshots: Int, stats: Int, segments K: Int) {
+        row = .allocate(capacity: max(1, snapshots))
+        states = .allocate(capacity: B)
+        states.initialize(repeating: TrajectoryState(), count: B)
+        blockStates = .allocate(capacity: K > 1 ? K * B : 1)
+        blockStates.initialize(repeating: TrajectoryState(), count: K > 1 ? K * B : 1)
+        statValues = .allocate(capacity: stats)
+        out = .allocate(byteCount: stats * B * 8, alignment: 64)
+    }
+    deinit { row.deallocate(); states.deallocate(); blockStates.deallocate(); statValues.deallocate(); out.deallocate() }
+}
+
+/// A box making a non-Sendable value crossable into the scan's worker closures (access is disciplined by the caller).
+struct UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}
+
+/// A temporary file written with pwrite/read with pread (page cache, not resident memory), removed at the end.
+final class ScratchFile: @unchecked Sendable {
+    let path: String
+    private var fd: Int32
+
+    init(path: String, size: UInt64) throws {
+        self.path = path
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw MomentsError.io("cannot create temporary file \(path): \(String(cString: strerror(errno)))") }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let m = String(cString: strerror(errno)); remove()
+            throw MomentsError.io("cannot size temporary file \(path) to \(size) bytes: \(m)")
+        }
+    }
+
+    func write(_ b: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < b.count {
+            let r = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw MomentsError.io("write to temporary file \(path) at offset \(offset) failed: \(String(cString: strerror(errno)))") }
+            done += r
+        }
+    }
+
+    func read(into b: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < b.count {
+            let r = pread(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw MomentsError.io("read of temporary file \(path) at offset \(offset) failed: \(String(cString: strerror(errno)))") }
+            done += r
+        }
+    }
+
+    /// Tells the kernel the range is no longer needed (clean pages may be dropped from the cache).
+    func dropCache(_ r: Range<UInt64>) { _ = posix_fadvise(fd, off_t(r.lowerBound), off_t(r.count), Int32(POSIX_FADV_DONTNEED)) }
+
+    func sync() throws {
+        guard fsync(fd) == 0 || errno == EINVAL else { throw MomentsError.io("fsync of temporary file \(path) failed: \(String(cString: strerror(errno)))") }
+    }
+
+    func remove() {
+        if fd >= 0 { close(fd); fd = -1; unlink(path) }
+    }
+
+    deinit { remove() }
+}
