@@ -25,12 +25,10 @@ let package = Package(
         ),
         .target(name: "ParamSnap", dependencies: ["CZstd", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap"]),
-        .target(name: "ParamSnapStats", dependencies: ["ParamSnap"]),
         .target(
             name: "ParamSnapCLI",
             dependencies: [
                 "ParamSnap",
-                "ParamSnapStats",
                 "ParamSnapStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
