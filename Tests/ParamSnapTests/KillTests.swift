@@ -60,3 +60,46 @@ import Testing
         #expect(try runProcess(psnap, ["verify", run]).status == 0)
     }
 }
+
+@Suite struct ConcurrentReaderTests {
+    /// Readers in this process open and read the file over and over while another process appends and compacts:
+    /// each open sees a consistent committed state, bit-exact.
+    @Test func readersDuringAppendsAndCompactionsSeeConsistentCommits() throws {
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: repoRoot + "/fixtures/demo-run").sorted()
+            .map { repoRoot + "/fixtures/demo-run/" + $0 }
+        let sources = try inputs.map { try SafeTensorsFile(path: $0) }
+        let dir = tempDir(); defer { cleanup(dir) }
+        let run = dir + "/c.psnap"
+        let psnap = productPath("psnap")
+        var script = ""
+        for k in 0..<12 {
+            script += "\"\(psnap)\" append \"\(run)\" \"\(inputs[k % inputs.count])\" --step \(k) >/dev/null || exit 1\n"
+            if k % 5 == 4 { script += "\"\(psnap)\" compact \"\(run)\" >/dev/null || exit 1\n" }
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", script]
+        try p.run()
+        var opens = 0, maxSeen = 0
+        while p.isRunning || opens == 0 {
+            let r: PSnapReader
+            do { r = try PSnapReader(path: run) } catch {
+                // Only before the first commit exists may an open fail (no file yet, or a file still being created).
+                #expect(opens == 0, "open failed after a commit existed: \(error)")
+                if opens > 0 { break }
+                continue
+            }
+            opens += 1
+            maxSeen = max(maxSeen, r.snapshotCount)
+            for k in 0..<r.snapshotCount {
+                for (t, info) in r.tensors.enumerated() where t % 2 == 0 {
+                    #expect(try r.tensorBytes(tensor: t, snapshot: k) == Array(sources[k % inputs.count].bytes(named: info.name)!))
+                }
+            }
+        }
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(opens > 3)
+        #expect(try PSnapReader(path: run).snapshotCount == 12)
+    }
+}
