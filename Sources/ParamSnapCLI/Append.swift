@@ -74,9 +74,8 @@ public struct AppendCommand: ParsableCommand {
                 }
                 let s = step ?? Self.stepFromName(path) ?? ((lastStep ?? -1) + 1)
                 let info = SnapshotInfo(step: s, epoch: epoch, time: Date().timeIntervalSince1970, metadata: metadata.isEmpty ? nil : metadata)
-                let buffers = w.layout.tensors.map { st.bytes(named: $0.name)! }
-                try w.append(info, buffers: buffers)
-                reports.append(try w.commit())
+                // Zero-copy: the tile builder reads the memory-mapped dump directly.
+                reports.append(try w.commit(appending: [info], from: SafeTensorsSnapshot(file: st, tensors: w.layout.tensors)))
                 lastStep = s
             }
             guard let w = writer else { return }
@@ -108,4 +107,18 @@ public struct AppendCommand: ParsableCommand {
         if !digits.isEmpty { last = digits }
         return last.flatMap { Int64($0) }
     }
+}
+
+/// One memory-mapped safetensors dump as a one-snapshot source for the tile builder, in the run's tensor order.
+struct SafeTensorsSnapshot: SnapshotSource, @unchecked Sendable {
+    let file: SafeTensorsFile
+    let pointers: [UnsafeRawPointer]
+    init(file: SafeTensorsFile, tensors: [TensorInfo]) {
+        self.file = file
+        // Empty tensors get any valid pointer: nothing is read from them.
+        pointers = tensors.map { file.bytes(named: $0.name)!.baseAddress ?? UnsafeRawPointer(file.file.bytes.baseAddress!) }
+    }
+    var count: Int { 1 }
+    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer { pointers[tensor] }
+    func releaseResidentPages() { file.file.releaseResidentPages() }
 }

@@ -180,19 +180,53 @@ public final class SnapshotWriter {
     /// Publishes every staged snapshot as one segment (merging trailing segments per §10), durably.
     @discardableResult
     public func commit() throws -> CommitReport {
+        guard file != nil else { throw IOError.closed }
+        guard !stagedInfos.isEmpty else { lastCommit = CommitReport(); return lastCommit }
+        let source = try staging.source()
+        try commitSegment(stagedInfos, from: source)
+        stagedInfos.removeAll()
+        staging.reset()
+        return lastCommit
+    }
+
+    /// Appends `infos.count` snapshots whose data `source` provides (nothing may be staged), as one commit —
+    /// merging trailing segments per §10. Zero-copy for memory-mapped dumps (`psnap append`).
+    @discardableResult
+    public func commit(appending infos: [SnapshotInfo], from source: SnapshotSource) throws -> CommitReport {
+        guard file != nil else { throw IOError.closed }
+        precondition(stagedInfos.isEmpty, "commit() staged snapshots first")
+        precondition(source.count == infos.count, "one source snapshot per SnapshotInfo")
+        for info in infos where !(info.time.isFinite && (info.epoch?.isFinite ?? true)) {
+            throw IOError.badSnapshot("time \(info.time) and epoch \(info.epoch.map { String($0) } ?? "-") must be finite numbers")
+        }
+        guard !infos.isEmpty else { lastCommit = CommitReport(); return lastCommit }
+        try commitSegment(infos, from: source)
+        return lastCommit
+    }
+
+    /// Writes the tiles for the new snapshots (and the segments merged with them), then publishes (§9).
+    /// On failure (a full disk, say) the writer's state is rolled back: nothing committed is lost, the
+    /// bytes written past the last commit are ignored by readers and cut off by the next writer.
+    private func commitSegment(_ infos: [SnapshotInfo], from source: SnapshotSource) throws {
         guard let file else { throw IOError.closed }
-        let staged = stagedInfos.count
-        guard staged > 0 else { lastCommit = CommitReport(); return lastCommit }
+        let staged = infos.count
         let oldEnd = committedSnapshots
         let newEnd = oldEnd + staged
         let mergeStart = options.merge ? Self.plannedMergeStart(segments: segments.map(\.count), staged: staged, oldEnd: oldEnd) : oldEnd
         var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
-        let before = end
+        let before = end, snapshotsBefore = metadata.snapshots.count
+        var ok = false
+        defer {
+            if !ok {
+                end = before
+                metadata.snapshots.removeLast(metadata.snapshots.count - snapshotsBefore)
+                try? file.truncate(to: before)
+            }
+        }
         let oldReader: PSnapReader? = mergeStart < oldEnd ? try PSnapReader(path: path, verifyChecksums: true) : nil
         if let r = oldReader, r.footerOffset != lastFooterOffset {
             throw FormatError.badFooter(offset: r.footerOffset, reason: "the file changed under the writer (newest footer expected at \(lastFooterOffset))")
         }
-        let source = try staging.source()
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
                                   old: oldReader, staged: source, workers: options.workers,
                                   batchBytes: max(1 << 20, options.memoryBudget / 8))
@@ -202,13 +236,11 @@ public final class SnapshotWriter {
         report.tilesWritten = built.entries.count
         report.rawBytes = built.rawBytes
         report.storedBytes = built.storedBytes
-        metadata.snapshots.append(contentsOf: stagedInfos)
+        metadata.snapshots.append(contentsOf: infos)
         try publish(newTiles: built.entries, keepBefore: mergeStart, report: report)
+        ok = true
         segments = segments.filter { $0.upperBound <= mergeStart } + [mergeStart..<newEnd]
-        stagedInfos.removeAll()
-        staging.reset()
         lastCommit.bytesAppended = end - before
-        return lastCommit
     }
 
     /// §10 tiered merging: the first snapshot of the segment the staged snapshots end up in.
