@@ -22,7 +22,7 @@ public struct ExportCommand: ParsableCommand {
         only with --force.
 
         Examples:
-          psnap export run.psnap --snapshot -1 -o last.safetensors
+          psnap export run.psnap --snapshot=-1 -o last.safetensors
           psnap export run.psnap --step 1200 -o step-1200.npz --include 'blocks.0.*'
           psnap export run.psnap --snapshot 0 -o init/                  # init/fc1.weight.npy, …
 
@@ -30,7 +30,7 @@ public struct ExportCommand: ParsableCommand {
         """)
 
     @Argument(help: "The .psnap run.") var runPath: String
-    @Option(help: "Snapshot index (0-based; -1 is the last).") var snapshot: Int?
+    @Option(help: "Snapshot index (0-based; --snapshot=-1 is the last).") var snapshot: Int?
     @Option(help: "Training step of the snapshot.") var step: Int64?
     @Option(name: .shortAndLong, help: "Output: FILE.safetensors, FILE.npz, FILE.npy, or a folder for one .npy per tensor.") var output: String
     @Option(help: "Export only tensors whose name matches this glob; repeatable.") var include: [String] = []
