@@ -185,7 +185,14 @@ public final class TileCodec: @unchecked Sendable {
         var cur = swaps % 2 == 0 ? out : UnsafeMutableRawBufferPointer(rebasing: a[0..<n])
         var other = swaps % 2 == 0 ? UnsafeMutableRawBufferPointer(rebasing: a[0..<n]) : out
         try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize)
-        for stage in transforms.reversed() {
+        var rest = transforms[...]
+        if rest.suffix(2) == [.split, .bytedelta] {
+            // The default chain's hot path: one fused pass instead of two.
+            Transforms.byteDeltaUnsplit(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
+            swap(&cur, &other)
+            rest = rest.dropLast(2)
+        }
+        for stage in rest.reversed() {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: false)

@@ -169,3 +169,67 @@ enum Transforms {
         return r
     }
 }
+
+// MARK: fused bytedelta + unsplit / split + bytedelta (the default chain's hot loops)
+
+extension Transforms {
+    /// Undoes `bytedelta` and `split` in one pass: planes (E × n bytes, delta-coded) in `src` → interleaved
+    /// elements in `dst`. Same result as `byteDeltaDecode` then `unsplit`, one memory pass instead of three.
+    static func byteDeltaUnsplit(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        guard e == 4 || e == 2 else {
+            let tmp = UnsafeMutableRawPointer.allocate(byteCount: n * e, alignment: 64)
+            defer { tmp.deallocate() }
+            tmp.copyMemory(from: src, byteCount: n * e)
+            byteDeltaDecode(tmp, count: n, elementSize: e)
+            unsplit(from: tmp, to: dst, count: n, elementSize: e)
+            return
+        }
+        let s = src.assumingMemoryBound(to: UInt8.self)
+        var acc = (UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+        @inline(__always) func prefix(_ x0: UInt64, _ a: inout UInt8) -> UInt64 {
+            var x = laneAdd(x0, x0 &<< 8)
+            x = laneAdd(x, x &<< 16)
+            x = laneAdd(x, x &<< 32)
+            x = laneAdd(x, UInt64(a) &* 0x0101_0101_0101_0101)
+            a = UInt8(truncatingIfNeeded: x &>> 56)
+            return x
+        }
+        var i = 0
+        if e == 4 {
+            let out = dst.assumingMemoryBound(to: UInt32.self)
+            while i &+ 8 <= n {
+                let x0 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + i).loadUnaligned(as: UInt64.self)), &acc.0)
+                let x1 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + (n &+ i)).loadUnaligned(as: UInt64.self)), &acc.1)
+                let x2 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + (2 &* n &+ i)).loadUnaligned(as: UInt64.self)), &acc.2)
+                let x3 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + (3 &* n &+ i)).loadUnaligned(as: UInt64.self)), &acc.3)
+                let v0 = SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(x0, to: SIMD8<UInt8>.self))
+                let v1 = SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(x1, to: SIMD8<UInt8>.self))
+                let v2 = SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(x2, to: SIMD8<UInt8>.self))
+                let v3 = SIMD8<UInt32>(truncatingIfNeeded: unsafeBitCast(x3, to: SIMD8<UInt8>.self))
+                let v = v0 | (v1 &<< 8) | (v2 &<< 16) | (v3 &<< 24)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: v, as: SIMD8<UInt32>.self)
+                i &+= 8
+            }
+            while i < n {
+                acc.0 = acc.0 &+ s[i]; acc.1 = acc.1 &+ s[n &+ i]; acc.2 = acc.2 &+ s[2 &* n &+ i]; acc.3 = acc.3 &+ s[3 &* n &+ i]
+                out[i] = (UInt32(acc.0) | UInt32(acc.1) &<< 8 | UInt32(acc.2) &<< 16 | UInt32(acc.3) &<< 24).littleEndian
+                i &+= 1
+            }
+        } else {
+            let out = dst.assumingMemoryBound(to: UInt16.self)
+            while i &+ 8 <= n {
+                let x0 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + i).loadUnaligned(as: UInt64.self)), &acc.0)
+                let x1 = prefix(UInt64(littleEndian: UnsafeRawPointer(s + (n &+ i)).loadUnaligned(as: UInt64.self)), &acc.1)
+                let v0 = SIMD8<UInt16>(truncatingIfNeeded: unsafeBitCast(x0, to: SIMD8<UInt8>.self))
+                let v1 = SIMD8<UInt16>(truncatingIfNeeded: unsafeBitCast(x1, to: SIMD8<UInt8>.self))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: v0 | (v1 &<< 8), as: SIMD8<UInt16>.self)
+                i &+= 8
+            }
+            while i < n {
+                acc.0 = acc.0 &+ s[i]; acc.1 = acc.1 &+ s[n &+ i]
+                out[i] = (UInt16(acc.0) | UInt16(acc.1) &<< 8).littleEndian
+                i &+= 1
+            }
+        }
+    }
+}
