@@ -63,7 +63,14 @@ public final class TileCodec: @unchecked Sendable {
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
         var cur = a, other = b
         let count = params * snapshots
-        for stage in transforms {
+        var rest = transforms[...]
+        if rest.prefix(2) == [.split, .bytedelta] {
+            // The default chain's hot path: one fused pass instead of two.
+            Transforms.splitByteDelta(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
+            swap(&cur, &other)
+            rest = rest.dropFirst(2)
+        }
+        for stage in rest {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)

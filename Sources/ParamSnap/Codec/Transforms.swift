@@ -233,3 +233,59 @@ extension Transforms {
         }
     }
 }
+
+extension Transforms {
+    /// `split` then `bytedelta` in one pass: interleaved elements in `src` → delta-coded planes in `dst`.
+    static func splitByteDelta(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {
+        guard e == 4 || e == 2 else {
+            split(from: src, to: dst, count: n, elementSize: e)
+            byteDeltaEncode(dst, count: n, elementSize: e)
+            return
+        }
+        let d = dst.assumingMemoryBound(to: UInt8.self)
+        var prev = (UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+        @inline(__always) func delta(_ x: UInt64, _ p: inout UInt8) -> UInt64 {
+            let shifted = (x &<< 8) | UInt64(p)
+            p = UInt8(truncatingIfNeeded: x &>> 56)
+            return laneSub(x, shifted)
+        }
+        var i = 0
+        if e == 4 {
+            while i &+ 8 <= n {
+                let v = src.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<UInt32>.self)
+                let b0 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v), to: UInt64.self)
+                let b1 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v &>> 8), to: UInt64.self)
+                let b2 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v &>> 16), to: UInt64.self)
+                let b3 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v &>> 24), to: UInt64.self)
+                UnsafeMutableRawPointer(d + i).storeBytes(of: delta(b0, &prev.0), as: UInt64.self)
+                UnsafeMutableRawPointer(d + (n &+ i)).storeBytes(of: delta(b1, &prev.1), as: UInt64.self)
+                UnsafeMutableRawPointer(d + (2 &* n &+ i)).storeBytes(of: delta(b2, &prev.2), as: UInt64.self)
+                UnsafeMutableRawPointer(d + (3 &* n &+ i)).storeBytes(of: delta(b3, &prev.3), as: UInt64.self)
+                i &+= 8
+            }
+            while i < n {
+                let v = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self))
+                let b = (UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v &>> 8), UInt8(truncatingIfNeeded: v &>> 16), UInt8(truncatingIfNeeded: v &>> 24))
+                d[i] = b.0 &- prev.0; d[n &+ i] = b.1 &- prev.1; d[2 &* n &+ i] = b.2 &- prev.2; d[3 &* n &+ i] = b.3 &- prev.3
+                prev = b
+                i &+= 1
+            }
+        } else {
+            while i &+ 8 <= n {
+                let v = src.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<UInt16>.self)
+                let b0 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v), to: UInt64.self)
+                let b1 = unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: v &>> 8), to: UInt64.self)
+                UnsafeMutableRawPointer(d + i).storeBytes(of: delta(b0, &prev.0), as: UInt64.self)
+                UnsafeMutableRawPointer(d + (n &+ i)).storeBytes(of: delta(b1, &prev.1), as: UInt64.self)
+                i &+= 8
+            }
+            while i < n {
+                let v = UInt16(littleEndian: src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self))
+                let b = (UInt8(truncatingIfNeeded: v), UInt8(truncatingIfNeeded: v &>> 8))
+                d[i] = b.0 &- prev.0; d[n &+ i] = b.1 &- prev.1
+                prev.0 = b.0; prev.1 = b.1
+                i &+= 1
+            }
+        }
+    }
+}
