@@ -32,6 +32,8 @@ extension PSnapReader {
                 do {
                     try r.verifyTile(i)
                     try r.decodeTile(i, into: codec.rawScratch(Int(x.rawLength)), codec: codec)
+                    // A streaming pass: resident memory bounded by the scratch buffers, not the file size.
+                    r.file.releaseResidentPages(in: Int(x.offset)..<Int(x.offset + x.storedLength))
                 } catch {
                     let t = Int(x.tensor), b = Int(x.block)
                     let p0 = b * r.layout.blockSize
