@@ -297,7 +297,7 @@ public final class SnapshotWriter {
         staging.discard()
     }
 
-    // MARK: one-pass compact writing (converters)
+    // MARK: one-pass compact writing (converters, compaction)
 
     /// Writes a new file at `path` holding `snapshots` (their data from `source`, snapshot k = `snapshots[k]`) in
     /// the compact layout directly: one tile per block spanning all snapshots, streamed block by block with
@@ -307,37 +307,8 @@ public final class SnapshotWriter {
     public static func writeCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], source: SnapshotSource,
                                     options: WriterOptions = WriterOptions()) throws -> CommitReport {
         precondition(source.count == snapshots.count, "one source snapshot per SnapshotInfo")
-        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
-        var opts = options
-        opts.overwrite = true
-        let tmp = path + ".tmp-\(getpid())"
-        var ok = false
-        defer { if !ok { unlink(tmp) } }
-        let w = try SnapshotWriter.create(path: tmp, tensors: tensors, options: opts)
-        var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
-        if !snapshots.isEmpty {
-            var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: 0, old: nil, staged: source,
-                                      workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
-            builder.progress = opts.progress
-            let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)
-            w.end = built.end
-            w.metadata.snapshots = snapshots
-            report.tilesWritten = built.entries.count
-            report.rawBytes = built.rawBytes
-            report.storedBytes = built.storedBytes
-            try w.publish(newTiles: built.entries, keepBefore: 0, report: report)
-            w.segments = [0..<snapshots.count]
-        }
-        w.file?.close()
-        w.file = nil
-        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
-        guard rename(tmp, path) == 0 else { throw IOError.rename(from: tmp, to: path, errno: errno) }
-        ok = true
-        WritableFile.syncDirectory(of: path)
-        return report
+        return try writeNewCompact(path: path, tensors: tensors, snapshots: snapshots, old: nil, source: source, options: options)
     }
-
-    // MARK: compaction
 
     /// Rewrites `input` so every block has one tile spanning all snapshots (§10), streaming block by block.
     /// The result is written under a temporary name beside `output`, fsynced, then renamed over `output`.
@@ -354,29 +325,40 @@ public final class SnapshotWriter {
         opts.chain = chain ?? reader.header.codecChain
         opts.attributes = reader.metadata.attributes
         opts.overwrite = true
-        let tmp = output + ".tmp-\(getpid())"
+        return try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
+    }
+
+    /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name, build,
+    /// publish (fsynced), rename.
+    private static func writeNewCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], old: PSnapReader?,
+                                        source: SnapshotSource?, options: WriterOptions) throws -> CommitReport {
+        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        var opts = options
+        opts.overwrite = true
+        let tmp = path + ".tmp-\(getpid())"
         var ok = false
         defer { if !ok { unlink(tmp) } }
-        let w = try SnapshotWriter.create(path: tmp, tensors: reader.tensors, options: opts)
-        var report = CommitReport(snapshots: reader.snapshotCount, rewrittenFrom: 0)
-        if reader.snapshotCount > 0 {
-            var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: reader.snapshotCount,
-                                      old: reader, staged: nil, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
+        let w = try SnapshotWriter.create(path: tmp, tensors: tensors, options: opts)
+        var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
+        if !snapshots.isEmpty {
+            var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
+                                      old: old, staged: source, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
             builder.progress = opts.progress
             let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)
             w.end = built.end
-            w.metadata.snapshots = reader.snapshots
+            w.metadata.snapshots = snapshots
             report.tilesWritten = built.entries.count
             report.rawBytes = built.rawBytes
             report.storedBytes = built.storedBytes
             try w.publish(newTiles: built.entries, keepBefore: 0, report: report)
-            w.segments = [0..<reader.snapshotCount]
+            w.segments = [0..<snapshots.count]
         }
         w.file?.close()
         w.file = nil
-        guard rename(tmp, output) == 0 else { throw IOError.rename(from: tmp, to: output, errno: errno) }
+        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        guard rename(tmp, path) == 0 else { throw IOError.rename(from: tmp, to: path, errno: errno) }
         ok = true
-        WritableFile.syncDirectory(of: output)
+        WritableFile.syncDirectory(of: path)
         return report
     }
 }
