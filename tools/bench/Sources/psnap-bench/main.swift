@@ -308,12 +308,79 @@ func benchKernels(args: [String]) throws {
     }
 }
 
+/// Snapshots backed by anonymous memory (untouched pages read as the shared zero page: no RSS), with a few
+/// planted values per snapshot so bit-exact reads beyond 2^32 can be checked.
+struct PlantedZeros: SnapshotSource, @unchecked Sendable {
+    let regions: [UnsafeMutableRawPointer]
+    let bytes: Int
+    var count: Int { regions.count }
+    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer { UnsafeRawPointer(regions[snapshot]) }
+    func releaseResidentPages() {}
+}
+
+func benchScale(args: [String]) throws {
+    // psnap-bench scale DIR [--params 4587520000] [--snapshots 2]: one tensor past 2^32 parameters, written, opened,
+    // read beyond 2^32, scanned.
+    let dir = args.first ?? "/tmp/psnap-scale"
+    func opt(_ n: String, _ d: Double) -> Double { args.firstIndex(of: n).map { Double(args[$0 + 1])! } ?? d }
+    let params = Int(opt("--params", 4_587_520_000)), snaps = Int(opt("--snapshots", 2))
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let path = dir + "/scale.psnap"
+    unlink(path)
+    let bytes = params * 4
+    var regions: [UnsafeMutableRawPointer] = []
+    let probes = [0, 12_345, (1 << 32) - 1, 1 << 32, (1 << 32) + 777_777, params - 1].filter { $0 < params }
+    for k in 0..<snaps {
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+        precondition(p != MAP_FAILED, "mmap of \(bytes) bytes failed")
+        for (i, g) in probes.enumerated() { p.storeBytes(of: Float(k * 100 + i + 1).bitPattern, toByteOffset: g * 4, as: UInt32.self) }
+        regions.append(p)
+    }
+    let tensor = TensorInfo(name: "huge.weight", dtype: .f32, shape: [params])
+    var o = WriterOptions(); o.memoryBudget = 512 << 20
+    let t0 = now()
+    try SnapshotWriter.writeCompact(path: path, tensors: [tensor], snapshots: (0..<snaps).map { SnapshotInfo(step: Int64($0)) },
+                                    source: PlantedZeros(regions: regions, bytes: bytes), options: o)
+    let writeSecs = now() - t0
+    for r in regions { munmap(r, bytes) }
+    let rssAfterWrite = peakRSSMiB()
+    let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as! NSNumber).intValue
+    var opens: [Double] = []
+    var reader: PSnapReader? = nil
+    for _ in 0..<3 { let t = now(); reader = try PSnapReader(path: path); opens.append((now() - t) * 1000) }
+    let r = reader!
+    var ok = true
+    for (i, g) in probes.enumerated() {
+        let v = try r.trajectory(global: g)
+        for k in 0..<snaps where v[k] != Double(k * 100 + i + 1) { ok = false; print("MISMATCH at \(g) snapshot \(k): \(v[k])") }
+        let z = try r.trajectory(global: g == 0 ? 1 : g - 1)   // a neighbour stays zero (unless itself a probe)
+        if !probes.contains(g == 0 ? 1 : g - 1), z.contains(where: { $0 != 0 }) { ok = false; print("MISMATCH: neighbour of \(g) not zero") }
+    }
+    final class Count: @unchecked Sendable { var nonzero = 0; let lock = NSLock() }
+    let c = Count()
+    let t1 = now()
+    try r.scan { tile, _ in
+        var n = 0
+        tile.raw.withMemoryRebound(to: UInt32.self) { for x in $0 where x != 0 { n += 1 } }
+        if n > 0 { c.lock.lock(); c.nonzero += n; c.lock.unlock() }
+    }
+    let scanSecs = now() - t1
+    if c.nonzero != probes.count * snaps { ok = false; print("MISMATCH: scan found \(c.nonzero) non-zero values, expected \(probes.count * snaps)") }
+    print(String(format: "scale: %d parameters (2^32 = 4294967296) × %d snapshots, %.1f GB raw", params, snaps, Double(bytes * snaps) / 1e9))
+    print(String(format: "  write (writeCompact) %.1f s (%.0f MB/s raw), file %.1f MB, %d tiles, index %.1f MB, peak RSS %.0f MiB",
+                 writeSecs, Double(bytes * snaps) / writeSecs / 1e6, Double(size) / 1e6, r.tiles.count, Double(r.footer.indexLength) / 1e6, rssAfterWrite))
+    print(String(format: "  open %.0f ms (median of 3)  scan %.1f s (%.0f MB/s raw)  probes beyond 2^32 bit-exact: %@  peak RSS %.0f MiB",
+                 percentile(opens, 0.5), scanSecs, Double(bytes * snaps) / scanSecs / 1e6, ok ? "yes" : "NO", peakRSSMiB()))
+    if !ok { exit(1) }
+}
+
 let argv = Array(CommandLine.arguments.dropFirst())
 guard let cmd = argv.first else {
     print("""
     usage: psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024] [--level 3]
            psnap-bench read FILE [--n 1000]
            psnap-bench open DIR
+           psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
            psnap-bench real DATA_DIR OUT_DIR [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
     """)
     exit(64)
@@ -324,6 +391,7 @@ do {
     case "read": try benchRead(args: Array(argv.dropFirst()))
     case "open": try benchOpen(args: Array(argv.dropFirst()))
     case "kernels": try benchKernels(args: Array(argv.dropFirst()))
+    case "scale": try benchScale(args: Array(argv.dropFirst()))
     case "real": try benchReal(args: Array(argv.dropFirst()))
     default: print("unknown command \(cmd)"); exit(64)
     }
