@@ -141,13 +141,13 @@ func benchAppend(args: [String]) throws {
     try SnapshotWriter.compact(input: run, output: dir + "/synthetic.compact.psnap", options: o)
     let compactSecs = now() - t3
     let c = try PSnapReader(path: dir + "/synthetic.compact.psnap")
-    print(String(format: "append: %.2f GiB raw (%d params × %d snapshots, %d per segment, budget %d MiB)", raw / 1073741824, params, snaps, per, memMiB))
+    print(String(format: "append: %.2f GiB raw (%ld params × %ld snapshots, %ld per segment, budget %ld MiB)", raw / 1073741824, params, snaps, per, memMiB))
     print(String(format: "  psnap append  %.0f MB/s  (%.1f s; generator %.1f s excluded)  ratio %.3f live, file %.2f GiB (write amplification %.2f)",
                  raw / appendSecs / 1e6, appendSecs, genSecs, raw / Double(r.liveTileBytes), Double(r.file.bytes.count) / 1073741824,
                  Double(r.file.bytes.count) / Double(r.liveTileBytes)))
     print(String(format: "  zstd -T2 -%d   %.0f MB/s  (%.1f s)  ratio %.3f", level, raw / zsecs / 1e6, zsecs, raw / zsize))
     print(String(format: "  psnap compact %.0f MB/s  (%.1f s)  ratio %.3f", raw / compactSecs / 1e6, compactSecs, raw / Double(c.liveTileBytes)))
-    print(String(format: "  peak RSS %.0f MiB (budget %d MiB; the generator holds %.0f MiB of state)", rss, memMiB, Double(params) * 8 / 1048576))
+    print(String(format: "  peak RSS %.0f MiB (budget %ld MiB; the generator holds %.0f MiB of state)", rss, memMiB, Double(params) * 8 / 1048576))
     unlink(rawPath); unlink(dir + "/synthetic.raw.zst")
 }
 
@@ -171,7 +171,7 @@ func benchRead(args: [String]) throws {
         sink += v[0]
     }
     let tileRaw = Double(r.tiles.reduce(UInt64(0)) { $0 + $1.rawLength }) / Double(max(1, r.tiles.count))
-    print(String(format: "read %@: open %.2f ms (%d tiles), trajectory of %d snapshots p50 %.1f µs p99 %.1f µs (mean raw tile %.0f KiB)%@",
+    print(String(format: "read %@: open %.2f ms (%ld tiles), trajectory of %ld snapshots p50 %.1f µs p99 %.1f µs (mean raw tile %.0f KiB)%@",
                  (path as NSString).lastPathComponent, openMs, r.tiles.count, r.snapshotCount, percentile(lat, 0.5), percentile(lat, 0.99),
                  tileRaw / 1024, sink.isNaN ? " " : ""))
 }
@@ -196,7 +196,7 @@ func benchOpen(args: [String]) throws {
         times.append((now() - t0) * 1000)
         tiles = r.tiles.count
     }
-    print(String(format: "open: %d tiles, index %.1f MiB: median %.1f ms, min %.1f ms", tiles, Double(tiles * 64) / 1048576, percentile(times, 0.5), times.min()!))
+    print(String(format: "open: %ld tiles, index %.1f MiB: median %.1f ms, min %.1f ms", tiles, Double(tiles * 64) / 1048576, percentile(times, 0.5), times.min()!))
 }
 
 func benchReal(args: [String]) throws {
@@ -213,7 +213,7 @@ func benchReal(args: [String]) throws {
         let raw = Double(sts.reduce(0) { a, s in a + s.entries.reduce(0) { $0 + $1.end - $1.begin } })
         let (zsecs, zout) = shell("cat \(files.joined(separator: " ")) | zstd -3 -q -c | wc -c")
         let fileBytes = Double(files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? NSNumber)?.intValue ?? 0) })
-        print(String(format: "%@: %d snapshots, %.1f MB raw; zstd -3 of the files: ratio %.3f (%.0f MB/s)", runName, files.count, raw / 1e6,
+        print(String(format: "%@: %ld snapshots, %.1f MB raw; zstd -3 of the files: ratio %.3f (%.0f MB/s)", runName, files.count, raw / 1e6,
                      fileBytes / Double(zout.trimmingCharacters(in: .whitespacesAndNewlines))!, fileBytes / zsecs / 1e6))
         for chainText in chains {
             for level in levels {
@@ -366,8 +366,8 @@ func benchScale(args: [String]) throws {
     }
     let scanSecs = now() - t1
     if c.nonzero != probes.count * snaps { ok = false; print("MISMATCH: scan found \(c.nonzero) non-zero values, expected \(probes.count * snaps)") }
-    print(String(format: "scale: %d parameters (2^32 = 4294967296) × %d snapshots, %.1f GB raw", params, snaps, Double(bytes * snaps) / 1e9))
-    print(String(format: "  write (writeCompact) %.1f s (%.0f MB/s raw), file %.1f MB, %d tiles, index %.1f MB, peak RSS %.0f MiB",
+    print(String(format: "scale: %ld parameters (2^32 = 4294967296) × %ld snapshots, %.1f GB raw", params, snaps, Double(bytes * snaps) / 1e9))
+    print(String(format: "  write (writeCompact) %.1f s (%.0f MB/s raw), file %.1f MB, %ld tiles, index %.1f MB, peak RSS %.0f MiB",
                  writeSecs, Double(bytes * snaps) / writeSecs / 1e6, Double(size) / 1e6, r.tiles.count, Double(r.footer.indexLength) / 1e6, rssAfterWrite))
     print(String(format: "  open %.0f ms (median of 3)  scan %.1f s (%.0f MB/s raw)  probes beyond 2^32 bit-exact: %@  peak RSS %.0f MiB",
                  percentile(opens, 0.5), scanSecs, Double(bytes * snaps) / scanSecs / 1e6, ok ? "yes" : "NO", peakRSSMiB()))
