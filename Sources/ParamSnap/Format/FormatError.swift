@@ -18,6 +18,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible, Sendable {
     case tileCoverage(tensor: String, block: UInt64, reason: String)
     case tileChecksumMismatch(tile: String, offset: UInt64, expected: UInt64, actual: UInt64)
     case tileDecode(tile: String, reason: String)
+    case damagedTiles(count: Int, list: String)
 
     public var description: String {
         func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
@@ -38,6 +39,7 @@ public enum FormatError: Error, Equatable, CustomStringConvertible, Sendable {
         case .tileCoverage(let t, let b, let r): return "tensor '\(t)' block \(b): \(r)"
         case .tileChecksumMismatch(let t, let o, let e, let a): return "\(t): checksum mismatch (expected \(hex(e)), got \(hex(a))) at offset \(o)"
         case .tileDecode(let t, let r): return "\(t): cannot decode: \(r)"
+        case .damagedTiles(let n, let l): return "\(n) damaged tile(s): \(l)"
         }
     }
 }

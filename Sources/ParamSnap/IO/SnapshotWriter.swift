@@ -328,10 +328,36 @@ public final class SnapshotWriter {
         return try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
     }
 
+    /// Writes a repaired copy of `input` to `output` (never over an existing file): the newest valid commit, its torn
+    /// tail dropped, every intact tile copied; tiles that fail their checksum or decode make it fail with their
+    /// names, unless `skipDamaged`, which stores them as NaN and lists them (tensor, parameters, snapshots) in the
+    /// output's `attributes["repair.damaged"]` — nothing is guessed silently. Returns the damaged tiles.
+    @discardableResult
+    public static func repair(input: String, output: String, skipDamaged: Bool, options: WriterOptions = WriterOptions()) throws -> [TileDamage] {
+        let reader = try PSnapReader(path: input, verifyChecksums: true)
+        let damage = reader.verifyAll(workers: options.workers)
+        if !damage.isEmpty && !skipDamaged {
+            throw FormatError.damagedTiles(count: damage.count, list: damage.map { "tile \($0.tile) (tensor '\($0.tensor)', parameters \($0.parameters.lowerBound)..<\($0.parameters.upperBound), snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound), offset \($0.offset))" }.joined(separator: "; "))
+        }
+        var opts = options
+        opts.blockSize = Int(reader.header.blockSize)
+        opts.chain = reader.header.codecChain
+        var attributes = reader.metadata.attributes ?? [:]
+        if !damage.isEmpty {
+            attributes["repair.damaged"] = .string(damage.map { "\($0.tensor)[\($0.parameters.lowerBound)..<\($0.parameters.upperBound)] snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound)" }.joined(separator: "; "))
+        }
+        if reader.ignoredBytes > 0 { attributes["repair.droppedTailBytes"] = .number(Double(reader.ignoredBytes)) }
+        opts.attributes = attributes.isEmpty ? nil : attributes
+        opts.overwrite = false
+        _ = try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil,
+                                options: opts, skipDamaged: skipDamaged)
+        return damage
+    }
+
     /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name, build,
     /// publish (fsynced), rename.
     private static func writeNewCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], old: PSnapReader?,
-                                        source: SnapshotSource?, options: WriterOptions) throws -> CommitReport {
+                                        source: SnapshotSource?, options: WriterOptions, skipDamaged: Bool = false) throws -> CommitReport {
         if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
         var opts = options
         opts.overwrite = true
@@ -344,6 +370,7 @@ public final class SnapshotWriter {
             var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
                                       old: old, staged: source, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
             builder.progress = opts.progress
+            if skipDamaged { builder.onDamagedTile = { _, _ in } }
             let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)
             w.end = built.end
             w.metadata.snapshots = snapshots

@@ -44,6 +44,9 @@ struct TileBuilder {
     let batchBytes: Int            // raw bytes encoded per batch before writing (memory bound)
     /// Called after each batch with (raw bytes done, raw bytes total).
     var progress: ((UInt64, UInt64) -> Void)? = nil
+    /// Repair mode: an old tile that fails its checksum or decode is replaced by NaN values (canonical quiet NaN
+    /// of the dtype) and reported to `damaged`, instead of failing the build.
+    var onDamagedTile: (@Sendable (Int, Error) -> Void)? = nil
 
     var snapshots: Int { oldCount + (staged?.count ?? 0) }
 
@@ -188,7 +191,13 @@ struct TileBuilder {
                     let f = Int(x.firstSnapshot), s = Int(x.snapshotCount)
                     guard f >= first else { continue }
                     let scratch = oldCodec.rawScratch(Int(x.rawLength))
-                    try old.decodeTile(i, into: scratch, codec: oldCodec)
+                    do {
+                        try old.decodeTile(i, into: scratch, codec: oldCodec)
+                    } catch {
+                        guard let onDamagedTile else { throw error }
+                        onDamagedTile(i, error)
+                        Self.fillNaN(scratch, dtype: old.tensors[t].dtype)
+                    }
                     let lo = max(job.p0, bp0), hi = min(job.p1, bp0 + bParams)
                     for p in lo..<hi {
                         (dst + (p - job.p0) * rowBytes + (f - first) * e)
@@ -219,6 +228,21 @@ struct TileBuilder {
             p += params
         }
         return out
+    }
+
+    /// Fills `buf` with the canonical quiet NaN of `dtype` (what a repaired, damaged tile reads as).
+    static func fillNaN(_ buf: UnsafeMutableRawBufferPointer, dtype: DType) {
+        let e = dtype.size
+        var pattern: UInt64
+        switch dtype {
+        case .f32: pattern = 0x7FC0_0000
+        case .f64: pattern = 0x7FF8_0000_0000_0000
+        case .f16: pattern = 0x7E00
+        case .bf16: pattern = 0x7FC0
+        }
+        for i in 0..<(buf.count / e) {
+            withUnsafeBytes(of: pattern.littleEndian) { (buf.baseAddress! + i * e).copyMemory(from: $0.baseAddress!, byteCount: e) }
+        }
     }
 
     /// Writes `count` consecutive elements of `src` to `dst`, `dst + stride`, … (one staged snapshot into a tile column).
