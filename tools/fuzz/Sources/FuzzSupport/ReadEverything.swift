@@ -1,0 +1,151 @@
+// The read-everything routine shared by fuzz-reader and (as a copy) Tests/ParamSnapTests/FuzzRegressionTests.swift:
+// open a .psnap file and read everything it claims to hold. Thrown errors are fine; a crash, trap or sanitizer
+// report is a bug.
+import Foundation
+import Glibc
+import ParamSnap
+
+public enum ReadEverything {
+    /// Decoding work the harness allows per input (bytes of decoded tiles). Spec-legal files may declare tiles of
+    /// up to 2 GiB each; decoding those is slow but not a bug, so the harness samples instead of timing out.
+    public static let decodeBudget: UInt64 = 64 << 20
+    /// Above this much raw tile data in total the harness only opens the file and checks the index.
+    public static let rawCap: UInt64 = 256 << 20
+
+    /// Opens `path` and reads every tensor at every snapshot, the first and last trajectory of each tensor,
+    /// `verifyAll`, a full `scan` and the summaries. Returns how many calls threw.
+    @discardableResult
+    public static func run(path: String, verifyChecksums: Bool = true, workers: Int = 1) -> Int {
+        let reader: PSnapReader
+        do { reader = try PSnapReader(path: path, verifyChecksums: verifyChecksums) } catch { return 1 }
+        var errors = 0
+        func attempt(_ body: () throws -> Void) { do { try body() } catch { errors += 1 } }
+
+        // Summaries (snapinfo prints these).
+        _ = reader.segments
+        _ = reader.liveTileBytes
+        _ = reader.liveMetaBytes
+        _ = reader.committedSize
+        _ = reader.deadBytes
+        _ = reader.ignoredBytes
+        for i in reader.tiles.indices { _ = reader.tileName(i) }
+
+        let totalRaw = reader.tiles.reduce(UInt64(0)) { $0 &+ $1.rawLength }
+        guard totalRaw <= rawCap else { return errors }
+
+        // Every tensor at every snapshot (sampled when that would decode more than the budget).
+        let S = reader.snapshotCount
+        let perSnapshotWork = reader.tiles.reduce(UInt64(0)) { $0 &+ $1.rawLength &* $1.snapshotCount }
+        var snaps = Array(0..<S)
+        if perSnapshotWork > decodeBudget {
+            var s = Set([0, S / 2, S - 1].filter { $0 >= 0 && $0 < S })
+            for r in reader.segments.prefix(8) { s.insert(r.lowerBound); s.insert(r.upperBound - 1) }
+            snaps = s.filter { $0 >= 0 && $0 < S }.sorted()
+        }
+        for t in reader.tensors.indices {
+            for k in snaps { attempt { _ = try reader.tensorBytes(tensor: t, snapshot: k) } }
+            attempt { _ = try reader.tensorBytes(tensor: reader.tensors[t].name, snapshot: 0) }
+        }
+        // Out-of-range requests must throw, not trap.
+        attempt { _ = try reader.tensorBytes(tensor: reader.tensors.count, snapshot: 0) }
+        attempt { _ = try reader.tensorBytes(tensor: 0, snapshot: S) }
+
+        // First and last parameter of each tensor, by flat index, by global index and as a range.
+        for t in reader.tensors.indices {
+            let n = reader.layout.parameterCounts[t]
+            for p in Set([0, n - 1]) where p >= 0 {
+                attempt { _ = try reader.trajectory(tensor: t, index: p) }
+            }
+            attempt { _ = try reader.trajectories(tensor: t, range: 0..<min(n, 2)) }
+            attempt { _ = try reader.trajectories(tensor: t, range: max(0, n - 2)..<n) }
+            attempt { _ = try reader.trajectory(tensor: t, index: n) }
+        }
+        if reader.parameterCount > 0 {
+            attempt { _ = try reader.trajectory(global: 0) }
+            attempt { _ = try reader.trajectory(global: reader.parameterCount - 1) }
+        }
+        attempt { _ = try reader.trajectory(global: reader.parameterCount) }
+
+        // Every tile's checksum and decode, then a full scan touching every decoded byte.
+        _ = reader.verifyAll(workers: workers)
+        attempt {
+            try reader.scan(workers: workers) { tile, _ in
+                _ = XXH64.hash(tile.raw)
+                let n = tile.parameters * tile.snapshots
+                precondition(tile.raw.count >= n * tile.dtype.size, "scan handed a short tile")
+                let d = UnsafeMutableBufferPointer<Double>.allocate(capacity: max(n, 1))
+                defer { d.deallocate() }
+                tile.values(into: UnsafeMutableBufferPointer(rebasing: d[0..<n]))
+            }
+        }
+        return errors
+    }
+
+    /// Reads `bytes` as a file: as given, without tile checksums, and once more with every checksum recomputed
+    /// (so mutations reach past the XXH64 checks into the index, metadata and codec paths).
+    public static func runAllVariants(bytes: [UInt8], path: String) {
+        writeFile(path, bytes)
+        run(path: path, verifyChecksums: true)
+        run(path: path, verifyChecksums: false)
+        var fixed = bytes
+        fixChecksums(&fixed)
+        if fixed != bytes {
+            writeFile(path, fixed)
+            run(path: path, verifyChecksums: true)
+        }
+    }
+
+    public static func writeFile(_ path: String, _ bytes: [UInt8]) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        precondition(fd >= 0, "cannot create \(path): errno \(errno)")
+        defer { close(fd) }
+        var done = 0
+        bytes.withUnsafeBytes { b in
+            while done < b.count {
+                let w = write(fd, b.baseAddress! + done, b.count - done)
+                precondition(w > 0, "write \(path): errno \(errno)")
+                done += w
+            }
+        }
+    }
+
+    static func u64(_ b: [UInt8], _ o: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(b[o + i]) << (8 * UInt64(i)) }
+        return v
+    }
+
+    static func put(_ b: inout [UInt8], _ o: Int, _ v: UInt64) {
+        for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
+    }
+
+    static func hash(_ b: [UInt8], _ r: Range<Int>) -> UInt64 {
+        b.withUnsafeBytes { XXH64.hash(UnsafeRawBufferPointer(rebasing: $0[r])) }
+    }
+
+    /// Recomputes the header checksum and, for the footer in the last 128 bytes (when its ranges lie inside the
+    /// file), every tile checksum of its index, the index and metadata checksums and the footer checksum.
+    public static func fixChecksums(_ b: inout [UInt8]) {
+        guard b.count >= 64 else { return }
+        put(&b, 56, hash(b, 0..<56))
+        guard b.count >= 192 else { return }
+        let f = b.count - 128
+        let io = u64(b, f + 32), il = u64(b, f + 40), mo = u64(b, f + 56), ml = u64(b, f + 64)
+        let n = UInt64(b.count)
+        if io <= n, il <= n - io, il % 64 == 0 {
+            for e in stride(from: Int(io), to: Int(io + il), by: 64) {
+                let off = u64(b, e + 32), len = u64(b, e + 40)
+                if off <= n, len <= n - off { put(&b, e + 56, hash(b, Int(off)..<Int(off + len))) }
+            }
+            put(&b, f + 48, hash(b, Int(io)..<Int(io + il)))
+        }
+        if mo <= n, ml <= n - mo { put(&b, f + 72, hash(b, Int(mo)..<Int(mo + ml))) }
+        put(&b, f + 112, hash(b, f..<(f + 112)))
+    }
+
+    /// A per-process scratch path on tmpfs.
+    public static func scratchPath(_ tag: String) -> String {
+        let dir = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        return "\(dir)/psnap-fuzz-\(tag)-\(getpid())"
+    }
+}
