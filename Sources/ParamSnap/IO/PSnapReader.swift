@@ -327,14 +327,20 @@ public final class PSnapReader: @unchecked Sendable {
         }
     }
 
-    /// Bytes of live tiles.
-    public var liveTileBytes: UInt64 { tiles.reduce(0) { $0 + $1.storedLength } }
+    /// Bytes of live tiles (saturating: overlapping tiles of a hostile index cannot make it trap).
+    public var liveTileBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.storedLength) ?? .max } }
     /// Bytes of the newest commit's index, metadata and footer.
     public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
     /// Committed file size (up to the newest footer's end).
     public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
     /// Committed bytes that no live structure references: replaced tiles and old commits' index/metadata/footers (§10).
-    public var deadBytes: UInt64 { committedSize - UInt64(Spec.headerSize) - liveTileBytes - liveMetaBytes }
+    /// §6 does not forbid live tiles that share or overlap stored bytes, so their sum can exceed the committed
+    /// bytes: then nothing is counted as dead (0) instead of the subtraction trapping.
+    public var deadBytes: UInt64 {
+        let total = committedSize - UInt64(Spec.headerSize)
+        guard let used = Checked.add(liveTileBytes, liveMetaBytes), used <= total else { return 0 }
+        return total - used
+    }
 }
 
 /// Misuse of the reader API (bad names and indices); file problems are `FormatError`s.
