@@ -14,11 +14,16 @@ import ParamSnap
 
     static func files(_ dir: String, suffix: String? = nil) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { n in !n.hasPrefix(".") && !n.hasSuffix(".md") && suffix.map { n.hasSuffix($0) } ?? true }
-            .sorted().map { dir + "/" + $0 }
+        return names.filter { n in
+            var isDir: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: dir + "/" + n, isDirectory: &isDir)
+            return !isDir.boolValue && !n.hasPrefix(".") && !n.hasSuffix(".md") && (suffix.map { n.hasSuffix($0) } ?? true)
+        }.sorted().map { dir + "/" + $0 }
     }
 
+    /// .psnap inputs at the top of the folder; dump-format inputs (fuzz-safetensors) in dumps/.
     static var regressionFiles: [String] { files(regressions) }
+    static var dumpRegressionFiles: [String] { files(regressions + "/dumps") }
     static var goldenFiles: [String] { files(golden, suffix: ".psnap") }
 
     @Test func regressionFolderIsNotEmpty() {
@@ -31,6 +36,15 @@ import ParamSnap
         let dir = tempDir("fuzzreplay")
         defer { cleanup(dir) }
         FuzzRead.allVariants(bytes, path: dir + "/in.psnap")
+    }
+
+    /// Every regression input through the dump parsers too (the fuzz-safetensors routine).
+    @Test(arguments: dumpRegressionFiles + regressionFiles)
+    func replayDumps(_ path: String) throws {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let dir = tempDir("fuzzdumps")
+        defer { cleanup(dir) }
+        FuzzRead.dumps(bytes, path: dir + "/in.safetensors")
     }
 
     /// Every golden file cut at awkward lengths, as is and with its checksums recomputed.
@@ -205,6 +219,57 @@ enum FuzzRead {
                 done += w
             }
         }
+    }
+
+    /// Copy of the fuzz-safetensors body (tools/fuzz/Sources/fuzz-safetensors/FuzzSafeTensors.swift).
+    static func dumps(_ bytes: [UInt8], path: String) {
+        writeFile(path, bytes)
+        for skip in [false, true] {
+            guard let f = try? SafeTensorsFile(path: path, skipUnsupported: skip) else { continue }
+            for (i, e) in f.entries.enumerated() {
+                let b = f.bytes(i)
+                precondition(b.count == e.end - e.begin, "entry \(i) bytes mismatch")
+                _ = XXH64.hash(b)
+                _ = f.bytes(named: e.info.name)
+            }
+        }
+        bytes.withUnsafeBytes { buf in
+            if let h = try? NpyHeader.parse(buf, path: "fuzz.npy") {
+                precondition(h.dataOffset <= buf.count, "npy data offset beyond the buffer")
+            }
+            _ = ZipArchive.looksLikeZip(buf)
+            if let members = try? ZipArchive.members(buf, path: "fuzz.npz") {
+                for m in members {
+                    precondition(m.dataOffset >= 0 && m.compressedSize >= 0 && m.dataOffset + m.compressedSize <= buf.count,
+                                 "zip member '\(m.name)' outside the buffer")
+                    let src = UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)])
+                    if m.method == 8 {
+                        var crc: UInt32 = 0
+                        _ = try? RawInflate.inflate(src, path: "fuzz.npz", member: m.name, chunk: 1 << 16) { chunk in
+                            crc = RawInflate.crc32(chunk, continuing: crc)
+                            return true
+                        }
+                    } else {
+                        _ = RawInflate.crc32(src)
+                    }
+                }
+            }
+        }
+        let d = Data(bytes)
+        _ = try? HFShardIndex.parse(d, path: "index.json")
+        if let log = try? TrainerLog.parse(d, path: "trainer_state.json") {
+            _ = log.snapshotMetadata(step: 0)
+            _ = log.snapshotMetadata(step: log.globalStep ?? 1)
+        }
+        let text = String(decoding: bytes.prefix(256), as: UTF8.self)
+        if let sel = StepSelection(parsing: text) {
+            for s: Int64 in [0, 1, 7, -3, .max, .min] { _ = sel.contains(s, first: 0); _ = sel.contains(s, first: .min) }
+        }
+        _ = DumpNames.stepNumber(text)
+        _ = DumpNames.arrayName(fromStem: text)
+        _ = DumpNames.naturalLess(text, "epoch-10")
+        let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)
+        if parts.count == 2 { _ = DumpNames.globMatch(String(parts[0].prefix(32)), String(parts[1].prefix(64))) }
     }
 
     static func u64(_ b: [UInt8], _ o: Int) -> UInt64 {

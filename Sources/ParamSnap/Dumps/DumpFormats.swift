@@ -229,7 +229,7 @@ public enum ZipArchive {
         if entries == 0xFFFF || cdSize == 0xFFFF_FFFF || cdOffset == 0xFFFF_FFFF {
             guard eocd >= 20, r.u32(eocd - 20) == zip64LocatorSignature else { throw bad("zip64 sizes without a zip64 locator") }
             let z = r.u64(eocd - 20 + 8)
-            guard z <= UInt64(n - 56), r.u32(Int(z)) == zip64EocdSignature else { throw bad("zip64 end record at \(z) is missing") }
+            guard n >= 56, z <= UInt64(n - 56), r.u32(Int(z)) == zip64EocdSignature else { throw bad("zip64 end record at \(z) is missing") }
             entries = r.u64(Int(z) + 32)
             cdSize = r.u64(Int(z) + 40)
             cdOffset = r.u64(Int(z) + 48)
@@ -271,7 +271,7 @@ public enum ZipArchive {
                 x += 4 + len
             }
             guard flags & 1 == 0 else { throw bad("member '\(name)' is encrypted") }
-            guard local <= UInt64(n - 30), r.u32(Int(local)) == localSignature else {
+            guard n >= 30, local <= UInt64(n - 30), r.u32(Int(local)) == localSignature else {
                 throw bad("member '\(name)': local header at \(local) is missing")
             }
             let l = Int(local)

@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as a .psnap file through the read-everything routine.
 import FuzzSupport
 
-nonisolated(unsafe) let path = ReadEverything.scratchPath("reader") + ".psnap"
+let path = ReadEverything.scratchPath("reader") + ".psnap"
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
