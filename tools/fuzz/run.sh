@@ -20,7 +20,7 @@ mkdir -p "$corpus" "$here/artifacts"
 if [[ -z "$(ls -A "$corpus")" ]]; then
   case "$target" in
     fuzz-reader) cp "$root"/fixtures/golden/*.psnap "$corpus"/ ;;
-    fuzz-safetensors) head -c 4096 "$root"/fixtures/demo-run/epoch-000.safetensors > "$corpus/epoch-000-head" || true ;;
+    fuzz-safetensors) cp "$here"/seeds/fuzz-safetensors/* "$corpus"/; cp "$root"/fixtures/fuzz-regressions/dumps/* "$corpus"/ ;;
   esac
   if [[ -d "$root/fixtures/fuzz-regressions" && "$target" == fuzz-reader ]]; then
     cp "$root"/fixtures/fuzz-regressions/* "$corpus"/ 2>/dev/null || true
