@@ -35,7 +35,7 @@ import ParamSnap
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         let dir = tempDir("fuzzreplay")
         defer { cleanup(dir) }
-        FuzzRead.allVariants(bytes, path: dir + "/in.psnap")
+        FuzzRead.allVariants(bytes, path: dir + "/in.psnap", repair: true)
     }
 
     /// Every regression input through the dump parsers too (the fuzz-safetensors routine).
@@ -136,7 +136,7 @@ enum FuzzRead {
     static let rawCap: UInt64 = 256 << 20
 
     /// Reads `bytes` as a file: as given (with and without tile checksums) and with every checksum recomputed.
-    static func allVariants(_ bytes: [UInt8], path: String, fix: Bool = true) {
+    static func allVariants(_ bytes: [UInt8], path: String, fix: Bool = true, repair: Bool? = nil) {
         writeFile(path, bytes)
         run(path: path, verifyChecksums: true)
         run(path: path, verifyChecksums: false)
@@ -147,6 +147,26 @@ enum FuzzRead {
             writeFile(path, fixed)
             run(path: path, verifyChecksums: true)
         }
+        // The fuzzer repairs a quarter of its inputs (it writes a file); the replay test repairs every one.
+        if repair ?? (XXH64.hash(fixed) % 4 == 0) { repairAndCheck(path: path, output: path + ".repaired") }
+    }
+
+    /// `SnapshotWriter.repair(skipDamaged: true)`: may throw, but a repaired file must open, hold the same tensors
+    /// and snapshots, and have no damaged tile.
+    static func repairAndCheck(path: String, output: String) {
+        guard let r = try? PSnapReader(path: path),
+              r.tiles.reduce(UInt64(0), { $0 &+ $1.rawLength }) <= 16 << 20,
+              UInt64(r.parameterCount) &* UInt64(max(r.snapshotCount, 1)) <= 4 << 20 else { return }
+        unlink(output)
+        defer { unlink(output) }
+        var o = WriterOptions()
+        o.workers = 1
+        guard (try? SnapshotWriter.repair(input: path, output: output, skipDamaged: true, options: o)) != nil else { return }
+        let rr: PSnapReader
+        do { rr = try PSnapReader(path: output) } catch { preconditionFailure("repaired file does not open: \(error)") }
+        precondition(rr.tensors == r.tensors && rr.snapshotCount == r.snapshotCount, "repaired file lost tensors or snapshots")
+        let damage = rr.verifyAll(workers: 1)
+        precondition(damage.isEmpty, "repaired file has damaged tiles: \(damage)")
     }
 
     @discardableResult

@@ -93,6 +93,26 @@ public enum ReadEverything {
             writeFile(path, fixed)
             run(path: path, verifyChecksums: true)
         }
+        // A quarter of the inputs (it writes a file): `psnap repair` of what was read last.
+        if XXH64.hash(fixed) % 4 == 0 { repairAndCheck(path: path, output: path + ".repaired") }
+    }
+
+    /// `SnapshotWriter.repair(skipDamaged: true)` of `path`: may throw, but a repaired file must open, hold the
+    /// same tensors and snapshots, and have no damaged tile.
+    public static func repairAndCheck(path: String, output: String) {
+        guard let r = try? PSnapReader(path: path),
+              r.tiles.reduce(UInt64(0), { $0 &+ $1.rawLength }) <= 16 << 20,
+              UInt64(r.parameterCount) &* UInt64(max(r.snapshotCount, 1)) <= 4 << 20 else { return }
+        unlink(output)
+        defer { unlink(output) }
+        var o = WriterOptions()
+        o.workers = 1
+        guard (try? SnapshotWriter.repair(input: path, output: output, skipDamaged: true, options: o)) != nil else { return }
+        let rr: PSnapReader
+        do { rr = try PSnapReader(path: output) } catch { preconditionFailure("repaired file does not open: \(error)") }
+        precondition(rr.tensors == r.tensors && rr.snapshotCount == r.snapshotCount, "repaired file lost tensors or snapshots")
+        let damage = rr.verifyAll(workers: 1)
+        precondition(damage.isEmpty, "repaired file has damaged tiles: \(damage)")
     }
 
     public static func writeFile(_ path: String, _ bytes: [UInt8]) {
