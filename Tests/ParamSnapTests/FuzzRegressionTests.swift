@@ -47,6 +47,23 @@ import ParamSnap
         FuzzRead.dumps(bytes, path: dir + "/in.safetensors")
     }
 
+    /// §7: metadata with only the required keys ("format" absent) opens and reads back.
+    @Test func minimalMetadataOpens() throws {
+        let r = try PSnapReader(path: Self.regressions + "/nasty-minimal-metadata.psnap")
+        #expect(r.tensors.map(\.name) == ["w"])
+        #expect(try r.trajectory(tensor: "w", index: 1) == [2])
+    }
+
+    /// `--steps` at the ends of Int64 (crashed fuzz-safetensors: overflow in parsing and in `contains`).
+    @Test func stepSelectionAtInt64Limits() throws {
+        let top = try #require(StepSelection(parsing: "9223372036854775807"))
+        #expect(top.contains(.max, first: 0) && !top.contains(.max - 1, first: 0))
+        let all = try #require(StepSelection(parsing: "-9223372036854775808:"))
+        #expect(all.contains(.max, first: .min) && all.contains(0, first: 0))
+        let strided = try #require(StepSelection(parsing: "::2"))
+        #expect(strided.contains(0, first: .min) && !strided.contains(.max, first: .min))
+    }
+
     /// Every golden file cut at awkward lengths, as is and with its checksums recomputed.
     @Test(arguments: goldenFiles)
     func truncations(_ path: String) throws {
@@ -148,7 +165,48 @@ enum FuzzRead {
             run(path: path, verifyChecksums: true)
         }
         // The fuzzer repairs a quarter of its inputs (it writes a file); the replay test repairs every one.
-        if repair ?? (XXH64.hash(fixed) % 4 == 0) { repairAndCheck(path: path, output: path + ".repaired") }
+        let h = XXH64.hash(fixed)
+        if repair ?? (h % 4 == 0) { repairAndCheck(path: path, output: path + ".repaired") }
+        if repair ?? (h % 4 == 1) { appendAndCheck(path: path, copy: path + ".appended") }
+    }
+
+    /// Reopens an intact copy with `SnapshotWriter.open` and appends one snapshot: may throw, but when it succeeds
+    /// every old value must read back unchanged and the new snapshot exactly.
+    static func appendAndCheck(path: String, copy: String) {
+        guard let r = try? PSnapReader(path: path),
+              r.tiles.reduce(UInt64(0), { $0 &+ $1.rawLength }) <= 16 << 20,
+              UInt64(r.parameterCount) &* UInt64(r.snapshotCount + 1) <= 1 << 20,
+              r.verifyAll(workers: 1).isEmpty else { return }
+        var old: [[[UInt8]]] = []
+        for k in 0..<r.snapshotCount {
+            guard let snap = try? r.tensors.indices.map({ try r.tensorBytes(tensor: $0, snapshot: k) }) else { return }
+            old.append(snap)
+        }
+        guard let bytes = FileManager.default.contents(atPath: path) else { return }
+        unlink(copy)
+        defer { unlink(copy) }
+        writeFile(copy, [UInt8](bytes))
+        var o = WriterOptions()
+        o.workers = 1
+        o.snapshotsPerSegment = 1
+        let new = r.tensors.enumerated().map { t, info in
+            (0..<(r.layout.parameterCounts[t] * info.dtype.size)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ t) }
+        }
+        do {
+            let w = try SnapshotWriter.open(path: copy, expecting: r.tensors, options: o)
+            try SnapshotWriter.withBuffers(new) { try w.append(SnapshotInfo(step: (r.snapshots.last?.step ?? 0) &+ 1, time: 1), buffers: $0) }
+            try w.close()
+        } catch { return }
+        let rr: PSnapReader
+        do { rr = try PSnapReader(path: copy) } catch { preconditionFailure("file does not open after an append: \(error)") }
+        precondition(rr.snapshotCount == r.snapshotCount + 1 && rr.tensors == r.tensors, "append lost tensors or snapshots")
+        for t in r.tensors.indices {
+            for k in 0...r.snapshotCount {
+                let got: [UInt8]
+                do { got = try rr.tensorBytes(tensor: t, snapshot: k) } catch { preconditionFailure("after an append, tensor \(t) snapshot \(k): \(error)") }
+                precondition(got == (k < r.snapshotCount ? old[k][t] : new[t]), "after an append, tensor \(t) at snapshot \(k) changed")
+            }
+        }
     }
 
     /// `SnapshotWriter.repair(skipDamaged: true)`: may throw, but a repaired file must open, hold the same tensors

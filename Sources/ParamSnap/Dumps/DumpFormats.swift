@@ -416,7 +416,7 @@ public struct StepSelection: Equatable, Sendable {
             func int(_ s: String) -> Int64?? { s.isEmpty ? .some(nil) : Int64(s).map { .some($0) } }
             if f.count == 1 {
                 guard let v = Int64(f[0]) else { return nil }
-                out.append(Slice(start: v, stop: v + 1, stride: 1, single: true))
+                out.append(Slice(start: v, stop: v == .max ? nil : v + 1, stride: 1, single: true))  // no overflow at Int64.max
                 continue
             }
             guard f.count <= 3, let a = int(f[0]), let b = int(f[1]) else { return nil }
@@ -434,7 +434,8 @@ public struct StepSelection: Equatable, Sendable {
             let start = s.start ?? first
             guard step >= start else { return false }
             if let stop = s.stop, step >= stop { return false }
-            return (step - start) % s.stride == 0
+            // step ≥ start, so the distance fits in 64 bits unsigned (it may not fit in Int64: no trap).
+            return UInt64(bitPattern: step &- start) % UInt64(s.stride) == 0
         }
     }
 }
