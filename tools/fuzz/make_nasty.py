@@ -97,6 +97,44 @@ b = load("chains.psnap")
 put(b, entry(b, 0) + 32, 64)
 put(b, entry(b, 0) + 40, u64(b, len(b) - 128 + 32) - 64)
 cases["tile-overlaps-others.psnap"] = fix(b)
+
+
+def build(block_size, tensors, snapshots, tiles, chain=b"", extra=None):
+    """A one-commit file with an empty codec chain: tiles = [(tensor, block, first, count, raw bytes)]."""
+    h = bytearray(b"\x89PSNAP\r\n" + struct.pack("<HHIQ", 1, 0, 64, block_size) + chain.ljust(8, b"\0") + struct.pack("<i", 3) + bytes(20) + bytes(8))
+    put(h, 56, xxh64(bytes(h[:56])))
+    data, index = bytearray(), bytearray()
+    for t, b, first, count, raw in tiles:
+        off = 64 + len(data)
+        data += raw
+        index += struct.pack("<IIQQQQQQQ", t, 1, b, first, count, off, len(raw), len(raw), xxh64(raw))
+    meta = json.dumps(dict({"tensors": tensors, "snapshots": snapshots}, **(extra or {})), separators=(",", ":")).encode()
+    io = 64 + len(data)
+    mo = io + len(index)
+    params = 0
+    for t in tensors:
+        n = 1
+        for d in t["shape"]:
+            n *= d
+        params += n
+    f = bytearray(b"PSNAPFTR" + struct.pack("<HHI", 1, 0, 128) + struct.pack("<11Q", 0, 0, io, len(index), xxh64(bytes(index)), mo, len(meta),
+                  xxh64(meta), len(snapshots), len(tiles), params) + bytes(8) + bytes(8) + b"PSNAPEND")
+    put(f, 112, xxh64(bytes(f[:112])))
+    return h + data + index + meta + f
+
+
+def f32(*v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+# Valid by §6 (each block covers every snapshot) but block 0 and block 1 cut their segments differently (§10 says a
+# writer keeps them aligned; a reader does not check): a resumed writer must not trust block 0's segments blindly.
+snaps3 = [{"step": k, "time": k} for k in range(3)]
+cases["misaligned-segments.psnap"] = build(1, [{"name": "w", "dtype": "f32", "shape": [2]}], snaps3,
+                                           [(0, 0, 0, 2, f32(1, 2)), (0, 0, 2, 1, f32(3)), (0, 1, 0, 1, f32(10)), (0, 1, 1, 2, f32(20, 30))],
+                                           extra={"format": "psnap"})
+# §7: only "tensors" and "snapshots" are required ("format" SHOULD be there; readers ignore it).
+cases["minimal-metadata.psnap"] = build(4, [{"name": "w", "dtype": "f32", "shape": [2]}], snaps3[:1], [(0, 0, 0, 1, f32(1, 2))])
 os.makedirs(out, exist_ok=True)
 for name, data in sorted(cases.items()):
     with open(os.path.join(out, "nasty-" + name), "wb") as fh:

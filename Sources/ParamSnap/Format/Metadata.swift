@@ -78,6 +78,16 @@ public struct FileMetadata: Codable, Equatable, Sendable {
         self.tensors = tensors; self.snapshots = snapshots; self.attributes = attributes; self.writer = writer
     }
 
+    /// §7: only `tensors` and `snapshots` are required; `format` SHOULD be present but readers ignore it.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decodeIfPresent(String.self, forKey: .format) ?? "psnap"
+        tensors = try c.decode([TensorInfo].self, forKey: .tensors)
+        snapshots = try c.decode([SnapshotInfo].self, forKey: .snapshots)
+        attributes = try c.decodeIfPresent([String: MetaValue].self, forKey: .attributes)
+        writer = try c.decodeIfPresent(String.self, forKey: .writer)
+    }
+
     /// Canonical JSON bytes (sorted keys, so equal metadata gives equal bytes).
     public func encode() -> [UInt8] {
         let e = JSONEncoder()

@@ -94,7 +94,49 @@ public enum ReadEverything {
             run(path: path, verifyChecksums: true)
         }
         // A quarter of the inputs (it writes a file): `psnap repair` of what was read last.
-        if XXH64.hash(fixed) % 4 == 0 { repairAndCheck(path: path, output: path + ".repaired") }
+        let h = XXH64.hash(fixed)
+        if h % 4 == 0 || forceAll { repairAndCheck(path: path, output: path + ".repaired") }
+        // Another quarter: resume writing (`psnap append`) on what was read last.
+        if h % 4 == 1 || forceAll { appendAndCheck(path: path, copy: path + ".appended") }
+    }
+
+    /// Reopens an intact copy of `path` with `SnapshotWriter.open` and appends one snapshot: may throw, but when it
+    /// succeeds the file must read back every old value unchanged and the new snapshot exactly.
+    public static func appendAndCheck(path: String, copy: String) {
+        guard let r = try? PSnapReader(path: path),
+              r.tiles.reduce(UInt64(0), { $0 &+ $1.rawLength }) <= 16 << 20,
+              UInt64(r.parameterCount) &* UInt64(r.snapshotCount + 1) <= 1 << 20,
+              r.verifyAll(workers: 1).isEmpty else { return }
+        var old: [[[UInt8]]] = []
+        for k in 0..<r.snapshotCount {
+            guard let snap = try? r.tensors.indices.map({ try r.tensorBytes(tensor: $0, snapshot: k) }) else { return }
+            old.append(snap)
+        }
+        guard let bytes = FileManager.default.contents(atPath: path) else { return }
+        unlink(copy)
+        defer { unlink(copy) }
+        writeFile(copy, [UInt8](bytes))
+        var o = WriterOptions()
+        o.workers = 1
+        o.snapshotsPerSegment = 1
+        let new = r.tensors.enumerated().map { t, info in
+            (0..<(r.layout.parameterCounts[t] * info.dtype.size)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ t) }
+        }
+        do {
+            let w = try SnapshotWriter.open(path: copy, expecting: r.tensors, options: o)
+            try SnapshotWriter.withBuffers(new) { try w.append(SnapshotInfo(step: (r.snapshots.last?.step ?? 0) &+ 1, time: 1), buffers: $0) }
+            try w.close()
+        } catch { return }
+        let rr: PSnapReader
+        do { rr = try PSnapReader(path: copy) } catch { preconditionFailure("file does not open after an append: \(error)") }
+        precondition(rr.snapshotCount == r.snapshotCount + 1 && rr.tensors == r.tensors, "append lost tensors or snapshots")
+        for t in r.tensors.indices {
+            for k in 0...r.snapshotCount {
+                let got: [UInt8]
+                do { got = try rr.tensorBytes(tensor: t, snapshot: k) } catch { preconditionFailure("after an append, tensor \(t) snapshot \(k): \(error)") }
+                precondition(got == (k < r.snapshotCount ? old[k][t] : new[t]), "after an append, tensor \(t) at snapshot \(k) changed")
+            }
+        }
     }
 
     /// `SnapshotWriter.repair(skipDamaged: true)` of `path`: may throw, but a repaired file must open, hold the
@@ -114,6 +156,9 @@ public enum ReadEverything {
         let damage = rr.verifyAll(workers: 1)
         precondition(damage.isEmpty, "repaired file has damaged tiles: \(damage)")
     }
+
+    /// PSNAP_FUZZ_ALL=1: repair and append every input (replaying single files).
+    static let forceAll = ProcessInfo.processInfo.environment["PSNAP_FUZZ_ALL"] != nil
 
     public static func writeFile(_ path: String, _ bytes: [UInt8]) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
