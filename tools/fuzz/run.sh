@@ -2,9 +2,12 @@
 # Builds the fuzz targets (exactly as spec'd in ../../../shared/TOOLCHAIN.md) and runs one for N seconds.
 # usage: tools/fuzz/run.sh TARGET [SECONDS] [extra libFuzzer flags...]
 #   TARGET: fuzz-reader | fuzz-roundtrip | fuzz-safetensors
-# Corpus: tools/fuzz/corpus/TARGET (seeded from fixtures/ on first use; git-ignored); crashes: tools/fuzz/artifacts/.
+# Corpus: tools/fuzz/corpus/TARGET (git-ignored), seeded on first use: fuzz-reader from fixtures/golden and
+# fixtures/fuzz-regressions, fuzz-safetensors from tools/fuzz/seeds and fixtures/fuzz-regressions/dumps, fuzz-roundtrip
+# from nothing. Crashes: tools/fuzz/artifacts/.
 # Prints libFuzzer's progress lines (cov:/ft:/exec/s) and its final stats. Replay a crash:
-#   SWIFT_BACKTRACE=enable=no tools/fuzz/.build/debug/TARGET CRASH_FILE
+#   SWIFT_BACKTRACE=enable=no tools/fuzz/.build/debug/TARGET CRASH_FILE    (PSNAP_FUZZ_ALL=1: fuzz-reader also
+#   repairs and appends to every input, not a quarter each); minimise: add -minimize_crash=1 -max_total_time=60.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
