@@ -55,6 +55,7 @@ func check(_ cond: @autoclosure () -> Bool, _ what: @autoclosure () -> String) {
     if !cond() { fatalError("roundtrip mismatch: \(what())") }
 }
 
+@discardableResult
 func must<T>(_ what: String, _ body: () throws -> T) -> T {
     do { return try body() } catch { fatalError("roundtrip: \(what) threw: \(error)") }
 }
