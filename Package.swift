@@ -6,6 +6,8 @@ let package = Package(
     name: "ParamSnap",
     products: [
         .library(name: "ParamSnap", targets: ["ParamSnap"]),
+        // Read-everything routines shared by the fuzz targets (tools/fuzz) and the fuzz-regression tests.
+        .library(name: "ParamSnapFuzzSupport", targets: ["ParamSnapFuzzSupport"]),
         .executable(name: "psnap", targets: ["psnap"]),
         .executable(name: "snapinfo", targets: ["snapinfo"]),
     ],
@@ -25,6 +27,7 @@ let package = Package(
         ),
         .target(name: "ParamSnap", dependencies: ["CZstd", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap"]),
+        .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap"]),
         .target(
             name: "ParamSnapCLI",
             dependencies: [
@@ -35,7 +38,7 @@ let package = Package(
         ),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLI"]),
-        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI", "ParamSnapStats"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,10 +10,9 @@ let package = Package(
         .package(name: "ParamSnap", path: "../.."),
     ],
     targets: [
-        .target(name: "FuzzSupport", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
-        .executableTarget(name: "fuzz-reader", dependencies: ["FuzzSupport", .product(name: "ParamSnap", package: "ParamSnap")]),
-        .executableTarget(name: "fuzz-roundtrip", dependencies: ["FuzzSupport", .product(name: "ParamSnap", package: "ParamSnap")]),
-        .executableTarget(name: "fuzz-safetensors", dependencies: ["FuzzSupport", .product(name: "ParamSnap", package: "ParamSnap")]),
+        .executableTarget(name: "fuzz-reader", dependencies: [.product(name: "ParamSnapFuzzSupport", package: "ParamSnap"), .product(name: "ParamSnap", package: "ParamSnap")]),
+        .executableTarget(name: "fuzz-roundtrip", dependencies: [.product(name: "ParamSnapFuzzSupport", package: "ParamSnap"), .product(name: "ParamSnap", package: "ParamSnap")]),
+        .executableTarget(name: "fuzz-safetensors", dependencies: [.product(name: "ParamSnapFuzzSupport", package: "ParamSnap"), .product(name: "ParamSnap", package: "ParamSnap")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,5 @@
 // libFuzzer target: arbitrary bytes as a .psnap file through the read-everything routine.
-import FuzzSupport
+import ParamSnapFuzzSupport
 
 let path = ReadEverything.scratchPath("reader") + ".psnap"
 

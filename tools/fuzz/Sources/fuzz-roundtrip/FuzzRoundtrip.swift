@@ -2,7 +2,7 @@
 // appends, explicit commits, a reopen), reads it back and traps unless every value is bit-identical; then
 // compacts (possibly with another block size and chain) and checks again.
 import Foundation
-import FuzzSupport
+import ParamSnapFuzzSupport
 import Glibc
 import ParamSnap
 

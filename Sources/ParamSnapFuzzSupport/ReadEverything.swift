@@ -1,4 +1,4 @@
-// The read-everything routine shared by fuzz-reader and (as a copy) Tests/ParamSnapTests/FuzzRegressionTests.swift:
+// The read-everything routines shared by the fuzz targets (tools/fuzz) and Tests/ParamSnapTests/FuzzRegressionTests.swift:
 // open a .psnap file and read everything it claims to hold. Thrown errors are fine; a crash, trap or sanitizer
 // report is a bug.
 import Foundation
@@ -83,10 +83,13 @@ public enum ReadEverything {
 
     /// Reads `bytes` as a file: as given, without tile checksums, and once more with every checksum recomputed
     /// (so mutations reach past the XXH64 checks into the index, metadata and codec paths).
-    public static func runAllVariants(bytes: [UInt8], path: String) {
+    /// `fixChecksums: false` reads only the bytes as given; `extras` forces (true) or skips (false) the repair and
+    /// append checks, which by default run on a quarter of the inputs each (or all with PSNAP_FUZZ_ALL=1).
+    public static func runAllVariants(bytes: [UInt8], path: String, fixChecksums fix: Bool = true, extras: Bool? = nil) {
         writeFile(path, bytes)
         run(path: path, verifyChecksums: true)
         run(path: path, verifyChecksums: false)
+        guard fix else { return }
         var fixed = bytes
         fixChecksums(&fixed)
         if fixed != bytes {
@@ -95,9 +98,9 @@ public enum ReadEverything {
         }
         // A quarter of the inputs (it writes a file): `psnap repair` of what was read last.
         let h = XXH64.hash(fixed)
-        if h % 4 == 0 || forceAll { repairAndCheck(path: path, output: path + ".repaired") }
+        if extras ?? (h % 4 == 0 || forceAll) { repairAndCheck(path: path, output: path + ".repaired") }
         // Another quarter: resume writing (`psnap append`) on what was read last.
-        if h % 4 == 1 || forceAll { appendAndCheck(path: path, copy: path + ".appended") }
+        if extras ?? (h % 4 == 1 || forceAll) { appendAndCheck(path: path, copy: path + ".appended") }
     }
 
     /// Reopens an intact copy of `path` with `SnapshotWriter.open` and appends one snapshot: may throw, but when it
@@ -174,13 +177,13 @@ public enum ReadEverything {
         }
     }
 
-    static func u64(_ b: [UInt8], _ o: Int) -> UInt64 {
+    public static func u64(_ b: [UInt8], _ o: Int) -> UInt64 {
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(b[o + i]) << (8 * UInt64(i)) }
         return v
     }
 
-    static func put(_ b: inout [UInt8], _ o: Int, _ v: UInt64) {
+    public static func put(_ b: inout [UInt8], _ o: Int, _ v: UInt64) {
         for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }
     }
 
@@ -212,5 +215,63 @@ public enum ReadEverything {
     public static func scratchPath(_ tag: String) -> String {
         let dir = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         return "\(dir)/psnap-fuzz-\(tag)-\(getpid())"
+    }
+
+    /// Arbitrary bytes through the dump parsers: as a safetensors file (every declared tensor's bytes read), as an
+    /// .npy header, as a zip/.npz archive (every member listed, stored/deflated members read back with their CRC),
+    /// as HF shard index / trainer_state JSON, and the first line as a --steps selection and a name.
+    public static func dumps(bytes: [UInt8], path: String) {
+        writeFile(path, bytes)
+        for skip in [false, true] {
+            guard let f = try? SafeTensorsFile(path: path, skipUnsupported: skip) else { continue }
+            var sum: UInt64 = 0
+            for (i, e) in f.entries.enumerated() {
+                let b = f.bytes(i)
+                precondition(b.count == e.end - e.begin, "entry \(i) bytes mismatch")
+                precondition(b.count == e.info.parameterCount! * e.info.dtype.size, "entry \(i) size does not match its shape")
+                sum &+= XXH64.hash(b)
+                _ = f.bytes(named: e.info.name)
+            }
+            _ = f.tensors
+            _ = sum
+        }
+        bytes.withUnsafeBytes { buf in
+            if let h = try? NpyHeader.parse(buf, path: "fuzz.npy") {
+                precondition(h.dataOffset <= buf.count, "npy data offset beyond the buffer")
+                _ = h.shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+            }
+            _ = ZipArchive.looksLikeZip(buf)
+            if let members = try? ZipArchive.members(buf, path: "fuzz.npz") {
+                for m in members {
+                    precondition(m.dataOffset >= 0 && m.compressedSize >= 0 && m.dataOffset + m.compressedSize <= buf.count,
+                                 "zip member '\(m.name)' outside the buffer")
+                    let src = UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)])
+                    if m.method == 8 {
+                        var crc: UInt32 = 0
+                        _ = try? RawInflate.inflate(src, path: "fuzz.npz", member: m.name, chunk: 1 << 16) { chunk in
+                            crc = RawInflate.crc32(chunk, continuing: crc)
+                            return true
+                        }
+                    } else {
+                        _ = RawInflate.crc32(src)
+                    }
+                }
+            }
+        }
+        let d = Data(bytes)
+        _ = try? HFShardIndex.parse(d, path: "index.json")
+        if let log = try? TrainerLog.parse(d, path: "trainer_state.json") {
+            _ = log.snapshotMetadata(step: 0)
+            _ = log.snapshotMetadata(step: log.globalStep ?? 1)
+        }
+        let text = String(decoding: bytes.prefix(256), as: UTF8.self)
+        if let sel = StepSelection(parsing: text) {
+            for s: Int64 in [0, 1, 7, -3, .max, .min] { _ = sel.contains(s, first: 0); _ = sel.contains(s, first: .min) }
+        }
+        _ = DumpNames.stepNumber(text)
+        _ = DumpNames.arrayName(fromStem: text)
+        _ = DumpNames.naturalLess(text, "epoch-10")
+        let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)
+        if parts.count == 2 { _ = DumpNames.globMatch(String(parts[0].prefix(32)), String(parts[1].prefix(64))) }
     }
 }
