@@ -50,6 +50,7 @@ import Testing
         [], [.zstd], [.split, .zstd], [.xor, .split, .zstd], [.sub, .split, .bytedelta, .zstd],
         [.xor, .split, .bytedelta, .zstd], [.xor], [.split, .bytedelta], [.bytedelta, .zstd],
         [.split, .bytedelta, .zstdPlanes], [.zstdPlanes], [.sub, .split, .zstdPlanes], [.xor, .zstdPlanes],
+        [.linpred, .split, .zstdPlanes], [.linpred], [.linpred, .split, .bytedelta, .zstd], [.linpred, .zstdPlanes],
     ]
 
     @Test(arguments: 0..<chains.count)
@@ -91,6 +92,46 @@ import Testing
             // Either decodes (zstd may not notice every flip; the tile checksum does) or throws.
             _ = try? bad.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: 4, params: 64, snapshots: 16) } }
         }
+    }
+
+    @Test func linpredMapsAreInvertibleAndOrderPreserving() {
+        // The monotone map orders finite floats like their values (−0 just below +0) and is its own inverse.
+        let xs: [Float] = [-.infinity, -3e38, -1, -1e-30, -.leastNonzeroMagnitude, -0.0, 0, .leastNonzeroMagnitude, 1e-30, 1, 3e38, .infinity]
+        let ms = xs.map { Int32(bitPattern: Transforms.monotone($0.bitPattern)) }
+        #expect(ms == ms.sorted() && Set(ms).count == ms.count, "\(ms)")
+        var rng = SeededRNG(seed: testSeed(0x11_9E))
+        for _ in 0..<10_000 {
+            let u = UInt32(truncatingIfNeeded: rng.next())
+            #expect(Transforms.monotone(Transforms.monotone(u)) == u)
+            #expect(Transforms.unzigzag(Transforms.zigzag(u)) == u)
+            let v = UInt16(truncatingIfNeeded: rng.next())
+            #expect(Transforms.unzigzag(Transforms.zigzag(v)) == v)
+        }
+        // Zigzag puts small residuals of either sign near 0: 0, −1, 1, −2 → 0, 1, 2, 3.
+        #expect([0, -1, 1, -2].map { Transforms.zigzag(UInt32(bitPattern: Int32($0))) } == [0, 1, 2, 3])
+        // A straight line is predicted exactly from s = 2 on (order 2 while its cost is not above order 1's): residuals 0.
+        var line: [UInt32] = (0..<8).map { 1000 + 7 * UInt32($0) }
+        line.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: 1, snapshots: 8) }
+        #expect(Array(line[2...]) == [UInt32](repeating: 0, count: 6) && line[1] == 14, "\(line)")
+    }
+
+    @Test func trailingBytesAfterAZstdFrameAreRefused() throws {
+        // §5: one frame with nothing after it. Two concatenated frames whose sizes add up must not decode.
+        let codec = TileCodec(chain: try CodecChain(stages: [.zstd]))
+        let raw = [UInt8]((0..<4096).map { UInt8(truncatingIfNeeded: $0 / 5) })
+        let half = [UInt8](raw.prefix(2048))
+        let h = half.withUnsafeBytes { Array(codec.encode($0, elementSize: 4, params: 32, snapshots: 16).stored) }
+        let twoFrames = h + (Array(raw.suffix(2048)).withUnsafeBytes { Array(codec.encode($0, elementSize: 4, params: 32, snapshots: 16).stored) })
+        var out = [UInt8](repeating: 0, count: 4096)
+        #expect(throws: TileCodecError.self) {
+            try twoFrames.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: 4, params: 64, snapshots: 16) } }
+        }
+        var one = [UInt8](repeating: 0, count: 2048)
+        #expect(throws: TileCodecError.self) {
+            try (h + [0]).withUnsafeBytes { s in try one.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: 4, params: 32, snapshots: 16) } }
+        }
+        try h.withUnsafeBytes { s in try one.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: 4, params: 32, snapshots: 16) } }
+        #expect(one == half)
     }
 
     @Test func mergePlanIsTieredWithFanout4() {

@@ -7,6 +7,8 @@ let package = Package(
     dependencies: [.package(name: "ParamSnap", path: "../..")],
     targets: [
         .executableTarget(name: "psnap-bench", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
+        // SIGKILL soak of the writer (append and compact in a child process): tools/bench/README or --help.
+        .executableTarget(name: "psnap-soak", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
     ],
     swiftLanguageModes: [.v6]
 )

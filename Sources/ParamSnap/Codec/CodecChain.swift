@@ -7,6 +7,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case sub = 2
     case split = 3
     case bytedelta = 4
+    case linpred = 5
     case zstd = 16
     case zstdPlanes = 17
 
@@ -16,6 +17,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .sub: return "sub"
         case .split: return "split"
         case .bytedelta: return "bytedelta"
+        case .linpred: return "linpred"
         case .zstd: return "zstd"
         case .zstdPlanes: return "zstdplanes"
         }

@@ -74,6 +74,8 @@ public final class TileCodec: @unchecked Sendable {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
+            case .linpred:
+                Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: true)
             case .split:
                 Transforms.split(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
                 swap(&cur, &other)
@@ -149,6 +151,10 @@ public final class TileCodec: @unchecked Sendable {
         let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
         if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
         if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
+        // §5: exactly one frame with nothing after it (ZSTD_decompressDCtx would also accept several).
+        let frame = ZSTD_findFrameCompressedSize(src.baseAddress, src.count)
+        if ZSTD_isError(frame) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(frame))) }
+        guard frame == src.count else { throw .zstd("\(src.count - frame) bytes follow the zstd frame (one frame expected)") }
         let z = ZSTD_decompressDCtx(dctx, dst, n, src.baseAddress, src.count)
         if ZSTD_isError(z) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(z))) }
         guard z == n else { throw .sizeMismatch(expected: n, got: z) }
@@ -203,6 +209,8 @@ public final class TileCodec: @unchecked Sendable {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: false)
+            case .linpred:
+                Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: false)
             case .split:
                 Transforms.unsplit(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
                 swap(&cur, &other)
@@ -215,10 +223,10 @@ public final class TileCodec: @unchecked Sendable {
     }
 
     /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
-    /// (in encoding order) an optional temporal stage, `split`, an optional `bytedelta`, an optional terminal stage.
+    /// (in encoding order) an optional temporal stage (xor, sub or linpred), `split`, an optional `bytedelta`, an optional terminal stage.
     var rowDecodable: Bool {
         var st = transforms[...]
-        if st.first == .xor || st.first == .sub { st = st.dropFirst() }
+        if st.first == .xor || st.first == .sub || st.first == .linpred { st = st.dropFirst() }
         return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes)
     }
 
@@ -289,6 +297,8 @@ public final class TileCodec: @unchecked Sendable {
         }
         if let t = transforms.first, t == .xor || t == .sub {
             Transforms.temporal(out, elementSize: e, params: 1, snapshots: S, xor: t == .xor, encode: false)
+        } else if transforms.first == .linpred {
+            Transforms.linpred(out, elementSize: e, params: 1, snapshots: S, encode: false)
         }
     }
 }

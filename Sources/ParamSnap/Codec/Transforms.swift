@@ -1,4 +1,4 @@
-// The length-preserving stages of §5 (xor, sub, split, bytedelta) over raw buffers, by element width.
+// The length-preserving stages of §5 (xor, sub, linpred, split, bytedelta) over raw buffers, by element width.
 
 /// Pure byte transforms used by the codec chain. All pointers are caller-owned and sized by the caller.
 enum Transforms {
@@ -44,6 +44,101 @@ enum Transforms {
         case 8:
             let p = buf.assumingMemoryBound(to: UInt64.self)
             encode ? temporalEncode(p, params: params, snapshots: snapshots, xor: xor) : temporalDecode(p, params: params, snapshots: snapshots, xor: xor)
+        default:
+            preconditionFailure("element size \(elementSize)")
+        }
+    }
+
+    // MARK: linear prediction (§5 stage 5): order-2 temporal prediction on order-preserving integers, zigzag residuals
+
+    /// §5 `linpred` map from a bit pattern to its order-preserving integer (and back: the map is an involution).
+    @inline(__always)
+    static func monotone<T: FixedWidthInteger & UnsignedInteger>(_ u: T) -> T {
+        u ^ ((u &>> (T.bitWidth &- 1)) &* (T.max &>> 1))
+    }
+
+    @inline(__always)
+    static func zigzag<T: FixedWidthInteger & UnsignedInteger>(_ r: T) -> T {
+        (r &<< 1) ^ (0 &- (r &>> (T.bitWidth &- 1)))
+    }
+
+    @inline(__always)
+    static func unzigzag<T: FixedWidthInteger & UnsignedInteger>(_ z: T) -> T {
+        (z &>> 1) ^ (0 &- (z & 1))
+    }
+
+    /// §5 `linpred` cost of a residual: the bit length of its zigzag form.
+    @inline(__always)
+    static func residualBits<T: FixedWidthInteger & UnsignedInteger>(_ z: T) -> Int {
+        T.bitWidth &- z.leadingZeroBitCount
+    }
+
+    /// §5 `linpred`, encoding, per parameter row: r(0) = m(0), r(1) = m(1) − m(0); from s = 2 on the predictor is
+    /// order 2 (2·m(s−1) − m(s−2)) while the row's running cost c2 ≤ c1, else order 1 (m(s−1)); after each
+    /// snapshot s ≥ 2 both costs decay by 1/16 and add the bit length of their own residual. The decoder recomputes
+    /// the same costs from the values it has already decoded, so the choice costs no stored bits.
+    @inline(__always)
+    static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int) {
+        guard snapshots > 0 else { return }
+        for q in 0..<params {
+            let row = p + q &* snapshots
+            let m0 = monotone(row[0])
+            row[0] = zigzag(m0)
+            guard snapshots > 1 else { continue }
+            var m1 = monotone(row[1])
+            row[1] = zigzag(m1 &- m0)
+            var m2 = m0
+            var c1 = 0, c2 = 0
+            var s = 2
+            while s < snapshots {
+                let m = monotone(row[s])
+                let z1 = zigzag(m &- m1)
+                let z2 = zigzag(m &- (m1 &+ m1 &- m2))
+                row[s] = c2 <= c1 ? z2 : z1
+                c1 = c1 &- (c1 &>> 4) &+ residualBits(z1)
+                c2 = c2 &- (c2 &>> 4) &+ residualBits(z2)
+                m2 = m1; m1 = m
+                s &+= 1
+            }
+        }
+    }
+
+    @inline(__always)
+    static func linpredDecode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int) {
+        guard snapshots > 0 else { return }
+        for q in 0..<params {
+            let row = p + q &* snapshots
+            let m0 = unzigzag(row[0])
+            row[0] = monotone(m0)
+            guard snapshots > 1 else { continue }
+            var m1 = unzigzag(row[1]) &+ m0
+            row[1] = monotone(m1)
+            var m2 = m0
+            var c1 = 0, c2 = 0
+            var s = 2
+            while s < snapshots {
+                let p2 = m1 &+ m1 &- m2
+                let m = unzigzag(row[s]) &+ (c2 <= c1 ? p2 : m1)
+                row[s] = monotone(m)
+                c1 = c1 &- (c1 &>> 4) &+ residualBits(zigzag(m &- m1))
+                c2 = c2 &- (c2 &>> 4) &+ residualBits(zigzag(m &- p2))
+                m2 = m1; m1 = m
+                s &+= 1
+            }
+        }
+    }
+
+    static func linpred(_ buf: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int, encode: Bool) {
+        switch elementSize {
+        case 2:
+            let p = buf.assumingMemoryBound(to: UInt16.self)
+            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
+        case 4:
+            let p = buf.assumingMemoryBound(to: UInt32.self)
+            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
+        case 8:
+            let p = buf.assumingMemoryBound(to: UInt64.self)
+            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
         default:
             preconditionFailure("element size \(elementSize)")
         }

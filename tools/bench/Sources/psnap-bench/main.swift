@@ -206,7 +206,8 @@ func benchReal(args: [String]) throws {
     let blockSizes = args.firstIndex(of: "--block-sizes").map { args[$0 + 1].split(separator: ",").map { Int($0)! } } ?? [Spec.defaultBlockSize]
     let chains = args.firstIndex(of: "--chains").map { args[$0 + 1].split(separator: ";").map(String.init) } ?? [CodecChain.default.stages.map(\.description).joined(separator: ",")]
     let levels = args.firstIndex(of: "--levels").map { args[$0 + 1].split(separator: ",").map { Int32($0)! } } ?? [3]
-    for runName in ["tiny-gpt", "tiny-gpt-bf16", "mlp-digits"] {
+    let runs = args.firstIndex(of: "--runs").map { args[$0 + 1].split(separator: ",").map(String.init) } ?? ["tiny-gpt", "tiny-gpt-bf16", "mlp-digits"]
+    for runName in runs {
         let dir = data + "/" + runName
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".safetensors") }.sorted().map { dir + "/" + $0 }
         let sts = try files.map { try SafeTensorsFile(path: $0) }
@@ -381,7 +382,7 @@ guard let cmd = argv.first else {
            psnap-bench read FILE [--n 1000]
            psnap-bench open DIR
            psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
-           psnap-bench real DATA_DIR OUT_DIR [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
+           psnap-bench real DATA_DIR OUT_DIR [--runs tiny-gpt,mlp-digits] [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
     """)
     exit(64)
 }
