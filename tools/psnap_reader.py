@@ -69,7 +69,7 @@ def _check(cond, msg):
 HEADER = struct.Struct("<8sHHIQ8si20sQ")                 # §3, 64 bytes
 FOOTER = struct.Struct("<8sHHIQQQQQQQQQQQ8sQ8s")         # §8, 128 bytes
 ENTRY = struct.Struct("<IIQQQQQQQ")                       # §6, 64 bytes
-STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 16: "zstd", 17: "zstdplanes"}  # §5
+STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 5: "linpred", 16: "zstd", 17: "zstdplanes"}  # §5
 TERMINAL = (16, 17)
 DTYPES = {"f32": (4, "<f4"), "f16": (2, "<f2"), "bf16": (2, "<u2"), "f64": (8, "<f8")}  # §1.2
 UINT = {2: "<u2", 4: "<u4", 8: "<u8"}
@@ -248,6 +248,8 @@ class Psnap:
                     a = np.frombuffer(buf, UINT[E]).reshape(P, S)
                     a = np.bitwise_xor.accumulate(a, axis=1) if stage == 1 else np.cumsum(
                         a, axis=1, dtype=UINT[E])
+                elif stage == 5:               # linpred: order-2 prediction on order-preserving ints, zigzag
+                    a = _unlinpred(np.frombuffer(buf, UINT[E]).reshape(P, S), E)
                 elif stage == 3:               # split: byte k of element i is at k·N + i
                     a = np.frombuffer(buf, np.uint8).reshape(E, N).T
                 else:                          # bytedelta: per-plane running byte sum mod 256
@@ -287,6 +289,29 @@ class Psnap:
         row = [self._tile(t, e)[p] for e in t.tiles[b]]
         bits = np.concatenate(row) if row else np.zeros(0, UINT[t.esize])
         return bits.view(t.np_dtype)
+
+
+def _unlinpred(z, E):
+    """§5 stage 5 decode: r = unzigzag(z); m(s) = r(s) + 2·m(s−1) − m(s−2) with m(−1) = m(0) (mod 2^W);
+    the bit pattern is m with its magnitude bits flipped when the sign bit is set."""
+    W = 8 * E
+    U = np.dtype(UINT[E]).type
+    top = U(W - 1)
+    r = (z >> U(1)) ^ (U(0) - (z & U(1)))
+    m = np.empty_like(r)
+    P, S = r.shape
+    m1 = np.zeros(P, U)
+    m2 = np.zeros(P, U)
+    with np.errstate(over="ignore"):
+        for s in range(S):
+            if s == 0:
+                m[:, 0] = r[:, 0]
+                m1 = m[:, 0].copy(); m2 = m1.copy()
+                continue
+            m[:, s] = r[:, s] + m1 + (m1 - m2)
+            m2 = m1; m1 = m[:, s].copy()
+    mask = U((1 << (W - 1)) - 1)
+    return m ^ ((m >> top) * mask)
 
 
 def _unzstd(data, n, at):

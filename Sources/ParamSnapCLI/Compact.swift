@@ -17,7 +17,7 @@ public struct CompactCommand: ParsableCommand {
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output file (default: replace RUN).") var output: String?
     @Option(help: "Parameters per block of the output (power of two; default: the input's).") var blockSize: Int?
-    @Option(help: "Codec chain of the output, e.g. xor,split,bytedelta,zstd (default: the input's).") var codec: String?
+    @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024
     @Flag(help: "Print a JSON report.") var json = false

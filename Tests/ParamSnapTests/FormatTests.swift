@@ -109,7 +109,7 @@ import Testing
         }
         // Zigzag puts small residuals of either sign near 0: 0, −1, 1, −2 → 0, 1, 2, 3.
         #expect([0, -1, 1, -2].map { Transforms.zigzag(UInt32(bitPattern: Int32($0))) } == [0, 1, 2, 3])
-        // A straight line is predicted exactly from s = 2 on (order 2 while its cost is not above order 1's): residuals 0.
+        // A straight line is predicted exactly from s = 2 on: residuals 0.
         var line: [UInt32] = (0..<8).map { 1000 + 7 * UInt32($0) }
         line.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: 1, snapshots: 8) }
         #expect(Array(line[2...]) == [UInt32](repeating: 0, count: 6) && line[1] == 14, "\(line)")

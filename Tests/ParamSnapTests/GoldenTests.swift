@@ -54,6 +54,7 @@ enum GoldenFixtures {
     static let all: [(String, @Sendable (String) throws -> Void)] = [
         ("dtypes.psnap", { path in
             var o = WriterOptions(); o.blockSize = 4; o.snapshotsPerSegment = 2; o.workers = 2
+            o.chain = .splitByteDelta
             o.attributes = ["model": .string("golden"), "seed": .number(7)]
             let w = try SnapshotWriter.create(path: path, tensors: dtypeTensors, options: o)
             for k in 0..<5 { try SnapshotWriter.withBuffers(snapshot(k, tensors: dtypeTensors)) { try w.append(info(k), buffers: $0) } }
@@ -61,7 +62,7 @@ enum GoldenFixtures {
         }),
         ("segments.psnap", { path in
             // One commit per snapshot, as `psnap append` once per epoch: tiered merging (§10) leaves segments 4,1,1.
-            var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 1
+            var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 1; o.chain = .splitByteDelta
             let t = [TensorInfo(name: "w", dtype: .f32, shape: [4, 5]), TensorInfo(name: "b", dtype: .bf16, shape: [5])]
             try SnapshotWriter.create(path: path, tensors: t, options: o).close()
             for k in 0..<6 {
@@ -77,6 +78,13 @@ enum GoldenFixtures {
             let t = [TensorInfo(name: "x", dtype: .f64, shape: [5]), TensorInfo(name: "y", dtype: .f16, shape: [3])]
             let w = try SnapshotWriter.create(path: path, tensors: t, options: o)
             for k in 0..<3 { try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) } }
+            try w.close()
+        }),
+        ("linpred.psnap", { path in
+            // The default chain (linpred, split, zstdplanes): every dtype, two segments, a block big enough to compress.
+            var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 4; o.chain = .default
+            let w = try SnapshotWriter.create(path: path, tensors: dtypeTensors, options: o)
+            for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: dtypeTensors)) { try w.append(info(k), buffers: $0) } }
             try w.close()
         }),
         ("compacted.psnap", { path in

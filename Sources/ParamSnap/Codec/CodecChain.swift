@@ -38,8 +38,10 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     public let stages: [CodecStage]
     public let zstdLevel: Int32
 
-    /// §5 default: split, bytedelta, zstdplanes at level 3 (spec/RATIONALE.md §A).
-    public static let `default` = try! CodecChain(stages: [.split, .bytedelta, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
+    /// §5 default: linpred, split, zstdplanes at level 3 (spec/RATIONALE.md §A).
+    public static let `default` = try! CodecChain(stages: [.linpred, .split, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
+    /// The default of format 1.0 before `linpred` existed (kept for the golden fixtures and comparisons).
+    public static let splitByteDelta = try! CodecChain(stages: [.split, .bytedelta, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
 
     public init(stages: [CodecStage], zstdLevel: Int32 = Spec.defaultZstdLevel) throws(FormatError) {
         guard stages.count <= Spec.maxChainStages else { throw .invalidCodecChain("\(stages.count) stages (max \(Spec.maxChainStages))") }

@@ -67,36 +67,20 @@ enum Transforms {
         (z &>> 1) ^ (0 &- (z & 1))
     }
 
-    /// §5 `linpred` cost of a residual: the bit length of its zigzag form.
+    /// §5 `linpred`, encoding, per parameter row: r(0) = m(0), r(1) = m(1) − m(0), r(s) = m(s) − 2·m(s−1) + m(s−2)
+    /// (order-2 prediction: the previous step repeated), stored as zigzag(r). Seeding m(−1) = m(0) gives one formula.
     @inline(__always)
-    static func residualBits<T: FixedWidthInteger & UnsignedInteger>(_ z: T) -> Int {
-        T.bitWidth &- z.leadingZeroBitCount
-    }
-
-    /// §5 `linpred`, encoding, per parameter row: r(0) = m(0), r(1) = m(1) − m(0); from s = 2 on the predictor is
-    /// order 2 (2·m(s−1) − m(s−2)) while the row's running cost c2 ≤ c1, else order 1 (m(s−1)); after each
-    /// snapshot s ≥ 2 both costs decay by 1/16 and add the bit length of their own residual. The decoder recomputes
-    /// the same costs from the values it has already decoded, so the choice costs no stored bits.
-    @inline(__always)
-    static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int) {
-        guard snapshots > 0 else { return }
+    static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
+        guard S > 0 else { return }
         for q in 0..<params {
-            let row = p + q &* snapshots
+            let row = p + q &* S
             let m0 = monotone(row[0])
             row[0] = zigzag(m0)
-            guard snapshots > 1 else { continue }
-            var m1 = monotone(row[1])
-            row[1] = zigzag(m1 &- m0)
-            var m2 = m0
-            var c1 = 0, c2 = 0
-            var s = 2
-            while s < snapshots {
+            var m1 = m0, m2 = m0
+            var s = 1
+            while s < S {
                 let m = monotone(row[s])
-                let z1 = zigzag(m &- m1)
-                let z2 = zigzag(m &- (m1 &+ m1 &- m2))
-                row[s] = c2 <= c1 ? z2 : z1
-                c1 = c1 &- (c1 &>> 4) &+ residualBits(z1)
-                c2 = c2 &- (c2 &>> 4) &+ residualBits(z2)
+                row[s] = zigzag(m &- m1 &- (m1 &- m2))
                 m2 = m1; m1 = m
                 s &+= 1
             }
@@ -104,24 +88,17 @@ enum Transforms {
     }
 
     @inline(__always)
-    static func linpredDecode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots: Int) {
-        guard snapshots > 0 else { return }
+    static func linpredDecode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
+        guard S > 0 else { return }
         for q in 0..<params {
-            let row = p + q &* snapshots
+            let row = p + q &* S
             let m0 = unzigzag(row[0])
             row[0] = monotone(m0)
-            guard snapshots > 1 else { continue }
-            var m1 = unzigzag(row[1]) &+ m0
-            row[1] = monotone(m1)
-            var m2 = m0
-            var c1 = 0, c2 = 0
-            var s = 2
-            while s < snapshots {
-                let p2 = m1 &+ m1 &- m2
-                let m = unzigzag(row[s]) &+ (c2 <= c1 ? p2 : m1)
+            var m1 = m0, m2 = m0
+            var s = 1
+            while s < S {
+                let m = unzigzag(row[s]) &+ m1 &+ (m1 &- m2)
                 row[s] = monotone(m)
-                c1 = c1 &- (c1 &>> 4) &+ residualBits(zigzag(m &- m1))
-                c2 = c2 &- (c2 &>> 4) &+ residualBits(zigzag(m &- p2))
                 m2 = m1; m1 = m
                 s &+= 1
             }

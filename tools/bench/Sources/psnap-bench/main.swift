@@ -270,6 +270,25 @@ func benchKernels(args: [String]) throws {
                              params: r.layout.blockParams(tensor: Int(x.tensor), block: Int(x.block)), snapshots: Int(x.snapshotCount))
         }
     }
+    // Each length-preserving stage alone (chain = that stage, no terminal): decode = the stage's inverse + a copy.
+    for stage in [CodecStage.linpred, .sub] {
+        let lone = TileCodec(chain: try CodecChain(stages: [stage]))
+        let e0 = r.tensors[Int(r.tiles[0].tensor)].dtype.size
+        let x0 = r.tiles.max { $0.rawLength < $1.rawLength }!
+        let params = r.layout.blockParams(tensor: Int(x0.tensor), block: Int(x0.block)), S = Int(x0.snapshotCount)
+        let i0 = r.tiles.firstIndex(of: x0)!
+        let rawTile = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(x0.rawLength), alignment: 64)
+        try codec.decode(r.storedBytes(i0), storedRaw: x0.storedRaw, into: rawTile, elementSize: e0, params: params, snapshots: S)
+        let enc = Array(lone.encode(UnsafeRawBufferPointer(rawTile), elementSize: e0, params: params, snapshots: S).stored)
+        let reps = max(1, raw / Int(x0.rawLength))
+        time("\(stage) alone: encode", bytes: reps * Int(x0.rawLength)) {
+            for _ in 0..<reps { _ = lone.encode(UnsafeRawBufferPointer(rawTile), elementSize: e0, params: params, snapshots: S) }
+        }
+        try time("\(stage) alone: decode", bytes: reps * Int(x0.rawLength)) {
+            try enc.withUnsafeBytes { s in for _ in 0..<reps { try lone.decode(s, storedRaw: false, into: rawTile, elementSize: e0, params: params, snapshots: S) } }
+        }
+        rawTile.deallocate()
+    }
     var rng = Rng(s: 3)
     let picks = (0..<2000).map { _ in Int(rng.next() % UInt64(r.tiles.count)) }
     func lat(_ name: String, _ body: (Int) throws -> Void) rethrows {
