@@ -91,7 +91,10 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
         }
         try w!.close()
         let r = try PSnapReader(path: path)
-        try checkAgainstTruth(r, truth, context: ctx + " written")
+        // The inflated-tile cache: off, tiny (constant eviction), small, default; a second pass reads from it.
+        r.cacheBytes = [0, 4096, 1 << 16, PSnapReader.defaultCacheBytes][Int(rng.next() % 4)]
+        try checkAgainstTruth(r, truth, context: ctx + " written, cache \(r.cacheBytes)")
+        try checkAgainstTruth(r, truth, context: ctx + " written, cache \(r.cacheBytes), second pass")
         #expect(r.verifyAll().isEmpty, "\(ctx)")
         #expect(r.ignoredBytes == 0)
         // Compact, possibly into another block size and chain: same values, one segment.
@@ -102,6 +105,32 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
         #expect(c.segments.count == 1, "\(ctx)")
         #expect(Int(c.header.blockSize) == nb)
         try checkAgainstTruth(c, truth, context: ctx + " compacted B=\(nb)")
+    }
+
+    @Test func tileCacheServesRepeatedReadsAndStaysWithinBudget() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/c.psnap"
+        var rng = SeededRNG(seed: testSeed(0xCAC4E))
+        let tensors = [TensorInfo(name: "w", dtype: .f32, shape: [64, 64]), TensorInfo(name: "b", dtype: .bf16, shape: [300])]
+        var o = WriterOptions(); o.blockSize = 256
+        let w = try SnapshotWriter.create(path: path, tensors: tensors, options: o)
+        var truth = TruthRun(tensors: tensors)
+        for k in 0..<9 {
+            let snap = tensors.map { randomTrajectoryBits(&rng, dtype: $0.dtype, params: $0.parameterCount!, snapshots: 1)[0] }
+            try SnapshotWriter.withBuffers(snap) { try w.append(SnapshotInfo(step: Int64(k)), buffers: $0) }
+            truth.snapshots.append(snap); truth.infos.append(SnapshotInfo(step: Int64(k)))
+        }
+        try w.close()
+        let r = try PSnapReader(path: path)
+        let first = try r.trajectoryBytes(tensor: 0, index: 1000)
+        #expect(r.cacheStats.misses >= 1)
+        let hits = r.cacheStats.hits
+        #expect(try r.trajectoryBytes(tensor: 0, index: 1001) == (0..<9).flatMap { Array(truth.snapshots[$0][0][4004..<4008]) })
+        #expect(r.cacheStats.hits > hits, "a second read of the same tile is a hit")
+        #expect(first == (0..<9).flatMap { Array(truth.snapshots[$0][0][4000..<4004]) })
+        r.cacheBytes = 0
+        #expect(try r.trajectoryBytes(tensor: 0, index: 1000) == first)
+        try checkAgainstTruth(r, truth, context: "cache off")
     }
 
     @Test func resumedWriterRefusesADifferentLayout() throws {

@@ -242,63 +242,128 @@ public final class TileCodec: @unchecked Sendable {
             out.copyMemory(from: stored.baseAddress! + row * rowBytes, byteCount: rowBytes)
             return
         }
-        guard rowDecodable else {
+        guard let planes = try inflate(stored, storedRaw: false, elementSize: e, params: params, snapshots: S, keep: false) else {
             let full = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
             defer { full.deallocate() }
             try decode(stored, storedRaw: false, into: full, elementSize: e, params: params, snapshots: S)
             out.copyMemory(from: full.baseAddress! + row * rowBytes, byteCount: rowBytes)
             return
         }
+        decodeRow(planes, row: row, into: out, elementSize: e, snapshots: S)
+    }
+
+    /// Undoes the terminal stage of a row-decodable tile (see `rowDecodable`) and returns where each plane's bytes
+    /// are: raw planes in place in `stored`, inflated ones in a buffer that the result owns when `keep` (so it can
+    /// be cached; it points into `stored` too, so it must not outlive it) or in this codec's scratch otherwise
+    /// (valid until the next call). Nil when the chain needs a full decode (or the tile is stored raw).
+    public func inflate(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, elementSize e: Int, params: Int, snapshots S: Int,
+                        keep: Bool) throws(TileCodecError) -> InflatedTile? {
+        guard !storedRaw, !chain.stages.isEmpty, rowDecodable else { return nil }
+        let n = params * S * e
         let count = params * S
-        // Where each plane's bytes are after the terminal stage.
-        var planePointers: [UnsafePointer<UInt8>] = []
-        planePointers.reserveCapacity(e)
+        let split = transforms.contains(.split)
+        var pointers: [UnsafeRawPointer] = []
+        pointers.reserveCapacity(e)
         switch terminal {
         case .zstdPlanes?:
-            Self.ensure(&a, n)
             let planes = try planeTable(stored, n: n, elementSize: e)
-            for k in 0..<e {
-                let p = planes[k]
-                if p.raw {
-                    planePointers.append((stored.baseAddress! + p.offset).assumingMemoryBound(to: UInt8.self))
-                } else {
-                    let dst = a.baseAddress! + k * count
-                    try zstdFrame(UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)]), into: dst, n: count)
-                    planePointers.append(UnsafePointer(dst.assumingMemoryBound(to: UInt8.self)))
+            let inflatedCount = planes.filter { !$0.raw }.count
+            let buf: UnsafeMutableRawBufferPointer
+            if keep { buf = .allocate(byteCount: max(1, inflatedCount * count), alignment: 64) } else { Self.ensure(&a, n); buf = a }
+            var used = 0
+            do {
+                for k in 0..<e {
+                    let p = planes[k]
+                    if p.raw {
+                        pointers.append(stored.baseAddress! + p.offset)
+                    } else {
+                        let dst = buf.baseAddress! + used * count
+                        try zstdFrame(UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)]), into: dst, n: count)
+                        pointers.append(UnsafeRawPointer(dst))
+                        used += 1
+                    }
                 }
+            } catch {
+                if keep { buf.deallocate() }
+                throw error
             }
+            return InflatedTile(storage: keep ? buf : nil, bytes: keep ? buf.count : 0, planes: pointers, split: split)
         default:
             let base: UnsafeRawPointer
+            var owned: UnsafeMutableRawBufferPointer? = nil
             if terminal == nil {
                 guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
                 base = stored.baseAddress!
             } else {
-                Self.ensure(&a, n)
-                try inflate(stored, into: a.baseAddress!, n: n, elementSize: e)
-                base = UnsafeRawPointer(a.baseAddress!)
+                let buf: UnsafeMutableRawBufferPointer
+                if keep { buf = .allocate(byteCount: n, alignment: 64) } else { Self.ensure(&a, n); buf = a }
+                do { try inflate(stored, into: buf.baseAddress!, n: n, elementSize: e) } catch {
+                    if keep { buf.deallocate() }
+                    throw error
+                }
+                base = UnsafeRawPointer(buf.baseAddress!)
+                if keep { owned = buf }
             }
-            for k in 0..<e { planePointers.append(base.assumingMemoryBound(to: UInt8.self) + k * count) }
+            for k in 0..<(split ? e : 1) { pointers.append(base + k * count) }
+            return InflatedTile(storage: owned, bytes: owned?.count ?? 0, planes: pointers, split: split)
         }
-        if transforms.contains(.split) {
+    }
+
+    /// Row `row` (its `snapshots` values) of an inflated tile into `out` (`snapshots × elementSize` bytes).
+    public func decodeRow(_ t: InflatedTile, row: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
+        decodeRowPrefix(t, row: row, count: S, into: out, elementSize: e, snapshots: S)
+    }
+
+    /// The first `count` values of row `row` (a tile of `snapshots` per row) into `out`.
+    func decodeRowPrefix(_ t: InflatedTile, row: Int, count n: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
+        if t.split {
             let first = row * S
             let o = out.assumingMemoryBound(to: UInt8.self)
             let delta = transforms.contains(.bytedelta)
             for k in 0..<e {
-                let plane = planePointers[k]
+                let plane = t.planes[k].assumingMemoryBound(to: UInt8.self)
                 if delta {
                     var acc = Transforms.byteSum(plane, count: first)
-                    for s in 0..<S { acc = acc &+ plane[first + s]; o[s * e + k] = acc }
+                    for s in 0..<n { acc = acc &+ plane[first + s]; o[s * e + k] = acc }
                 } else {
-                    for s in 0..<S { o[s * e + k] = plane[first + s] }
+                    for s in 0..<n { o[s * e + k] = plane[first + s] }
                 }
             }
         } else {
-            out.copyMemory(from: UnsafeRawPointer(planePointers[0]) + row * rowBytes, byteCount: rowBytes)
+            out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
         }
-        if let t = transforms.first, t == .xor || t == .sub {
-            Transforms.temporal(out, elementSize: e, params: 1, snapshots: S, xor: t == .xor, encode: false)
+        if let f = transforms.first, f == .xor || f == .sub {
+            Transforms.temporal(out, elementSize: e, params: 1, snapshots: n, xor: f == .xor, encode: false)
         } else if transforms.first == .linpred {
-            Transforms.linpred(out, elementSize: e, params: 1, snapshots: S, encode: false)
+            Transforms.linpred(out, elementSize: e, params: 1, snapshots: n, encode: false)
         }
     }
+
+    /// Snapshot `column` of every parameter of an inflated tile into `out` (`params × elementSize` bytes).
+    public func decodeColumn(_ t: InflatedTile, column: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, params: Int, snapshots S: Int) {
+        // Temporal stages make element `column` depend on the row's earlier elements: decode each row up to it.
+        let upTo = column + 1
+        Self.ensure(&b, upTo * e)
+        let row = b.baseAddress!
+        for p in 0..<params {
+            decodeRowPrefix(t, row: p, count: upTo, into: row, elementSize: e, snapshots: S)
+            (out + p * e).copyMemory(from: row + column * e, byteCount: e)
+        }
+    }
+}
+
+/// A tile with its terminal stage undone (`TileCodec.inflate`): where each byte plane is. Owns the buffer of the
+/// planes it inflated when made with `keep`; raw planes point into the file's stored bytes.
+public final class InflatedTile: @unchecked Sendable {
+    let storage: UnsafeMutableRawBufferPointer?
+    /// Bytes this tile owns (what a cache should count).
+    public let bytes: Int
+    let planes: [UnsafeRawPointer]
+    let split: Bool
+
+    init(storage: UnsafeMutableRawBufferPointer?, bytes: Int, planes: [UnsafeRawPointer], split: Bool) {
+        self.storage = storage; self.bytes = bytes; self.planes = planes; self.split = split
+    }
+
+    deinit { storage?.deallocate() }
 }

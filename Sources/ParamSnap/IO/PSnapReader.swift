@@ -21,6 +21,17 @@ public final class PSnapReader: @unchecked Sendable {
     /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
     let blockFirstTile: [Int]
     private let pool: CodecPool
+    private let cache = TileCache(budget: PSnapReader.defaultCacheBytes)
+
+    /// Default size of the inflated-tile cache used by trajectory and tensor reads (scans bypass it).
+    public static let defaultCacheBytes = 64 << 20
+    /// Bytes of inflated tiles kept for repeated point reads (trajectories, tensor at a snapshot); 0 turns it off.
+    public var cacheBytes: Int {
+        get { cache.budget }
+        set { cache.budget = max(0, newValue) }
+    }
+    /// Cache hits and misses so far (for benchmarks and `--stats`).
+    public var cacheStats: (hits: Int, misses: Int) { (cache.hits, cache.misses) }
 
     public var tensors: [TensorInfo] { metadata.tensors }
     public var snapshots: [SnapshotInfo] { metadata.snapshots }
@@ -182,6 +193,24 @@ public final class PSnapReader: @unchecked Sendable {
         return blockFirstTile[g]..<blockFirstTile[g + 1]
     }
 
+    /// Tile `i` inflated (cached): nil when the cache is off, the tile is stored raw, or its chain needs a full decode.
+    /// A miss verifies the checksum (when `verifyChecksums`) before the tile enters the cache.
+    func inflated(_ i: Int, codec: TileCodec, params: Int) throws(FormatError) -> InflatedTile? {
+        if let hit = cache.get(i) { return hit }
+        let x = tiles[i]
+        guard cache.budget > 0, !x.storedRaw, codec.rowDecodable else { return nil }
+        if verifyChecksums { try verifyTile(i) }
+        let t: InflatedTile?
+        do {
+            t = try codec.inflate(storedBytes(i), storedRaw: false, elementSize: tensors[Int(x.tensor)].dtype.size, params: params,
+                                  snapshots: Int(x.snapshotCount), keep: true)
+        } catch {
+            throw .tileDecode(tile: tileName(i), reason: "\(error)")
+        }
+        if let t { cache.put(i, t) }
+        return t
+    }
+
     func withCodec<R>(_ body: (TileCodec) throws -> R) rethrows -> R {
         let c = pool.take()
         defer { pool.give(c) }
@@ -209,14 +238,19 @@ public final class PSnapReader: @unchecked Sendable {
         try withCodec { codec in
             for i in tileRange(tensor: t, block: b) {
                 let x = tiles[i]
-                if verifyChecksums { try verifyTile(i) }
-                do {
-                    try out.withUnsafeMutableBytes { o in
-                        try codec.decodeRow(storedBytes(i), storedRaw: x.storedRaw, row: q, into: o.baseAddress! + Int(x.firstSnapshot) * e,
-                                            elementSize: e, params: params, snapshots: Int(x.snapshotCount))
+                let S = Int(x.snapshotCount)
+                try out.withUnsafeMutableBytes { o in
+                    let dst = o.baseAddress! + Int(x.firstSnapshot) * e
+                    if let planes = try inflated(i, codec: codec, params: params) {
+                        codec.decodeRow(planes, row: q, into: dst, elementSize: e, snapshots: S)
+                        return
                     }
-                } catch {
-                    throw FormatError.tileDecode(tile: tileName(i), reason: "\(error)")
+                    if verifyChecksums { try verifyTile(i) }
+                    do {
+                        try codec.decodeRow(storedBytes(i), storedRaw: x.storedRaw, row: q, into: dst, elementSize: e, params: params, snapshots: S)
+                    } catch {
+                        throw FormatError.tileDecode(tile: tileName(i), reason: "\(error)")
+                    }
                 }
             }
         }
@@ -298,6 +332,12 @@ public final class PSnapReader: @unchecked Sendable {
                 let x = tiles[i]
                 let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
                 let params = layout.blockParams(tensor: t, block: b)
+                if let planes = try inflated(i, codec: codec, params: params) {
+                    out.withUnsafeMutableBytes { o in
+                        codec.decodeColumn(planes, column: col, into: o.baseAddress! + b * B * e, elementSize: e, params: params, snapshots: s)
+                    }
+                    continue
+                }
                 let scratch = codec.rawScratch(Int(x.rawLength))
                 try decodeTile(i, into: scratch, codec: codec)
                 out.withUnsafeMutableBytes { o in

@@ -1,0 +1,49 @@
+// A bounded, thread-safe LRU cache of inflated tiles (TileCodec.inflate) for the reader's point reads.
+import Foundation
+
+/// Inflated tiles by tile index, evicting the least recently used past `budget` bytes. Tiles enter it only after
+/// their checksum was verified, so a hit skips both the checksum and zstd.
+final class TileCache: @unchecked Sendable {
+    private struct Entry { let tile: InflatedTile; var tick: UInt64 }
+    private var entries: [Int: Entry] = [:]
+    private var bytes = 0
+    private var tick: UInt64 = 0
+    private let lock = NSLock()
+    private(set) var hits = 0, misses = 0
+    var budget: Int { didSet { lock.lock(); evict(); lock.unlock() } }
+
+    init(budget: Int) { self.budget = budget }
+
+    func get(_ i: Int) -> InflatedTile? {
+        lock.lock(); defer { lock.unlock() }
+        guard var e = entries[i] else { misses += 1; return nil }
+        tick += 1
+        e.tick = tick
+        entries[i] = e
+        hits += 1
+        return e.tile
+    }
+
+    func put(_ i: Int, _ t: InflatedTile) {
+        guard t.bytes <= budget / 4 else { return }   // one tile never takes over the cache
+        lock.lock(); defer { lock.unlock() }
+        if let old = entries[i] { bytes -= old.tile.bytes }
+        tick += 1
+        entries[i] = Entry(tile: t, tick: tick)
+        bytes += t.bytes
+        evict()
+    }
+
+    /// Drops least recently used entries until the cache fits its budget (lock held).
+    private func evict() {
+        guard bytes > budget else { return }
+        // Oldest first; one sort per eviction round, amortised over the many entries it frees (a quarter).
+        let order = entries.sorted { $0.value.tick < $1.value.tick }
+        var k = 0
+        while bytes > budget - budget / 4 && k < order.count {
+            bytes -= order[k].value.tile.bytes
+            entries[order[k].key] = nil
+            k += 1
+        }
+    }
+}
