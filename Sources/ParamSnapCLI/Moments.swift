@@ -44,6 +44,10 @@ public struct MomentsCommand: ParsableCommand {
     @Flag(help: "Unbiased estimators: ddof=1 variance, skew(bias=False), kurtosis(bias=False).") var sample = false
     @Flag(help: "Ignore NaN and ±Inf (count says how many values were used).") var skipNan = false
     @Flag(help: "Write f64 output (default f32).") var f64 = false
+    @Option(help: "Statistics to write, comma-separated names from the list above, or 'moments' (mean,variance,skewness,kurtosis) or 'all' (default). Leaving out the extrema and step statistics skips computing them.")
+    var stats: String = "all"
+    @Option(help: "Codec chain of the output file (default split,zstdplanes at --level 1).") var codec: String = "split,zstdplanes"
+    @Option(help: "zstd level of the output file.") var level: Int32 = 1
     @Flag(help: "Print the statistics as CSV (small selections).") var csv = false
     @Option(help: "Write the statistics of each tensor as a .npy [statistics × parameters] into this directory.") var npy: String?
     @Flag(help: "Print JSON.") var json = false
@@ -91,6 +95,9 @@ public struct MomentsCommand: ParsableCommand {
         opts.snapshots = range
         opts.outputDType = f64 ? .f64 : .f32
         opts.overwrite = force
+        opts.statistics = try Self.parseStatistics(stats)
+        do { opts.outputChain = try CodecChain(parsing: codec, zstdLevel: level) } catch { throw ValidationError("--codec: \(error)") }
+        let chosen = TrajectoryMoments.statistics.filter { opts.statistics.contains($0) }.map(\.rawValue)
         if let workers { opts.workers = workers }
         // --csv/--npy without -o: compute into a temporary file and print from it.
         let keep = output != nil
@@ -102,23 +109,40 @@ public struct MomentsCommand: ParsableCommand {
         let report = try TrajectoryMoments.run(reader: r, outputPath: out, options: opts)
         let secs = Date().timeIntervalSince(start)
         let m = try PSnapReader(path: out)
-        if csv { try printCSV(m) }
+        if csv { try printCSV(m, names: chosen) }
         if let npy { try writeNPY(m, directory: npy) }
         if keep && !csv {
-            let msg = "moments of \(CLI.group(report.parameters)) parameters over snapshots \(range.lowerBound)..<\(range.upperBound) (\(report.segments) segment\(report.segments == 1 ? "" : "s")) → \(out): \(TrajectoryMoments.statistics.count) statistics, \(CLI.bytes(report.outputBytes)), \(String(format: "%.2f", secs)) s, \(String(format: "%.0f", Double(report.rawBytes) / 1e6 / max(secs, 1e-9))) MB/s raw"
+            let msg = "moments of \(CLI.group(report.parameters)) parameters over snapshots \(range.lowerBound)..<\(range.upperBound) (\(report.segments) segment\(report.segments == 1 ? "" : "s")) → \(out): \(chosen.count) statistic\(chosen.count == 1 ? "" : "s"), \(CLI.bytes(report.outputBytes)), \(String(format: "%.2f", secs)) s, \(String(format: "%.0f", Double(report.rawBytes) / 1e6 / max(secs, 1e-9))) MB/s raw"
             if json {
                 struct Out: Encodable { let output: String; let parameters: Int; let snapshots: Int; let segments: Int; let rawBytes: UInt64; let seconds: Double; let statistics: [String] }
                 print(CLI.jsonString(Out(output: out, parameters: report.parameters, snapshots: report.snapshots, segments: report.segments,
-                                         rawBytes: report.rawBytes, seconds: secs, statistics: TrajectoryMoments.statistics.map(\.rawValue))))
+                                         rawBytes: report.rawBytes, seconds: secs, statistics: chosen)))
             } else {
                 print(msg)
             }
         }
     }
 
+    /// `--stats`: names, 'moments' or 'all'.
+    static func parseStatistics(_ text: String) throws -> [TrajectoryStatistic] {
+        var out: [TrajectoryStatistic] = []
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            switch part {
+            case "all": out += TrajectoryStatistic.allCases
+            case "moments": out += [.mean, .variance, .skewness, .kurtosis]
+            default:
+                guard let s = TrajectoryStatistic(rawValue: part) else {
+                    throw ValidationError("--stats: unknown statistic '\(part)' (known: \(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ", ")), moments, all)")
+                }
+                out.append(s)
+            }
+        }
+        guard !out.isEmpty else { throw ValidationError("--stats: no statistic given") }
+        return out
+    }
+
     /// CSV: tensor,index,<statistics…>; values printed exactly (shortest round trip of the stored value).
-    func printCSV(_ m: PSnapReader) throws {
-        let names = TrajectoryMoments.statistics.map(\.rawValue)
+    func printCSV(_ m: PSnapReader, names: [String]) throws {
         let total = m.parameterCount
         guard total <= 1_000_000 else { throw ValidationError("--csv is for small selections (\(total) parameters); use --include or -o") }
         print((["tensor", "index"] + names).joined(separator: ","))

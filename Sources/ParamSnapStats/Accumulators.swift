@@ -214,7 +214,9 @@ public struct TrajectoryState: Sendable, Equatable {
 
     /// The state of values `x[0..<n]` at snapshots `firstIndex, firstIndex + 1, …`: a fast two-pass path when all are
     /// finite, else value by value.
-    public init(values x: UnsafeBufferPointer<Double>, firstIndex f: Int, policy: NonFinitePolicy) {
+    /// `extrema: false` skips min/argmin/max/argmax and `steps: false` the step series (their statistics are then
+    /// meaningless): for passes that output only the moments.
+    public init(values x: UnsafeBufferPointer<Double>, firstIndex f: Int, policy: NonFinitePolicy, extrema: Bool = true, steps needSteps: Bool = true) {
         let n = x.count
         guard n > 0 else { return }
         let p = x.baseAddress!
@@ -225,15 +227,17 @@ public struct TrajectoryState: Sendable, Equatable {
         }
         moments = CentralMoments(twoPass: x, sum: sum)
         seen = Double(n)
-        var mn = x[0], mx = x[0], imn = 0, imx = 0
-        for k in 1..<n {
-            let v = x[k]
-            if v < mn { mn = v; imn = k }
-            if v > mx { mx = v; imx = k }
+        if extrema {
+            var mn = x[0], mx = x[0], imn = 0, imx = 0
+            for k in 1..<n {
+                let v = x[k]
+                if v < mn { mn = v; imn = k }
+                if v > mx { mx = v; imx = k }
+            }
+            min = mn; argmin = Double(f + imn); max = mx; argmax = Double(f + imx)
         }
-        min = mn; argmin = Double(f + imn); max = mx; argmax = Double(f + imx)
         first = x[0]; firstIndex = Double(f); last = x[n - 1]; lastIndex = Double(f + n - 1)
-        guard n >= 2 else { return }
+        guard n >= 2, needSteps else { return }
         // Steps d[k] = x[k+1] − x[k], k in 0..<m: sums (all, all but the last, all but the first), then centred sums.
         let m = n - 1
         let (sd, ad) = Fast.stepSums(p, from: 0, to: m)

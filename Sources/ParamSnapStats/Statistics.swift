@@ -43,10 +43,11 @@ extension TrajectoryState {
                 variance = convention == .sample ? (n > 1 ? moments.m2 / (n - 1) : nan) : m2
                 let zero = m2 <= (Double.ulpOfOne * mean) * (Double.ulpOfOne * mean)
                 if !zero {
-                    skew = m3 / pow(m2, 1.5)
+                    let m2_15 = m2 * m2.squareRoot()   // m2^1.5 (pow cost ~4 % of a moments pass; within 1 ulp)
+                    skew = m3 / m2_15
                     kurt = m4 / (m2 * m2)
                     if convention == .sample {
-                        if n > 2 { skew = ((n - 1) * n).squareRoot() / (n - 2) * m3 / pow(m2, 1.5) }
+                        if n > 2 { skew = ((n - 1) * n).squareRoot() / (n - 2) * m3 / m2_15 }
                         if n > 3 { kurt = 1 / (n - 2) / (n - 3) * ((n * n - 1) * m4 / (m2 * m2) - 3 * (n - 1) * (n - 1)) + 3 }
                     }
                     kurt -= 3

@@ -20,6 +20,11 @@ public struct TrajectoryMomentsOptions: Sendable {
     public var memoryBudget: Int = 256 << 20
     /// Replace an existing output.
     public var overwrite = false
+    /// The statistics to write (output snapshots in `TrajectoryStatistic.allCases` order; duplicates ignored).
+    /// Leaving out min/argmin/max/argmax and path_length/step_autocorr skips their computation.
+    public var statistics: [TrajectoryStatistic] = TrajectoryStatistic.allCases
+    /// Codec chain of the output file. Statistics are not a time series, so no temporal stage: byte planes and zstd.
+    public var outputChain: CodecChain = TrajectoryMoments.defaultOutputChain
 
     /// Defaults: population conventions, NaN propagates, all tensors and snapshots, f32 output.
     public init() {}
@@ -42,6 +47,7 @@ public enum MomentsError: Error, CustomStringConvertible, Sendable, Equatable {
     case noTensorSelected(pattern: String)
     case outputDType(DType)
     case tileOffSegments(tile: String)
+    case noStatistic
     case io(String)
 
     public var description: String {
@@ -50,6 +56,7 @@ public enum MomentsError: Error, CustomStringConvertible, Sendable, Equatable {
         case .noTensorSelected(let p): return "no tensor matches '\(p)'"
         case .outputDType(let d): return "output dtype must be f32 or f64, not \(d.rawValue)"
         case .tileOffSegments(let t): return "\(t) does not start on a segment boundary of the file's first block (spec §10)"
+        case .noStatistic: return "no statistic selected"
         case .io(let m): return m
         }
     }
@@ -65,6 +72,8 @@ public enum MomentsError: Error, CustomStringConvertible, Sendable, Equatable {
 public enum TrajectoryMoments {
     /// The statistics written, in output snapshot order.
     public static let statistics = TrajectoryStatistic.allCases
+    /// The output's default chain (spec/MOMENTS.md §3): split, zstdplanes at level 1.
+    public static let defaultOutputChain = try! CodecChain(stages: [.split, .zstdPlanes], zstdLevel: 1)
 
     /// Runs the pass on `reader` and writes `outputPath`.
     @discardableResult
@@ -92,7 +101,12 @@ public enum TrajectoryMoments {
         let segs = reader.segments.filter { $0.overlaps(range) }
         let segIndex = Dictionary(uniqueKeysWithValues: segs.enumerated().map { ($0.element.lowerBound, $0.offset) })
         let K = max(1, segs.count)
-        let nStats = statistics.count
+        let chosen = statistics.enumerated().filter { options.statistics.contains($0.element) }
+        guard !chosen.isEmpty else { throw MomentsError.noStatistic }
+        let pick = chosen.map(\.offset)            // indices into the 15 values `statistics(into:)` writes
+        let nStats = pick.count
+        let needExtrema = chosen.contains { [.min, .argmin, .max, .argmax].contains($0.element) }
+        let needSteps = chosen.contains { [.pathLength, .stepAutocorrelation].contains($0.element) }
         let e = options.outputDType.size
         var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
 
@@ -113,6 +127,7 @@ public enum TrajectoryMoments {
         defer { rawTotal.value.deallocate() }
         let workers = max(1, options.workers)
         let scratch = UncheckedBox((0..<workers).map { _ in WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K) })
+        let pickBox = UncheckedBox(pick)
         let convention = options.convention, policy = options.policy, outType = options.outputDType
         let statsPerParam = UncheckedBox((P: P, nStats: nStats, e: e))
 
@@ -120,13 +135,15 @@ public enum TrajectoryMoments {
         @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, firstParameter: Int, ws: WorkerScratch) throws {
             let (P, nStats, e) = statsPerParam.value
             let vals = ws.statValues
+            let pick = pickBox.value
             for p in 0..<params {
                 states[p].statistics(convention: convention, policy: policy, into: vals)
                 for k in 0..<nStats {
+                    let v = vals[pick[k]]
                     if outType == .f64 {
-                        ws.out.storeBytes(of: vals[k].bitPattern.littleEndian, toByteOffset: (k * params + p) * 8, as: UInt64.self)
+                        ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (k * params + p) * 8, as: UInt64.self)
                     } else {
-                        ws.out.storeBytes(of: Float(vals[k]).bitPattern.littleEndian, toByteOffset: (k * params + p) * 4, as: UInt32.self)
+                        ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (k * params + p) * 4, as: UInt32.self)
                     }
                 }
             }
@@ -149,7 +166,7 @@ public enum TrajectoryMoments {
                 let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
                 let dst = UnsafeMutableBufferPointer(start: ws.row, count: n)
                 ValueConversion.toDoubles(row, dtype: tile.dtype, into: dst)
-                states[p] = TrajectoryState(values: UnsafeBufferPointer(dst), firstIndex: lo, policy: policy)
+                states[p] = TrajectoryState(values: UnsafeBufferPointer(dst), firstIndex: lo, policy: policy, extrema: needExtrema, steps: needSteps)
             }
             lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
             let g = selBlockOffset[tile.tensor] + tile.block
@@ -184,17 +201,18 @@ public enum TrajectoryMoments {
 
         // The statistics become the output's snapshots.
         var snaps: [SnapshotInfo] = []
-        for (k, s) in statistics.enumerated() {
+        for (k, s) in chosen.map(\.element).enumerated() {
             snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
         }
         var opts = WriterOptions()
         opts.blockSize = B
+        opts.chain = options.outputChain
         opts.workers = workers
         opts.memoryBudget = options.memoryBudget
         opts.overwrite = options.overwrite
         opts.attributes = [
             "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
-            "statistics": .string(statistics.map(\.rawValue).joined(separator: ",")),
+            "statistics": .string(chosen.map(\.element.rawValue).joined(separator: ",")),
             "convention": .string(options.convention.rawValue),
             "nonfinite": .string(options.policy.rawValue),
             "source": .string(reader.path),
@@ -237,7 +255,7 @@ final class WorkerScratch: @unchecked Sendable {
         states.initialize(repeating: TrajectoryState(), count: B)
         blockStates = .allocate(capacity: K > 1 ? K * B : 1)
         blockStates.initialize(repeating: TrajectoryState(), count: K > 1 ? K * B : 1)
-        statValues = .allocate(capacity: stats)
+        statValues = .allocate(capacity: TrajectoryStatistic.allCases.count)
         out = .allocate(byteCount: stats * B * 8, alignment: 64)
     }
     deinit { row.deallocate(); states.deallocate(); blockStates.deallocate(); statValues.deallocate(); out.deallocate() }

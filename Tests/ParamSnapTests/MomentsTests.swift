@@ -130,6 +130,27 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
             }
         }
         #expect(outputs[0].metadata.attributes?["statistics"] == .string(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ",")))
+        // A subset of statistics (extrema and steps skipped) writes exactly the full pass's rows, in canonical order,
+        // on the one-segment and the multi-segment file.
+        for (tag, full) in [("one", outputs[0]), ("all", outputs[2])] {
+            for subset: [TrajectoryStatistic] in [[.kurtosis, .mean, .variance, .skewness], [.pathLength], [.argmax, .count, .last]] {
+                var opts = TrajectoryMomentsOptions()
+                opts.outputDType = .f64
+                opts.statistics = subset
+                let out = dir + "/\(tag).subset.psnap"
+                opts.overwrite = true
+                try TrajectoryMoments.run(reader: try PSnapReader(path: dir + "/\(tag).psnap"), outputPath: out, options: opts)
+                let m = try PSnapReader(path: out)
+                let order = TrajectoryStatistic.allCases.enumerated().filter { subset.contains($0.element) }
+                #expect(m.snapshotCount == subset.count)
+                #expect(m.metadata.attributes?["statistics"] == .string(order.map(\.element.rawValue).joined(separator: ",")))
+                for (k, (fullIndex, _)) in order.enumerated() {
+                    for t in ["w", "b"] {
+                        #expect(try m.tensorBytes(tensor: t, snapshot: k) == full.tensorBytes(tensor: t, snapshot: fullIndex), "\(tag) \(subset) \(t) #\(k)")
+                    }
+                }
+            }
+        }
     }
 
     @Test func cliUsageErrorsAndAcrossParameters() throws {
@@ -148,6 +169,11 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
         #expect(bad.status == 64 && bad.err.contains("--snapshots"))
         let none = try runProcess(psnap, ["moments", path])
         #expect(none.status == 64)
+        let badStat = try runProcess(psnap, ["moments", path, "--csv", "--stats", "mean,median"])
+        #expect(badStat.status == 64 && badStat.err.contains("median"))
+        let four = try runProcess(psnap, ["moments", path, "--csv", "--stats", "moments"])
+        #expect(four.status == 0 && four.out.hasPrefix("tensor,index,mean,variance,skewness,kurtosis\n"), "\(four.out) \(four.err)")
+        #expect(four.out.contains("w,3,3.0,6.0,0.0,-1.5"))   // parameter 3: 0, 3, 6
         let ok = try runProcess(psnap, ["moments", path, "-o", dir + "/m.psnap"])
         #expect(ok.status == 0, "\(ok.err)")
         let again = try runProcess(psnap, ["moments", path, "-o", dir + "/m.psnap"])

@@ -39,9 +39,9 @@ let dir: String = {
 }()
 
 func chain(_ inp: inout Input) -> CodecChain {
-    let mid: [CodecStage] = [.xor, .sub, .split, .bytedelta]
+    let mid: [CodecStage] = [.xor, .sub, .split, .bytedelta, .linpred]
     var stages: [CodecStage] = []
-    for _ in 0..<inp.int(0...3) { stages.append(mid[inp.int(0...3)]) }
+    for _ in 0..<inp.int(0...3) { stages.append(mid[inp.int(0...4)]) }
     switch inp.int(0...2) {
     case 1: stages.append(.zstd)
     case 2: stages.append(.zstdPlanes)
