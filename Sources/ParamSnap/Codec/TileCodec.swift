@@ -316,6 +316,10 @@ public final class TileCodec: @unchecked Sendable {
 
     /// The first `count` values of row `row` (a tile of `snapshots` per row) into `out`.
     func decodeRowPrefix(_ t: InflatedTile, row: Int, count n: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
+        if t.final {
+            out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
+            return
+        }
         if t.split {
             let first = row * S
             let o = out.assumingMemoryBound(to: UInt8.self)
@@ -339,8 +343,25 @@ public final class TileCodec: @unchecked Sendable {
         }
     }
 
+    /// The whole raw tile from an inflated one, as a final `InflatedTile` owning `params × snapshots × elementSize` bytes.
+    public func decodeFully(_ t: InflatedTile, elementSize e: Int, params: Int, snapshots S: Int) -> InflatedTile {
+        if t.final { return t }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, params * S * e), alignment: 64)
+        for p in 0..<params { decodeRowPrefix(t, row: p, count: S, into: buf.baseAddress! + p * S * e, elementSize: e, snapshots: S) }
+        return InflatedTile(storage: buf, bytes: buf.count, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
+    }
+
     /// Snapshot `column` of every parameter of an inflated tile into `out` (`params × elementSize` bytes).
     public func decodeColumn(_ t: InflatedTile, column: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, params: Int, snapshots S: Int) {
+        if t.final {
+            let src = t.planes[0] + column * e
+            switch e {
+            case 4: for p in 0..<params { (out + p * 4).storeBytes(of: src.loadUnaligned(fromByteOffset: p * S * 4, as: UInt32.self), as: UInt32.self) }
+            case 2: for p in 0..<params { (out + p * 2).storeBytes(of: src.loadUnaligned(fromByteOffset: p * S * 2, as: UInt16.self), as: UInt16.self) }
+            default: for p in 0..<params { (out + p * e).copyMemory(from: src + p * S * e, byteCount: e) }
+            }
+            return
+        }
         // Temporal stages make element `column` depend on the row's earlier elements: decode each row up to it.
         let upTo = column + 1
         Self.ensure(&b, upTo * e)
@@ -360,9 +381,11 @@ public final class InflatedTile: @unchecked Sendable {
     public let bytes: Int
     let planes: [UnsafeRawPointer]
     let split: Bool
+    /// The raw tile itself (every stage undone): planes[0] is the parameter-major tile.
+    public let final: Bool
 
-    init(storage: UnsafeMutableRawBufferPointer?, bytes: Int, planes: [UnsafeRawPointer], split: Bool) {
-        self.storage = storage; self.bytes = bytes; self.planes = planes; self.split = split
+    init(storage: UnsafeMutableRawBufferPointer?, bytes: Int, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
+        self.storage = storage; self.bytes = bytes; self.planes = planes; self.split = split; self.final = final
     }
 
     deinit { storage?.deallocate() }

@@ -195,9 +195,17 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Tile `i` inflated (cached): nil when the cache is off, the tile is stored raw, or its chain needs a full decode.
     /// A miss verifies the checksum (when `verifyChecksums`) before the tile enters the cache.
+    /// A tile asked for a second time after entering the cache is decoded whole and kept decoded (then a row is a copy
+    /// and a snapshot column a strided gather); the first touches only inflate, so random reads of a big run do not
+    /// pay for decoding tiles they will not see again.
     func inflated(_ i: Int, codec: TileCodec, params: Int) throws(FormatError) -> InflatedTile? {
-        if let hit = cache.get(i) { return hit }
         let x = tiles[i]
+        if let (hit, uses) = cache.get(i) {
+            if hit.final || uses < 1 || Int(x.rawLength) > cache.budget / 4 { return hit }
+            let full = codec.decodeFully(hit, elementSize: tensors[Int(x.tensor)].dtype.size, params: params, snapshots: Int(x.snapshotCount))
+            cache.put(i, full)
+            return full
+        }
         guard cache.budget > 0, !x.storedRaw, codec.rowDecodable else { return nil }
         if verifyChecksums { try verifyTile(i) }
         let t: InflatedTile?

@@ -4,7 +4,7 @@ import Foundation
 /// Inflated tiles by tile index, evicting the least recently used past `budget` bytes. Tiles enter it only after
 /// their checksum was verified, so a hit skips both the checksum and zstd.
 final class TileCache: @unchecked Sendable {
-    private struct Entry { let tile: InflatedTile; var tick: UInt64 }
+    private struct Entry { let tile: InflatedTile; var tick: UInt64; var uses: Int }
     private var entries: [Int: Entry] = [:]
     private var bytes = 0
     private var tick: UInt64 = 0
@@ -14,14 +14,17 @@ final class TileCache: @unchecked Sendable {
 
     init(budget: Int) { self.budget = budget }
 
-    func get(_ i: Int) -> InflatedTile? {
+    /// The cached tile and how many times it was asked for before (0 on the first hit after `put`).
+    func get(_ i: Int) -> (tile: InflatedTile, uses: Int)? {
         lock.lock(); defer { lock.unlock() }
         guard var e = entries[i] else { misses += 1; return nil }
         tick += 1
         e.tick = tick
+        let uses = e.uses
+        e.uses += 1
         entries[i] = e
         hits += 1
-        return e.tile
+        return (e.tile, uses)
     }
 
     func put(_ i: Int, _ t: InflatedTile) {
@@ -29,7 +32,7 @@ final class TileCache: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let old = entries[i] { bytes -= old.tile.bytes }
         tick += 1
-        entries[i] = Entry(tile: t, tick: tick)
+        entries[i] = Entry(tile: t, tick: tick, uses: 1)
         bytes += t.bytes
         evict()
     }
