@@ -316,6 +316,59 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         #expect(try runProcess(psnap, ["export", out, "--snapshot", "0", "-o", dir + "/x.safetensors"]).status == 1)
     }
 
+    /// Issue 6's hostile converter inputs: each header is refused with an error naming the file and what is wrong,
+    /// by the parser and by `psnap convert` (exit 65, no output left behind).
+    @Test func hostileSafetensorsHeadersAreRefusedByName() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let data16 = [UInt8](repeating: 0x3F, count: 16)
+        func entry(_ n: String, _ dt: String, _ shape: String, _ b: Int, _ e: Int) -> String {
+            "\"\(n)\":{\"dtype\":\"\(dt)\",\"shape\":\(shape),\"data_offsets\":[\(b),\(e)]}"
+        }
+        let cases: [(String, String, [String])] = [
+            ("overlap", "{" + entry("a", "F32", "[2]", 0, 8) + "," + entry("b", "F32", "[2]", 4, 12) + "}", ["overlaps"]),
+            ("out-of-range", "{" + entry("a", "F32", "[4]", 0, 16) + "," + entry("b", "F32", "[4]", 16, 32) + "}", ["data ends at 32", "16 bytes"]),
+            ("reversed", "{" + entry("a", "F32", "[0]", 12, 4) + "}", ["'a'", "data_offsets"]),
+            ("negative", "{" + entry("a", "F32", "[4]", -16, 0) + "}", ["'a'", "data_offsets"]),
+            ("absurd-shape", "{" + entry("a", "F32", "[4294967296,4294967296,4294967296]", 0, 16) + "}", ["'a'", "does not match"]),
+            ("negative-dim", "{" + entry("a", "F32", "[-4]", 0, 16) + "}", ["'a'", "non-negative"]),
+            ("fractional-dim", "{" + entry("a", "F32", "[2.5]", 0, 16) + "}", ["'a'", "non-negative"]),
+            ("shape-mismatch", "{" + entry("a", "F32", "[3]", 0, 16) + "}", ["'a'", "does not match"]),
+            ("duplicate-name", "{" + entry("w", "F32", "[2]", 0, 8) + "," + entry("w", "F32", "[2]", 8, 16) + "}", ["'w'", "more than once"]),
+            ("unknown-dtype", "{" + entry("a", "I4", "[4]", 0, 16) + "}", ["'a'", "I4"]),
+            ("not-json", "{\"a\": [1, 2", ["not JSON"]),
+            ("not-object", "[1, 2, 3]", ["not a JSON object"]),
+            ("missing-fields", "{\"a\": {\"dtype\": \"F32\"}}", ["'a'", "data_offsets"]),
+        ]
+        for (name, header, needles) in cases {
+            let path = dir + "/\(name).safetensors"
+            let h = Array(header.utf8)
+            var bytes: [UInt8] = []
+            withUnsafeBytes(of: UInt64(h.count).littleEndian) { bytes += $0 }
+            try Data(bytes + h + data16).write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try SafeTensorsFile(path: path)
+                Issue.record("\(name): accepted")
+            } catch let e as DumpError {
+                for n in needles + [path] { #expect(e.description.contains(n), "\(name): '\(n)' not in \(e)") }
+            }
+            let out = dir + "/\(name).psnap"
+            let r = try convert([path, "-o", out])
+            #expect(r.status == 65, "\(name): exit \(r.status) \(r.err)")
+            #expect(r.err.contains("\(name).safetensors"), "\(name): \(r.err)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+        // Header lengths that lie: longer than the file, and absurd.
+        for (name, len, needle) in [("header-longer-than-file", UInt64(64), "only"), ("absurd-header-length", UInt64(1) << 62, "exceeds")] {
+            let path = dir + "/\(name).safetensors"
+            var bytes: [UInt8] = []
+            withUnsafeBytes(of: len.littleEndian) { bytes += $0 }
+            try Data(bytes + Array("{}".utf8)).write(to: URL(fileURLWithPath: path))
+            #expect(throws: DumpError.self) { _ = try SafeTensorsFile(path: path) }
+            let r = try convert([path, "-o", dir + "/x.psnap"])
+            #expect(r.status == 65 && r.err.contains(needle) && r.err.contains(name), "\(name): \(r.err)")
+        }
+    }
+
     @Test func helpTeachesWithExamples() throws {
         let c = try runProcess(psnap, ["convert", "--help"])
         #expect(c.out.contains("Examples") && c.out.contains("--steps") && c.out.contains("LOSSY") && c.out.contains("Exit codes"))

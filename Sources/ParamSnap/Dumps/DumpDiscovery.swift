@@ -303,7 +303,9 @@ public final class DumpDiscovery {
                     throw DumpError.malformed(path: path, reason: "member '\(m.name)' uses zip compression method \(m.method) (only stored and deflate are read)")
                 }
             }
-        } else if buf.count >= 10, buf[8] == UInt8(ascii: "{"), UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self)) <= UInt64(buf.count - 8) {
+        } else if (buf.count >= 10 && buf[8] == UInt8(ascii: "{") && UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self)) <= UInt64(buf.count - 8))
+                    || (path as NSString).pathExtension.lowercased() == "safetensors" {
+            // Sniffed as safetensors, or named so: then the parser's own error (header length, JSON…) is the useful one.
             let (tensors, meta) = try safetensors(path)
             snap.tensors = tensors
             snap.metadata = meta

@@ -73,6 +73,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw DumpError.badHeader(path: path, reason: "header is not JSON")
         }
         guard let obj = json as? [String: Any] else { throw DumpError.badHeader(path: path, reason: "header is not a JSON object") }
+        // JSON parsers keep one of two equal keys silently; a header naming a tensor twice is refused.
+        let keys = Self.topLevelKeys(UnsafeRawBufferPointer(rebasing: buf[8..<dataStart]))
+        if keys.count != obj.count {
+            var seen = Set<String>()
+            let dup = keys.first { !seen.insert($0).inserted }
+            throw DumpError.badHeader(path: path, reason: "tensor name \(dup.map { "'\($0)'" } ?? "(in escaped form)") appears more than once")
+        }
         var meta: [String: String] = [:]
         var list: [Entry] = []
         var skipped: [(String, String)] = []
@@ -123,6 +130,35 @@ public final class SafeTensorsFile: @unchecked Sendable {
         entries = list
         metadata = meta
         self.skipped = skipped
+    }
+
+    /// The raw (unescaped-as-written) keys of the top-level JSON object of a header already known to parse.
+    static func topLevelKeys(_ b: UnsafeRawBufferPointer) -> [String] {
+        var keys: [String] = []
+        var depth = 0, i = 0
+        let n = b.count
+        while i < n {
+            let c = b[i]
+            if c == UInt8(ascii: "\"") {
+                let start = i + 1
+                i += 1
+                while i < n && b[i] != UInt8(ascii: "\"") { i += b[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                let end = min(i, n)
+                i += 1
+                if depth == 1 {
+                    var j = i
+                    while j < n, [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
+                    if j < n && b[j] == UInt8(ascii: ":") {
+                        keys.append(String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<max(start, end)]), as: UTF8.self))
+                    }
+                }
+                continue
+            }
+            if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") { depth += 1 }
+            if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") { depth -= 1 }
+            i += 1
+        }
+        return keys
     }
 
     /// Tensors declared (data-offset order).
