@@ -53,6 +53,12 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
     }
 }
 
+/// Hands a value to `concurrentPerform` workers (each worker touches only its own slot).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
+}
+
 @Suite struct RoundTripTests {
     @Test(arguments: 0..<12)
     func randomRunsRoundTrip(caseIndex: Int) throws {
@@ -131,6 +137,29 @@ func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) thr
         r.cacheBytes = 0
         #expect(try r.trajectoryBytes(tensor: 0, index: 1000) == first)
         try checkAgainstTruth(r, truth, context: "cache off")
+        // Many threads share one reader and its cache (small, so entries are evicted and upgraded while others read).
+        let shared = try PSnapReader(path: path)
+        shared.cacheBytes = 64 << 10
+        let wrong = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+        wrong.initialize(repeating: 0, count: 4)
+        defer { wrong.deallocate() }
+        let box = UncheckedSendable(wrong)
+        let truthBox = UncheckedSendable(truth)
+        DispatchQueue.concurrentPerform(iterations: 4) { worker in
+            var g = SeededRNG(seed: 77 + UInt64(worker))
+            for _ in 0..<300 {
+                let t = Int(g.next() % 2), info = tensors[t], e = info.dtype.size
+                if g.next() % 4 == 0 {
+                    let k = Int(g.next() % 9)
+                    if (try? shared.tensorBytes(tensor: t, snapshot: k)) != truthBox.value.snapshots[k][t] { box.value[worker] += 1 }
+                } else {
+                    let p = Int(g.next() % UInt64(info.parameterCount!))
+                    let want = (0..<9).flatMap { Array(truthBox.value.snapshots[$0][t][(p * e)..<((p + 1) * e)]) }
+                    if (try? shared.trajectoryBytes(tensor: t, index: p)) != want { box.value[worker] += 1 }
+                }
+            }
+        }
+        #expect((0..<4).map { wrong[$0] } == [0, 0, 0, 0])
     }
 
     @Test func resumedWriterRefusesADifferentLayout() throws {
