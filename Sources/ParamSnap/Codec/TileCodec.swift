@@ -200,8 +200,13 @@ public final class TileCodec: @unchecked Sendable {
         try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize)
         var rest = transforms[...]
         if rest.suffix(2) == [.split, .bytedelta] {
-            // The default chain's hot path: one fused pass instead of two.
+            // The first version's default chain: one fused pass instead of two.
             Transforms.byteDeltaUnsplit(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
+            swap(&cur, &other)
+            rest = rest.dropLast(2)
+        } else if rest.suffix(2) == [.linpred, .split] {
+            // The default chain's hot path: one fused pass instead of two.
+            Transforms.unsplitLinpred(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize)
             swap(&cur, &other)
             rest = rest.dropLast(2)
         }

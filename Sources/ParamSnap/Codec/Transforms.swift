@@ -176,6 +176,52 @@ enum Transforms {
         }
     }
 
+    /// `unsplit` then `linpred` decoding in one pass (the default chain's decode after zstd): each element is
+    /// gathered from its planes and un-predicted while it is in a register. Element sizes 2 and 4; 8 falls back.
+    static func unsplitLinpred(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, params: Int, snapshots S: Int, elementSize e: Int) {
+        let n = params * S
+        let b = src.assumingMemoryBound(to: UInt8.self)
+        switch e {
+        case 4:
+            let w = dst.assumingMemoryBound(to: UInt32.self)
+            let p0 = b, p1 = b + n, p2 = b + 2 * n, p3 = b + 3 * n
+            @inline(__always) func load(_ i: Int) -> UInt32 {
+                UInt32(p0[i]) | (UInt32(p1[i]) &<< 8) | (UInt32(p2[i]) &<< 16) | (UInt32(p3[i]) &<< 24)
+            }
+            for q in 0..<params where S > 0 {
+                let base = q &* S
+                var m1 = unzigzag(load(base)), m2 = m1
+                w[base] = monotone(m1).littleEndian
+                var s = 1
+                while s < S {
+                    let m = unzigzag(load(base &+ s)) &+ m1 &+ (m1 &- m2)
+                    w[base &+ s] = monotone(m).littleEndian
+                    m2 = m1; m1 = m
+                    s &+= 1
+                }
+            }
+        case 2:
+            let w = dst.assumingMemoryBound(to: UInt16.self)
+            let p0 = b, p1 = b + n
+            for q in 0..<params where S > 0 {
+                let base = q &* S
+                var m1 = unzigzag(UInt16(p0[base]) | (UInt16(p1[base]) &<< 8)), m2 = m1
+                w[base] = monotone(m1).littleEndian
+                var s = 1
+                while s < S {
+                    let i = base &+ s
+                    let m = unzigzag(UInt16(p0[i]) | (UInt16(p1[i]) &<< 8)) &+ m1 &+ (m1 &- m2)
+                    w[i] = monotone(m).littleEndian
+                    m2 = m1; m1 = m
+                    s &+= 1
+                }
+            }
+        default:
+            unsplit(from: src, to: dst, count: n, elementSize: e)
+            linpred(dst, elementSize: e, params: params, snapshots: S, encode: false)
+        }
+    }
+
     // MARK: bytedelta (§5 stage 4)
     //
     // SWAR: eight bytes per UInt64, lane-wise arithmetic modulo 256 with no carries between lanes.
