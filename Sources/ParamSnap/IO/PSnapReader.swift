@@ -21,7 +21,7 @@ public final class PSnapReader: @unchecked Sendable {
     /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
     let blockFirstTile: [Int]
     private let pool: CodecPool
-    private let cache = TileCache(budget: PSnapReader.defaultCacheBytes)
+    private let cache: TileCache
 
     /// Default size of the inflated-tile cache used by trajectory and tensor reads (scans bypass it).
     public static let defaultCacheBytes = 64 << 20
@@ -63,6 +63,7 @@ public final class PSnapReader: @unchecked Sendable {
         tiles = TileIndex.decode(UnsafeRawBufferPointer(rebasing: buf[Int(f.indexOffset)..<Int(f.indexOffset + f.indexLength)]))
         blockFirstTile = try Self.checkIndex(tiles, layout: layout, footer: f)
         pool = CodecPool(chain: header.codecChain)
+        cache = TileCache(budget: PSnapReader.defaultCacheBytes, tiles: tiles.count)
     }
 
     /// §8.1 steps 2-4: the last 128 bytes, else a backward search for a valid footer.
@@ -200,13 +201,14 @@ public final class PSnapReader: @unchecked Sendable {
     /// pay for decoding tiles they will not see again.
     func inflated(_ i: Int, codec: TileCodec, params: Int) throws(FormatError) -> InflatedTile? {
         let x = tiles[i]
+        guard cache.budget > 0 else { return nil }
         if let (hit, uses) = cache.get(i) {
             if hit.final || uses < 1 || Int(x.rawLength) > cache.budget / 4 { return hit }
             let full = codec.decodeFully(hit, elementSize: tensors[Int(x.tensor)].dtype.size, params: params, snapshots: Int(x.snapshotCount))
             cache.put(i, full)
             return full
         }
-        guard cache.budget > 0, !x.storedRaw, codec.rowDecodable else { return nil }
+        guard !x.storedRaw, codec.rowDecodable, cache.touch(i) else { return nil }
         if verifyChecksums { try verifyTile(i) }
         let t: InflatedTile?
         do {
@@ -332,6 +334,14 @@ public final class PSnapReader: @unchecked Sendable {
         let n = layout.parameterCounts[t]
         var out = [UInt8](repeating: 0, count: n * e)
         let B = layout.blockSize
+        // Through the cache only when the tensor's tiles at k fit in half of it; a bigger tensor would only churn it.
+        var need = 0
+        for b in 0..<layout.blockCounts[t] {
+            if let i = tileRange(tensor: t, block: b).first(where: { Int(tiles[$0].firstSnapshot) + Int(tiles[$0].snapshotCount) > k }) {
+                need &+= Int(tiles[i].rawLength)
+            }
+        }
+        let cached = need <= cache.budget / 2
         try withCodec { codec in
             for b in 0..<layout.blockCounts[t] {
                 let r = tileRange(tensor: t, block: b)
@@ -340,7 +350,7 @@ public final class PSnapReader: @unchecked Sendable {
                 let x = tiles[i]
                 let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
                 let params = layout.blockParams(tensor: t, block: b)
-                if let planes = try inflated(i, codec: codec, params: params) {
+                if cached, let planes = try inflated(i, codec: codec, params: params) {
                     out.withUnsafeMutableBytes { o in
                         codec.decodeColumn(planes, column: col, into: o.baseAddress! + b * B * e, elementSize: e, params: params, snapshots: s)
                     }

@@ -12,7 +12,24 @@ final class TileCache: @unchecked Sendable {
     private(set) var hits = 0, misses = 0
     var budget: Int { didSet { lock.lock(); evict(); lock.unlock() } }
 
-    init(budget: Int) { self.budget = budget }
+    /// Tiles asked for at least once (a bit per tile): a tile enters the cache on its second request, so a random
+    /// walk over a run much larger than the cache pays nothing for it (no allocation, no eviction).
+    private var touched: [UInt64]
+
+    init(budget: Int, tiles: Int) {
+        self.budget = budget
+        touched = [UInt64](repeating: 0, count: (tiles + 63) / 64)
+    }
+
+    /// Records a request for tile `i`; true if it had been requested before.
+    func touch(_ i: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let w = i >> 6, bit = UInt64(1) << UInt64(i & 63)
+        guard w < touched.count else { return false }
+        let seen = touched[w] & bit != 0
+        touched[w] |= bit
+        return seen
+    }
 
     /// The cached tile and how many times it was asked for before (0 on the first hit after `put`).
     func get(_ i: Int) -> (tile: InflatedTile, uses: Int)? {

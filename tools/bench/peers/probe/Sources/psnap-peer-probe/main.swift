@@ -21,6 +21,8 @@ do {
     warm(path)
     let t0 = nowNs()
     let r = try PSnapReader(path: path)
+    // PSNAP_CACHE_BYTES: the reader's tile cache size (default PSnapReader.defaultCacheBytes; 0 turns it off).
+    if let c = ProcessInfo.processInfo.environment["PSNAP_CACHE_BYTES"].flatMap({ Int($0) }) { r.cacheBytes = c }
     let openUs = Double(nowNs() - t0) / 1e3
     switch a[0] {
     case "traj":
