@@ -97,7 +97,6 @@ public struct MomentsCommand: ParsableCommand {
         opts.overwrite = force
         opts.statistics = try Self.parseStatistics(stats)
         do { opts.outputChain = try CodecChain(parsing: codec, zstdLevel: level) } catch { throw ValidationError("--codec: \(error)") }
-        let chosen = TrajectoryMoments.statistics.filter { opts.statistics.contains($0) }.map(\.rawValue)
         if let workers { opts.workers = workers }
         // --csv/--npy without -o: compute into a temporary file and print from it.
         let keep = output != nil
@@ -108,6 +107,7 @@ public struct MomentsCommand: ParsableCommand {
         let start = Date()
         let report = try TrajectoryMoments.run(reader: r, outputPath: out, options: opts)
         let secs = Date().timeIntervalSince(start)
+        let chosen = report.statistics.map(\.rawValue)
         let m = try PSnapReader(path: out)
         if csv { try printCSV(m, names: chosen) }
         if let npy { try writeNPY(m, directory: npy) }

@@ -39,6 +39,8 @@ public struct TrajectoryMomentsReport: Sendable {
     public var segments = 0
     /// Bytes of the output file.
     public var outputBytes: UInt64 = 0
+    /// The statistics written, in output snapshot order.
+    public var statistics: [TrajectoryStatistic] = []
 }
 
 /// Problems of a moments pass that are the caller's (bad options) or the file's (bad layout).
@@ -109,6 +111,7 @@ public enum TrajectoryMoments {
         let needSteps = chosen.contains { [.pathLength, .stepAutocorrelation].contains($0.element) }
         let e = options.outputDType.size
         var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
+        report.statistics = chosen.map(\.element)
 
         let resultPath = outputPath + ".moments-\(getpid()).tmp"
         let spillPath = outputPath + ".moments-state-\(getpid()).tmp"
@@ -127,7 +130,6 @@ public enum TrajectoryMoments {
         defer { rawTotal.value.deallocate() }
         let workers = max(1, options.workers)
         let scratch = UncheckedBox((0..<workers).map { _ in WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K) })
-        let pickBox = UncheckedBox(pick)
         let convention = options.convention, policy = options.policy, outType = options.outputDType
         let statsPerParam = UncheckedBox((P: P, nStats: nStats, e: e))
 
@@ -135,7 +137,6 @@ public enum TrajectoryMoments {
         @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, firstParameter: Int, ws: WorkerScratch) throws {
             let (P, nStats, e) = statsPerParam.value
             let vals = ws.statValues
-            let pick = pickBox.value
             for p in 0..<params {
                 states[p].statistics(convention: convention, policy: policy, into: vals)
                 for k in 0..<nStats {
@@ -201,7 +202,7 @@ public enum TrajectoryMoments {
 
         // The statistics become the output's snapshots.
         var snaps: [SnapshotInfo] = []
-        for (k, s) in chosen.map(\.element).enumerated() {
+        for (k, s) in report.statistics.enumerated() {
             snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
         }
         var opts = WriterOptions()
@@ -212,7 +213,7 @@ public enum TrajectoryMoments {
         opts.overwrite = options.overwrite
         opts.attributes = [
             "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
-            "statistics": .string(chosen.map(\.element.rawValue).joined(separator: ",")),
+            "statistics": .string(report.statistics.map(\.rawValue).joined(separator: ",")),
             "convention": .string(options.convention.rawValue),
             "nonfinite": .string(options.policy.rawValue),
             "source": .string(reader.path),

@@ -292,7 +292,7 @@ public final class TileCodec: @unchecked Sendable {
                 if keep { buf.deallocate() }
                 throw error
             }
-            return InflatedTile(storage: keep ? buf : nil, bytes: keep ? buf.count : 0, planes: pointers, split: split)
+            return InflatedTile(storage: keep ? buf : nil, planes: pointers, split: split)
         default:
             let base: UnsafeRawPointer
             var owned: UnsafeMutableRawBufferPointer? = nil
@@ -310,7 +310,7 @@ public final class TileCodec: @unchecked Sendable {
                 if keep { owned = buf }
             }
             for k in 0..<(split ? e : 1) { pointers.append(base + k * count) }
-            return InflatedTile(storage: owned, bytes: owned?.count ?? 0, planes: pointers, split: split)
+            return InflatedTile(storage: owned, planes: pointers, split: split)
         }
     }
 
@@ -353,7 +353,7 @@ public final class TileCodec: @unchecked Sendable {
         if t.final { return t }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, params * S * e), alignment: 64)
         for p in 0..<params { decodeRowPrefix(t, row: p, count: S, into: buf.baseAddress! + p * S * e, elementSize: e, snapshots: S) }
-        return InflatedTile(storage: buf, bytes: buf.count, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
+        return InflatedTile(storage: buf, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
     }
 
     /// Snapshot `column` of every parameter of an inflated tile into `out` (`params × elementSize` bytes).
@@ -383,14 +383,14 @@ public final class TileCodec: @unchecked Sendable {
 public final class InflatedTile: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer?
     /// Bytes this tile owns (what a cache should count).
-    public let bytes: Int
+    public var bytes: Int { storage?.count ?? 0 }
     let planes: [UnsafeRawPointer]
     let split: Bool
     /// The raw tile itself (every stage undone): planes[0] is the parameter-major tile.
     public let final: Bool
 
-    init(storage: UnsafeMutableRawBufferPointer?, bytes: Int, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
-        self.storage = storage; self.bytes = bytes; self.planes = planes; self.split = split; self.final = final
+    init(storage: UnsafeMutableRawBufferPointer?, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
+        self.storage = storage; self.planes = planes; self.split = split; self.final = final
     }
 
     deinit { storage?.deallocate() }

@@ -334,58 +334,44 @@ public final class PSnapReader: @unchecked Sendable {
         let n = layout.parameterCounts[t]
         var out = [UInt8](repeating: 0, count: n * e)
         let B = layout.blockSize
-        // Through the cache only when the tensor's tiles at k fit in half of it; a bigger tensor would only churn it.
-        var need = 0
-        for b in 0..<layout.blockCounts[t] {
-            if let i = tileRange(tensor: t, block: b).first(where: { Int(tiles[$0].firstSnapshot) + Int(tiles[$0].snapshotCount) > k }) {
-                need &+= Int(tiles[i].rawLength)
-            }
+        // The tile holding snapshot k in each block (segments are sorted; blocks have few tiles).
+        let covering = (0..<layout.blockCounts[t]).map { b in
+            tileRange(tensor: t, block: b).first { Int(tiles[$0].firstSnapshot) + Int(tiles[$0].snapshotCount) > k }
         }
-        let cached = need <= cache.budget / 2
-        /// Column k of block b into `dst` (the block's first parameter).
-        @Sendable func block(_ b: Int, _ codec: TileCodec, _ dst: UnsafeMutableRawPointer) throws {
-            let r = tileRange(tensor: t, block: b)
-            // Segments are sorted: binary search would do, but blocks have few tiles.
-            guard let i = r.first(where: { Int(tiles[$0].firstSnapshot) + Int(tiles[$0].snapshotCount) > k }) else { return }
-            let x = tiles[i]
-            let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
-            let params = layout.blockParams(tensor: t, block: b)
-            if cached, let planes = try inflated(i, codec: codec, params: params) {
-                codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
-                return
-            }
-            let scratch = codec.rawScratch(Int(x.rawLength))
-            try decodeTile(i, into: scratch, codec: codec)
-            let src = scratch.baseAddress!
-            for p in 0..<params { (dst + p * e).copyMemory(from: src + (p * s + col) * e, byteCount: e) }
-        }
-        let blocks = layout.blockCounts[t]
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, blocks / 4)
         guard n > 0 else { return out }
-        if cached || workers < 2 {
-            try withCodec { codec in
-                try out.withUnsafeMutableBytes { o in for b in 0..<blocks { try block(b, codec, o.baseAddress! + b * B * e) } }
+        // Through the cache only when those tiles fit in half of it; a bigger tensor would only churn it.
+        let need = covering.reduce(0) { $0 &+ ($1.map { Int(tiles[$0].rawLength) } ?? 0) }
+        let workers = min(ProcessInfo.processInfo.activeProcessorCount, covering.count / 4)
+        if need > cache.budget / 2 && workers >= 2 {
+            // A big tensor decodes every tile it touches: the parallel scan over those tiles, one column gathered from each.
+            try out.withUnsafeMutableBytes { o in
+                let base = UncheckedBox(value: o.baseAddress!)
+                try scan(tiles: covering.compactMap { $0 }, workers: workers) { tile, _ in
+                    let col = k - tile.firstSnapshot, s = tile.snapshots
+                    let dst = base.value + tile.firstParameter * e, src = tile.raw.baseAddress!
+                    for p in 0..<tile.parameters { (dst + p * e).copyMemory(from: src + (p * s + col) * e, byteCount: e) }
+                }
             }
             return out
         }
-        // A big tensor decodes every tile it touches: spread the blocks over the cores (disjoint output ranges).
-        let failure = UncheckedReaderBox<Error?>(nil)
-        let lock = NSLock()
-        try out.withUnsafeMutableBytes { o in
-            let base = UncheckedReaderBox(o.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                withCodec { codec in
-                    var b = w
-                    while b < blocks {
-                        do { try block(b, codec, base.value + b * B * e) } catch {
-                            lock.lock(); if failure.value == nil { failure.value = error }; lock.unlock()
-                            return
-                        }
-                        b += workers
+        try withCodec { codec in
+            try out.withUnsafeMutableBytes { o in
+                for (b, tile) in covering.enumerated() {
+                    guard let i = tile else { continue }
+                    let x = tiles[i]
+                    let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
+                    let params = layout.blockParams(tensor: t, block: b)
+                    let dst = o.baseAddress! + b * B * e
+                    if need <= cache.budget / 2, let planes = try inflated(i, codec: codec, params: params) {
+                        codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
+                        continue
                     }
+                    let scratch = codec.rawScratch(Int(x.rawLength))
+                    try decodeTile(i, into: scratch, codec: codec)
+                    let src = scratch.baseAddress!
+                    for p in 0..<params { (dst + p * e).copyMemory(from: src + (p * s + col) * e, byteCount: e) }
                 }
             }
-            if let error = failure.value { throw error }
         }
         return out
     }
@@ -440,12 +426,6 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
         case .badMultiIndex(let n, let i, let s): return "index \(i) does not fit tensor '\(n)' of shape \(s)"
         }
     }
-}
-
-/// A box that lets a pointer or an error slot cross into `concurrentPerform` (access disciplined by the caller).
-final class UncheckedReaderBox<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
 }
 
 /// A lock-protected pool of codecs, so concurrent reader calls each get their own scratch.

@@ -32,7 +32,11 @@ extension PSnapReader {
         var order = Array(tiles.indices)
         if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
         order.sort { tiles[$0].offset < tiles[$1].offset }
-        let jobs = order
+        try scan(tiles: order, workers: workers, body)
+    }
+
+    /// Decodes the tiles `jobs` (indices into `tiles`, in that order) on `workers` threads, as `scan(tensors:)` does.
+    func scan(tiles jobs: [Int], workers: Int, _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         let lock = NSLock()
         var firstError: Error?
         let state = UncheckedBox(value: (lock, jobs))

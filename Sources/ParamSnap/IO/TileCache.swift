@@ -10,14 +10,19 @@ final class TileCache: @unchecked Sendable {
     private var tick: UInt64 = 0
     private let lock = NSLock()
     private(set) var hits = 0, misses = 0
-    var budget: Int { didSet { lock.lock(); evict(); lock.unlock() } }
+    private var limit: Int
+    /// Bytes the cache may hold; lowering it evicts at once. Read and set under the lock (readers share the cache).
+    var budget: Int {
+        get { lock.lock(); defer { lock.unlock() }; return limit }
+        set { lock.lock(); limit = newValue; evict(); lock.unlock() }
+    }
 
     /// Tiles asked for at least once (a bit per tile): a tile enters the cache on its second request, so a random
     /// walk over a run much larger than the cache pays nothing for it (no allocation, no eviction).
     private var touched: [UInt64]
 
     init(budget: Int, tiles: Int) {
-        self.budget = budget
+        limit = budget
         touched = [UInt64](repeating: 0, count: (tiles + 63) / 64)
     }
 
@@ -45,8 +50,8 @@ final class TileCache: @unchecked Sendable {
     }
 
     func put(_ i: Int, _ t: InflatedTile) {
-        guard t.bytes <= budget / 4 else { return }   // one tile never takes over the cache
         lock.lock(); defer { lock.unlock() }
+        guard t.bytes <= limit / 4 else { return }   // one tile never takes over the cache
         if let old = entries[i] { bytes -= old.tile.bytes }
         tick += 1
         entries[i] = Entry(tile: t, tick: tick, uses: 1)
@@ -56,11 +61,11 @@ final class TileCache: @unchecked Sendable {
 
     /// Drops least recently used entries until the cache fits its budget (lock held).
     private func evict() {
-        guard bytes > budget else { return }
+        guard bytes > limit else { return }
         // Oldest first; one sort per eviction round, amortised over the many entries it frees (a quarter).
         let order = entries.sorted { $0.value.tick < $1.value.tick }
         var k = 0
-        while bytes > budget - budget / 4 && k < order.count {
+        while bytes > limit - limit / 4 && k < order.count {
             bytes -= order[k].value.tile.bytes
             entries[order[k].key] = nil
             k += 1
