@@ -10,6 +10,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case linpred = 5
     case zstd = 16
     case zstdPlanes = 17
+    case lenrans = 18
 
     public var description: String {
         switch self {
@@ -20,11 +21,12 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .linpred: return "linpred"
         case .zstd: return "zstd"
         case .zstdPlanes: return "zstdplanes"
+        case .lenrans: return "lenrans"
         }
     }
 
     /// Terminal (length-changing) stages must come last (§5).
-    public var isTerminal: Bool { self == .zstd || self == .zstdPlanes }
+    public var isTerminal: Bool { self == .zstd || self == .zstdPlanes || self == .lenrans }
 
     /// Parses a stage name as written in `description`.
     public init?(name: String) {

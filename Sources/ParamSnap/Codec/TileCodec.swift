@@ -6,6 +6,7 @@ public enum TileCodecError: Error, Equatable, Sendable {
     case zstd(String)
     case sizeMismatch(expected: Int, got: Int)
     case badPlaneTable(String)
+    case lenrans(String)
 }
 
 /// Per-thread scratch memory and zstd contexts for encoding and decoding tiles. Not thread-safe:
@@ -20,6 +21,7 @@ public final class TileCodec: @unchecked Sendable {
     /// The length-preserving stages and the terminal compression stage, if any (§5).
     private let transforms: [CodecStage]
     private let terminal: CodecStage?
+    private lazy var lenransCoder = LenRans()
 
     public init(chain: CodecChain) {
         self.chain = chain
@@ -81,9 +83,23 @@ public final class TileCodec: @unchecked Sendable {
                 swap(&cur, &other)
             case .bytedelta:
                 Transforms.byteDeltaEncode(cur.baseAddress!, count: count, elementSize: elementSize)
-            case .zstd, .zstdPlanes:
+            case .zstd, .zstdPlanes, .lenrans:
                 preconditionFailure("terminal stage validated last")
             }
+        }
+        if terminal == .lenrans {
+            let dst = UnsafeMutableRawBufferPointer(rebasing: other[...])
+            let G = LenRans.defaultGroupRows
+            let z: Int?
+            switch elementSize {
+            case 1: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt8.self), as: UInt8.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
+            case 2: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt16.self), as: UInt16.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
+            case 4: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt32.self), as: UInt32.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
+            case 8: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt64.self), as: UInt64.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
+            default: z = nil
+            }
+            guard let z else { return (raw, true) }
+            return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         }
         if cctx == nil, terminal != nil { cctx = ZSTD_createCCtx() }
         switch terminal {
@@ -124,7 +140,8 @@ public final class TileCodec: @unchecked Sendable {
     // MARK: decode
 
     /// Inflates the terminal stage into `dst` (n bytes).
-    private func inflate(_ stored: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, elementSize e: Int) throws(TileCodecError) {
+    private func inflate(_ stored: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, elementSize e: Int,
+                         snapshots S: Int) throws(TileCodecError) {
         switch terminal {
         case nil:
             guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
@@ -140,6 +157,12 @@ public final class TileCodec: @unchecked Sendable {
                 } else {
                     try zstdFrame(UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)]), into: dst + k * (n / e), n: n / e)
                 }
+            }
+        case .lenrans?:
+            let params = S == 0 ? 0 : n / e / S
+            let layout = try lenransLayout(stored, elementSize: e, params: params)
+            for g in 0..<layout.groups.count {
+                try lenransGroup(stored, layout, group: g, into: dst + g * layout.groupRows * S * e, elementSize: e, params: params, snapshots: S)
             }
         default:
             preconditionFailure("unknown terminal stage")
@@ -197,7 +220,7 @@ public final class TileCodec: @unchecked Sendable {
         let swaps = transforms.filter { $0 == .split }.count
         var cur = swaps % 2 == 0 ? out : UnsafeMutableRawBufferPointer(rebasing: a[0..<n])
         var other = swaps % 2 == 0 ? UnsafeMutableRawBufferPointer(rebasing: a[0..<n]) : out
-        try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize)
+        try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize, snapshots: snapshots)
         var rest = transforms[...]
         if rest.suffix(2) == [.split, .bytedelta] {
             // The first version's default chain: one fused pass instead of two.
@@ -221,10 +244,34 @@ public final class TileCodec: @unchecked Sendable {
                 swap(&cur, &other)
             case .bytedelta:
                 Transforms.byteDeltaDecode(cur.baseAddress!, count: count, elementSize: elementSize)
-            case .zstd, .zstdPlanes:
+            case .zstd, .zstdPlanes, .lenrans:
                 preconditionFailure("terminal stage validated last")
             }
         }
+    }
+
+    // MARK: lenrans (§5.1)
+
+    private func lenransLayout(_ stored: UnsafeRawBufferPointer, elementSize e: Int, params: Int) throws(TileCodecError) -> LenRans.Layout {
+        guard [1, 2, 4, 8].contains(e) else { throw .lenrans("element size \(e) (1, 2, 4 or 8 expected)") }
+        do { return try lenransCoder.parse(stored, bitWidth: 8 * e, params: params) } catch { throw .lenrans(error.message) }
+    }
+
+    private func lenransGroup(_ stored: UnsafeRawBufferPointer, _ layout: LenRans.Layout, group g: Int, into dst: UnsafeMutableRawPointer,
+                              elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
+        do {
+            switch e {
+            case 1: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt8.self))
+            case 2: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt16.self))
+            case 4: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt32.self))
+            default: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt64.self))
+            }
+        } catch { throw .lenrans(error.message) }
+    }
+
+    /// `lenrans` after at most one temporal stage: a row decodes from its group alone.
+    private var lenransRows: Bool {
+        terminal == .lenrans && (transforms.isEmpty || (transforms.count == 1 && [.xor, .sub, .linpred].contains(transforms[0])))
     }
 
     /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
@@ -232,7 +279,7 @@ public final class TileCodec: @unchecked Sendable {
     var rowDecodable: Bool {
         var st = transforms[...]
         if st.first == .xor || st.first == .sub || st.first == .linpred { st = st.dropFirst() }
-        return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes)
+        return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes) || lenransRows
     }
 
     /// Decodes only parameter `row` of a tile (its `snapshots` values) into `out` (`snapshots × elementSize` bytes).
@@ -245,6 +292,16 @@ public final class TileCodec: @unchecked Sendable {
         if storedRaw || chain.stages.isEmpty {
             guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
             out.copyMemory(from: stored.baseAddress! + row * rowBytes, byteCount: rowBytes)
+            return
+        }
+        if lenransRows {
+            // Only the row's group: G rows instead of the tile.
+            let layout = try lenransLayout(stored, elementSize: e, params: params)
+            let g = row / layout.groupRows
+            Self.ensure(&a, layout.groupRows * rowBytes)
+            try lenransGroup(stored, layout, group: g, into: a.baseAddress!, elementSize: e, params: params, snapshots: S)
+            out.copyMemory(from: a.baseAddress! + (row - g * layout.groupRows) * rowBytes, byteCount: rowBytes)
+            undoTemporal(out, elementSize: e, snapshots: S)
             return
         }
         guard let planes = try inflate(stored, storedRaw: false, elementSize: e, params: params, snapshots: S, keep: false) else {
@@ -265,6 +322,16 @@ public final class TileCodec: @unchecked Sendable {
                         keep: Bool) throws(TileCodecError) -> InflatedTile? {
         guard !storedRaw, !chain.stages.isEmpty, rowDecodable else { return nil }
         let n = params * S * e
+        if lenransRows {
+            // Kept tiles are decoded whole (a row is then a copy); a scratch inflate has nothing to offer over decodeRow.
+            guard keep else { return nil }
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, n), alignment: 64)
+            do { try decode(stored, storedRaw: false, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]), elementSize: e, params: params, snapshots: S) } catch {
+                buf.deallocate()
+                throw error
+            }
+            return InflatedTile(storage: buf, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
+        }
         let count = params * S
         let split = transforms.contains(.split)
         var pointers: [UnsafeRawPointer] = []
@@ -302,7 +369,7 @@ public final class TileCodec: @unchecked Sendable {
             } else {
                 let buf: UnsafeMutableRawBufferPointer
                 if keep { buf = .allocate(byteCount: n, alignment: 64) } else { Self.ensure(&a, n); buf = a }
-                do { try inflate(stored, into: buf.baseAddress!, n: n, elementSize: e) } catch {
+                do { try inflate(stored, into: buf.baseAddress!, n: n, elementSize: e, snapshots: S) } catch {
                     if keep { buf.deallocate() }
                     throw error
                 }
@@ -341,6 +408,11 @@ public final class TileCodec: @unchecked Sendable {
         } else {
             out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
         }
+        undoTemporal(out, elementSize: e, snapshots: n)
+    }
+
+    /// Undoes the chain's leading temporal stage (if any) on one row of `n` values.
+    private func undoTemporal(_ out: UnsafeMutableRawPointer, elementSize e: Int, snapshots n: Int) {
         if let f = transforms.first, f == .xor || f == .sub {
             Transforms.temporal(out, elementSize: e, params: 1, snapshots: n, xor: f == .xor, encode: false)
         } else if transforms.first == .linpred {
