@@ -9,7 +9,7 @@ struct LenRansError: Error { let message: String; init(_ m: String) { message = 
 final class LenRans {
     static let probBits: UInt32 = 12
     static let probScale: UInt32 = 1 << 12
-    static let ransLow: UInt32 = 1 << 23
+    static let ransLow: UInt32 = 1 << 16
     /// Writer's default rows per group (spec: any 1...65535).
     static let defaultGroupRows = 32
 
@@ -96,42 +96,63 @@ final class LenRans {
         var payloadLen = 0
         for g in 0..<groups {
             let r0 = g * G, r1 = min(P, r0 + G)
-            // Raw bits, forwards.
+            // Values go in pairs of rows (p, p+1), interleaved by snapshot: (p,0), (p+1,0), (p,1), … ; row p on rANS
+            // state 0, row p+1 on state 1 (a lone last row: state 0). Raw bits, forwards, in that order.
             var bits = BitWriter(rawTmp)
-            for p in r0..<r1 {
-                let row = src + p * S
+            var p = r0
+            while p < r1 {
+                let pair = min(2, r1 - p)
                 for s in 0..<S {
-                    let z = UInt64(row[s])
-                    let n = Self.bitLength(z)
-                    if n >= 3 { bits.put((z &>> 1) & ((1 &<< UInt64(n &- 2)) &- 1), n &- 2) }
+                    for k in 0..<pair {
+                        let z = UInt64(src[(p + k) * S + s])
+                        let n = Self.bitLength(z)
+                        if n >= 3 { bits.put((z &>> 1) & ((1 &<< UInt64(n &- 2)) &- 1), n &- 2) }
+                    }
                 }
+                p += 2
             }
             let rawLen = bits.finish()
             // rANS, backwards: for each value, sign (if any) then bit length, so the decoder reads length first.
-            var x = Self.ransLow
+            var xs = (Self.ransLow, Self.ransLow)
             var ptr = ransTmp + ransCap
-            var p = r1 - 1
-            while p >= r0 {
-                let row = src + p * S
+            var pairStart = r0 + ((r1 - r0 - 1) / 2) * 2
+            while pairStart >= r0 {
+                let pair = min(2, r1 - pairStart)
                 var s = S - 1
                 while s >= 0 {
-                    let z = UInt64(row[s])
-                    let n = Self.bitLength(z)
-                    let n1 = s >= 1 ? Self.bitLength(UInt64(row[s - 1])) : -1
-                    let n2 = s >= 2 ? Self.bitLength(UInt64(row[s - 2])) : -1
-                    if n >= 2 {
-                        let q = s >= 1 ? 1 + Int(UInt64(row[s - 1]) & 1) : 0
-                        let p1 = sp[q * A + n]
-                        if z & 1 == 1 { Self.put(&x, &ptr, start: 0, freq: p1) } else { Self.put(&x, &ptr, start: p1, freq: Self.probScale - p1) }
+                    var k = pair - 1
+                    while k >= 0 {
+                        let row = src + (pairStart + k) * S
+                        let z = UInt64(row[s])
+                        let n = Self.bitLength(z)
+                        let n1 = s >= 1 ? Self.bitLength(UInt64(row[s - 1])) : -1
+                        let n2 = s >= 2 ? Self.bitLength(UInt64(row[s - 2])) : -1
+                        let c = max(n1, n2) + 1
+                        if k == 0 {
+                            if n >= 2 {
+                                let q = s >= 1 ? 1 + Int(UInt64(row[s - 1]) & 1) : 0
+                                let p1 = sp[q * A + n]
+                                if z & 1 == 1 { Self.put(&xs.0, &ptr, start: 0, freq: p1) } else { Self.put(&xs.0, &ptr, start: p1, freq: Self.probScale - p1) }
+                            }
+                            Self.put(&xs.0, &ptr, start: cm[c * A + n], freq: f[c * A + n])
+                        } else {
+                            if n >= 2 {
+                                let q = s >= 1 ? 1 + Int(UInt64(row[s - 1]) & 1) : 0
+                                let p1 = sp[q * A + n]
+                                if z & 1 == 1 { Self.put(&xs.1, &ptr, start: 0, freq: p1) } else { Self.put(&xs.1, &ptr, start: p1, freq: Self.probScale - p1) }
+                            }
+                            Self.put(&xs.1, &ptr, start: cm[c * A + n], freq: f[c * A + n])
+                        }
+                        k -= 1
                     }
-                    let c = max(n1, n2) + 1
-                    Self.put(&x, &ptr, start: cm[c * A + n], freq: f[c * A + n])
                     s -= 1
                 }
-                p -= 1
+                pairStart -= 2
             }
             ptr -= 4
-            ptr.storeBytes(of: x.littleEndian, as: UInt32.self)
+            ptr.storeBytes(of: xs.1.littleEndian, as: UInt32.self)
+            ptr -= 4
+            ptr.storeBytes(of: xs.0.littleEndian, as: UInt32.self)
             let ransLen = ransTmp + ransCap - ptr
             (payload + payloadLen).copyMemory(from: ptr, byteCount: ransLen)
             (payload + payloadLen + ransLen).copyMemory(from: rawTmp, byteCount: rawLen)
@@ -145,9 +166,20 @@ final class LenRans {
     }
 
     @inline(__always)
+    static func store(_ z: UInt64, _ row: UnsafeMutableRawPointer, _ s: Int, _ e: Int) {
+        switch e {
+        case 4: (row + s &* 4).storeBytes(of: UInt32(truncatingIfNeeded: z), as: UInt32.self)
+        case 2: (row + s &* 2).storeBytes(of: UInt16(truncatingIfNeeded: z), as: UInt16.self)
+        case 8: (row + s &* 8).storeBytes(of: z, as: UInt64.self)
+        default: (row + s).storeBytes(of: UInt8(truncatingIfNeeded: z), as: UInt8.self)
+        }
+    }
+
+    @inline(__always)
     static func put(_ x: inout UInt32, _ ptr: inout UnsafeMutableRawPointer, start: UInt32, freq: UInt32) {
-        let xMax = ((ransLow >> probBits) << 8) &* freq
-        while x >= xMax { ptr -= 1; ptr.storeBytes(of: UInt8(truncatingIfNeeded: x), as: UInt8.self); x >>= 8 }
+        // 16-bit renormalisation: x stays in [2^16, 2^32); at most one word per symbol.
+        let xMax = UInt64((ransLow >> probBits) << 16) &* UInt64(freq)
+        if UInt64(x) >= xMax { ptr -= 2; ptr.storeBytes(of: UInt16(truncatingIfNeeded: x).littleEndian, as: UInt16.self); x >>= 16 }
         x = ((x / freq) << probBits) &+ (x % freq) &+ start
     }
 
@@ -230,7 +262,7 @@ final class LenRans {
         var out: [(rans: Range<Int>, raw: Range<Int>)] = []
         out.reserveCapacity(groups)
         for (g, (a, b)) in lens.enumerated() {
-            guard a >= 4 else { throw LenRansError("group \(g): \(a) rANS bytes (at least 4)") }
+            guard a >= 8 else { throw LenRansError("group \(g): \(a) rANS bytes (at least 8)") }
             guard a + b <= src.count - at else { throw LenRansError("group \(g) overruns the tile (\(src.count) bytes)") }
             out.append((at..<(at + a), (at + a)..<(at + a + b)))
             at += a + b
@@ -240,56 +272,117 @@ final class LenRans {
     }
 
     /// Decodes group `g` (rows g·G ..< min(P, (g+1)·G)) into `dst` (its rows, parameter-major).
-    func decodeGroup<T: FixedWidthInteger & UnsignedInteger>(_ src: UnsafeRawBufferPointer, _ layout: Layout, group g: Int,
-                                                           params P: Int, snapshots S: Int, into dst: UnsafeMutablePointer<T>) throws(LenRansError) {
-        let A = T.bitWidth + 1
+    func decodeGroup(_ src: UnsafeRawBufferPointer, _ layout: Layout, group g: Int, elementSize e: Int,
+                     params P: Int, snapshots S: Int, into dst: UnsafeMutableRawPointer) throws(LenRansError) {
+        let A = 8 * e + 1
         let rows = min(P, (g + 1) * layout.groupRows) - g * layout.groupRows
         let (rr, br) = layout.groups[g]
         let base = src.baseAddress!
-        var pos = rr.lowerBound + 4
+        var pos = rr.lowerBound + 8
         let end = rr.upperBound
-        var x = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: rr.lowerBound, as: UInt32.self))
+        var x0 = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: rr.lowerBound, as: UInt32.self))
+        var x1 = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: rr.lowerBound + 4, as: UInt32.self))
         var bits = BitReader(base + br.lowerBound, count: br.count)
-        let mask = Self.probScale - 1
-        for p in 0..<rows {
-            let row = dst + p * S
-            var n1 = -1, n2 = -1, q = 0
-            for s in 0..<S {
-                let c = max(n1, n2) &+ 1
-                let slot = x & mask
-                let n = Int(lut[c &* Int(Self.probScale) &+ Int(slot)])
-                let fq = n < A ? freq[c &* A &+ n] : 0
-                guard fq != 0 else { throw LenRansError("group \(g), row \(p), snapshot \(s): context \(c) has no code for its slot") }
-                x = fq &* (x >> Self.probBits) &+ slot &- cum[c &* A &+ n]
-                while x < Self.ransLow {
-                    guard pos < end else { throw LenRansError("group \(g): rANS stream ends early") }
-                    x = (x << 8) | UInt32(base.load(fromByteOffset: pos, as: UInt8.self)); pos &+= 1
+        let tables = Tables(lut: lut, freq: freq, cum: cum, signP: signP, A: A)
+        var fail = Failure()
+        var p = 0
+        while p < rows {
+            let row0 = dst + p * S * e
+            var st0 = RowState(), st1 = RowState()
+            if p + 1 < rows {
+                let row1 = row0 + S * e
+                for s in 0..<S {
+                    Self.store(tables.value(&x0, &st0, &pos, end, base, &bits, &fail), row0, s, e)
+                    Self.store(tables.value(&x1, &st1, &pos, end, base, &bits, &fail), row1, s, e)
                 }
-                var z: UInt64
-                if n >= 2 {
-                    let p1 = signP[q &* A &+ n]
-                    guard p1 != 0 else { throw LenRansError("group \(g), row \(p), snapshot \(s): no sign probability for length \(n)") }
-                    let sl = x & mask
-                    let sign: UInt64 = sl < p1 ? 1 : 0
-                    x = sign == 1 ? p1 &* (x >> Self.probBits) &+ sl : (Self.probScale &- p1) &* (x >> Self.probBits) &+ sl &- p1
-                    while x < Self.ransLow {
-                        guard pos < end else { throw LenRansError("group \(g): rANS stream ends early") }
-                        x = (x << 8) | UInt32(base.load(fromByteOffset: pos, as: UInt8.self)); pos &+= 1
-                    }
-                    z = (1 &<< UInt64(n &- 1)) | sign
-                    if n >= 3 {
-                        guard let mid = bits.get(n &- 2) else { throw LenRansError("group \(g): raw bits end early") }
-                        z |= mid &<< 1
-                    }
-                } else {
-                    z = UInt64(n)
+            } else {
+                for s in 0..<S {
+                    Self.store(tables.value(&x0, &st0, &pos, end, base, &bits, &fail), row0, s, e)
                 }
-                row[s] = T(truncatingIfNeeded: z)
-                n2 = n1; n1 = n; q = 1 &+ Int(z & 1)
             }
+            if _slowPath(fail.code != .none) { throw LenRansError("group \(g), rows \(p)…\(min(p + 1, rows - 1)) of the group: \(fail.message)") }
+            p += 2
         }
-        guard pos == end, x == Self.ransLow else { throw LenRansError("group \(g): rANS stream does not end where its length says") }
+        guard pos == end, x0 == Self.ransLow, x1 == Self.ransLow else { throw LenRansError("group \(g): rANS stream does not end where its length says") }
         guard bits.exhausted else { throw LenRansError("group \(g): \(br.count) raw-bit bytes, more than the values use") }
+    }
+}
+
+/// A row's context while decoding: its two previous bit lengths and previous sign (0 at the row's start).
+struct RowState { var n1 = -1, n2 = -1, q = 0 }
+
+/// The decoder's tables for one tile (pointers into `LenRans`'s storage).
+struct Tables {
+    let lut: UnsafeMutablePointer<UInt8>, freq: UnsafeMutablePointer<UInt32>, cum: UnsafeMutablePointer<UInt32>
+    let signP: UnsafeMutablePointer<UInt32>
+    let A: Int
+
+    /// Decodes one value on state `x`: its bit length, its sign, its raw bits. Never traps and always ends: on
+    /// damaged input it records why in `fail` (first failure kept) and goes on with a valid state.
+    @_transparent
+    func value(_ x: inout UInt32, _ st: inout RowState, _ pos: inout Int, _ end: Int, _ base: UnsafeRawPointer,
+               _ bits: inout BitReader, _ fail: inout Failure) -> UInt64 {
+        let mask = LenRans.probScale - 1
+        let c = max(st.n1, st.n2) &+ 1
+        let slot = x & mask
+        var n = Int(lut[c &* Int(LenRans.probScale) &+ Int(slot)])
+        let fq = n < A ? freq[c &* A &+ n] : 0
+        if _slowPath(fq == 0) {
+            fail.note(.noCode); n = 0; x = LenRans.ransLow
+        } else {
+            x = fq &* (x >> LenRans.probBits) &+ slot &- cum[c &* A &+ n]
+        }
+        Self.renormalise(&x, &pos, end, base, &fail)
+        var z: UInt64
+        if n >= 2 {
+            var p1 = signP[st.q &* A &+ n]
+            if _slowPath(p1 == 0) { fail.note(.noSign); p1 = 1 }
+            let sl = x & mask
+            // Branch-free: b = 1 when the slot falls in the sign-1 range [0, p1).
+            let b = UInt32(truncatingIfNeeded: (UInt64(sl) &- UInt64(p1)) >> 63)
+            let fs = (LenRans.probScale &- p1) &+ b &* (p1 &+ p1 &- LenRans.probScale)
+            let start = (1 &- b) &* p1
+            x = fs &* (x >> LenRans.probBits) &+ sl &- start
+            Self.renormalise(&x, &pos, end, base, &fail)
+            z = (1 &<< UInt64(n &- 1)) | UInt64(b)
+            if n >= 3 {
+                if let mid = bits.get(n &- 2) { z |= mid &<< 1 } else { fail.note(.rawShort) }
+            }
+        } else {
+            z = UInt64(n)
+        }
+        st.n2 = st.n1; st.n1 = n; st.q = 1 &+ Int(z & 1)
+        return z
+    }
+
+    /// Reads one 16-bit word when x fell below 2^16 (one is always enough), without a data-dependent branch.
+    @_transparent
+    static func renormalise(_ x: inout UInt32, _ pos: inout Int, _ end: Int, _ base: UnsafeRawPointer, _ fail: inout Failure) {
+        let need = UInt32(truncatingIfNeeded: (UInt64(x) &- UInt64(LenRans.ransLow)) >> 63)
+        var w: UInt32 = 0
+        if _fastPath(end - pos >= 2) {
+            w = UInt32(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: pos, as: UInt16.self)))
+        } else if need == 1 {
+            fail.note(.ransShort); x = LenRans.ransLow; return
+        }
+        x = (x &<< (need &* 16)) | (w & (0 &- need))
+        pos &+= Int(need &* 2)
+    }
+}
+
+/// The first thing found wrong while decoding a group (reported once the row is done).
+struct Failure {
+    enum Code { case none, noCode, noSign, ransShort, rawShort }
+    var code = Code.none
+    @inline(__always) mutating func note(_ c: Code) { if code == .none { code = c } }
+    var message: String {
+        switch code {
+        case .none: return "no error"
+        case .noCode: return "a bit-length slot falls in a context with no code"
+        case .noSign: return "a sign falls in a context with no probability"
+        case .ransShort: return "the rANS stream ends early"
+        case .rawShort: return "the raw bits end early"
+        }
     }
 }
 
@@ -355,29 +448,36 @@ struct BitWriter {
 struct BitReader {
     let base: UnsafeRawPointer
     let count: Int
+    /// Bits consumed so far.
     var pos = 0
-    var acc: UInt64 = 0
-    var n = 0
+    var overrun = false
     init(_ p: UnsafeRawPointer, count: Int) { base = p; self.count = count }
-    /// `k` ≤ 62 bits, or nil past the end.
+    /// `k` ≤ 62 bits, or nil past the end. Fast path: one unaligned 8-byte load, no data-dependent branch.
     @inline(__always) mutating func get(_ k: Int) -> UInt64? {
-        if k > 32 {
-            guard let lo = get(32), let hi = get(k - 32) else { return nil }
-            return lo | hi << 32
+        let byte = pos >> 3
+        if _fastPath(k <= 56 && count - byte >= 8) {
+            let v = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: byte, as: UInt64.self)) >> UInt64(pos & 7)
+            pos &+= k
+            return v & ((1 &<< UInt64(k)) &- 1)
         }
-        if n < k {
-            if count - pos >= 4 {
-                acc |= UInt64(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: pos, as: UInt32.self))) << UInt64(n)
-                pos += 4; n += 32
-            } else {
-                while n < k && pos < count { acc |= UInt64(base.load(fromByteOffset: pos, as: UInt8.self)) << UInt64(n); pos += 1; n += 8 }
-                if n < k { return nil }
-            }
+        return slowGet(k)
+    }
+
+    @inline(never) mutating func slowGet(_ k: Int) -> UInt64? {
+        guard k <= 8 * count - pos else { overrun = true; return nil }
+        var v: UInt64 = 0
+        for i in 0..<k {
+            let b = pos + i
+            v |= UInt64((base.load(fromByteOffset: b >> 3, as: UInt8.self) >> UInt8(b & 7)) & 1) << UInt64(i)
         }
-        let v = acc & ((1 << UInt64(k)) - 1)
-        acc >>= UInt64(k); n -= k
+        pos += k
         return v
     }
+
     /// Every byte was used and the padding bits are zero.
-    var exhausted: Bool { pos == count && n < 8 && acc == 0 }
+    var exhausted: Bool {
+        guard !overrun, (pos + 7) >> 3 == count else { return false }
+        if pos & 7 == 0 { return true }
+        return base.load(fromByteOffset: count - 1, as: UInt8.self) >> UInt8(pos & 7) == 0
+    }
 }

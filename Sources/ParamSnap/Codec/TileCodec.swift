@@ -260,12 +260,7 @@ public final class TileCodec: @unchecked Sendable {
     private func lenransGroup(_ stored: UnsafeRawBufferPointer, _ layout: LenRans.Layout, group g: Int, into dst: UnsafeMutableRawPointer,
                               elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
         do {
-            switch e {
-            case 1: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt8.self))
-            case 2: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt16.self))
-            case 4: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt32.self))
-            default: try lenransCoder.decodeGroup(stored, layout, group: g, params: params, snapshots: S, into: dst.assumingMemoryBound(to: UInt64.self))
-            }
+            try lenransCoder.decodeGroup(stored, layout, group: g, elementSize: e, params: params, snapshots: S, into: dst)
         } catch { throw .lenrans(error.message) }
     }
 
