@@ -69,8 +69,8 @@ def _check(cond, msg):
 HEADER = struct.Struct("<8sHHIQ8si20sQ")                 # §3, 64 bytes
 FOOTER = struct.Struct("<8sHHIQQQQQQQQQQQ8sQ8s")         # §8, 128 bytes
 ENTRY = struct.Struct("<IIQQQQQQQ")                       # §6, 64 bytes
-STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 5: "linpred", 16: "zstd", 17: "zstdplanes"}  # §5
-TERMINAL = (16, 17)
+STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 5: "linpred", 16: "zstd", 17: "zstdplanes", 18: "lenrans"}  # §5
+TERMINAL = (16, 17, 18)
 DTYPES = {"f32": (4, "<f4"), "f16": (2, "<f2"), "bf16": (2, "<u2"), "f64": (8, "<f8")}  # §1.2
 UINT = {2: "<u2", 4: "<u4", 8: "<u8"}
 # §11 sanity caps
@@ -243,6 +243,9 @@ class Psnap:
                 if stage == 17:
                     buf = _unzstdplanes(buf, raw_len, E, at)
                     continue
+                if stage == 18:
+                    buf = _unlenrans(buf, E, P, S, at)
+                    continue
                 _check(len(buf) == raw_len, f"{at}: {len(buf)} bytes where {raw_len} expected")
                 if stage in (1, 2):            # xor / sub: running xor / sum along snapshots
                     a = np.frombuffer(buf, UINT[E]).reshape(P, S)
@@ -323,6 +326,110 @@ def _unzstd(data, n, at):
     _check(d.eof and not d.unused_data, f"{at}: not exactly one complete zstd frame")
     _check(len(out) == n, f"{at}: zstd frame decoded to {len(out)} bytes, expected {n}")
     return out
+
+
+def _unlenrans(data, E, P, S, at):
+    """§5.1 stage 18: bit lengths and signs by rANS under row contexts, low bits raw, in row groups."""
+    W = 8 * E
+    A, C = W + 1, W + 2
+    pos = 0
+
+    def u8():
+        nonlocal pos
+        _check(pos < len(data), f"{at}: lenrans header ends at byte {pos}")
+        pos += 1
+        return data[pos - 1]
+
+    def varint():
+        v = 0
+        for i in range(9):
+            b = u8()
+            v |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                return v
+        raise PsnapError(f"{at}: lenrans varint longer than 9 bytes")
+
+    G = u8() | u8() << 8
+    _check(G >= 1, f"{at}: lenrans group of 0 rows")
+    tables = []                                      # per context: None or list of (freq, cum) by symbol
+    for c in range(C):
+        count = u8()
+        if count == 0:
+            tables.append(None)
+            continue
+        lo = u8()
+        _check(lo + count <= A, f"{at}: lenrans context {c} symbols outside 0..{A - 1}")
+        fr = [0] * A
+        for k in range(count):
+            fr[lo + k] = varint()
+        _check(sum(fr) == 4096, f"{at}: lenrans context {c} frequencies sum to {sum(fr)}")
+        cum, acc = [0] * A, 0
+        for k in range(A):
+            cum[k], acc = acc, acc + fr[k]
+        tables.append((fr, cum))
+    sign = {}
+    for n in range(2, A):
+        for q in range(3):
+            v = varint()
+            _check(v < 4096, f"{at}: lenrans sign probability {v}")
+            sign[(q, n)] = v
+    NG = (P + G - 1) // G
+    lens = [(varint(), varint()) for _ in range(NG)]
+    _check(sum(a + b for a, b in lens) == len(data) - pos, f"{at}: lenrans groups do not end at the tile's end")
+    out = np.zeros((P, S), dtype=UINT[E])
+    for g, (ra, rb) in enumerate(lens):
+        _check(ra >= 8 and ra % 2 == 0, f"{at}: lenrans group {g} has {ra} rANS bytes")
+        rans, raw = data[pos:pos + ra], data[pos + ra:pos + ra + rb]
+        pos += ra + rb
+        x = list(struct.unpack_from("<2I", rans, 0))
+        rp, bitpos = 8, 0
+
+        def dec(k, f, cm):
+            nonlocal rp
+            slot = x[k] & 4095
+            x[k] = f * (x[k] >> 12) + slot - cm
+            if x[k] < 1 << 16:
+                _check(rp + 2 <= len(rans), f"{at}: lenrans group {g} rANS stream ends early")
+                x[k] = (x[k] << 16) | struct.unpack_from("<H", rans, rp)[0]
+                rp += 2
+
+        rows = list(range(g * G, min(P, (g + 1) * G)))
+        for i in range(0, len(rows), 2):
+            pair = rows[i:i + 2]
+            hist = {p: [-1, -1, 0] for p in pair}     # n(s-1), n(s-2), q
+            for s in range(S):
+                for k, p in enumerate(pair):
+                    n1, n2, q = hist[p]
+                    c = max(n1, n2) + 1
+                    t = tables[c]
+                    _check(t is not None, f"{at}: lenrans context {c} unused but needed")
+                    fr, cum = t
+                    slot = x[k] & 4095
+                    n = next(sym for sym in range(A) if fr[sym] and cum[sym] <= slot < cum[sym] + fr[sym])
+                    dec(k, fr[n], cum[n])
+                    if n < 2:
+                        z = n
+                    else:
+                        p1 = sign[(q, n)]
+                        _check(p1 > 0, f"{at}: lenrans sign context ({q}, {n}) unused but needed")
+                        if (x[k] & 4095) < p1:
+                            sg = 1
+                            dec(k, p1, 0)
+                        else:
+                            sg = 0
+                            dec(k, 4096 - p1, p1)
+                        mid = 0
+                        for b in range(n - 2):
+                            _check(bitpos < 8 * len(raw), f"{at}: lenrans group {g} raw bits end early")
+                            mid |= ((raw[bitpos >> 3] >> (bitpos & 7)) & 1) << b
+                            bitpos += 1
+                        z = (1 << (n - 1)) | (mid << 1) | sg
+                    out[p, s] = z
+                    hist[p] = [n, n1, 1 + (z & 1)]
+        _check(x == [1 << 16, 1 << 16] and rp == len(rans), f"{at}: lenrans group {g} rANS stream does not end cleanly")
+        _check((bitpos + 7) // 8 == len(raw), f"{at}: lenrans group {g} raw-bit byte count")
+        _check(bitpos % 8 == 0 or raw[-1] >> (bitpos % 8) == 0, f"{at}: lenrans group {g} padding bits not zero")
+    return out.tobytes()
 
 
 def _unzstdplanes(data, raw_len, E, at):

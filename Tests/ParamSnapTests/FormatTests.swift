@@ -51,6 +51,7 @@ import Testing
         [.xor, .split, .bytedelta, .zstd], [.xor], [.split, .bytedelta], [.bytedelta, .zstd],
         [.split, .bytedelta, .zstdPlanes], [.zstdPlanes], [.sub, .split, .zstdPlanes], [.xor, .zstdPlanes],
         [.linpred, .split, .zstdPlanes], [.linpred], [.linpred, .split, .bytedelta, .zstd], [.linpred, .zstdPlanes],
+        [.linpred, .lenrans], [.lenrans], [.xor, .lenrans], [.split, .lenrans],
     ]
 
     @Test(arguments: 0..<chains.count)
@@ -92,6 +93,84 @@ import Testing
             // Either decodes (zstd may not notice every flip; the tile checksum does) or throws.
             _ = try? bad.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: 4, params: 64, snapshots: 16) } }
         }
+    }
+
+    /// A tile for the lenrans tests: random walks with per-parameter step scales, constant rows, zero rows, and
+    /// (f64) full-width noise so 63- and 64-bit lengths occur.
+    static func lenransTile(_ rng: inout SeededRNG, e: Int, params: Int, snapshots S: Int) -> [UInt8] {
+        var raw = [UInt8](repeating: 0, count: params * S * e)
+        for p in 0..<params {
+            let kind = rng.next() % 5
+            let scale = Double(1 << (rng.next() % 20)) * 1e-7
+            var x = Double(Int64(bitPattern: rng.next() % 2000) - 1000) * 1e-3, v = 0.0
+            for s in 0..<S {
+                v = 0.9 * v + scale * (Double(rng.next() % 2001) - 1000) / 1000
+                x += v
+                var bits: UInt64
+                switch (kind, e) {
+                case (0, _): bits = 0
+                case (1, _): bits = 0x3F80_0000
+                case (2, 8): bits = rng.next()
+                case (_, 8): bits = x.bitPattern
+                case (_, 4): bits = UInt64(Float(x).bitPattern)
+                case (_, 2): bits = UInt64(Float(x).bitPattern >> 16)
+                default: bits = rng.next() & 0xff
+                }
+                withUnsafeBytes(of: bits.littleEndian) { for k in 0..<e { raw[(p * S + s) * e + k] = $0[k] } }
+            }
+        }
+        return raw
+    }
+
+    @Test(arguments: [1, 2, 4, 8])
+    func lenransRowsDecodeAloneAndMatchTheTile(elementSize e: Int) throws {
+        var rng = SeededRNG(seed: testSeed(0x1E_2A + UInt64(e)))
+        let codec = TileCodec(chain: try CodecChain(stages: [.linpred, .lenrans].filter { e > 1 || $0 != .linpred }))
+        for (params, S) in [(1, 1), (3, 7), (33, 5), (64, 61), (97, 2), (200, 33)] {
+            let raw = Self.lenransTile(&rng, e: e, params: params, snapshots: S)
+            let (stored, isRaw) = raw.withUnsafeBytes { r -> ([UInt8], Bool) in
+                let (st, f) = codec.encode(r, elementSize: e, params: params, snapshots: S)
+                return (Array(st), f)
+            }
+            var back = [UInt8](repeating: 0xAA, count: raw.count)
+            try stored.withUnsafeBytes { s in
+                try back.withUnsafeMutableBytes { o in try codec.decode(s, storedRaw: isRaw, into: o, elementSize: e, params: params, snapshots: S) }
+            }
+            #expect(back == raw, "e=\(e) \(params)×\(S) raw=\(isRaw)")
+            if params >= 64 && e >= 2 { #expect(!isRaw && stored.count < raw.count, "e=\(e) \(params)×\(S): \(stored.count) of \(raw.count) bytes") }
+            var row = [UInt8](repeating: 0, count: S * e)
+            for p in 0..<params {
+                try stored.withUnsafeBytes { s in
+                    try row.withUnsafeMutableBytes { o in try codec.decodeRow(s, storedRaw: isRaw, row: p, into: o.baseAddress!, elementSize: e, params: params, snapshots: S) }
+                }
+                #expect(row[...] == raw[(p * S * e)..<((p + 1) * S * e)], "e=\(e) \(params)×\(S) row \(p)")
+            }
+        }
+    }
+
+    @Test func lenransDamageIsAnErrorNotACrash() throws {
+        // Every byte flipped and every truncation of a lenrans tile: decode and single-row decode throw or return
+        // (the tile checksum catches what the coder cannot), never trap or hang.
+        var rng = SeededRNG(seed: testSeed(0xDA_3A))
+        let codec = TileCodec(chain: try CodecChain(stages: [.linpred, .lenrans]))
+        let (params, S, e) = (70, 9, 4)
+        let raw = Self.lenransTile(&rng, e: e, params: params, snapshots: S)
+        let stored = raw.withUnsafeBytes { Array(codec.encode($0, elementSize: e, params: params, snapshots: S).stored) }
+        var out = [UInt8](repeating: 0, count: raw.count)
+        var row = [UInt8](repeating: 0, count: S * e)
+        var threw = 0
+        for i in 0..<stored.count {
+            for bad in [{ var b = stored; b[i] ^= UInt8(1 + rng.next() % 255); return b }(), Array(stored.prefix(i))] {
+                do {
+                    try bad.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: e, params: params, snapshots: S) } }
+                } catch { threw += 1 }
+                _ = try? bad.withUnsafeBytes { s in
+                    try row.withUnsafeMutableBytes { try codec.decodeRow(s, storedRaw: false, row: Int(rng.next() % UInt64(params)), into: $0.baseAddress!, elementSize: e, params: params, snapshots: S) }
+                }
+            }
+        }
+        // Every truncation must be refused; most flips are (a flipped raw bit is just another valid value).
+        #expect(threw >= stored.count, "\(threw) errors for \(2 * stored.count) damaged tiles")
     }
 
     @Test func linpredMapsAreInvertibleAndOrderPreserving() {

@@ -87,6 +87,16 @@ enum GoldenFixtures {
             for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: dtypeTensors)) { try w.append(info(k), buffers: $0) } }
             try w.close()
         }),
+        ("lenrans.psnap", { path in
+            // linpred + lenrans: every dtype; a 75-parameter tensor in blocks of 64 gives a tile of two 32-row groups
+            // and an 11-row tile (a lone last row); f64 noise reaches 64-bit lengths.
+            var o = WriterOptions(); o.blockSize = 64; o.snapshotsPerSegment = 7
+            o.chain = try CodecChain(stages: [.linpred, .lenrans])
+            let t = dtypeTensors + [TensorInfo(name: "wide", dtype: .f32, shape: [5, 15])]
+            let w = try SnapshotWriter.create(path: path, tensors: t, options: o)
+            for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) } }
+            try w.close()
+        }),
         ("compacted.psnap", { path in
             let src = path + ".src"
             defer { unlink(src) }

@@ -5,7 +5,7 @@ import Testing
 @testable import ParamSnap
 
 @Suite struct IndependentReaderTests {
-    static let fixtures = ["dtypes.psnap", "segments.psnap", "chains.psnap", "linpred.psnap", "compacted.psnap", "torn.psnap"]
+    static let fixtures = ["dtypes.psnap", "segments.psnap", "chains.psnap", "linpred.psnap", "lenrans.psnap", "compacted.psnap", "torn.psnap"]
 
     @Test(arguments: fixtures)
     func pythonReaderAgreesWithSwiftReader(name: String) throws {

@@ -42,9 +42,10 @@ func chain(_ inp: inout Input) -> CodecChain {
     let mid: [CodecStage] = [.xor, .sub, .split, .bytedelta, .linpred]
     var stages: [CodecStage] = []
     for _ in 0..<inp.int(0...3) { stages.append(mid[inp.int(0...4)]) }
-    switch inp.int(0...2) {
+    switch inp.int(0...3) {
     case 1: stages.append(.zstd)
     case 2: stages.append(.zstdPlanes)
+    case 3: stages.append(.lenrans)
     default: break
     }
     let level = Int32([1, 3, -1, 5, 0][inp.int(0...4)])  // low levels keep the target fast
