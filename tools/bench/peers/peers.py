@@ -37,6 +37,7 @@ SEED = 20261129
 CONTENDERS = [
     # name, label, description
     ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + split + zstdplanes L3, B = 1024"),
+    ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B = 1024, groups of 32 parameters"),
     ("zarr_zstd", "zarr v3, zstd", "ZstdCodec(level=3)"),
     ("zarr_shuf_zstd", "zarr v3, shuffle + zstd", "Shuffle(elementsize) + ZstdCodec(level=3)"),
     ("blosc2_shuf", "blosc2, shuffle + zstd", "b2nd, ZSTD L3, SHUFFLE, 2 threads"),
@@ -477,7 +478,7 @@ def available():
     """Contender → None if its Python packages import, else the error."""
     need = {"zarr_zstd": ["zarr"], "zarr_shuf_zstd": ["zarr", "numcodecs"], "blosc2_shuf": ["blosc2"],
             "blosc2_bytedelta": ["blosc2"], "h5_gzip": ["h5py"], "h5_zstd": ["h5py", "hdf5plugin"],
-            "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "zstd_cli": []}
+            "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "zstd_cli": []}
     out = {}
     for c, mods in need.items():
         err = None
@@ -524,8 +525,9 @@ def bench_run(a, run, rundir, avail, contenders):
     big = raw >= 2**29  # the synthetic run: the slow measurements once
     reps_slow = 1 if big else a.repeat
     res = {}
-    psnap_file = store_path(rundir, "psnap") + ".psnap"
     for c in contenders:
+        psnap_file = store_path(rundir, c) + ".psnap"
+        codec = ["--codec", "linpred,lenrans"] if c == "psnap_lenrans" else []
         r = {"label": LABEL[c], "how": DESC[c]}
         res[c] = r
         if avail.get(c):
@@ -536,12 +538,12 @@ def bench_run(a, run, rundir, avail, contenders):
             [warm(f) for f in run["files"]]
             log(f"  {c} …")
             py = [sys.executable, os.path.abspath(__file__), "worker"]
-            if c == "psnap":
+            if c in ("psnap", "psnap_lenrans"):
                 w = []
                 for _ in range(reps_slow):
                     if os.path.exists(psnap_file):
                         os.unlink(psnap_file)
-                    _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet"])
+                    _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet"] + codec)
                     w.append((wall, rss))
                 r["write_s"] = med([x[0] for x in w]); r["write_rss_mib"] = max(x[1] for x in w)
                 r["bytes"] = os.path.getsize(psnap_file)
@@ -561,7 +563,7 @@ def bench_run(a, run, rundir, avail, contenders):
                     mo.append((json.loads(out)["seconds"], wall, rss))
                 r["moments_s"] = med([x[0] for x in mo]); r["moments_wall_s"] = med([x[1] for x in mo])
                 r["moments_rss_mib"] = max(x[2] for x in mo)
-                if not big:
+                if not big and c == "psnap":
                     npy = os.path.join(rundir, "psnap-moments-npy")
                     shutil.rmtree(npy, ignore_errors=True)
                     run_child([a.psnap, "moments", psnap_file, "--f64", "--npy", npy])
@@ -616,7 +618,7 @@ def bench_run(a, run, rundir, avail, contenders):
                 elif os.path.exists(p):
                     os.unlink(p)
     if not big:
-        res["_agreement"] = check_agreement(run, rundir, [c for c in contenders if c not in ("psnap", "zstd_cli")])
+        res["_agreement"] = check_agreement(run, rundir, [c for c in contenders if c not in ("psnap", "psnap_lenrans", "zstd_cli")])
     return res
 
 
