@@ -54,6 +54,19 @@ import Testing
         [.linpred, .lenrans], [.lenrans], [.xor, .lenrans], [.split, .lenrans],
     ]
 
+    /// One tile through `codec`: the stored bytes, whether they are raw, and the decoded tile.
+    static func encodeDecode(_ codec: TileCodec, _ raw: [UInt8], elementSize e: Int, params: Int, snapshots S: Int) throws -> ([UInt8], Bool, [UInt8]) {
+        let (stored, isRaw) = raw.withUnsafeBytes { r -> ([UInt8], Bool) in
+            let (st, f) = codec.encode(r, elementSize: e, params: params, snapshots: S)
+            return (Array(st), f)
+        }
+        var back = [UInt8](repeating: 0xAA, count: raw.count)
+        try stored.withUnsafeBytes { s in
+            try back.withUnsafeMutableBytes { o in try codec.decode(s, storedRaw: isRaw, into: o, elementSize: e, params: params, snapshots: S) }
+        }
+        return (stored, isRaw, back)
+    }
+
     @Test(arguments: 0..<chains.count)
     func codecChainsAreBitExact(chainIndex: Int) throws {
         let seed = testSeed(0xC0DEC + UInt64(chainIndex))
@@ -68,14 +81,7 @@ import Testing
             let e = dtype.size
             var raw = [UInt8](repeating: 0, count: params * snaps * e)
             for s in 0..<snaps { for p in 0..<params { for k in 0..<e { raw[(p * snaps + s) * e + k] = snapMajor[s][p * e + k] } } }
-            let (stored, isRaw) = raw.withUnsafeBytes { r -> ([UInt8], Bool) in
-                let (st, f) = codec.encode(r, elementSize: e, params: params, snapshots: snaps)
-                return (Array(st), f)
-            }
-            var back = [UInt8](repeating: 0xAA, count: raw.count)
-            try stored.withUnsafeBytes { s in
-                try back.withUnsafeMutableBytes { o in try codec.decode(s, storedRaw: isRaw, into: o, elementSize: e, params: params, snapshots: snaps) }
-            }
+            let (_, _, back) = try Self.encodeDecode(codec, raw, elementSize: e, params: params, snapshots: snaps)
             #expect(back == raw, "seed \(seed) trial \(trial) chain \(chain) dtype \(dtype) \(params)×\(snaps)")
         }
     }
@@ -128,14 +134,7 @@ import Testing
         let codec = TileCodec(chain: try CodecChain(stages: [.linpred, .lenrans].filter { e > 1 || $0 != .linpred }))
         for (params, S) in [(1, 1), (3, 7), (33, 5), (64, 61), (97, 2), (200, 33)] {
             let raw = Self.lenransTile(&rng, e: e, params: params, snapshots: S)
-            let (stored, isRaw) = raw.withUnsafeBytes { r -> ([UInt8], Bool) in
-                let (st, f) = codec.encode(r, elementSize: e, params: params, snapshots: S)
-                return (Array(st), f)
-            }
-            var back = [UInt8](repeating: 0xAA, count: raw.count)
-            try stored.withUnsafeBytes { s in
-                try back.withUnsafeMutableBytes { o in try codec.decode(s, storedRaw: isRaw, into: o, elementSize: e, params: params, snapshots: S) }
-            }
+            let (stored, isRaw, back) = try Self.encodeDecode(codec, raw, elementSize: e, params: params, snapshots: S)
             #expect(back == raw, "e=\(e) \(params)×\(S) raw=\(isRaw)")
             if params >= 64 && e >= 2 { #expect(!isRaw && stored.count < raw.count, "e=\(e) \(params)×\(S): \(stored.count) of \(raw.count) bytes") }
             var row = [UInt8](repeating: 0, count: S * e)
