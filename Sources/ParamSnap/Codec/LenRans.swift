@@ -44,20 +44,29 @@ final class LenRans {
                                                       groupRows G: Int, into out: UnsafeMutableRawBufferPointer, limit: Int) -> Int? {
         let A = T.bitWidth + 1, C = T.bitWidth + 2
         let count = P * S
+        let groups = (P + G - 1) / G
+        let maxGroupValues = min(G, P) * S
+        // Scratch: every element's bit length (computed once), one group's rANS bytes (≤ 4 per value + 2 states),
+        // one group's raw bits, then all groups' payloads back to back (never more than `limit` + one group).
+        let ransCap = maxGroupValues * 4 + 8
+        let rawCap = maxGroupValues * (T.bitWidth / 8 + 1) + 8
+        let need = count + ransCap + rawCap + limit + ransCap + rawCap
+        if scratch.count < need { scratch.deallocate(); scratch = .allocate(byteCount: need, alignment: 64) }
+        let lens = scratch.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let ransTmp = scratch.baseAddress! + count
+        let rawTmp = ransTmp + ransCap
+        let payload = rawTmp + rawCap
+        for i in 0..<count { lens[i] = UInt8(truncatingIfNeeded: Self.bitLength(UInt64(src[i]))) }
         // Counts of bit lengths per context and of signs per (previous sign, bit length).
         let counts = UnsafeMutablePointer<Int>.allocate(capacity: C * A + 3 * A * 2)
         defer { counts.deallocate() }
         counts.initialize(repeating: 0, count: C * A + 3 * A * 2)
         let signCounts = counts + C * A
         for p in 0..<P {
-            let row = src + p * S
-            var n1 = -1, n2 = -1, q = 0
             for s in 0..<S {
-                let z = UInt64(row[s])
-                let n = Self.bitLength(z)
-                counts[(max(n1, n2) &+ 1) &* A &+ n] &+= 1
-                if n >= 2 { signCounts[(q &* A &+ n) &* 2 &+ Int(z & 1)] &+= 1 }
-                n2 = n1; n1 = n; q = 1 &+ Int(z & 1)
+                let i = p * S + s, n = Int(lens[i])
+                counts[Self.context(lens, i, s) &* A &+ n] &+= 1
+                if n >= 2 { signCounts[(Self.signContext(src, i, s) &* A &+ n) &* 2 &+ Int(src[i] & 1)] &+= 1 }
             }
         }
         // Normalised frequencies (sum 2^12 per used context) and sign probabilities.
@@ -72,8 +81,8 @@ final class LenRans {
             let p = (Double(c1) + 0.5) / (Double(c0 + c1) + 1) * Double(Self.probScale)
             sp[i] = UInt32(min(max(p.rounded(), 1), Double(Self.probScale - 1)))
         }
-        // Header: group rows, tables.
-        var w = PayloadWriter(out, limit: limit)
+        // Header: group rows, tables; the group directory follows once the groups are coded.
+        var w = ByteWriter(capacity: 4 * C + 3 * A + 4 * groups)
         w.u16(UInt16(G))
         for c in 0..<C {
             let row = f + c * A
@@ -83,86 +92,75 @@ final class LenRans {
             for s in lo...hi { w.varint(UInt64(row[s])) }
         }
         for n in 2..<A { for q in 0..<3 { w.varint(UInt64(sp[q * A + n])) } }
-        // Groups: encode each into scratch (rANS bytes backwards, raw bits forwards), then directory, then payloads.
-        let groups = (P + G - 1) / G
-        let maxGroupValues = min(G, P) * S
-        let need = groups * 16 + maxGroupValues * 4 + 8 + maxGroupValues * (T.bitWidth / 8 + 1) + 8 + count * (4 + T.bitWidth / 8) + groups * 8 + 64
-        if scratch.count < need { scratch.deallocate(); scratch = .allocate(byteCount: need, alignment: 64) }
-        let dir = scratch.baseAddress!.assumingMemoryBound(to: Int.self)           // 2 lengths per group
-        let ransTmp = scratch.baseAddress! + groups * 16                          // one group's rANS bytes
-        let ransCap = maxGroupValues * 4 + 8
-        let rawTmp = ransTmp + ransCap                                             // one group's raw bits
-        let payload = rawTmp + maxGroupValues * (T.bitWidth / 8 + 1) + 8         // all groups, back to back
         var payloadLen = 0
+        var lengths: [(rans: Int, raw: Int)] = []
+        lengths.reserveCapacity(groups)
         for g in 0..<groups {
             let r0 = g * G, r1 = min(P, r0 + G)
             // Values go in pairs of rows (p, p+1), interleaved by snapshot: (p,0), (p+1,0), (p,1), … ; row p on rANS
             // state 0, row p+1 on state 1 (a lone last row: state 0). Raw bits, forwards, in that order.
             var bits = BitWriter(rawTmp)
-            var p = r0
-            while p < r1 {
-                let pair = min(2, r1 - p)
+            for p in stride(from: r0, to: r1, by: 2) {
                 for s in 0..<S {
-                    for k in 0..<pair {
-                        let z = UInt64(src[(p + k) * S + s])
-                        let n = Self.bitLength(z)
-                        if n >= 3 { bits.put((z &>> 1) & ((1 &<< UInt64(n &- 2)) &- 1), n &- 2) }
+                    for i in stride(from: p * S + s, to: min(p + 2, r1) * S, by: S) where lens[i] >= 3 {
+                        let k = Int(lens[i]) &- 2
+                        bits.put((UInt64(src[i]) &>> 1) & ((1 &<< UInt64(k)) &- 1), k)
                     }
                 }
-                p += 2
             }
             let rawLen = bits.finish()
             // rANS, backwards: for each value, sign (if any) then bit length, so the decoder reads length first.
             var xs = (Self.ransLow, Self.ransLow)
             var ptr = ransTmp + ransCap
-            var pairStart = r0 + ((r1 - r0 - 1) / 2) * 2
-            while pairStart >= r0 {
-                let pair = min(2, r1 - pairStart)
-                var s = S - 1
-                while s >= 0 {
-                    var k = pair - 1
-                    while k >= 0 {
-                        let row = src + (pairStart + k) * S
-                        let z = UInt64(row[s])
-                        let n = Self.bitLength(z)
-                        let n1 = s >= 1 ? Self.bitLength(UInt64(row[s - 1])) : -1
-                        let n2 = s >= 2 ? Self.bitLength(UInt64(row[s - 2])) : -1
-                        let c = max(n1, n2) + 1
-                        if k == 0 {
-                            if n >= 2 {
-                                let q = s >= 1 ? 1 + Int(UInt64(row[s - 1]) & 1) : 0
-                                let p1 = sp[q * A + n]
-                                if z & 1 == 1 { Self.put(&xs.0, &ptr, start: 0, freq: p1) } else { Self.put(&xs.0, &ptr, start: p1, freq: Self.probScale - p1) }
-                            }
-                            Self.put(&xs.0, &ptr, start: cm[c * A + n], freq: f[c * A + n])
-                        } else {
-                            if n >= 2 {
-                                let q = s >= 1 ? 1 + Int(UInt64(row[s - 1]) & 1) : 0
-                                let p1 = sp[q * A + n]
-                                if z & 1 == 1 { Self.put(&xs.1, &ptr, start: 0, freq: p1) } else { Self.put(&xs.1, &ptr, start: p1, freq: Self.probScale - p1) }
-                            }
-                            Self.put(&xs.1, &ptr, start: cm[c * A + n], freq: f[c * A + n])
-                        }
-                        k -= 1
-                    }
-                    s -= 1
+            for p in stride(from: r0, to: r1, by: 2).reversed() {
+                for s in (0..<S).reversed() {
+                    if p + 1 < r1 { putValue(&xs.1, &ptr, src, lens, (p + 1) * S + s, s, A, f, cm, sp) }
+                    putValue(&xs.0, &ptr, src, lens, p * S + s, s, A, f, cm, sp)
                 }
-                pairStart -= 2
             }
             ptr -= 4
             ptr.storeBytes(of: xs.1.littleEndian, as: UInt32.self)
             ptr -= 4
             ptr.storeBytes(of: xs.0.littleEndian, as: UInt32.self)
             let ransLen = ransTmp + ransCap - ptr
+            if w.bytes.count + payloadLen + ransLen + rawLen >= limit { return nil }
             (payload + payloadLen).copyMemory(from: ptr, byteCount: ransLen)
             (payload + payloadLen + ransLen).copyMemory(from: rawTmp, byteCount: rawLen)
             payloadLen += ransLen + rawLen
-            dir[2 * g] = ransLen; dir[2 * g + 1] = rawLen
-            if w.count + payloadLen >= limit { return nil }
+            lengths.append((ransLen, rawLen))
         }
-        for g in 0..<groups { w.varint(UInt64(dir[2 * g])); w.varint(UInt64(dir[2 * g + 1])) }
-        w.bytes(UnsafeRawPointer(payload), payloadLen)
-        return w.overflow ? nil : w.count
+        for l in lengths { w.varint(UInt64(l.rans)); w.varint(UInt64(l.raw)) }
+        let total = w.bytes.count + payloadLen
+        guard total < limit, total <= out.count else { return nil }
+        w.bytes.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        (out.baseAddress! + w.bytes.count).copyMemory(from: payload, byteCount: payloadLen)
+        return total
+    }
+
+    /// §5.1 length context of element `i` (snapshot `s` of its row): max of the two previous lengths, + 1.
+    @inline(__always)
+    static func context(_ lens: UnsafePointer<UInt8>, _ i: Int, _ s: Int) -> Int {
+        max(s >= 1 ? Int(lens[i &- 1]) : -1, s >= 2 ? Int(lens[i &- 2]) : -1) &+ 1
+    }
+
+    /// §5.1 sign context q of element `i`: 0 at the row's start, else 1 + the previous element's sign bit.
+    @inline(__always)
+    static func signContext<T: FixedWidthInteger & UnsignedInteger>(_ src: UnsafePointer<T>, _ i: Int, _ s: Int) -> Int {
+        s >= 1 ? 1 &+ Int(src[i &- 1] & 1) : 0
+    }
+
+    /// Pushes element `i` (sign first, then bit length: rANS runs backwards) onto state `x`.
+    @inline(__always)
+    func putValue<T: FixedWidthInteger & UnsignedInteger>(_ x: inout UInt32, _ ptr: inout UnsafeMutableRawPointer, _ src: UnsafePointer<T>,
+                                                         _ lens: UnsafePointer<UInt8>, _ i: Int, _ s: Int, _ A: Int,
+                                                         _ f: UnsafePointer<UInt32>, _ cm: UnsafePointer<UInt32>, _ sp: UnsafePointer<UInt32>) {
+        let n = Int(lens[i])
+        if n >= 2 {
+            let p1 = sp[Self.signContext(src, i, s) &* A &+ n]
+            if src[i] & 1 == 1 { Self.put(&x, &ptr, start: 0, freq: p1) } else { Self.put(&x, &ptr, start: p1, freq: Self.probScale - p1) }
+        }
+        let c = Self.context(lens, i, s)
+        Self.put(&x, &ptr, start: cm[c &* A &+ n], freq: f[c &* A &+ n])
     }
 
     @inline(__always)
@@ -383,22 +381,6 @@ struct Failure {
         case .ransShort: return "the rANS stream ends early"
         case .rawShort: return "the raw bits end early"
         }
-    }
-}
-
-/// Little-endian writer into a fixed buffer; stops writing (and sets `overflow`) at `limit`.
-struct PayloadWriter {
-    let buf: UnsafeMutableRawBufferPointer
-    let limit: Int
-    var count = 0
-    var overflow = false
-    init(_ b: UnsafeMutableRawBufferPointer, limit: Int) { buf = b; self.limit = min(limit, b.count) }
-    mutating func u8(_ v: UInt8) { guard count < limit else { overflow = true; return }; buf[count] = v; count += 1 }
-    mutating func u16(_ v: UInt16) { u8(UInt8(v & 0xff)); u8(UInt8(v >> 8)) }
-    mutating func varint(_ v: UInt64) { var v = v; while v >= 0x80 { u8(UInt8(v & 0x7f) | 0x80); v >>= 7 }; u8(UInt8(v)) }
-    mutating func bytes(_ p: UnsafeRawPointer, _ n: Int) {
-        guard n <= limit - count else { overflow = true; return }
-        (buf.baseAddress! + count).copyMemory(from: p, byteCount: n); count += n
     }
 }
 

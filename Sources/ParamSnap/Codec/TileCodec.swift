@@ -88,7 +88,7 @@ public final class TileCodec: @unchecked Sendable {
             }
         }
         if terminal == .lenrans {
-            let dst = UnsafeMutableRawBufferPointer(rebasing: other[...])
+            let dst = other
             let G = LenRans.defaultGroupRows
             let z: Int?
             switch elementSize {

@@ -11,6 +11,8 @@ struct ByteWriter {
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func raw(_ v: [UInt8]) { bytes.append(contentsOf: v) }
     mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
+    /// Unsigned LEB128 (codec stage `lenrans`, §5.1).
+    mutating func varint(_ v: UInt64) { var v = v; while v >= 0x80 { bytes.append(UInt8(v & 0x7f) | 0x80); v >>= 7 }; bytes.append(UInt8(v)) }
 }
 
 /// Reads little-endian integers from a buffer whose length the caller has already checked.

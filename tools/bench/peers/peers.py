@@ -612,7 +612,7 @@ def bench_run(a, run, rundir, avail, contenders):
             log(f"    {c} FAILED: {r['error']}")
         finally:
             if c not in ("psnap", "safetensors"):
-                p = store_path(rundir, c)
+                p = store_path(rundir, c) + (".psnap" if c == "psnap_lenrans" else "")
                 if os.path.isdir(p):
                     shutil.rmtree(p, ignore_errors=True)
                 elif os.path.exists(p):
