@@ -162,7 +162,10 @@ import Testing
             for bad in [{ var b = stored; b[i] ^= UInt8(1 + rng.next() % 255); return b }(), Array(stored.prefix(i))] {
                 do {
                     try bad.withUnsafeBytes { s in try out.withUnsafeMutableBytes { try codec.decode(s, storedRaw: false, into: $0, elementSize: e, params: params, snapshots: S) } }
-                } catch { threw += 1 }
+                } catch {
+                    threw += 1
+                    #expect("\(error)".hasPrefix("lenrans: "), "\(error)")
+                }
                 _ = try? bad.withUnsafeBytes { s in
                     try row.withUnsafeMutableBytes { try codec.decodeRow(s, storedRaw: false, row: Int(rng.next() % UInt64(params)), into: $0.baseAddress!, elementSize: e, params: params, snapshots: S) }
                 }

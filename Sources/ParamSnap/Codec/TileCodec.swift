@@ -9,6 +9,17 @@ public enum TileCodecError: Error, Equatable, Sendable {
     case lenrans(String)
 }
 
+extension TileCodecError: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .zstd(let m): return "zstd: \(m)"
+        case .sizeMismatch(let e, let g): return "decoded \(g) bytes, expected \(e)"
+        case .badPlaneTable(let m): return "zstdplanes: \(m)"
+        case .lenrans(let m): return "lenrans: \(m)"
+        }
+    }
+}
+
 /// Per-thread scratch memory and zstd contexts for encoding and decoding tiles. Not thread-safe:
 /// give each worker its own.
 public final class TileCodec: @unchecked Sendable {
