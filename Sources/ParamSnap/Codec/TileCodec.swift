@@ -200,7 +200,8 @@ public final class TileCodec: @unchecked Sendable {
     static let planeBlockBytes = 32 << 10
 
     /// One zstd frame of `n` bytes whose blocks each cover at most `planeBlockBytes` of input, so that a reader can
-    /// stop after the blocks it needs. Returns the frame size or a zstd error code (as `ZSTD_compressCCtx`).
+    /// stop after the blocks it needs. Returns the frame size, a zstd error code (as `ZSTD_compressCCtx`), or Int.max
+    /// when the frame does not fit `capacity`.
     private func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int) -> Int {
         let blockBytes = Self.planeBlockBytes
         if blockBytes <= 0 || n <= blockBytes { return ZSTD_compressCCtx(cctx, dst, capacity, src, n, chain.zstdLevel) }
@@ -217,8 +218,8 @@ public final class TileCodec: @unchecked Sendable {
                 let r = ZSTD_compressStream2(cctx, &output, &input, last ? ZSTD_e_end : ZSTD_e_flush)
                 if ZSTD_isError(r) != 0 { _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only); return r }
                 if r == 0 && input.pos == input.size { break }
-                // Output full: not worth compressing.
-                if output.pos == output.size { _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only); return capacity }
+                // Output full: larger than any useful result, so the caller stores the plane raw.
+                if output.pos == output.size { _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only); return Int.max }
             }
             at += len
         }
