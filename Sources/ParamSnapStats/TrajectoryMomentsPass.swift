@@ -89,15 +89,15 @@ public enum TrajectoryMoments {
         let selected = options.tensors ?? Array(reader.tensors.indices)
         let layout = reader.layout
         let B = layout.blockSize
-        // Output geometry: selected tensors in file order, their global offsets in the result file.
-        var offs = [Int](repeating: -1, count: reader.tensors.count)
+        // Output geometry: selected tensors in file order; each input tensor's index in the output and first block.
+        var outIdx = [Int](repeating: -1, count: reader.tensors.count)
         var blockOffs = [Int](repeating: -1, count: reader.tensors.count)
         var P = 0, blocks = 0
-        for t in selected.sorted() {
-            offs[t] = P; blockOffs[t] = blocks
+        for (k, t) in selected.sorted().enumerated() {
+            outIdx[t] = k; blockOffs[t] = blocks
             P += layout.parameterCounts[t]; blocks += layout.blockCounts[t]
         }
-        let outOffset = offs, selBlockOffset = blockOffs
+        let outIndex = outIdx, selBlockOffset = blockOffs
         let outTensors = selected.sorted().map { TensorInfo(name: reader.tensors[$0].name, dtype: options.outputDType, shape: reader.tensors[$0].shape) }
         // Segments overlapping the range (§10: every block shares the boundaries).
         let segs = reader.segments.filter { $0.overlaps(range) }
@@ -113,10 +113,29 @@ public enum TrajectoryMoments {
         var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
         report.statistics = chosen.map(\.element)
 
-        let resultPath = outputPath + ".moments-\(getpid()).tmp"
+        // The statistics are the output's snapshots; each block's tile is encoded and appended as soon as its
+        // statistics are known (no staging of the whole output).
+        var snaps: [SnapshotInfo] = []
+        for (k, s) in report.statistics.enumerated() {
+            snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
+        }
+        var opts = WriterOptions()
+        opts.blockSize = B
+        opts.chain = options.outputChain
+        opts.workers = options.workers
+        opts.memoryBudget = options.memoryBudget
+        opts.overwrite = options.overwrite
+        opts.attributes = [
+            "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
+            "statistics": .string(report.statistics.map(\.rawValue).joined(separator: ",")),
+            "convention": .string(options.convention.rawValue),
+            "nonfinite": .string(options.policy.rawValue),
+            "source": .string(reader.path),
+            "source_snapshots": .string("\(range.lowerBound):\(range.upperBound)"),
+            "index_base": .string("argmin/argmax are snapshot indices of the source file"),
+        ]
+        let sink = try CompactTileSink(path: outputPath, tensors: outTensors, snapshots: snaps, options: opts)
         let spillPath = outputPath + ".moments-state-\(getpid()).tmp"
-        let results = try ScratchFile(path: resultPath, size: UInt64(nStats) * UInt64(P) * UInt64(e))
-        defer { results.remove() }
         let stride = MemoryLayout<TrajectoryState>.stride
         let spill: ScratchFile? = K > 1 ? try ScratchFile(path: spillPath, size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
         defer { spill?.remove() }
@@ -129,29 +148,29 @@ public enum TrajectoryMoments {
         rawTotal.value.initialize(to: 0)
         defer { rawTotal.value.deallocate() }
         let workers = max(1, options.workers)
-        let scratch = UncheckedBox((0..<workers).map { _ in WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K) })
+        let scratch = UncheckedBox((0..<workers).map { _ in
+            WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K, outputChain: options.outputChain)
+        })
         let convention = options.convention, policy = options.policy, outType = options.outputDType
-        let statsPerParam = UncheckedBox((P: P, nStats: nStats, e: e))
+        let statsPerParam = UncheckedBox((nStats: nStats, e: e))
 
-        // Finalises `states` (params of one block) and writes each statistic's slice to the result file.
-        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, firstParameter: Int, ws: WorkerScratch) throws {
-            let (P, nStats, e) = statsPerParam.value
+        // Finalises `states` (params of one block) into the block's output tile (parameter-major: a parameter's
+        // statistics are its "snapshots") and appends it to the output.
+        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
+            let (nStats, e) = statsPerParam.value
             let vals = ws.statValues
             for p in 0..<params {
                 states[p].statistics(convention: convention, policy: policy, into: vals)
                 for k in 0..<nStats {
                     let v = vals[pick[k]]
                     if outType == .f64 {
-                        ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (k * params + p) * 8, as: UInt64.self)
+                        ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 8, as: UInt64.self)
                     } else {
-                        ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (k * params + p) * 4, as: UInt32.self)
+                        ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 4, as: UInt32.self)
                     }
                 }
             }
-            for k in 0..<nStats {
-                let at = (UInt64(k) * UInt64(P) + UInt64(outOffset[t] + firstParameter)) * UInt64(e)
-                try results.write(UnsafeRawBufferPointer(start: ws.out + k * params * e, count: params * e), at: at)
-            }
+            try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * nStats * e), codec: ws.codec)
         }
 
         let selectedSet = Set(selected)
@@ -172,7 +191,7 @@ public enum TrajectoryMoments {
             lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
             let g = selBlockOffset[tile.tensor] + tile.block
             if K == 1 {
-                try finish(states, params: tile.parameters, tensor: tile.tensor, firstParameter: tile.firstParameter, ws: ws)
+                try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
                 return
             }
             guard let j = segIndex[f], segs[j].upperBound == f + S else {
@@ -194,53 +213,16 @@ public enum TrajectoryMoments {
                 for jj in 1..<K { s.append(ws.blockStates[jj * B + p]) }
                 states[p] = s
             }
-            try finish(states, params: tile.parameters, tensor: tile.tensor, firstParameter: tile.firstParameter, ws: ws)
+            try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
             spill!.dropCache(UInt64(g) * UInt64(K) * UInt64(slotBytes)..<UInt64(g + 1) * UInt64(K) * UInt64(slotBytes))
         }
         report.rawBytes = rawTotal.value.pointee
         spill?.remove()
 
-        // The statistics become the output's snapshots.
-        var snaps: [SnapshotInfo] = []
-        for (k, s) in report.statistics.enumerated() {
-            snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
-        }
-        var opts = WriterOptions()
-        opts.blockSize = B
-        opts.chain = options.outputChain
-        opts.workers = workers
-        opts.memoryBudget = options.memoryBudget
-        opts.overwrite = options.overwrite
-        opts.attributes = [
-            "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
-            "statistics": .string(report.statistics.map(\.rawValue).joined(separator: ",")),
-            "convention": .string(options.convention.rawValue),
-            "nonfinite": .string(options.policy.rawValue),
-            "source": .string(reader.path),
-            "source_snapshots": .string("\(range.lowerBound):\(range.upperBound)"),
-            "index_base": .string("argmin/argmax are snapshot indices of the source file"),
-        ]
-        let map = try MappedFile(path: resultPath)
-        let source = ResultSource(map: map, count: nStats, parameters: P, elementSize: e,
-                                  offsets: selected.sorted().map { outOffset[$0] })
-        try SnapshotWriter.writeCompact(path: outputPath, tensors: outTensors, snapshots: snaps, source: source, options: opts)
+        try sink.finish()
         report.outputBytes = UInt64((try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int).flatMap { $0 } ?? 0)
         return report
     }
-}
-
-/// Stat-major results (statistic k, then parameters in output order) seen as snapshots for the writer.
-struct ResultSource: SnapshotSource, @unchecked Sendable {
-    let map: MappedFile
-    let count: Int
-    let parameters: Int
-    let elementSize: Int
-    /// Offset of each output tensor in a statistic's plane (parameters).
-    let offsets: [Int]
-    func tensorBytes(snapshot k: Int, tensor t: Int) -> UnsafeRawPointer {
-        map.bytes.baseAddress! + (k * parameters + offsets[t]) * elementSize
-    }
-    func releaseResidentPages() { map.releaseResidentPages() }
 }
 
 /// Per-worker buffers, allocated once.
@@ -250,7 +232,9 @@ final class WorkerScratch: @unchecked Sendable {
     let blockStates: UnsafeMutablePointer<TrajectoryState>
     let statValues: UnsafeMutablePointer<Double>
     let out: UnsafeMutableRawPointer
-    init(blockSize B: Int, snapshots: Int, stats: Int, segments K: Int) {
+    let codec: TileCodec
+    init(blockSize B: Int, snapshots: Int, stats: Int, segments K: Int, outputChain: CodecChain) {
+        codec = TileCodec(chain: outputChain)
         row = .allocate(capacity: max(1, snapshots))
         states = .allocate(capacity: B)
         states.initialize(repeating: TrajectoryState(), count: B)

@@ -14,6 +14,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case exists(path: String)
     case layoutMismatch(String)
     case badSnapshot(String)
+    case incomplete(String)
     case closed
 
     static func text(_ e: Int32) -> String {
@@ -33,6 +34,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .exists(let p): return "'\(p)' already exists"
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
+        case .incomplete(let r): return "incomplete output: \(r)"
         case .closed: return "the writer is closed"
         }
     }

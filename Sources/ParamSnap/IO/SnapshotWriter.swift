@@ -390,6 +390,29 @@ public final class SnapshotWriter {
     }
 }
 
+// MARK: caller-encoded compact files (CompactTileSink)
+
+extension SnapshotWriter {
+    /// Writes `stored` at the end of the file (not published until `publishCompact`) and returns its offset.
+    /// The caller serialises calls.
+    func appendUnpublished(_ stored: UnsafeRawBufferPointer) throws -> UInt64 {
+        guard let file else { throw IOError.closed }
+        let at = end
+        try file.write(stored, at: at)
+        end += UInt64(stored.count)
+        return at
+    }
+
+    /// Publishes `entries` (one tile per block, spanning `snapshots`) as the file's single segment.
+    func publishCompact(entries: [TileIndexEntry], snapshots: [SnapshotInfo], report: CommitReport) throws {
+        metadata.snapshots = snapshots
+        try publish(newTiles: entries, keepBefore: 0, report: report)
+        segments = snapshots.isEmpty ? [] : [0..<snapshots.count]
+        file?.close()
+        file = nil
+    }
+}
+
 /// Staged snapshots: in memory up to a budget, then in a spill file beside the output (§10 bounded memory).
 final class Staging {
     let spillPath: String
