@@ -180,15 +180,20 @@ public final class TileCodec: @unchecked Sendable {
         }
     }
 
-    private func zstdFrame(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int) throws(TileCodecError) {
+    /// §5 frame checks before decoding `src` to `n` bytes: a zstd frame, of content size n when it states one,
+    /// exactly one frame with nothing after it (ZSTD_decompressDCtx would also accept several).
+    private func checkFrame(_ src: UnsafeRawBufferPointer, n: Int) throws(TileCodecError) {
         if dctx == nil { dctx = ZSTD_createDCtx() }
         let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
         if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
         if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
-        // §5: exactly one frame with nothing after it (ZSTD_decompressDCtx would also accept several).
         let frame = ZSTD_findFrameCompressedSize(src.baseAddress, src.count)
         if ZSTD_isError(frame) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(frame))) }
         guard frame == src.count else { throw .zstd("\(src.count - frame) bytes follow the zstd frame (one frame expected)") }
+    }
+
+    private func zstdFrame(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int) throws(TileCodecError) {
+        try checkFrame(src, n: n)
         let z = ZSTD_decompressDCtx(dctx, dst, n, src.baseAddress, src.count)
         if ZSTD_isError(z) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(z))) }
         guard z == n else { throw .sizeMismatch(expected: n, got: z) }
@@ -231,13 +236,7 @@ public final class TileCodec: @unchecked Sendable {
     /// frame is not read, which the tile checksum (checked before any decode) makes safe.
     private func zstdFramePrefix(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, want: Int) throws(TileCodecError) {
         if want >= n { return try zstdFrame(src, into: dst, n: n) }
-        if dctx == nil { dctx = ZSTD_createDCtx() }
-        let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
-        if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
-        if size != ZSTD_CONTENTSIZE_UNKNOWN && size != UInt64(n) { throw .sizeMismatch(expected: n, got: Int(clamping: size)) }
-        let frame = ZSTD_findFrameCompressedSize(src.baseAddress, src.count)
-        if ZSTD_isError(frame) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(frame))) }
-        guard frame == src.count else { throw .zstd("\(src.count - frame) bytes follow the zstd frame (one frame expected)") }
+        try checkFrame(src, n: n)
         _ = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only)
         defer { _ = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only) }
         var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
