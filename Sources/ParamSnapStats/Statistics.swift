@@ -28,7 +28,6 @@ extension TrajectoryState {
         let nan = Double.nan
         out[0] = used
         var mean = nan, variance = nan, skew = nan, kurt = nan
-        let n = moments.count
         let poisoned = policy == .propagate && nanCount > 0
         if used > 0 && !poisoned {
             if posInfCount > 0 && negInfCount > 0 {
@@ -38,20 +37,8 @@ extension TrajectoryState {
             } else if negInfCount > 0 {
                 mean = -.infinity
             } else {
-                mean = moments.mean
-                let m2 = moments.m2 / n, m3 = moments.m3 / n, m4 = moments.m4 / n
-                variance = convention == .sample ? (n > 1 ? moments.m2 / (n - 1) : nan) : m2
-                let zero = m2 <= (Double.ulpOfOne * mean) * (Double.ulpOfOne * mean)
-                if !zero {
-                    let m2_15 = m2 * m2.squareRoot()   // m2^1.5 (pow cost ~4 % of a moments pass; within 1 ulp)
-                    skew = m3 / m2_15
-                    kurt = m4 / (m2 * m2)
-                    if convention == .sample {
-                        if n > 2 { skew = ((n - 1) * n).squareRoot() / (n - 2) * m3 / m2_15 }
-                        if n > 3 { kurt = 1 / (n - 2) / (n - 3) * ((n * n - 1) * m4 / (m2 * m2) - 3 * (n - 1) * (n - 1)) + 3 }
-                    }
-                    kurt -= 3
-                }
+                moments.finiteStatistics(convention: convention, into: out)
+                mean = out[1]; variance = out[2]; skew = out[4]; kurt = out[5]
             }
         }
         out[1] = mean
@@ -73,5 +60,33 @@ extension TrajectoryState {
         out[12] = last - first
         out[13] = steps.absSum
         out[14] = steps.lag1Autocorrelation
+    }
+}
+
+extension CentralMoments {
+    /// Mean, variance, std, skewness and kurtosis of finite values (count > 0) into `out[1...5]`, the same arithmetic
+    /// for `TrajectoryState.statistics` and the moments-only pass.
+    @inline(__always)
+    func finiteStatistics(convention: MomentConvention, into out: UnsafeMutablePointer<Double>) {
+        let nan = Double.nan, n = count
+        var skew = nan, kurt = nan
+        let m2 = self.m2 / n, m3 = self.m3 / n, m4 = self.m4 / n
+        let variance = convention == .sample ? (n > 1 ? self.m2 / (n - 1) : nan) : m2
+        let zero = m2 <= (Double.ulpOfOne * mean) * (Double.ulpOfOne * mean)
+        if !zero {
+            let m2_15 = m2 * m2.squareRoot()   // m2^1.5 (pow cost ~4 % of a moments pass; within 1 ulp)
+            skew = m3 / m2_15
+            kurt = m4 / (m2 * m2)
+            if convention == .sample {
+                if n > 2 { skew = ((n - 1) * n).squareRoot() / (n - 2) * m3 / m2_15 }
+                if n > 3 { kurt = 1 / (n - 2) / (n - 3) * ((n * n - 1) * m4 / (m2 * m2) - 3 * (n - 1) * (n - 1)) + 3 }
+            }
+            kurt -= 3
+        }
+        out[1] = mean
+        out[2] = variance
+        out[3] = variance.squareRoot()
+        out[4] = skew
+        out[5] = kurt
     }
 }

@@ -154,24 +154,34 @@ public enum TrajectoryMoments {
         let convention = options.convention, policy = options.policy, outType = options.outputDType
         let statsPerParam = UncheckedBox((nStats: nStats, e: e))
 
-        // Finalises `states` (params of one block) into the block's output tile (parameter-major: a parameter's
-        // statistics are its "snapshots") and appends it to the output.
-        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
-            let (nStats, e) = statsPerParam.value
-            let vals = ws.statValues
-            for p in 0..<params {
-                states[p].statistics(convention: convention, policy: policy, into: vals)
-                for k in 0..<nStats {
-                    let v = vals[pick[k]]
-                    if outType == .f64 {
-                        ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 8, as: UInt64.self)
-                    } else {
-                        ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 4, as: UInt32.self)
-                    }
+        // Parameter p's chosen statistics (from the 15 in `ws.statValues`) into the block's output tile, which is
+        // parameter-major: a parameter's statistics are its "snapshots".
+        @Sendable func put(_ p: Int, _ ws: WorkerScratch) {
+            let (nStats, _) = statsPerParam.value
+            for k in 0..<nStats {
+                let v = ws.statValues[pick[k]]
+                if outType == .f64 {
+                    ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 8, as: UInt64.self)
+                } else {
+                    ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 4, as: UInt32.self)
                 }
             }
+        }
+        @Sendable func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
+            let (nStats, e) = statsPerParam.value
             try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * nStats * e), codec: ws.codec)
         }
+        // Finalises `states` (params of one block) and appends the block's output tile.
+        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
+            for p in 0..<params {
+                states[p].statistics(convention: convention, policy: policy, into: ws.statValues)
+                put(p, ws)
+            }
+            try emit(params: params, tensor: t, block: block, ws: ws)
+        }
+        // Only count and moments wanted, one segment: no state is kept, a finite row goes straight from its sum and
+        // centred sums to the statistics (the same arithmetic as the state's path, so the same bits).
+        let momentsOnly = K == 1 && chosen.allSatisfy { [.count, .mean, .variance, .std, .skewness, .kurtosis].contains($0.element) }
 
         let selectedSet = Set(selected)
         try reader.scan(tensors: selectedSet, workers: workers) { tile, worker in
@@ -182,6 +192,25 @@ public enum TrajectoryMoments {
             let e = tile.dtype.size
             let n = hi - lo
             let states = ws.states
+            if momentsOnly {
+                for p in 0..<tile.parameters {
+                    let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
+                    ValueConversion.toDoubles(row, dtype: tile.dtype, into: UnsafeMutableBufferPointer(start: ws.row, count: n))
+                    let sum = Fast.sum(ws.row, n)
+                    if sum.isFinite {
+                        ws.statValues[0] = Double(n)
+                        CentralMoments(twoPass: UnsafeBufferPointer(start: ws.row, count: n), sum: sum)
+                            .finiteStatistics(convention: convention, into: ws.statValues)
+                    } else {
+                        TrajectoryState(values: UnsafeBufferPointer(start: ws.row, count: n), firstIndex: lo, policy: policy, extrema: false, steps: false)
+                            .statistics(convention: convention, policy: policy, into: ws.statValues)
+                    }
+                    put(p, ws)
+                }
+                lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
+                try emit(params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
+                return
+            }
             for p in 0..<tile.parameters {
                 let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
                 let dst = UnsafeMutableBufferPointer(start: ws.row, count: n)

@@ -87,8 +87,11 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
         var snaps: [[String: [UInt8]]] = []
         var walk = (0..<38).map { _ in Double.random(in: -1...1, using: &rng) }
         for k in 0..<S {
-            for i in walk.indices { walk[i] += Double.random(in: -0.01...0.01, using: &rng) }
+            // Parameter 5 stays constant (zero variance); 3 turns NaN at 11, 7 is +Inf at 20 only (the moments-only
+            // pass falls back to the state's path for non-finite rows).
+            for i in walk.indices where i != 5 { walk[i] += Double.random(in: -0.01...0.01, using: &rng) }
             if k == 11 { walk[3] = .nan }
+            if k == 20 { walk[7] = .infinity } else if k == 21 { walk[7] = 0.5 }
             var w: [UInt8] = [], b: [UInt8] = []
             for i in 0..<35 { withUnsafeBytes(of: Float(walk[i]).bitPattern.littleEndian) { w += $0 } }
             for i in 35..<38 { withUnsafeBytes(of: walk[i].bitPattern.littleEndian) { b += $0 } }
