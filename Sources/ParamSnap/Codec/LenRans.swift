@@ -414,10 +414,15 @@ struct BitWriter {
     var n = 0
     var out = 0
     init(_ p: UnsafeMutableRawPointer) { base = p }
+    /// `k` ≤ 62 bits of `v` (higher bits zero). Not recursive, so it inlines into the encoder's loop.
     @inline(__always) mutating func put(_ v: UInt64, _ k: Int) {
-        if k > 32 { put(v & 0xffff_ffff, 32); put(v >> 32, k - 32); return }
-        acc |= v << UInt64(n); n += k
-        if n >= 32 { (base + out).storeBytes(of: UInt32(truncatingIfNeeded: acc).littleEndian, as: UInt32.self); out += 4; acc >>= 32; n -= 32 }
+        if _slowPath(k > 32) { add(v & 0xffff_ffff, 32); add(v &>> 32, k &- 32) } else { add(v, k) }
+    }
+
+    /// `k` ≤ 32 bits; at most 31 bits stay pending, so `acc` never overflows.
+    @inline(__always) private mutating func add(_ v: UInt64, _ k: Int) {
+        acc |= v &<< UInt64(n); n &+= k
+        if n >= 32 { (base + out).storeBytes(of: UInt32(truncatingIfNeeded: acc).littleEndian, as: UInt32.self); out &+= 4; acc &>>= 32; n &-= 32 }
     }
     /// Flushes the last partial bytes (zero padded); returns the byte count.
     mutating func finish() -> Int {
