@@ -38,6 +38,8 @@ CONTENDERS = [
     # name, label, description
     ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + split + zstdplanes L3, B = 1024"),
     ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B = 1024, groups of 32 parameters"),
+    ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B = 1024"),
+    ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B = 1024"),
     ("zarr_zstd", "zarr v3, zstd", "ZstdCodec(level=3)"),
     ("zarr_shuf_zstd", "zarr v3, shuffle + zstd", "Shuffle(elementsize) + ZstdCodec(level=3)"),
     ("blosc2_shuf", "blosc2, shuffle + zstd", "b2nd, ZSTD L3, SHUFFLE, 2 threads"),
@@ -50,6 +52,9 @@ CONTENDERS = [
     ("zstd_cli", "zstd -3 -T2 of the files", "cat dumps | zstd -3 -T2 (one stream)"),
 ]
 LABEL = {c[0]: c[1] for c in CONTENDERS}
+# ParamSnap contenders: the codec chain each converts with (None: the default).
+PSNAP_CHAINS = {"psnap": None, "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
+                "psnap_xor": "xor,split,zstd"}
 DESC = {c[0]: c[2] for c in CONTENDERS}
 
 
@@ -478,7 +483,7 @@ def available():
     """Contender → None if its Python packages import, else the error."""
     need = {"zarr_zstd": ["zarr"], "zarr_shuf_zstd": ["zarr", "numcodecs"], "blosc2_shuf": ["blosc2"],
             "blosc2_bytedelta": ["blosc2"], "h5_gzip": ["h5py"], "h5_zstd": ["h5py", "hdf5plugin"],
-            "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "zstd_cli": []}
+            "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "psnap_v1": [], "psnap_xor": [], "zstd_cli": []}
     out = {}
     for c, mods in need.items():
         err = None
@@ -527,7 +532,7 @@ def bench_run(a, run, rundir, avail, contenders):
     res = {}
     for c in contenders:
         psnap_file = store_path(rundir, c) + ".psnap"
-        codec = ["--codec", "linpred,lenrans"] if c == "psnap_lenrans" else []
+        codec = ["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []
         r = {"label": LABEL[c], "how": DESC[c]}
         res[c] = r
         if avail.get(c):
@@ -538,7 +543,7 @@ def bench_run(a, run, rundir, avail, contenders):
             [warm(f) for f in run["files"]]
             log(f"  {c} …")
             py = [sys.executable, os.path.abspath(__file__), "worker"]
-            if c in ("psnap", "psnap_lenrans"):
+            if c in PSNAP_CHAINS:
                 w = []
                 for _ in range(reps_slow):
                     if os.path.exists(psnap_file):
@@ -612,13 +617,13 @@ def bench_run(a, run, rundir, avail, contenders):
             log(f"    {c} FAILED: {r['error']}")
         finally:
             if c not in ("psnap", "safetensors"):
-                p = store_path(rundir, c) + (".psnap" if c == "psnap_lenrans" else "")
+                p = store_path(rundir, c) + (".psnap" if c in PSNAP_CHAINS else "")
                 if os.path.isdir(p):
                     shutil.rmtree(p, ignore_errors=True)
                 elif os.path.exists(p):
                     os.unlink(p)
     if not big:
-        res["_agreement"] = check_agreement(run, rundir, [c for c in contenders if c not in ("psnap", "psnap_lenrans", "zstd_cli")])
+        res["_agreement"] = check_agreement(run, rundir, [c for c in contenders if c not in PSNAP_CHAINS and c != "zstd_cli"])
     return res
 
 
