@@ -27,7 +27,7 @@ public struct AppendCommand: ParsableCommand {
     @Option(help: "Epoch of the snapshot (only with one SNAPSHOT).") var epoch: Double?
     @Option(name: .customLong("meta"), help: "Snapshot metadata KEY=VALUE (numbers stored as numbers); repeatable.") var meta: [String] = []
     @Option(help: "Parameters per block for a new run (power of two).") var blockSize: Int = Spec.defaultBlockSize
-    @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 3× faster single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,split,zstdplanes"
+    @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
     @Flag(help: "Do not merge small trailing segments (spec §10).") var noMerge = false
     @Option(help: "Memory budget in MiB for staging and encoding.") var memory: Int = 1024
