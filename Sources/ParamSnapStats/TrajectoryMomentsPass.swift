@@ -109,7 +109,7 @@ public enum TrajectoryMoments {
         let nStats = pick.count
         let needExtrema = chosen.contains { [.min, .argmin, .max, .argmax].contains($0.element) }
         let needSteps = chosen.contains { [.pathLength, .stepAutocorrelation].contains($0.element) }
-        let e = options.outputDType.size
+        let outSize = options.outputDType.size
         var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
         report.statistics = chosen.map(\.element)
 
@@ -152,12 +152,10 @@ public enum TrajectoryMoments {
             WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K, outputChain: options.outputChain)
         })
         let convention = options.convention, policy = options.policy, outType = options.outputDType
-        let statsPerParam = UncheckedBox((nStats: nStats, e: e))
 
         // Parameter p's chosen statistics (from the 15 in `ws.statValues`) into the block's output tile, which is
         // parameter-major: a parameter's statistics are its "snapshots".
         @Sendable func put(_ p: Int, _ ws: WorkerScratch) {
-            let (nStats, _) = statsPerParam.value
             for k in 0..<nStats {
                 let v = ws.statValues[pick[k]]
                 if outType == .f64 {
@@ -168,8 +166,7 @@ public enum TrajectoryMoments {
             }
         }
         @Sendable func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
-            let (nStats, e) = statsPerParam.value
-            try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * nStats * e), codec: ws.codec)
+            try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * nStats * outSize), codec: ws.codec)
         }
         // Finalises `states` (params of one block) and appends the block's output tile.
         @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
@@ -192,32 +189,29 @@ public enum TrajectoryMoments {
             let e = tile.dtype.size
             let n = hi - lo
             let states = ws.states
-            if momentsOnly {
-                for p in 0..<tile.parameters {
-                    let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
-                    ValueConversion.toDoubles(row, dtype: tile.dtype, into: UnsafeMutableBufferPointer(start: ws.row, count: n))
-                    let sum = Fast.sum(ws.row, n)
-                    if sum.isFinite {
-                        ws.statValues[0] = Double(n)
-                        CentralMoments(twoPass: UnsafeBufferPointer(start: ws.row, count: n), sum: sum)
-                            .finiteStatistics(convention: convention, into: ws.statValues)
-                    } else {
-                        TrajectoryState(values: UnsafeBufferPointer(start: ws.row, count: n), firstIndex: lo, policy: policy, extrema: false, steps: false)
-                            .statistics(convention: convention, policy: policy, into: ws.statValues)
-                    }
-                    put(p, ws)
+            for p in 0..<tile.parameters {
+                let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
+                ValueConversion.toDoubles(row, dtype: tile.dtype, into: UnsafeMutableBufferPointer(start: ws.row, count: n))
+                let values = UnsafeBufferPointer(start: ws.row, count: n)
+                guard momentsOnly else {
+                    states[p] = TrajectoryState(values: values, firstIndex: lo, policy: policy, extrema: needExtrema, steps: needSteps)
+                    continue
                 }
-                lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
+                let sum = Fast.sum(ws.row, n)
+                if sum.isFinite {
+                    ws.statValues[0] = Double(n)
+                    CentralMoments(twoPass: values, sum: sum).finiteStatistics(convention: convention, into: ws.statValues)
+                } else {
+                    TrajectoryState(values: values, firstIndex: lo, policy: policy, extrema: false, steps: false)
+                        .statistics(convention: convention, policy: policy, into: ws.statValues)
+                }
+                put(p, ws)
+            }
+            lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
+            if momentsOnly {
                 try emit(params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
                 return
             }
-            for p in 0..<tile.parameters {
-                let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
-                let dst = UnsafeMutableBufferPointer(start: ws.row, count: n)
-                ValueConversion.toDoubles(row, dtype: tile.dtype, into: dst)
-                states[p] = TrajectoryState(values: UnsafeBufferPointer(dst), firstIndex: lo, policy: policy, extrema: needExtrema, steps: needSteps)
-            }
-            lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
             let g = selBlockOffset[tile.tensor] + tile.block
             if K == 1 {
                 try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
@@ -318,10 +312,6 @@ final class ScratchFile: @unchecked Sendable {
 
     /// Tells the kernel the range is no longer needed (clean pages may be dropped from the cache).
     func dropCache(_ r: Range<UInt64>) { _ = posix_fadvise(fd, off_t(r.lowerBound), off_t(r.count), Int32(POSIX_FADV_DONTNEED)) }
-
-    func sync() throws {
-        guard fsync(fd) == 0 || errno == EINVAL else { throw MomentsError.io("fsync of temporary file \(path) failed: \(String(cString: strerror(errno)))") }
-    }
 
     func remove() {
         if fd >= 0 { close(fd); fd = -1; unlink(path) }
