@@ -49,6 +49,24 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/out.psnap.tmp-\(getpid())"))
     }
 
+    @Test func aFileThatAppearsAtThePathIsNotReplacedWithoutOverwrite() throws {
+        let dir = tempDir()
+        defer { cleanup(dir) }
+        var o = WriterOptions(); o.blockSize = 16
+        let out = dir + "/out.psnap"
+        do {
+            let sink = try CompactTileSink(path: out, tensors: [TensorInfo(name: "a", dtype: .f32, shape: [16])],
+                                           snapshots: [SnapshotInfo(step: 0)], options: o)
+            let raw = [UInt8](repeating: 7, count: 16 * 4)
+            try raw.withUnsafeBytes { try sink.add(tensor: 0, block: 0, raw: $0, codec: TileCodec(chain: sink.chain)) }
+            // Someone else writes the output meanwhile: finish must refuse, not rename over it.
+            try Data("theirs".utf8).write(to: URL(fileURLWithPath: out))
+            #expect(throws: IOError.exists(path: out)) { try sink.finish() }
+        }
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "theirs")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out.psnap"], "the temporary file is removed")
+    }
+
     @Test func aMissingTileIsRefusedAndLeavesNoFile() throws {
         let dir = tempDir()
         defer { cleanup(dir) }

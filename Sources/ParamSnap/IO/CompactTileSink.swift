@@ -11,6 +11,7 @@ public final class CompactTileSink: @unchecked Sendable {
     public var layout: RunLayout { writer.layout }
     public var chain: CodecChain { writer.header.codecChain }
     private let tmp: String
+    private let overwrite: Bool
     private let writer: SnapshotWriter
     private let lock = NSLock()
     private var entries: [TileIndexEntry] = []
@@ -23,6 +24,7 @@ public final class CompactTileSink: @unchecked Sendable {
         if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
         self.path = path
         self.snapshots = snapshots
+        overwrite = options.overwrite
         tmp = path + ".tmp-\(getpid())"
         var o = options
         o.overwrite = true
@@ -63,11 +65,9 @@ public final class CompactTileSink: @unchecked Sendable {
             throw IOError.incomplete("\(path): block \(missing) of \(added.count) has no tile")
         }
         report.tilesWritten = entries.count
-        try writer.publishCompact(entries: entries, snapshots: snapshots, report: report)
-        if !writer.options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
-        guard rename(tmp, path) == 0 else { throw IOError.rename(from: tmp, to: path, errno: errno) }
+        if !snapshots.isEmpty { try writer.publishCompact(entries: entries, snapshots: snapshots, report: report) }
+        try writer.closeAndRename(to: path, overwrite: overwrite)
         done = true
-        WritableFile.syncDirectory(of: path)
         return report
     }
 }

@@ -377,15 +377,10 @@ public final class SnapshotWriter {
             report.tilesWritten = built.entries.count
             report.rawBytes = built.rawBytes
             report.storedBytes = built.storedBytes
-            try w.publish(newTiles: built.entries, keepBefore: 0, report: report)
-            w.segments = [0..<snapshots.count]
+            try w.publishCompact(entries: built.entries, snapshots: snapshots, report: report)
         }
-        w.file?.close()
-        w.file = nil
-        if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
-        guard rename(tmp, path) == 0 else { throw IOError.rename(from: tmp, to: path, errno: errno) }
+        try w.closeAndRename(to: path, overwrite: options.overwrite)
         ok = true
-        WritableFile.syncDirectory(of: path)
         return report
     }
 }
@@ -403,13 +398,21 @@ extension SnapshotWriter {
         return at
     }
 
-    /// Publishes `entries` (one tile per block, spanning `snapshots`) as the file's single segment.
+    /// Publishes `entries` (one tile per block, spanning `snapshots`, at least one) as the file's single segment.
     func publishCompact(entries: [TileIndexEntry], snapshots: [SnapshotInfo], report: CommitReport) throws {
         metadata.snapshots = snapshots
         try publish(newTiles: entries, keepBefore: 0, report: report)
-        segments = snapshots.isEmpty ? [] : [0..<snapshots.count]
+        segments = [0..<snapshots.count]
+    }
+
+    /// Closes a file written under a temporary name and renames it to `path` (never over an existing file unless
+    /// `overwrite`), then makes the rename durable. The one end of every "temp name, build, publish, rename" writer.
+    func closeAndRename(to path: String, overwrite: Bool) throws {
         file?.close()
         file = nil
+        if !overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
+        guard rename(self.path, path) == 0 else { throw IOError.rename(from: self.path, to: path, errno: errno) }
+        WritableFile.syncDirectory(of: path)
     }
 }
 
