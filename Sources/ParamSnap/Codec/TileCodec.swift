@@ -99,14 +99,16 @@ public final class TileCodec: @unchecked Sendable {
             }
         }
         if terminal == .lenrans {
-            let dst = other
-            let G = LenRans.defaultGroupRows
+            func code<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) -> Int? {
+                lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: T.self), as: T.self, params: params, snapshots: snapshots,
+                                    groupRows: LenRans.defaultGroupRows, into: other, limit: n)
+            }
             let z: Int?
             switch elementSize {
-            case 1: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt8.self), as: UInt8.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
-            case 2: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt16.self), as: UInt16.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
-            case 4: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt32.self), as: UInt32.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
-            case 8: z = lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: UInt64.self), as: UInt64.self, params: params, snapshots: snapshots, groupRows: G, into: dst, limit: n)
+            case 1: z = code(UInt8.self)
+            case 2: z = code(UInt16.self)
+            case 4: z = code(UInt32.self)
+            case 8: z = code(UInt64.self)
             default: z = nil
             }
             guard let z else { return (raw, true) }
