@@ -16,7 +16,7 @@ public struct CompactCommand: ParsableCommand {
 
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output file (default: replace RUN).") var output: String?
-    @Option(help: "Parameters per block of the output (power of two; default: the input's).") var blockSize: Int?
+    @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 64 KiB, within 64…4096 (spec §4.1; what convert uses). Default: the input's.") var blockSize: String?
     @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024
@@ -24,10 +24,17 @@ public struct CompactCommand: ParsableCommand {
 
     public init() {}
 
+    public func validate() throws {
+        if let blockSize, blockSize != "auto", Int(blockSize) == nil {
+            throw ValidationError("--block-size is a power of two or 'auto', not '\(blockSize)'")
+        }
+    }
+
     public func run() throws {
         try CLI.guarded {
             let start = Date()
             let before = try PSnapReader(path: runPath)
+            let B = blockSize.map { $0 == "auto" ? Spec.compactBlockSize(snapshots: before.snapshotCount, tensors: before.tensors) : Int($0)! }
             var chain: CodecChain? = nil
             if codec != nil || level != nil {
                 chain = try CodecChain(parsing: codec ?? before.header.codecChain.stages.map(\.description).joined(separator: ","),
@@ -37,7 +44,7 @@ public struct CompactCommand: ParsableCommand {
             options.memoryBudget = memory << 20
             let beforeSize = before.file.bytes.count
             let out = output ?? runPath
-            let report = try SnapshotWriter.compact(input: runPath, output: out, blockSize: blockSize, chain: chain, options: options)
+            let report = try SnapshotWriter.compact(input: runPath, output: out, blockSize: B, chain: chain, options: options)
             let after = try PSnapReader(path: out)
             let secs = Date().timeIntervalSince(start)
             if json {

@@ -4,6 +4,22 @@ import Testing
 @testable import ParamSnap
 
 @Suite struct FormatTests {
+    /// §4.1: the largest power of two B with B · S · e ≤ 64 KiB, within 64 … 4096.
+    @Test func compactBlockSizeFollowsTheTileTarget() {
+        for (s, e, want) in [(61, 4, 256), (64, 4, 256), (65, 4, 128), (61, 2, 512), (101, 4, 128), (16, 4, 1024),
+                             (1, 4, 4096), (1, 1, 4096), (0, 4, 4096), (1000, 4, 64), (100_000, 8, 64), (128, 2, 256)] {
+            let b = Spec.compactBlockSize(snapshots: s, elementSize: e)
+            #expect(b == want, "S=\(s) e=\(e)")
+            #expect(b.nonzeroBitCount == 1 && Spec.compactBlockSizeRange.contains(b))
+            #expect(b == Spec.compactBlockSizeRange.lowerBound || b * max(1, s) * e <= Spec.compactTileTargetBytes)
+            #expect(b == Spec.compactBlockSizeRange.upperBound || 2 * b * max(1, s) * e > Spec.compactTileTargetBytes)
+        }
+        // Mixed dtypes: the element size holding most parameters decides.
+        let t = [TensorInfo(name: "a", dtype: .bf16, shape: [10]), TensorInfo(name: "b", dtype: .f32, shape: [3, 3])]
+        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t) == 512)
+        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t + [TensorInfo(name: "c", dtype: .f32, shape: [2])]) == 256)
+    }
+
     @Test func xxh64KnownVectors() {
         // Reference values of XXH64 with seed 0 (xxHash's own test vectors / python-xxhash docs).
         #expect(XXH64.hash([UInt8]()) == 0xEF46_DB37_51D8_E999)

@@ -27,8 +27,29 @@ public enum Spec {
     public static let footerChecksummed = 112
     /// §5 `zstdplanes`: bit 63 of a plane descriptor, the plane is stored raw.
     public static let planeStoredRawBit: UInt64 = 1 << 63
-    /// §4.1: default parameters per block.
+    /// §4.1: default parameters per block of a run written by appends (snapshot count unknown).
     public static let defaultBlockSize = 1024
+    /// §4.1: raw bytes of a tile that a writer knowing the snapshot count aims at (convert, compact).
+    public static let compactTileTargetBytes = 64 << 10
+    /// §4.1: bounds of the chosen block size.
+    public static let compactBlockSizeRange = 64...4096
+
+    /// §4.1: the block size for a compact run of `snapshots` snapshots whose parameters are mostly `elementSize`
+    /// bytes: the largest power of two B with B · snapshots · elementSize ≤ 64 KiB, kept within 64 … 4096.
+    public static func compactBlockSize(snapshots: Int, elementSize: Int) -> Int {
+        let perParam = max(1, snapshots) * max(1, elementSize)
+        var b = compactBlockSizeRange.lowerBound
+        while b * 2 <= compactBlockSizeRange.upperBound && b * 2 * perParam <= compactTileTargetBytes { b *= 2 }
+        return b
+    }
+
+    /// §4.1: `compactBlockSize` for `tensors`, with the element size that holds the most parameters.
+    public static func compactBlockSize(snapshots: Int, tensors: [TensorInfo]) -> Int {
+        var bySize: [Int: Int] = [:]
+        for t in tensors { bySize[t.dtype.size, default: 0] += t.parameterCount ?? 0 }
+        let e = bySize.max { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }?.key ?? 4
+        return compactBlockSize(snapshots: snapshots, elementSize: e)
+    }
     /// §5: default zstd level.
     public static let defaultZstdLevel: Int32 = 3
     /// §10: merge fanout.

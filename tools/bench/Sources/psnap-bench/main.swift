@@ -152,11 +152,12 @@ func benchAppend(args: [String]) throws {
 }
 
 func benchRead(args: [String]) throws {
-    // psnap-bench read FILE [--n 1000]
+    // psnap-bench read FILE [--n 1000] [--no-verify]
     let path = args[0]
     let n = args.firstIndex(of: "--n").map { Int(args[$0 + 1])! } ?? 1000
+    let verify = !args.contains("--no-verify")
     let t0 = now()
-    let r = try PSnapReader(path: path)
+    let r = try PSnapReader(path: path, verifyChecksums: verify)
     let openMs = (now() - t0) * 1000
     var rng = Rng(s: 99)
     var lat: [Double] = []
@@ -431,7 +432,7 @@ let argv = Array(CommandLine.arguments.dropFirst())
 guard let cmd = argv.first else {
     print("""
     usage: psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024] [--level 3]
-           psnap-bench read FILE [--n 1000]
+           psnap-bench read FILE [--n 1000] [--no-verify]
            psnap-bench open DIR
            psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
            psnap-bench real DATA_DIR OUT_DIR [--runs tiny-gpt,mlp-digits] [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
