@@ -27,7 +27,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-CHUNK = 1024          # parameters per chunk (ParamSnap's default block size B)
+CHUNK = 1024          # parameters per chunk of the other contenders (ParamSnap picks its own B, spec §4.1)
 SLAB = 64 * CHUNK     # parameters gathered / scanned per step (whole chunks)
 N_TRAJ = 1000         # random trajectories per latency measurement
 WARMUP = 100
@@ -36,10 +36,10 @@ SEED = 20261129
 
 CONTENDERS = [
     # name, label, description
-    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + split + zstdplanes L3, B = 1024"),
-    ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B = 1024, groups of 32 parameters"),
-    ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B = 1024"),
-    ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B = 1024"),
+    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + split + zstdplanes L3, B auto (64 KiB tiles, spec §4.1)"),
+    ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B auto (64 KiB tiles, spec §4.1), groups of 32 parameters"),
+    ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B auto (64 KiB tiles, spec §4.1)"),
+    ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B auto (64 KiB tiles, spec §4.1)"),
     ("zarr_zstd", "zarr v3, zstd", "ZstdCodec(level=3)"),
     ("zarr_shuf_zstd", "zarr v3, shuffle + zstd", "Shuffle(elementsize) + ZstdCodec(level=3)"),
     ("blosc2_shuf", "blosc2, shuffle + zstd", "b2nd, ZSTD L3, SHUFFLE, 2 threads"),
