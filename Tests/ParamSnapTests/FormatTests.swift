@@ -215,6 +215,30 @@ import Testing
         #expect(Array(line[2...]) == [UInt32](repeating: 0, count: 6) && line[1] == 14, "\(line)")
     }
 
+    /// The default chain's decode (`unsplitLinpred`, three passes) equals `unsplit` then the reference `linpred`
+    /// decoding on any plane bytes, not only on encoder output (a damaged but checksum-valid tile decodes the same).
+    @Test func unsplitLinpredEqualsTheReferenceOnAnyBytes() {
+        let seed = testSeed(0x0D_EC)
+        var rng = SeededRNG(seed: seed)
+        for trial in 0..<200 {
+            let e = [2, 4, 8][Int(rng.next() % 3)]
+            let params = Int(rng.next() % 40) + 1
+            let S = trial < 3 ? trial + 1 : Int(rng.next() % 130) + 1
+            let n = params * S * e
+            let planes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var fast = [UInt8](repeating: 0xAA, count: n), ref = [UInt8](repeating: 0x55, count: n)
+            planes.withUnsafeBytes { src in
+                fast.withUnsafeMutableBytes { Transforms.unsplitLinpred(from: src.baseAddress!, to: $0.baseAddress!, params: params, snapshots: S, elementSize: e) }
+                ref.withUnsafeMutableBytes {
+                    Transforms.unsplit(from: src.baseAddress!, to: $0.baseAddress!, count: params * S, elementSize: e)
+                    Transforms.linpred($0.baseAddress!, elementSize: e, params: params, snapshots: S, encode: false)
+                }
+            }
+            let firstDiff = fast.indices.first { fast[$0] != ref[$0] }
+            #expect(firstDiff == nil, "seed \(seed) trial \(trial): e \(e), \(params)×\(S), first differing byte \(firstDiff ?? -1)")
+        }
+    }
+
     @Test func trailingBytesAfterAZstdFrameAreRefused() throws {
         // §5: one frame with nothing after it. Two concatenated frames whose sizes add up must not decode.
         let codec = TileCodec(chain: try CodecChain(stages: [.zstd]))
