@@ -27,8 +27,16 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-CHUNK = 1024          # parameters per chunk of the other contenders (ParamSnap picks its own B, spec §4.1)
-SLAB = 64 * CHUNK     # parameters gathered / scanned per step (whole chunks)
+SLAB = 65536          # parameters gathered / scanned per step (whole chunks: every chunk size divides it)
+
+
+def psnap_block(S, itemsize):
+    """ParamSnap's block size for a converted run (spec/FORMAT.md §4.1, Spec.compactBlockSize): the largest power of
+    two B with B * S * itemsize <= 64 KiB, within 64 ... 4096. The chunked contenders use the same chunk."""
+    b = 64
+    while b * 2 <= 4096 and b * 2 * max(1, S) * itemsize <= 65536:
+        b *= 2
+    return b
 N_TRAJ = 1000         # random trajectories per latency measurement
 WARMUP = 100
 N_TENSOR = 20         # repeats of the one-tensor-at-one-snapshot read inside one process
@@ -187,14 +195,14 @@ def moments(X, dtype):
 # ----------------------------------------------------------------------------------------------- contenders
 
 class Chunked:
-    """A store of one [n, S] array per tensor, chunks (min(1024, n), S)."""
+    """A store of one [n, S] array per tensor, chunks (min(B, n), S) with B = ParamSnap's block size for the run."""
 
     def __init__(self, name, run, path):
         self.name, self.run, self.path = name, run, path
         self.S = run["snapshots"]
 
     def chunks(self, t):
-        return (min(CHUNK, t["n"]), self.S)
+        return (min(self.run["chunk"], t["n"]), self.S)
 
     # write: create(t) returns an object supporting a[a:b, :] = block
     def write(self, dumps):
@@ -548,7 +556,8 @@ def bench_run(a, run, rundir, avail, contenders):
                 for _ in range(reps_slow):
                     if os.path.exists(psnap_file):
                         os.unlink(psnap_file)
-                    _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet"] + codec)
+                    _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet",
+                                              "--block-size", str(run["chunk"])] + codec)
                     w.append((wall, rss))
                 r["write_s"] = med([x[0] for x in w]); r["write_rss_mib"] = max(x[1] for x in w)
                 r["bytes"] = os.path.getsize(psnap_file)
@@ -697,7 +706,8 @@ def write_markdown(results, path):
         info = rr["run"]
         L += [f"## {rname}", "",
               f"{info['snapshots']} snapshots × {info['parameters']:,} {info['dtype']} parameters, "
-              f"{info['raw_bytes'] / 1e6:,.1f} MB raw{(' — ' + info['note']) if info.get('note') else ''}.", "",
+              f"{info['raw_bytes'] / 1e6:,.1f} MB raw{(' — ' + info['note']) if info.get('note') else ''}; "
+              f"chunks of {info.get('chunk', 1024)} parameters × all snapshots.", "",
               "| contender | ratio | write MB/s | trajectory p50 / p99 µs | tensor µs | moments MB/s | RSS write / moments MiB |",
               "|---|---|---|---|---|---|---|"]
         ps = rr["contenders"].get("psnap", {})
@@ -736,8 +746,8 @@ def write_markdown(results, path):
                          "over values ≥ 1e-6·max|stat|), mismatches: " + "; ".join(parts) + ".")
         L.append("")
     L += ["Contenders: " + "; ".join(f"{LABEL[c]}: {DESC[c]}" for c, _, _ in CONTENDERS) + ". Chunked stores hold one "
-          "[parameters, snapshots] array per tensor, chunks of 1024 parameters × all snapshots (ParamSnap's tile at "
-          "B = 1024, one segment).", ""]
+          "[parameters, snapshots] array per tensor, chunked like ParamSnap's tiles: B parameters × all snapshots, B = "
+          "ParamSnap's block size for the run (spec/FORMAT.md §4.1: a tile of about 64 KiB), unless --chunk is given.", ""]
     open(path, "w").write("\n".join(L))
 
 
@@ -747,7 +757,7 @@ def bench(a):
     avail = available()
     contenders = [c for c, _, _ in CONTENDERS if not a.contenders or c in a.contenders.split(",")]
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-               "versions": versions(), "repeat": a.repeat, "chunk_parameters": CHUNK, "trajectories": N_TRAJ,
+               "versions": versions(), "repeat": a.repeat, "chunk_parameters": a.chunk or "per run (FORMAT §4.1)", "trajectories": N_TRAJ,
                "contenders": {c: {"label": LABEL[c], "how": DESC[c]} for c in contenders}, "runs": {}}
     for rname in a.runs.split(","):
         rundir = os.path.join(a.work, rname)
@@ -767,6 +777,7 @@ def bench(a):
         run = describe_run(rname, files)
         run["dumps_dir"] = dd
         run["note"] = note
+        run["chunk"] = a.chunk or psnap_block(run["snapshots"], run["itemsize"])
         big = max(run["tensors"], key=lambda t: t["n"])
         run["probe_tensor"], run["probe_snapshot"] = big["name"], run["snapshots"] // 2
         json.dump(run, open(os.path.join(rundir, "run.json"), "w"))
@@ -804,6 +815,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--contenders", default="")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--chunk", type=int, default=0, help="parameters per chunk of the chunked contenders and ParamSnap's "
+                    "--block-size (default: ParamSnap's automatic block size for each run)")
     bench(ap.parse_args())
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # ParamSnap against the tools a user would pick instead: zarr v3, blosc2, HDF5, raw .npy, the safetensors folder, zstd.
 # Usage: tools/bench/peers/run.sh [--gib N] [--repeat R] [--runs tiny-gpt,tiny-gpt-bf16,mlp-digits,synthetic]
-#                                 [--contenders psnap,zarr_zstd,…] [--work /tmp/psnap-peers] [--tag NAME]
+#                                 [--contenders psnap,zarr_zstd,…] [--work /tmp/psnap-peers] [--tag NAME] [--chunk B]
 # Makes tools/bench/peers/.venv (numpy scipy zarr numcodecs blosc2 h5py hdf5plugin zstandard safetensors from PyPI; a
 # package that does not install marks its contender unavailable), builds ParamSnap in release (.build-peers) and the
 # in-process latency probe (tools/bench/peers/probe), runs every contender on the real runs of ../shared/data and on a
 # synthetic run (tools/make_synthetic_dumps.py, --gib 1 by default; the issue's size is --gib 8), and writes
 # tools/bench/peers/results/<tag>.md and .json. Temporary stores go under --work and are deleted as it goes.
+# Chunked contenders use chunks of ParamSnap's block size for each run (FORMAT §4.1), or --chunk B for all (and psnap).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
