@@ -237,7 +237,9 @@ public final class TileCodec: @unchecked Sendable {
     /// wanted: an uncached row needs only its plane's prefix). Same frame checks as `zstdFrame`; the rest of the
     /// frame is not read, which the tile checksum (checked before any decode) makes safe.
     private func zstdFramePrefix(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, want: Int) throws(TileCodecError) {
-        if want >= n { return try zstdFrame(src, into: dst, n: n) }
+        // Our writer ends a block every `planeBlockBytes`: when the wanted bytes reach into the last block, the whole
+        // frame must be decoded anyway, and the one-shot decode skips the streaming decoder's window copies.
+        if want > (n - 1) / Self.planeBlockBytes * Self.planeBlockBytes { return try zstdFrame(src, into: dst, n: n) }
         try checkFrame(src, n: n)
         _ = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only)
         defer { _ = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only) }

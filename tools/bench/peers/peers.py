@@ -787,7 +787,7 @@ def bench(a):
         log(f"{rname}: {run['snapshots']} × {run['parameters']:,} {run['dtype']}, {run['raw_bytes'] / 1e6:.1f} MB raw")
         res = bench_run(a, run, rundir, avail, contenders)
         info = {k: run[k] for k in ("snapshots", "parameters", "dtype", "raw_bytes", "file_bytes", "probe_tensor",
-                                    "probe_snapshot", "note")}
+                                    "probe_snapshot", "note", "chunk")}
         info["tensors"] = len(run["tensors"])
         results["runs"][rname] = {"run": info, "contenders": res}
         shutil.rmtree(rundir, ignore_errors=True)
