@@ -34,12 +34,13 @@ public final class MappedFile: @unchecked Sendable {
         if let b = bytes.baseAddress { madvise(UnsafeMutableRawPointer(mutating: b), bytes.count, MADV_DONTNEED) }
     }
 
-    /// Drops resident pages fully inside `range` (byte offsets), keeping partial pages at its ends.
-    public func releaseResidentPages(in range: Range<Int>) {
+    /// Drops resident pages overlapping `range` (byte offsets), partial pages at its ends included: only for ranges
+    /// whose neighbours may fault back in (the pages stay in the page cache; a read-only mapping loses nothing).
+    public func releaseResidentPages(covering range: Range<Int>) {
         guard let b = bytes.baseAddress else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound + page - 1) / page * page
-        let end = min(range.upperBound, bytes.count) / page * page
+        let start = max(0, range.lowerBound) / page * page
+        let end = min((min(range.upperBound, bytes.count) + page - 1) / page * page, (bytes.count + page - 1) / page * page)
         if end > start { madvise(UnsafeMutableRawPointer(mutating: b + start), end - start, MADV_DONTNEED) }
     }
 
@@ -48,5 +49,27 @@ public final class MappedFile: @unchecked Sendable {
         if let b = bytes.baseAddress {
             madvise(UnsafeMutableRawPointer(mutating: b), bytes.count, sequential ? MADV_SEQUENTIAL : MADV_RANDOM)
         }
+    }
+}
+
+/// Drops a streaming worker's mapped pages in batches: `done` records the byte range of a tile the worker has
+/// finished, and every `batchBytes` of file (the hull of its ranges: tiles come in file order, so the hull also
+/// covers tiles other workers finished) the hull's pages are dropped, partial end pages included (a page still being
+/// read elsewhere just faults back in from the page cache). One madvise per batch instead of one per tile, and no
+/// partial pages kept: per tile, 10–20 % of a 64 KiB tile's pages stayed resident.
+public struct ResidentPageReleaser {
+    public static let batchBytes = 4 << 20
+    let file: MappedFile
+    var hull: Range<Int>? = nil
+    public init(file: MappedFile) { self.file = file }
+
+    public mutating func done(_ r: Range<Int>) {
+        let h = hull.map { min($0.lowerBound, r.lowerBound)..<max($0.upperBound, r.upperBound) } ?? r
+        if h.count >= Self.batchBytes { file.releaseResidentPages(covering: h); hull = nil } else { hull = h }
+    }
+
+    public mutating func flush() {
+        if let h = hull { file.releaseResidentPages(covering: h) }
+        hull = nil
     }
 }

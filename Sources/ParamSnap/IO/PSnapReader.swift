@@ -174,10 +174,11 @@ public final class PSnapReader: @unchecked Sendable {
         guard h == x.checksum else { throw .tileChecksumMismatch(tile: tileName(i), offset: x.offset, expected: x.checksum, actual: h) }
     }
 
-    /// Decodes tile `i` into `out` (exactly `rawLength` bytes), using `codec`.
-    public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec) throws(FormatError) {
+    /// Decodes tile `i` into `out` (exactly `rawLength` bytes), using `codec`; `checked`: the caller has just
+    /// verified the tile's checksum (else it is verified here when `verifyChecksums`).
+    public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec, checked: Bool = false) throws(FormatError) {
         let x = tiles[i]
-        if verifyChecksums { try verifyTile(i) }
+        if verifyChecksums && !checked { try verifyTile(i) }
         let t = Int(x.tensor)
         do {
             try codec.decode(storedBytes(i), storedRaw: x.storedRaw, into: out, elementSize: tensors[t].dtype.size,

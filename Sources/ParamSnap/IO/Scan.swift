@@ -51,6 +51,9 @@ extension PSnapReader {
             let reader = shared.value
             let codec = TileCodec(chain: reader.header.codecChain)
             let (lock, jobs) = state.value
+            // A streaming pass: resident memory bounded by the scratch buffers, not by the file.
+            var release = ResidentPageReleaser(file: reader.file)
+            defer { release.flush() }
             while true {
                 lock.lock()
                 if errBox.value.pointee != nil || counter.value.pointee >= jobs.count { lock.unlock(); return }
@@ -66,8 +69,7 @@ extension PSnapReader {
                                        parameters: reader.layout.blockParams(tensor: t, block: b),
                                        firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
                                        dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), worker)
-                    // A streaming pass: keep resident memory bounded by the scratch buffers, not the file.
-                    reader.file.releaseResidentPages(in: Int(x.offset)..<Int(x.offset + x.storedLength))
+                    release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
                 } catch {
                     lock.lock()
                     if errBox.value.pointee == nil { errBox.value.pointee = error }

@@ -27,13 +27,15 @@ extension PSnapReader {
             let r = me.value
             let codec = TileCodec(chain: r.header.codecChain)
             var i = k
+            // A streaming pass: resident memory bounded by the scratch buffers, not the file size.
+            var release = ResidentPageReleaser(file: r.file)
+            defer { release.flush() }
             while i < n {
                 let x = r.tiles[i]
                 do {
                     try r.verifyTile(i)
-                    try r.decodeTile(i, into: codec.rawScratch(Int(x.rawLength)), codec: codec)
-                    // A streaming pass: resident memory bounded by the scratch buffers, not the file size.
-                    r.file.releaseResidentPages(in: Int(x.offset)..<Int(x.offset + x.storedLength))
+                    try r.decodeTile(i, into: codec.rawScratch(Int(x.rawLength)), codec: codec, checked: true)
+                    release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
                 } catch {
                     let t = Int(x.tensor), b = Int(x.block)
                     let p0 = b * r.layout.blockSize
