@@ -119,8 +119,13 @@ public enum TrajectoryMoments {
         for (k, s) in report.statistics.enumerated() {
             snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
         }
+        // The output's tiles hold several input blocks (spec/MOMENTS.md §3): a tile of B parameters × a few
+        // statistics is small (4 KiB for B = 256 and 4 f32 statistics), and zstd's fixed cost per plane then
+        // dominates the pass (RATIONALE §B.1). Output B: the §4.1 rule for the output's own geometry, ≥ the input's.
+        let outB = max(B, Spec.compactBlockSize(snapshots: nStats, elementSize: outSize))
+        let merge = outB / B
         var opts = WriterOptions()
-        opts.blockSize = B
+        opts.blockSize = outB
         opts.chain = options.outputChain
         opts.workers = options.workers
         opts.memoryBudget = options.memoryBudget
@@ -165,8 +170,24 @@ public enum TrajectoryMoments {
                 }
             }
         }
+        let staging = OutputStaging()
+        defer { staging.discard() }
+        // Block `block`'s statistics (in `ws.out`) into output block block / merge; the output tile is encoded and added
+        // by whichever worker completes it (output tiles are parameter-major, so input blocks are consecutive rows).
         @Sendable func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
-            try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * nStats * outSize), codec: ws.codec)
+            let rowBytes = nStats * outSize
+            if merge == 1 {
+                try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * rowBytes), codec: ws.codec)
+                return
+            }
+            let ob = block / merge
+            let needed = Swift.min(merge, layout.blockCounts[t] - ob * merge)
+            let outParams = Swift.min(outB, layout.parameterCounts[t] - ob * outB)
+            let key = selBlockOffset[t] + ob * merge   // the output block's first input block, among the selected ones
+            guard let full = staging.put(key: key, bytes: outB * rowBytes, at: (block % merge) * B * rowBytes,
+                                         UnsafeRawBufferPointer(start: ws.out, count: params * rowBytes), needed: needed) else { return }
+            defer { full.deallocate() }
+            try sink.add(tensor: outIndex[t], block: ob, raw: UnsafeRawBufferPointer(start: full, count: outParams * rowBytes), codec: ws.codec)
         }
         // Finalises `states` (params of one block) and appends the block's output tile.
         @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
@@ -245,6 +266,35 @@ public enum TrajectoryMoments {
         try sink.finish()
         report.outputBytes = UInt64((try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int).flatMap { $0 } ?? 0)
         return report
+    }
+}
+
+/// Output tiles being filled from several input blocks (moments pass): a buffer per output block, handed to the
+/// worker that brings its last input block. Scans go in file order, so only a few are open at a time.
+final class OutputStaging: @unchecked Sendable {
+    private let lock = NSLock()
+    private var open: [Int: (buffer: UnsafeMutableRawPointer, arrived: Int)] = [:]
+
+    /// Copies `part` at `offset` of output block `key`'s buffer (`bytes` long); returns the buffer (now the caller's to
+    /// deallocate) when this was its `needed`-th part, else nil.
+    func put(key: Int, bytes: Int, at offset: Int, _ part: UnsafeRawBufferPointer, needed: Int) -> UnsafeMutableRawPointer? {
+        lock.lock()
+        let buffer = open[key]?.buffer ?? UnsafeMutableRawPointer.allocate(byteCount: max(1, bytes), alignment: 64)
+        if open[key] == nil { open[key] = (buffer, 0) }
+        lock.unlock()
+        if part.count > 0 { (buffer + offset).copyMemory(from: part.baseAddress!, byteCount: part.count) }
+        lock.lock(); defer { lock.unlock() }
+        open[key]!.arrived += 1
+        guard open[key]!.arrived == needed else { return nil }
+        open[key] = nil
+        return buffer
+    }
+
+    /// Frees the buffers of output blocks left incomplete (a failed pass).
+    func discard() {
+        lock.lock(); defer { lock.unlock() }
+        for (_, v) in open { v.buffer.deallocate() }
+        open.removeAll()
     }
 }
 

@@ -115,6 +115,8 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
             outputs.append(try PSnapReader(path: dir + "/\(tag).moments.psnap"))
         }
         #expect(outputs[0].snapshotCount == TrajectoryStatistic.allCases.count)
+        // Output tiles gather input blocks (MOMENTS.md §3): 15 f64 statistics → B = 512, one tile per tensor here.
+        #expect(outputs[0].header.blockSize == 512 && outputs[0].tiles.count == 2)
         let exact: Set<String> = ["count", "min", "max", "argmin", "argmax", "first", "last"]
         for (k, info) in outputs[0].snapshots.enumerated() {
             guard case .string(let name)? = info.metadata?["statistic"] else { Issue.record("no statistic name"); continue }
@@ -152,6 +154,42 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
                         #expect(try m.tensorBytes(tensor: t, snapshot: k) == full.tensorBytes(tensor: t, snapshot: fullIndex), "\(tag) \(subset) \(t) #\(k)")
                     }
                 }
+            }
+        }
+    }
+
+    /// Output tiles gathered from many input blocks, several per tensor with a partial last one, from two workers,
+    /// hold exactly what one input block per output tile gives (the statistics do not depend on the block size).
+    @Test(arguments: [["moments"], ["all"]])
+    func outputTilesGatherInputBlocks(stats: [String]) throws {
+        let dir = tempDir()
+        defer { cleanup(dir) }
+        var rng = SeededRNG(seed: testSeed(0x0B_10C))
+        let tensors = [TensorInfo(name: "big", dtype: .f32, shape: [3000]), TensorInfo(name: "small", dtype: .bf16, shape: [70])]
+        let snaps: [[String: [UInt8]]] = (0..<9).map { _ in
+            ["big": (0..<3000).flatMap { _ in withUnsafeBytes(of: Float.random(in: -2...2, using: &rng).bitPattern.littleEndian) { Array($0) } },
+             "small": (0..<140).map { _ in UInt8.random(in: 0...255, using: &rng) }]
+        }
+        var outs: [PSnapReader] = []
+        for B in [64, 8192] {
+            var o = WriterOptions(); o.blockSize = B
+            let path = dir + "/b\(B).psnap"
+            let w = try SnapshotWriter.create(path: path, tensors: tensors, options: o)
+            for (k, s) in snaps.enumerated() { try w.append(SnapshotInfo(step: Int64(k)), tensors: s) }
+            try w.close()
+            var opts = TrajectoryMomentsOptions()
+            opts.workers = 2
+            if stats == ["moments"] { opts.statistics = [.mean, .variance, .skewness, .kurtosis] }
+            try TrajectoryMoments.run(reader: try PSnapReader(path: path), outputPath: dir + "/m\(B).psnap", options: opts)
+            outs.append(try PSnapReader(path: dir + "/m\(B).psnap"))
+        }
+        // 4 f32 statistics → output B 4096 (64 input blocks per tile); 15 → 1024. The B = 8192 input keeps its own B.
+        #expect(outs[0].header.blockSize == (stats == ["moments"] ? 4096 : 1024) && outs[1].header.blockSize == 8192)
+        #expect(outs[0].tiles.count == (stats == ["moments"] ? 2 : 4))
+        #expect(outs[0].verifyAll().isEmpty)
+        for t in 0..<2 {
+            for k in 0..<outs[0].snapshotCount {
+                #expect(try outs[0].tensorBytes(tensor: t, snapshot: k) == outs[1].tensorBytes(tensor: t, snapshot: k), "tensor \(t) statistic \(k)")
             }
         }
     }
