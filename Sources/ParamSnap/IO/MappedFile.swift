@@ -40,7 +40,7 @@ public final class MappedFile: @unchecked Sendable {
         guard let b = bytes.baseAddress else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = max(0, range.lowerBound) / page * page
-        let end = min((min(range.upperBound, bytes.count) + page - 1) / page * page, (bytes.count + page - 1) / page * page)
+        let end = (min(range.upperBound, bytes.count) + page - 1) / page * page   // the mapping covers the last page whole
         if end > start { madvise(UnsafeMutableRawPointer(mutating: b + start), end - start, MADV_DONTNEED) }
     }
 
