@@ -299,11 +299,6 @@ public final class TileCodec: @unchecked Sendable {
             Transforms.byteDeltaUnsplit(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
             swap(&cur, &other)
             rest = rest.dropLast(2)
-        } else if rest.suffix(2) == [.linpred, .split] {
-            // The default chain's hot path: one fused pass instead of two.
-            Transforms.unsplitLinpred(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize)
-            swap(&cur, &other)
-            rest = rest.dropLast(2)
         }
         for stage in rest.reversed() {
             switch stage {

@@ -87,19 +87,31 @@ enum Transforms {
         }
     }
 
+    /// §5 `linpred`, decoding, in three passes over the rows (the first and last vectorised by the compiler):
+    /// unzigzag; `integrateRows`; the monotone map back to bit patterns. Twice as fast as the direct recurrence
+    /// m(s) = r(s) + 2·m(s−1) − m(s−2) in one loop (RATIONALE §A.5), same bits.
     @inline(__always)
     static func linpredDecode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
-        guard S > 0 else { return }
+        let n = params * S
+        for i in 0..<n { p[i] = unzigzag(p[i]) }
+        integrateRows(p, params: params, snapshots: S)
+        for i in 0..<n { p[i] = monotone(p[i]) }
+    }
+
+    /// `linpredDecode`'s middle pass, in place, row by row, on unzigzagged residuals r: m(0) = r(0), and with the
+    /// step d(s) = m(s) − m(s−1), the prediction m(s−1) + d(s−1) means d(s) = d(s−1) + r(s) (d(0) = 0) and
+    /// m(s) = m(s−1) + d(s): two running sums, each a one-cycle dependency (the direct form chains three
+    /// operations). Modulo 2^bits, so exactly the encoder's inverse.
+    @inline(__always)
+    static func integrateRows<T: FixedWidthInteger & UnsignedInteger>(_ w: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
+        guard S > 1 else { return }
         for q in 0..<params {
-            let row = p + q &* S
-            let m0 = unzigzag(row[0])
-            row[0] = monotone(m0)
-            var m1 = m0, m2 = m0
+            let row = w + q &* S
+            var m = row[0], d: T = 0
             var s = 1
             while s < S {
-                let m = unzigzag(row[s]) &+ m1 &+ (m1 &- m2)
-                row[s] = monotone(m)
-                m2 = m1; m1 = m
+                d &+= row[s]; m &+= d
+                row[s] = m
                 s &+= 1
             }
         }
@@ -172,54 +184,6 @@ enum Transforms {
             for k in 0..<e {
                 let pk = s + k * n
                 for i in 0..<n { d[i &* e &+ k] = pk[i] }
-            }
-        }
-    }
-
-    /// `unsplit` then `linpred` decoding (the default chain's decode after zstd). Element sizes 2 and 4; 8 falls back.
-    static func unsplitLinpred(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, params: Int, snapshots S: Int, elementSize e: Int) {
-        let n = params * S
-        guard n > 0 else { return }
-        let b = src.assumingMemoryBound(to: UInt8.self)
-        // Three passes, two of them vectorised by the compiler: (1) gather each element from its planes and undo the
-        // zigzag; (2) per row, undo the order-2 prediction as two running sums (`integrateRows`); (3) ordered integers
-        // back to bit patterns. Twice as fast as one fused scalar loop (RATIONALE §A.5), same bits.
-        switch e {
-        case 4:
-            let w = dst.assumingMemoryBound(to: UInt32.self)
-            let p0 = b, p1 = b + n, p2 = b + 2 * n, p3 = b + 3 * n
-            for i in 0..<n {
-                w[i] = unzigzag(UInt32(p0[i]) | (UInt32(p1[i]) &<< 8) | (UInt32(p2[i]) &<< 16) | (UInt32(p3[i]) &<< 24))
-            }
-            integrateRows(w, params: params, snapshots: S)
-            for i in 0..<n { w[i] = monotone(w[i]).littleEndian }
-        case 2:
-            let w = dst.assumingMemoryBound(to: UInt16.self)
-            let p0 = b, p1 = b + n
-            for i in 0..<n { w[i] = unzigzag(UInt16(p0[i]) | (UInt16(p1[i]) &<< 8)) }
-            integrateRows(w, params: params, snapshots: S)
-            for i in 0..<n { w[i] = monotone(w[i]).littleEndian }
-        default:
-            unsplit(from: src, to: dst, count: n, elementSize: e)
-            linpred(dst, elementSize: e, params: params, snapshots: S, encode: false)
-        }
-    }
-
-    /// §5 `linpred` decoding on unzigzagged residuals r, in place, row by row: m(0) = r(0), and with the step
-    /// d(s) = m(s) − m(s−1), the prediction m(s−1) + d(s−1) means d(s) = d(s−1) + r(s) (d(0) = 0) and
-    /// m(s) = m(s−1) + d(s): two running sums, each a one-cycle dependency (the direct form m(s) = r(s) + 2·m(s−1)
-    /// − m(s−2) chains three operations). Modulo 2^bits, so exactly the encoder's inverse.
-    @inline(__always)
-    static func integrateRows<T: FixedWidthInteger & UnsignedInteger>(_ w: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
-        guard S > 1 else { return }
-        for q in 0..<params {
-            let row = w + q &* S
-            var m = row[0], d: T = 0
-            var s = 1
-            while s < S {
-                d &+= row[s]; m &+= d
-                row[s] = m
-                s &+= 1
             }
         }
     }
