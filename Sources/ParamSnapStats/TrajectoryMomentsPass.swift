@@ -120,8 +120,8 @@ public enum TrajectoryMoments {
             snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
         }
         // The output's tiles hold several input blocks (spec/MOMENTS.md §3): a tile of B parameters × a few
-        // statistics is small (4 KiB for B = 256 and 4 f32 statistics), and zstd's fixed cost per plane then
-        // dominates the pass (RATIONALE §B.1). Output B: the §4.1 rule for the output's own geometry, ≥ the input's.
+        // statistics is small (4 KiB for B = 256 and 4 f32 statistics), and zstd's fixed cost per plane was 15 % of
+        // the pass. Output B: the FORMAT §4.1 rule for the output's own geometry, never below the input's.
         let outB = max(B, Spec.compactBlockSize(snapshots: nStats, elementSize: outSize))
         let merge = outB / B
         var opts = WriterOptions()
@@ -176,10 +176,6 @@ public enum TrajectoryMoments {
         // by whichever worker completes it (output tiles are parameter-major, so input blocks are consecutive rows).
         @Sendable func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
             let rowBytes = nStats * outSize
-            if merge == 1 {
-                try sink.add(tensor: outIndex[t], block: block, raw: UnsafeRawBufferPointer(start: ws.out, count: params * rowBytes), codec: ws.codec)
-                return
-            }
             let ob = block / merge
             let needed = Swift.min(merge, layout.blockCounts[t] - ob * merge)
             let outParams = Swift.min(outB, layout.parameterCounts[t] - ob * outB)
