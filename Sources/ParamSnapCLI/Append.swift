@@ -38,6 +38,9 @@ public struct AppendCommand: ParsableCommand {
     public func validate() throws {
         if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single SNAPSHOT") }
         for m in meta where !m.contains("=") { throw ValidationError("--meta expects KEY=VALUE, got '\(m)'") }
+        if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
+            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
+        }
     }
 
     public func run() throws {

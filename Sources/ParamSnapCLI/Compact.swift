@@ -25,8 +25,8 @@ public struct CompactCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        if let blockSize, blockSize != "auto", Int(blockSize) == nil {
-            throw ValidationError("--block-size is a power of two or 'auto', not '\(blockSize)'")
+        if let blockSize, blockSize != "auto", !(UInt64(blockSize).map(Spec.isValidBlockSize) ?? false) {
+            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize) or 'auto', not '\(blockSize)'")
         }
     }
 
@@ -34,7 +34,7 @@ public struct CompactCommand: ParsableCommand {
         try CLI.guarded {
             let start = Date()
             let before = try PSnapReader(path: runPath)
-            let B = blockSize.map { $0 == "auto" ? Spec.compactBlockSize(snapshots: before.snapshotCount, tensors: before.tensors) : Int($0)! }
+            let B = blockSize.map { $0 == "auto" ? Spec.compactBlockSize(snapshots: before.snapshotCount, tensors: before.tensors) : Int($0)! }   // checked in validate()
             var chain: CodecChain? = nil
             if codec != nil || level != nil {
                 chain = try CodecChain(parsing: codec ?? before.header.codecChain.stages.map(\.description).joined(separator: ","),

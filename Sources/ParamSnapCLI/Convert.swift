@@ -96,6 +96,9 @@ public struct ConvertCommand: ParsableCommand {
             guard dtype != nil else { throw ValidationError("--shape (raw inputs) needs --dtype") }
         }
         guard memory >= 16 else { throw ValidationError("--memory is in MiB and must be at least 16") }
+        if let blockSize, blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
+            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
+        }
     }
 
     public func run() throws {

@@ -57,6 +57,12 @@ import Testing
         #expect(try runProcess(psnap, ["trajectory", dir + "/auto.psnap", "fc3.weight", "3", "17"]).out == traj.out)
         let bad = try runProcess(psnap, ["compact", run, "-o", dir + "/bad.psnap", "--block-size", "big"])
         #expect(bad.status == 64 && bad.err.contains("'auto'"))
+        // A block size that is not a power of two is a usage error naming the option, in every command that takes one.
+        for args in [["compact", run, "-o", dir + "/bad.psnap"], ["convert", demo, "-o", dir + "/bad.psnap"], ["append", dir + "/new.psnap", demo]] {
+            let r = try runProcess(psnap, args + ["--block-size", "100"])
+            #expect(r.status == 64 && r.err.contains("--block-size") && r.err.contains("100"), "\(args[0]): \(r.status) \(r.err)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/bad.psnap") && !FileManager.default.fileExists(atPath: dir + "/new.psnap"))
     }
 
     @Test func helpTeachesExitCodes() throws {

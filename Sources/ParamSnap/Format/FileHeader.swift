@@ -43,7 +43,7 @@ public struct FileHeader: Equatable, Sendable {
         guard sum == stored else { throw .headerChecksumMismatch(expected: stored, actual: sum) }
         guard r.u32(12) == UInt32(Spec.headerSize) else { throw .badHeaderField("headerSize \(r.u32(12)), expected \(Spec.headerSize)") }
         let b = r.u64(16)
-        guard b >= 1, b <= Spec.maxBlockSize, b & (b - 1) == 0 else {
+        guard Spec.isValidBlockSize(b) else {
             throw .badHeaderField("blockSize \(b) is not a power of two in 1...\(Spec.maxBlockSize)")
         }
         var ids: [UInt8] = []

@@ -64,6 +64,8 @@ public enum Spec {
     public static let maxSnapshots: UInt64 = 1 << 32
     public static let maxTileRawBytes: UInt64 = (1 << 31) - 1
     public static let maxBlockSize: UInt64 = 1 << 24
+    /// §4: a block size is a power of two in 1 … `maxBlockSize`.
+    public static func isValidBlockSize(_ b: UInt64) -> Bool { b >= 1 && b <= maxBlockSize && b & (b - 1) == 0 }
 }
 
 /// §1.2: element types.

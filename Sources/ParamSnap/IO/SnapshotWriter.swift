@@ -77,7 +77,7 @@ public final class SnapshotWriter {
     /// Creates a new file declaring `tensors`, and commits it empty (§9: a new file is valid at once).
     public static func create(path: String, tensors: [TensorInfo], options: WriterOptions = WriterOptions()) throws -> SnapshotWriter {
         let B = options.blockSize
-        guard B >= 1, UInt64(B) <= Spec.maxBlockSize, B & (B - 1) == 0 else {
+        guard B >= 1, Spec.isValidBlockSize(UInt64(B)) else {
             throw FormatError.badHeaderField("blockSize \(B) is not a power of two in 1...\(Spec.maxBlockSize)")
         }
         let meta = FileMetadata(tensors: tensors, attributes: options.attributes)
