@@ -39,6 +39,20 @@ public struct CommitReport: Sendable, Equatable {
     public var bytesAppended: UInt64 = 0
 }
 
+/// What `SnapshotWriter.repair` did.
+public struct RepairReport: Sendable {
+    /// Snapshots in the repaired copy.
+    public var snapshots: Int
+    /// Tiles that failed their checksum or decode (stored as NaN with `skipDamaged`).
+    public var damagedTiles: [TileDamage]
+    /// Bytes after the commit kept (a torn tail, or damaged commits discarded on request).
+    public var droppedTailBytes: UInt64
+    /// How a damaged newest footer was rebuilt (§8.2), if it was.
+    public var recoveredFooter: String?
+    /// The damaged commits given up (`discardDamagedCommits`), if any.
+    public var discardedCommits: String?
+}
+
 /// Appends snapshots to a `.psnap` file with bounded memory. One writer per file (an exclusive lock).
 public final class SnapshotWriter {
     public let path: String
@@ -328,13 +342,18 @@ public final class SnapshotWriter {
         return try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
     }
 
-    /// Writes a repaired copy of `input` to `output` (never over an existing file): the newest valid commit, its torn
+    /// Writes a repaired copy of `input` to `output` (never over an existing file): the newest commit, its torn
     /// tail dropped, every intact tile copied; tiles that fail their checksum or decode make it fail with their
     /// names, unless `skipDamaged`, which stores them as NaN and lists them (tensor, parameters, snapshots) in the
-    /// output's `attributes["repair.damaged"]` — nothing is guessed silently. Returns the damaged tiles.
+    /// output's `attributes["repair.damaged"]` — nothing is guessed silently. A damaged newest commit (§8.1) is
+    /// recovered when its index and metadata are intact (§8.2, `attributes["repair.footer"]`); otherwise the
+    /// newest intact commit is kept only with `discardDamagedCommits`, which names the loss in
+    /// `attributes["repair.discardedCommits"]`.
     @discardableResult
-    public static func repair(input: String, output: String, skipDamaged: Bool, options: WriterOptions = WriterOptions()) throws -> [TileDamage] {
-        let reader = try PSnapReader(path: input, verifyChecksums: true)
+    public static func repair(input: String, output: String, skipDamaged: Bool, discardDamagedCommits: Bool = false,
+                              options: WriterOptions = WriterOptions()) throws -> RepairReport {
+        var attributes: [String: MetaValue] = [:]
+        let reader = try openForRepair(input, discardDamagedCommits: discardDamagedCommits, notes: &attributes)
         let damage = reader.verifyAll(workers: options.workers)
         if !damage.isEmpty && !skipDamaged {
             throw FormatError.damagedTiles(count: damage.count, list: damage.map { "tile \($0.tile) (tensor '\($0.tensor)', parameters \($0.parameters.lowerBound)..<\($0.parameters.upperBound), snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound), offset \($0.offset))" }.joined(separator: "; "))
@@ -342,7 +361,7 @@ public final class SnapshotWriter {
         var opts = options
         opts.blockSize = Int(reader.header.blockSize)
         opts.chain = reader.header.codecChain
-        var attributes = reader.metadata.attributes ?? [:]
+        attributes.merge(reader.metadata.attributes ?? [:]) { mine, _ in mine }
         if !damage.isEmpty {
             attributes["repair.damaged"] = .string(damage.map { "\($0.tensor)[\($0.parameters.lowerBound)..<\($0.parameters.upperBound)] snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound)" }.joined(separator: "; "))
         }
@@ -351,7 +370,40 @@ public final class SnapshotWriter {
         opts.overwrite = false
         _ = try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil,
                                 options: opts, skipDamaged: skipDamaged)
-        return damage
+        func note(_ k: String) -> String? { if case .string(let v)? = attributes[k] { return v }; return nil }
+        return RepairReport(snapshots: reader.snapshotCount, damagedTiles: damage, droppedTailBytes: reader.ignoredBytes,
+                            recoveredFooter: note("repair.footer"), discardedCommits: note("repair.discardedCommits"))
+    }
+
+    /// The commit repair starts from: the newest one; else (§8.2) the newest damaged record's commit rebuilt;
+    /// else, only when allowed, the newest intact commit. Adds what it did to `notes`.
+    static func openForRepair(_ input: String, discardDamagedCommits: Bool, notes: inout [String: MetaValue]) throws -> PSnapReader {
+        do {
+            return try PSnapReader(path: input, verifyChecksums: true)
+        } catch FormatError.damagedCommit(let offset, let reason, _, _) {
+            let file = try MappedFile(path: input)
+            let header = try PSnapReader.header(of: file)
+            let B = Int(header.blockSize)
+            let survey = CommitSearch.survey(file.bytes, blockSize: B)
+            // Newest first: the first record whose commit can be rebuilt wins; newer damaged ones are lost.
+            for (i, d) in survey.damaged.enumerated() {
+                guard let salvaged = FooterSalvage.recover(file.bytes, record: Int(d.offset), blockSize: B) else { continue }
+                guard i == 0 || discardDamagedCommits else { break }
+                notes["repair.footer"] = .string(salvaged.note)
+                if i > 0 { notes["repair.discardedCommits"] = .string(Self.lossNote(survey.damaged[0..<i])) }
+                return PSnapReader(path: input, file: file, header: header, commit: salvaged.commit, verifyChecksums: true)
+            }
+            guard discardDamagedCommits, let intact = survey.intact else {
+                throw FormatError.unrecoverableCommit(offset: offset, reason: reason,
+                                                      intact: survey.intact.map { IntactCommit(($0.footerOffset, $0.footer.snapshotCount)) })
+            }
+            notes["repair.discardedCommits"] = .string(Self.lossNote(survey.damaged[...]))
+            return PSnapReader(path: input, file: file, header: header, commit: intact, verifyChecksums: true)
+        }
+    }
+
+    private static func lossNote(_ records: ArraySlice<CommitSearch.DamagedRecord>) -> String {
+        records.map { "footer record at offset \($0.offset): \($0.reason)" }.joined(separator: "; ")
     }
 
     /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name, build,
