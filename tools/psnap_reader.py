@@ -104,7 +104,7 @@ def _footer_problem(buf, f, size):
 
 def _newest_record(buf, size):
     """§8.1: offset of the newest footer record, or None."""
-    start = buf.rfind(b"PSNAPFTR", 64, size - 128 + 8)      # a start magic with 128 bytes after it
+    start = buf.rfind(b"PSNAPFTR", 64, size)                 # a start magic (a record cut short by EOF too)
     end = buf.rfind(b"PSNAPEND", 64 + 120, size)           # an end magic with the record's start >= 64
     cands = [p for p in (start, end - 120 if end >= 0 else -1) if p >= 64]
     return max(cands) if cands else None

@@ -180,3 +180,44 @@ import Testing
         #expect(survey.bytesHashed <= UInt64(file.count), "\(survey.bytesHashed) bytes hashed for a \(file.count)-byte file")
     }
 }
+
+@Suite struct TruncatedCommitTests {
+    @Test func aFileCutInsideItsNewestFooterIsDamageAndRepairKeepsEverySnapshot() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let source = GoldenFixtures.dir + "/compacted.psnap"   // one commit after the empty first: nothing older to fall back to
+        let d = try Data(contentsOf: URL(fileURLWithPath: source))
+        let F = Int(try PSnapReader(path: source).footerOffset)
+        for cut in 1..<Spec.footerSize {
+            let path = dir + "/cut.psnap"
+            try d.prefix(d.count - cut).write(to: URL(fileURLWithPath: path))
+            let kept = Spec.footerSize - cut
+            guard kept >= 8 else {
+                // Not even the footer magic is left: nothing marks a commit, so it reads as a torn tail.
+                let r = try PSnapReader(path: path)
+                #expect(r.snapshotCount == 0 && r.ignoredBytes > 0, "cut \(cut)")
+                continue
+            }
+            // Damage, not a torn tail: the compacted run has no older commit holding its snapshots.
+            do { _ = try PSnapReader(path: path); Issue.record("cut \(cut): opened") } catch let FormatError.damagedCommit(offset, reason, _, _) {
+                #expect(offset == UInt64(F) && reason.contains("cut short"), "cut \(cut): \(reason)")
+            }
+            let out = dir + "/fixed-\(cut).psnap"
+            if kept >= 56 {
+                // The index checksum is left (and the metadata's from 80 bytes on): every snapshot is recovered.
+                let rep = try SnapshotWriter.repair(input: path, output: out, skipDamaged: false)
+                #expect(rep.recoveredFooter != nil && (kept >= 80) == !(rep.recoveredFooter!.contains("unproven")), "cut \(cut): \(rep.recoveredFooter ?? "")")
+                let r = try PSnapReader(path: out)
+                #expect(r.snapshotCount == 5, "cut \(cut)")
+                for k in 0..<5 {
+                    let want = GoldenFixtures.snapshot(k, tensors: GoldenFixtures.dtypeTensors)
+                    for t in 0..<want.count { #expect(try r.tensorBytes(tensor: t, snapshot: k) == want[t], "cut \(cut)") }
+                }
+                unlink(out)
+            } else {
+                // Nothing proves the index: the loss must be accepted by name.
+                #expect(throws: FormatError.self, "cut \(cut)") { try SnapshotWriter.repair(input: path, output: out, skipDamaged: false) }
+                #expect(!FileManager.default.fileExists(atPath: out))
+            }
+        }
+    }
+}

@@ -17,9 +17,10 @@ public struct Commit: Sendable {
     /// the two checksums (footer salvage, which has proved them another way).
     public static func load(_ buf: UnsafeRawBufferPointer, footer f: Footer, at offset: UInt64, blockSize: Int,
                             checksums: Bool = true) throws(FormatError) -> Commit {
-        // Footer.decode has checked that index and metadata end at the footer; the footer lies inside `buf`.
-        guard offset + UInt64(Spec.footerSize) <= UInt64(buf.count) else {
-            throw .badFooter(offset: offset, reason: "footer ends past the end of the file")
+        // Footer.decode has checked that index and metadata end at the footer, which starts inside `buf` (a salvaged
+        // footer may have been cut short by the end of the file).
+        guard offset <= UInt64(buf.count), f.indexOffset <= f.metadataOffset, f.metadataOffset <= offset else {
+            throw .badFooter(offset: offset, reason: "footer lies past the end of the file or its regions are out of order")
         }
         let index = UnsafeRawBufferPointer(rebasing: buf[Int(f.indexOffset)..<Int(f.metadataOffset)])
         let meta = UnsafeRawBufferPointer(rebasing: buf[Int(f.metadataOffset)..<Int(offset)])

@@ -4,7 +4,8 @@
 ///
 /// A **footer record** is 128 bytes at offset r (64 ≤ r, r + 128 ≤ file size) that start with the footer magic
 /// or end with the footer end magic. A writer that dies leaves a torn tail without any footer record (the footer
-/// is the last thing a commit writes), so a record after the newest valid commit is damage, never a torn tail.
+/// is the last thing a commit writes, in a write of its own), so a record after the newest valid commit is damage,
+/// never a torn tail. So is a footer cut short by the end of the file (a truncated file).
 public enum CommitSearch {
     /// A footer record that is not a valid commit.
     public struct DamagedRecord: Sendable, Equatable {
@@ -38,8 +39,16 @@ public enum CommitSearch {
 
     /// The record at `r` as a commit: footer checks (§8, §11 caps), then index, metadata (§6, §7).
     static func check(_ buf: UnsafeRawBufferPointer, record r: Int, blockSize: Int) throws(FormatError) -> Commit {
-        let f = try Footer.decode(UnsafeRawBufferPointer(rebasing: buf[r..<(r + Spec.footerSize)]), at: UInt64(r))
+        let f = try decodeFooter(buf, at: r)
         return try Commit.load(buf, footer: f, at: UInt64(r), blockSize: blockSize)
+    }
+
+    /// `Footer.decode` of the record at `r`; a record cut short by the end of the file fails by name.
+    static func decodeFooter(_ buf: UnsafeRawBufferPointer, at r: Int) throws(FormatError) -> Footer {
+        guard r + Spec.footerSize <= buf.count else {
+            throw .badFooter(offset: UInt64(r), reason: "cut short by the end of the file (\(buf.count - r) of \(Spec.footerSize) bytes)")
+        }
+        return try Footer.decode(UnsafeRawBufferPointer(rebasing: buf[r..<(r + Spec.footerSize)]), at: UInt64(r))
     }
 
     /// Every footer record from the end back to the newest intact commit. Linear in the file size: a record whose
@@ -53,7 +62,7 @@ public enum CommitSearch {
         while let r = scanner.next() {
             let f: Footer
             do {
-                f = try Footer.decode(UnsafeRawBufferPointer(rebasing: buf[r..<(r + Spec.footerSize)]), at: UInt64(r))
+                f = try decodeFooter(buf, at: r)
             } catch {
                 damaged.append(DamagedRecord(offset: UInt64(r), reason: "\(error)"))
                 continue
@@ -92,6 +101,19 @@ struct RecordScanner {
     init(_ buf: UnsafeRawBufferPointer) {
         self.buf = buf
         q = buf.count - 8
+        if let p = Self.cutShortRecord(buf) { pending.append((p, false)) }
+    }
+
+    /// A footer record cut short by the end of the file: the start magic with fewer than 128 bytes after it. A writer
+    /// writes the footer in a write of its own after the index and metadata, so this is a truncated or damaged file,
+    /// not a torn commit (a killed write of 128 bytes leaves all or nothing of it but for a page-straddling footer
+    /// in the nanoseconds between its two page copies; repair then still recovers it).
+    static func cutShortRecord(_ buf: UnsafeRawBufferPointer) -> Int? {
+        let size = buf.count
+        let lo = max(Spec.headerSize, size - Spec.footerSize + 1), hi = size - 8
+        guard lo <= hi else { return nil }
+        let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        return stride(from: hi, through: lo, by: -1).first { matches(base + $0, Spec.footerMagic) }
     }
 
     /// The next record below the last one yielded, or nil.
@@ -133,7 +155,7 @@ struct RecordScanner {
         }
     }
 
-    private static func matches(_ p: UnsafePointer<UInt8>, _ magic: [UInt8]) -> Bool {
+    static func matches(_ p: UnsafePointer<UInt8>, _ magic: [UInt8]) -> Bool {
         for i in 0..<8 where p[i] != magic[i] { return false }
         return true
     }

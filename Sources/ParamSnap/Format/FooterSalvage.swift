@@ -16,8 +16,16 @@ public enum FooterSalvage {
 
     /// Tries to recover the commit of the footer record at `offset` (its 128 bytes lie inside `buf`).
     public static func recover(_ buf: UnsafeRawBufferPointer, record offset: Int, blockSize: Int) -> Result? {
-        guard offset >= Spec.headerSize, offset + Spec.footerSize <= buf.count else { return nil }
-        let r = ByteReader(base: UnsafeRawBufferPointer(rebasing: buf[offset..<(offset + Spec.footerSize)]))
+        guard offset >= Spec.headerSize, offset < buf.count else { return nil }
+        // A record cut short by the end of the file reads as zeros past it (its own checksum then fails).
+        var record = [UInt8](repeating: 0, count: Spec.footerSize)
+        let have = min(Spec.footerSize, buf.count - offset)
+        for i in 0..<have { record[i] = buf[offset + i] }
+        return record.withUnsafeBytes { recover(buf, record: offset, bytes: $0, blockSize: blockSize) }
+    }
+
+    private static func recover(_ buf: UnsafeRawBufferPointer, record offset: Int, bytes: UnsafeRawBufferPointer, blockSize: Int) -> Result? {
+        let r = ByteReader(base: bytes)
         let raw = Footer(commitSequence: r.u64(16), previousFooterOffset: r.u64(24), indexOffset: r.u64(32),
                          indexLength: r.u64(40), indexChecksum: r.u64(48), metadataOffset: r.u64(56),
                          metadataLength: r.u64(64), metadataChecksum: r.u64(72), snapshotCount: r.u64(80),
@@ -25,8 +33,7 @@ public enum FooterSalvage {
         let F = UInt64(offset)
         // A footer whose own checksum holds has its fields intact: only a damaged end magic is then forgiven; the
         // damage is in the index or metadata, which nothing here can rebuild.
-        let intactFields = XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[offset..<(offset + Spec.footerChecksummed)]))
-            == r.u64(Spec.footerChecksummed)
+        let intactFields = XXH64.hash(UnsafeRawBufferPointer(rebasing: bytes[0..<Spec.footerChecksummed])) == r.u64(Spec.footerChecksummed)
         if intactFields {
             return attempt(buf, raw, at: F, blockSize: blockSize, field: "", requireBoth: true)
         }
@@ -45,6 +52,11 @@ public enum FooterSalvage {
             f.indexLength = l; return true
         }
         variant("tileCount") { f in f.tileCount = f.indexLength / UInt64(Spec.tileIndexEntrySize); return true }
+        // A footer cut short after indexChecksum: the metadata spans from the index's end to the footer.
+        variant("metadataOffset, metadataLength") { f in
+            guard let mo = Checked.add(f.indexOffset, f.indexLength), mo <= F else { return false }
+            f.metadataOffset = mo; f.metadataLength = F - mo; return true
+        }
         // First pass: both checksums prove the regions. Second: one checksum field damaged, the other proves.
         for requireBoth in [true, false] {
             for (f, field) in layouts {

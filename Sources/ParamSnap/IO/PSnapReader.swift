@@ -56,7 +56,9 @@ public final class PSnapReader: @unchecked Sendable {
         self.verifyChecksums = verifyChecksums
         footer = commit.footer
         footerOffset = commit.footerOffset
-        ignoredBytes = UInt64(file.bytes.count) - (commit.footerOffset + UInt64(Spec.footerSize))
+        // Saturating: a footer rebuilt by repair may have been cut short by the end of the file.
+        let end = commit.footerOffset + UInt64(Spec.footerSize)
+        ignoredBytes = UInt64(file.bytes.count) > end ? UInt64(file.bytes.count) - end : 0
         metadata = commit.metadata
         layout = commit.layout
         tiles = commit.tiles

@@ -292,8 +292,10 @@ public final class SnapshotWriter {
                             parameterCount: UInt64(layout.parameterCount))
         var tail = index
         tail.append(contentsOf: meta)
-        tail.append(contentsOf: footer.encode())
+        // The footer in a write of its own, after the index and metadata: a writer killed inside the first write
+        // leaves no footer magic at all, so a footer record after the newest commit is always damage (§8.1).
         try file.write(tail, at: indexOffset)
+        try file.write(footer.encode(), at: footerOffset)
         try file.sync()
         tiles = all
         end = footerOffset + UInt64(Spec.footerSize)
