@@ -319,7 +319,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         #expect(try runProcess(psnap, ["export", out, "--snapshot", "0", "-o", dir + "/x.safetensors"]).status == 1)
     }
 
-    /// Issue 6's hostile converter inputs: each header is refused with an error naming the file and what is wrong,
+    /// Hostile converter inputs: each header is refused with an error naming the file and what is wrong,
     /// by the parser and by `psnap convert` (exit 65, no output left behind).
     @Test func hostileSafetensorsHeadersAreRefusedByName() throws {
         let dir = tempDir(); defer { cleanup(dir) }
