@@ -1,11 +1,21 @@
 // swift-tools-version:6.0
 // ParamSnap: parameter-major storage of neural-network training trajectories (.psnap).
+//
+// Layers, each a module that can only see the ones below it:
+//   PSnapFormat   pure byte layout of spec/FORMAT.md (header, footer, index, metadata, commit search); no C, no I/O
+//   PSnapCodec    the codec stages over plain buffers (zstd)
+//   ParamSnap     files: the memory-mapped reader, scans, verify, the training writer, rewrites (re-exports PSnapFormat)
+//   PSnapImport   checkpoint dumps in (safetensors, npy, npz/zip with zlib, HF layouts) and out; conversion
+//   ParamSnapStats  the moments passes over the reader's scan
+//   ParamSnapCLI  the thin command line of `psnap` and `snapinfo`
 import PackageDescription
 
 let package = Package(
     name: "ParamSnap",
     products: [
         .library(name: "ParamSnap", targets: ["ParamSnap"]),
+        .library(name: "PSnapImport", targets: ["PSnapImport"]),
+        .library(name: "ParamSnapStats", targets: ["ParamSnapStats"]),
         // Read-everything routines shared by the fuzz targets (tools/fuzz) and the fuzz-regression tests.
         .library(name: "ParamSnapFuzzSupport", targets: ["ParamSnapFuzzSupport"]),
         .executable(name: "psnap", targets: ["psnap"]),
@@ -15,30 +25,24 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        .systemLibrary(
-            name: "CZstd",
-            pkgConfig: "libzstd",
-            providers: [.apt(["libzstd-dev"])]
-        ),
-        .systemLibrary(
-            name: "CZlib",
-            pkgConfig: "zlib",
-            providers: [.apt(["zlib1g-dev"])]
-        ),
-        .target(name: "ParamSnap", dependencies: ["CZstd", "CZlib"]),
-        .target(name: "ParamSnapStats", dependencies: ["ParamSnap"]),
-        .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap"]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "PSnapFormat"),
+        .target(name: "PSnapCodec", dependencies: ["PSnapFormat", "CZstd"]),
+        .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec"]),
+        .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
+        .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
+        .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),
         .target(
             name: "ParamSnapCLI",
             dependencies: [
-                "ParamSnap",
-                "ParamSnapStats",
+                "ParamSnap", "PSnapImport", "ParamSnapStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLI"]),
-        .testTarget(name: "ParamSnapTests", dependencies: ["ParamSnap", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

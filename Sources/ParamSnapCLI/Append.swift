@@ -1,4 +1,5 @@
 // `psnap append`: append one safetensors snapshot dump to a run (creating the run on first use).
+import PSnapImport
 import ArgumentParser
 import Foundation
 import ParamSnap

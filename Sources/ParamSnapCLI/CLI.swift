@@ -1,4 +1,5 @@
 // Shared CLI plumbing: error-to-exit-code mapping, number formatting, JSON printing.
+import PSnapImport
 import ArgumentParser
 import Foundation
 import ParamSnap

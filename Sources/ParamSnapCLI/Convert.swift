@@ -1,4 +1,5 @@
 // `psnap convert`: turn a folder (or list) of checkpoint dumps into one compact .psnap run, out of core.
+import PSnapImport
 import ArgumentParser
 import Foundation
 import ParamSnap

@@ -1,4 +1,5 @@
 // `psnap export`: rebuild the checkpoint at one snapshot of a run as safetensors, .npz, or .npy files.
+import PSnapImport
 import ArgumentParser
 import Foundation
 import ParamSnap

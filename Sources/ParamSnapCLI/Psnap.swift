@@ -1,4 +1,5 @@
 // The `psnap` umbrella command: subcommands over the ParamSnap library.
+import PSnapImport
 import ArgumentParser
 import ParamSnap
 

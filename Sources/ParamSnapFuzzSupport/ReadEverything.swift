@@ -1,6 +1,7 @@
 // The read-everything routines shared by the fuzz targets (tools/fuzz) and Tests/ParamSnapTests/FuzzRegressionTests.swift:
 // open a .psnap file and read everything it claims to hold. Thrown errors are fine; a crash, trap or sanitizer
 // report is a bug.
+import PSnapImport
 import Foundation
 import Glibc
 import ParamSnap

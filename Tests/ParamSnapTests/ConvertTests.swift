@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 /// Counts mismatches found from several scan workers.
 private final class MismatchCounter: @unchecked Sendable {

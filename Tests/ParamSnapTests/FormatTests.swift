@@ -2,6 +2,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 @Suite struct FormatTests {
     /// §4.1: the largest power of two B with B · S · e ≤ 64 KiB, within 64 … 4096.

@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 @Suite(.enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))
 struct FullDiskTests {

@@ -6,6 +6,7 @@ import Foundation
 import Glibc
 import Testing
 import ParamSnap
+import PSnapImport
 import ParamSnapFuzzSupport
 
 @Suite struct FuzzRegressionTests {

@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 enum GoldenFixtures {
     static let dir = repoRoot + "/fixtures/golden"

@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 @Suite struct IndependentReaderTests {
     static let fixtures = ["dtypes.psnap", "segments.psnap", "chains.psnap", "linpred.psnap", "lenrans.psnap", "compacted.psnap", "torn.psnap"]

@@ -2,6 +2,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 import ParamSnapStats
 
 /// Relative closeness with NaN == NaN and exact infinities.

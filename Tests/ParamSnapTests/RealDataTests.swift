@@ -2,6 +2,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 @Suite struct RealDataTests {
     static func files(_ run: String) throws -> [String] {

@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 @Suite struct RepairTests {
     let psnap = productPath("psnap")

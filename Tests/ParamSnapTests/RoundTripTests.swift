@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 /// A run held in memory as ground truth: truth[snapshot][tensor] = raw bytes.
 struct TruthRun {

@@ -1,6 +1,9 @@
 // Test support: a seeded RNG, temporary paths, value generators with awkward bit patterns, paths to binaries.
 import Foundation
 @testable import ParamSnap
+@testable import PSnapFormat
+@testable import PSnapCodec
+@testable import PSnapImport
 
 /// SplitMix64: small, seeded, reproducible.
 struct SeededRNG: RandomNumberGenerator {

@@ -1,5 +1,4 @@
-// The codec chain (spec §5): stage ids, validation, and tile encode/decode over plain buffers.
-import CZstd
+// The codec chain (spec §5): stage ids and the rules a chain follows; the stages themselves are in PSnapCodec.
 
 /// §5 A codec stage.
 public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -51,8 +50,8 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
             throw .invalidCodecChain("\(stages[z]) must be the last stage")
         }
         if stages.contains(where: \.isTerminal) {
-            guard zstdLevel >= ZSTD_minCLevel(), zstdLevel <= ZSTD_maxCLevel() else {
-                throw .invalidCodecChain("zstd level \(zstdLevel) outside \(ZSTD_minCLevel())...\(ZSTD_maxCLevel())")
+            guard Spec.zstdLevels.contains(zstdLevel) else {
+                throw .invalidCodecChain("zstd level \(zstdLevel) outside \(Spec.zstdLevels.lowerBound)...\(Spec.zstdLevels.upperBound)")
             }
         }
         self.stages = stages

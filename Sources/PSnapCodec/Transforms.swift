@@ -1,4 +1,5 @@
 // The length-preserving stages of §5 (xor, sub, linpred, split, bytedelta) over raw buffers, by element width.
+import PSnapFormat
 
 /// Pure byte transforms used by the codec chain. All pointers are caller-owned and sized by the caller.
 enum Transforms {

@@ -1,6 +1,7 @@
 // §5 stage 18 `lenrans`: each element coded as its bit length (rANS, context = the row's two previous bit lengths),
 // its sign bit (rANS, context = previous sign and bit length) and its remaining low bits raw, in row groups that
 // decode on their own (a single trajectory inflates one group, not the tile).
+import PSnapFormat
 
 /// Why a `lenrans` payload could not be decoded (wrapped into `TileCodecError.lenrans`).
 struct LenRansError: Error { let message: String; init(_ m: String) { message = m } }

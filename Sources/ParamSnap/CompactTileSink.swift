@@ -1,4 +1,6 @@
 // A new one-segment (compact) file whose tiles the caller builds, one per block, in any order and from any thread.
+import PSnapFormat
+import PSnapCodec
 import Foundation
 
 /// Writes a compact `.psnap` (§10: one tile per block spanning all snapshots) from tiles the caller produces: a pass

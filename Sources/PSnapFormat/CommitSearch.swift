@@ -38,13 +38,13 @@ public enum CommitSearch {
     }
 
     /// The record at `r` as a commit: footer checks (§8, §11 caps), then index, metadata (§6, §7).
-    static func check(_ buf: UnsafeRawBufferPointer, record r: Int, blockSize: Int) throws(FormatError) -> Commit {
+    package static func check(_ buf: UnsafeRawBufferPointer, record r: Int, blockSize: Int) throws(FormatError) -> Commit {
         let f = try decodeFooter(buf, at: r)
         return try Commit.load(buf, footer: f, at: UInt64(r), blockSize: blockSize)
     }
 
     /// `Footer.decode` of the record at `r`; a record cut short by the end of the file fails by name.
-    static func decodeFooter(_ buf: UnsafeRawBufferPointer, at r: Int) throws(FormatError) -> Footer {
+    package static func decodeFooter(_ buf: UnsafeRawBufferPointer, at r: Int) throws(FormatError) -> Footer {
         guard r + Spec.footerSize <= buf.count else {
             throw .badFooter(offset: UInt64(r), reason: "cut short by the end of the file (\(buf.count - r) of \(Spec.footerSize) bytes)")
         }
@@ -86,19 +86,19 @@ public enum CommitSearch {
 public struct IntactCommit: Sendable, Equatable {
     public let footerOffset: UInt64
     public let snapshotCount: UInt64
-    init(_ t: (UInt64, UInt64)) { footerOffset = t.0; snapshotCount = t.1 }
+    package init(_ t: (UInt64, UInt64)) { footerOffset = t.0; snapshotCount = t.1 }
 }
 
 /// Yields footer records from the end of a file backwards (each once), remembering the ones it has looked past.
 struct RecordScanner {
-    let buf: UnsafeRawBufferPointer
+    package let buf: UnsafeRawBufferPointer
     /// Next byte position to look at (descending); positions above it have been scanned.
     private var q: Int
     /// Records found but not yet yielded, descending, with whether their footer checksum holds.
     private var pending: [(offset: Int, checksummed: Bool)] = []
     private var pendingHead = 0
 
-    init(_ buf: UnsafeRawBufferPointer) {
+    package init(_ buf: UnsafeRawBufferPointer) {
         self.buf = buf
         q = buf.count - 8
         if let p = Self.cutShortRecord(buf) { pending.append((p, false)) }
@@ -108,7 +108,7 @@ struct RecordScanner {
     /// writes the footer in a write of its own after the index and metadata, so this is a truncated or damaged file,
     /// not a torn commit (a killed write of 128 bytes leaves all or nothing of it but for a page-straddling footer
     /// in the nanoseconds between its two page copies; repair then still recovers it).
-    static func cutShortRecord(_ buf: UnsafeRawBufferPointer) -> Int? {
+    package static func cutShortRecord(_ buf: UnsafeRawBufferPointer) -> Int? {
         let size = buf.count
         let lo = max(Spec.headerSize, size - Spec.footerSize + 1), hi = size - 8
         guard lo <= hi else { return nil }
@@ -117,7 +117,7 @@ struct RecordScanner {
     }
 
     /// The next record below the last one yielded, or nil.
-    mutating func next() -> Int? {
+    package mutating func next() -> Int? {
         if pendingHead == pending.count { pending.removeAll(keepingCapacity: true); pendingHead = 0; scanOne(downTo: Spec.headerSize) }
         guard pendingHead < pending.count else { return nil }
         defer { pendingHead += 1 }
@@ -125,7 +125,7 @@ struct RecordScanner {
     }
 
     /// A record inside `range` (below every record yielded so far) whose footer checksum holds, or nil.
-    mutating func checksummedRecord(in range: Range<Int>) -> Int? {
+    package mutating func checksummedRecord(in range: Range<Int>) -> Int? {
         let low = max(Spec.headerSize, range.lowerBound)
         while q >= low { scanOne(downTo: low) }
         return pending[pendingHead...].first { range.contains($0.offset) && $0.checksummed }?.offset
@@ -155,7 +155,7 @@ struct RecordScanner {
         }
     }
 
-    static func matches(_ p: UnsafePointer<UInt8>, _ magic: [UInt8]) -> Bool {
+    package static func matches(_ p: UnsafePointer<UInt8>, _ magic: [UInt8]) -> Bool {
         for i in 0..<8 where p[i] != magic[i] { return false }
         return true
     }

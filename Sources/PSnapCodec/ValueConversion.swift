@@ -1,4 +1,5 @@
 // Conversion of stored bit patterns (§1.2 dtypes) to Double, exact for every dtype.
+import PSnapFormat
 
 /// Widening of stored little-endian values to `Double` (exact: every f16, bf16 and f32 value is a Double).
 public enum ValueConversion {

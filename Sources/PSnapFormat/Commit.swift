@@ -10,7 +10,7 @@ public struct Commit: Sendable {
     public let tiles: [TileIndexEntry]
     public let layout: RunLayout
     /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
-    let blockFirstTile: [Int]
+    package let blockFirstTile: [Int]
 
     /// Checks the commit whose footer (already decoded and checked by `Footer.decode`) lies at `offset` of `buf`:
     /// the index and metadata checksums (§8), the metadata (§7) and the index (§6). `checksums: false` skips

@@ -1,13 +1,15 @@
 // An append-only file descriptor with positional writes, fsync, truncation and an exclusive writer lock.
+import PSnapFormat
+import PSnapCodec
 import Glibc
 
 /// The writer's handle on a `.psnap` file (spec §9: append, fsync, then publish).
-final class WritableFile {
-    let path: String
+package final class WritableFile {
+    package let path: String
     private(set) var fd: Int32
 
     /// Opens (and optionally creates) `path` for writing and takes the exclusive writer lock.
-    init(path: String, create: Bool, overwrite: Bool = false) throws {
+    package init(path: String, create: Bool, overwrite: Bool = false) throws {
         self.path = path
         var flags = O_RDWR | O_CLOEXEC
         if create { flags |= O_CREAT | (overwrite ? O_TRUNC : O_EXCL) }
@@ -25,19 +27,19 @@ final class WritableFile {
 
     deinit { close() }
 
-    func close() {
+    package func close() {
         if fd >= 0 { Glibc.close(fd); fd = -1 }
     }
 
     /// Current size.
-    func size() throws -> UInt64 {
+    package func size() throws -> UInt64 {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw IOError.read(path: path, offset: 0, errno: errno) }
         return UInt64(st.st_size)
     }
 
     /// Writes all of `buf` at `offset`.
-    func write(_ buf: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    package func write(_ buf: UnsafeRawBufferPointer, at offset: UInt64) throws {
         var done = 0
         while done < buf.count {
             let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
@@ -50,22 +52,22 @@ final class WritableFile {
         }
     }
 
-    func write(_ bytes: [UInt8], at offset: UInt64) throws {
+    package func write(_ bytes: [UInt8], at offset: UInt64) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
     /// Makes everything written so far durable (§9 steps 2 and 4).
-    func sync() throws {
+    package func sync() throws {
         guard fsync(fd) == 0 else { throw IOError.sync(path: path, errno: errno) }
     }
 
     /// Cuts the file at `length` (drops a torn tail, §9).
-    func truncate(to length: UInt64) throws {
+    package func truncate(to length: UInt64) throws {
         guard ftruncate(fd, off_t(length)) == 0 else { throw IOError.truncate(path: path, errno: errno) }
     }
 
     /// fsyncs the directory holding `path`, so a create or rename is durable.
-    static func syncDirectory(of path: String) {
+    package static func syncDirectory(of path: String) {
         let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let dfd = Glibc.open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); Glibc.close(dfd) }

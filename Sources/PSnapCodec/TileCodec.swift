@@ -1,4 +1,5 @@
 // Encodes a raw tile into stored bytes and back (spec §4, §5), with per-thread scratch and zstd contexts.
+import PSnapFormat
 import CZstd
 
 /// Why a stored tile could not be decoded (wrapped by the reader into a `FormatError` naming the tile).
@@ -338,7 +339,7 @@ public final class TileCodec: @unchecked Sendable {
 
     /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
     /// (in encoding order) an optional temporal stage (xor, sub or linpred), `split`, an optional `bytedelta`, an optional terminal stage.
-    var rowDecodable: Bool {
+    package var rowDecodable: Bool {
         var st = transforms[...]
         if st.first == .xor || st.first == .sub || st.first == .linpred { st = st.dropFirst() }
         return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes) || lenransRows

@@ -1,4 +1,6 @@
 // The memory-mapped reader (spec §8.1 open, §6 index checks): trajectories, blocks, snapshots, parallel scans.
+import PSnapFormat
+import PSnapCodec
 import Foundation
 
 /// Reads a `.psnap` file through a read-only memory map. The index is parsed once at open; every
@@ -19,7 +21,7 @@ public final class PSnapReader: @unchecked Sendable {
     /// Whether tile checksums are verified on every read.
     public let verifyChecksums: Bool
     /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
-    let blockFirstTile: [Int]
+    package let blockFirstTile: [Int]
     private let pool: CodecPool
     private let cache: TileCache
 

@@ -50,6 +50,9 @@ public enum Spec {
         let e = bySize.max { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }?.key ?? 4
         return compactBlockSize(snapshots: snapshots, elementSize: e)
     }
+    /// §5: the zstd levels a chain may name (libzstd 1.5's `ZSTD_minCLevel()`…`ZSTD_maxCLevel()`; PSnapCodec checks
+    /// at start-up that the linked library agrees).
+    public static let zstdLevels: ClosedRange<Int32> = -131072...22
     /// §5: default zstd level.
     public static let defaultZstdLevel: Int32 = 3
     /// §10: merge fanout.
