@@ -1,5 +1,5 @@
 // The per-commit metadata block (spec §7): tensors, snapshots and attributes as JSON.
-import Foundation
+import FoundationEssentials
 
 /// A metadata value: a string or a number (§1.3, §7).
 public enum MetaValue: Codable, Equatable, Sendable, CustomStringConvertible {
