@@ -25,15 +25,15 @@ extension TileCodecError: CustomStringConvertible {
 /// give each worker its own.
 public final class TileCodec: @unchecked Sendable {
     public let chain: CodecChain
-    private var a: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
-    private var b: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
-    private var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
-    private var cctx: OpaquePointer?
-    private var dctx: OpaquePointer?
+    var a: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
+    var b: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
+    var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
+    var cctx: OpaquePointer?
+    var dctx: OpaquePointer?
     /// The length-preserving stages and the terminal compression stage, if any (§5).
-    private let transforms: [CodecStage]
-    private let terminal: CodecStage?
-    private lazy var lenransCoder = LenRans()
+    let transforms: [CodecStage]
+    let terminal: CodecStage?
+    lazy var lenransCoder = LenRans()
 
     public init(chain: CodecChain) {
         self.chain = chain
@@ -50,7 +50,7 @@ public final class TileCodec: @unchecked Sendable {
         if let dctx { ZSTD_freeDCtx(dctx) }
     }
 
-    private static func ensure(_ buf: inout UnsafeMutableRawBufferPointer, _ n: Int) {
+    static func ensure(_ buf: inout UnsafeMutableRawBufferPointer, _ n: Int) {
         if buf.count < n {
             buf.deallocate()
             buf = .allocate(byteCount: max(n, 64), alignment: 64)
@@ -154,7 +154,7 @@ public final class TileCodec: @unchecked Sendable {
     // MARK: decode
 
     /// Inflates the terminal stage into `dst` (n bytes).
-    private func inflate(_ stored: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, elementSize e: Int,
+    func inflate(_ stored: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, elementSize e: Int,
                          snapshots S: Int) throws(TileCodecError) {
         switch terminal {
         case nil:
@@ -185,7 +185,7 @@ public final class TileCodec: @unchecked Sendable {
 
     /// §5 frame checks before decoding `src` to `n` bytes: a zstd frame, of content size n when it states one,
     /// exactly one frame with nothing after it (ZSTD_decompressDCtx would also accept several).
-    private func checkFrame(_ src: UnsafeRawBufferPointer, n: Int) throws(TileCodecError) {
+    func checkFrame(_ src: UnsafeRawBufferPointer, n: Int) throws(TileCodecError) {
         if dctx == nil { dctx = ZSTD_createDCtx() }
         let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
         if size == ZSTD_CONTENTSIZE_ERROR { throw .zstd("not a zstd frame") }
@@ -195,7 +195,7 @@ public final class TileCodec: @unchecked Sendable {
         guard frame == src.count else { throw .zstd("\(src.count - frame) bytes follow the zstd frame (one frame expected)") }
     }
 
-    private func zstdFrame(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int) throws(TileCodecError) {
+    func zstdFrame(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int) throws(TileCodecError) {
         try checkFrame(src, n: n)
         let z = ZSTD_decompressDCtx(dctx, dst, n, src.baseAddress, src.count)
         if ZSTD_isError(z) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(z))) }
@@ -210,7 +210,7 @@ public final class TileCodec: @unchecked Sendable {
     /// One zstd frame of `n` bytes whose blocks each cover at most `planeBlockBytes` of input, so that a reader can
     /// stop after the blocks it needs. Returns the frame size, a zstd error code (as `ZSTD_compressCCtx`), or Int.max
     /// when the frame does not fit `capacity`.
-    private func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int) -> Int {
+    func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int) -> Int {
         let blockBytes = Self.planeBlockBytes
         if blockBytes <= 0 || n <= blockBytes { return ZSTD_compressCCtx(cctx, dst, capacity, src, n, chain.zstdLevel) }
         _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
@@ -237,7 +237,7 @@ public final class TileCodec: @unchecked Sendable {
     /// The first `want` of a frame's `n` bytes (a streaming decode that stops at the block holding the last byte
     /// wanted: an uncached row needs only its plane's prefix). Same frame checks as `zstdFrame`; the rest of the
     /// frame is not read, which the tile checksum (checked before any decode) makes safe.
-    private func zstdFramePrefix(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, want: Int) throws(TileCodecError) {
+    func zstdFramePrefix(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawPointer, n: Int, want: Int) throws(TileCodecError) {
         // Our writer ends a block every `planeBlockBytes`: when the wanted bytes reach into the last block, the whole
         // frame must be decoded anyway, and the one-shot decode skips the streaming decoder's window copies.
         if want > (n - 1) / Self.planeBlockBytes * Self.planeBlockBytes { return try zstdFrame(src, into: dst, n: n) }
@@ -259,7 +259,7 @@ public final class TileCodec: @unchecked Sendable {
     struct Plane { let offset: Int; let length: Int; let raw: Bool }
 
     /// §5 `zstdplanes` descriptors, checked against the stored length.
-    private func planeTable(_ stored: UnsafeRawBufferPointer, n: Int, elementSize e: Int) throws(TileCodecError) -> [Plane] {
+    func planeTable(_ stored: UnsafeRawBufferPointer, n: Int, elementSize e: Int) throws(TileCodecError) -> [Plane] {
         guard stored.count >= 8 * e else { throw .badPlaneTable("\(stored.count) stored bytes cannot hold \(e) plane descriptors") }
         var planes: [Plane] = []
         var offset = 8 * e
@@ -317,224 +317,4 @@ public final class TileCodec: @unchecked Sendable {
             }
         }
     }
-
-    // MARK: lenrans (§5.1)
-
-    private func lenransLayout(_ stored: UnsafeRawBufferPointer, elementSize e: Int, params: Int) throws(TileCodecError) -> LenRans.Layout {
-        guard [1, 2, 4, 8].contains(e) else { throw .lenrans("element size \(e) (1, 2, 4 or 8 expected)") }
-        do { return try lenransCoder.parse(stored, bitWidth: 8 * e, params: params) } catch { throw .lenrans(error.message) }
-    }
-
-    private func lenransGroup(_ stored: UnsafeRawBufferPointer, _ layout: LenRans.Layout, group g: Int, into dst: UnsafeMutableRawPointer,
-                              elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
-        do {
-            try lenransCoder.decodeGroup(stored, layout, group: g, elementSize: e, params: params, snapshots: S, into: dst)
-        } catch { throw .lenrans(error.message) }
-    }
-
-    /// `lenrans` after at most one temporal stage: a row decodes from its group alone.
-    private var lenransRows: Bool {
-        terminal == .lenrans && (transforms.isEmpty || (transforms.count == 1 && [.xor, .sub, .linpred].contains(transforms[0])))
-    }
-
-    /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
-    /// (in encoding order) an optional temporal stage (xor, sub or linpred), `split`, an optional `bytedelta`, an optional terminal stage.
-    package var rowDecodable: Bool {
-        var st = transforms[...]
-        if st.first == .xor || st.first == .sub || st.first == .linpred { st = st.dropFirst() }
-        return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes) || lenransRows
-    }
-
-    /// Decodes only parameter `row` of a tile (its `snapshots` values) into `out` (`snapshots × elementSize` bytes).
-    /// Raw planes are read in place; compressed ones are inflated; the byte transforms touch only this row
-    /// (plus a fast byte sum for bytedelta).
-    public func decodeRow(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, row: Int, into out: UnsafeMutableRawPointer,
-                          elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
-        let n = params * S * e
-        let rowBytes = S * e
-        if storedRaw || chain.stages.isEmpty {
-            guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
-            out.copyMemory(from: stored.baseAddress! + row * rowBytes, byteCount: rowBytes)
-            return
-        }
-        if lenransRows {
-            // Only the row's group: G rows instead of the tile.
-            let layout = try lenransLayout(stored, elementSize: e, params: params)
-            let g = row / layout.groupRows
-            Self.ensure(&a, layout.groupRows * rowBytes)
-            try lenransGroup(stored, layout, group: g, into: a.baseAddress!, elementSize: e, params: params, snapshots: S)
-            out.copyMemory(from: a.baseAddress! + (row - g * layout.groupRows) * rowBytes, byteCount: rowBytes)
-            undoTemporal(out, elementSize: e, snapshots: S)
-            return
-        }
-        // Planes are inflated only up to this row's end.
-        guard let planes = try inflate(stored, storedRaw: false, elementSize: e, params: params, snapshots: S, keep: false,
-                                       prefix: (row + 1) * S) else {
-            let full = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
-            defer { full.deallocate() }
-            try decode(stored, storedRaw: false, into: full, elementSize: e, params: params, snapshots: S)
-            out.copyMemory(from: full.baseAddress! + row * rowBytes, byteCount: rowBytes)
-            return
-        }
-        decodeRow(planes, row: row, into: out, elementSize: e, snapshots: S)
-    }
-
-    /// Undoes the terminal stage of a row-decodable tile (see `rowDecodable`) and returns where each plane's bytes
-    /// are: raw planes in place in `stored`, inflated ones in a buffer that the result owns when `keep` (so it can
-    /// be cached; it points into `stored` too, so it must not outlive it) or in this codec's scratch otherwise
-    /// (valid until the next call). Nil when the chain needs a full decode (or the tile is stored raw).
-    /// `prefix` (values per plane; scratch inflates of `zstdplanes` tiles only): inflate at least each plane's first values.
-    public func inflate(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, elementSize e: Int, params: Int, snapshots S: Int,
-                        keep: Bool, prefix: Int? = nil) throws(TileCodecError) -> InflatedTile? {
-        guard !storedRaw, !chain.stages.isEmpty, rowDecodable else { return nil }
-        let n = params * S * e
-        if lenransRows {
-            // Kept tiles are decoded whole (a row is then a copy); a scratch inflate has nothing to offer over decodeRow.
-            guard keep else { return nil }
-            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, n), alignment: 64)
-            do { try decode(stored, storedRaw: false, into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]), elementSize: e, params: params, snapshots: S) } catch {
-                buf.deallocate()
-                throw error
-            }
-            return InflatedTile(storage: buf, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
-        }
-        let count = params * S
-        let split = transforms.contains(.split)
-        var pointers: [UnsafeRawPointer] = []
-        pointers.reserveCapacity(e)
-        switch terminal {
-        case .zstdPlanes?:
-            let planes = try planeTable(stored, n: n, elementSize: e)
-            let inflatedCount = planes.filter { !$0.raw }.count
-            let buf: UnsafeMutableRawBufferPointer
-            if keep { buf = .allocate(byteCount: max(1, inflatedCount * count), alignment: 64) } else { Self.ensure(&a, n); buf = a }
-            var used = 0
-            do {
-                for k in 0..<e {
-                    let p = planes[k]
-                    if p.raw {
-                        pointers.append(stored.baseAddress! + p.offset)
-                    } else {
-                        let dst = buf.baseAddress! + used * count
-                        let frame = UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)])
-                        if let want = prefix, !keep {
-                            try zstdFramePrefix(frame, into: dst, n: count, want: min(count, want))
-                        } else {
-                            try zstdFrame(frame, into: dst, n: count)
-                        }
-                        pointers.append(UnsafeRawPointer(dst))
-                        used += 1
-                    }
-                }
-            } catch {
-                if keep { buf.deallocate() }
-                throw error
-            }
-            return InflatedTile(storage: keep ? buf : nil, planes: pointers, split: split)
-        default:
-            let base: UnsafeRawPointer
-            var owned: UnsafeMutableRawBufferPointer? = nil
-            if terminal == nil {
-                guard stored.count == n else { throw .sizeMismatch(expected: n, got: stored.count) }
-                base = stored.baseAddress!
-            } else {
-                let buf: UnsafeMutableRawBufferPointer
-                if keep { buf = .allocate(byteCount: n, alignment: 64) } else { Self.ensure(&a, n); buf = a }
-                do { try inflate(stored, into: buf.baseAddress!, n: n, elementSize: e, snapshots: S) } catch {
-                    if keep { buf.deallocate() }
-                    throw error
-                }
-                base = UnsafeRawPointer(buf.baseAddress!)
-                if keep { owned = buf }
-            }
-            for k in 0..<(split ? e : 1) { pointers.append(base + k * count) }
-            return InflatedTile(storage: owned, planes: pointers, split: split)
-        }
-    }
-
-    /// Row `row` (its `snapshots` values) of an inflated tile into `out` (`snapshots × elementSize` bytes).
-    public func decodeRow(_ t: InflatedTile, row: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
-        decodeRowPrefix(t, row: row, count: S, into: out, elementSize: e, snapshots: S)
-    }
-
-    /// The first `count` values of row `row` (a tile of `snapshots` per row) into `out`.
-    func decodeRowPrefix(_ t: InflatedTile, row: Int, count n: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
-        if t.final {
-            out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
-            return
-        }
-        if t.split {
-            let first = row * S
-            let o = out.assumingMemoryBound(to: UInt8.self)
-            let delta = transforms.contains(.bytedelta)
-            for k in 0..<e {
-                let plane = t.planes[k].assumingMemoryBound(to: UInt8.self)
-                if delta {
-                    var acc = Transforms.byteSum(plane, count: first)
-                    for s in 0..<n { acc = acc &+ plane[first + s]; o[s * e + k] = acc }
-                } else {
-                    for s in 0..<n { o[s * e + k] = plane[first + s] }
-                }
-            }
-        } else {
-            out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
-        }
-        undoTemporal(out, elementSize: e, snapshots: n)
-    }
-
-    /// Undoes the chain's leading temporal stage (if any) on one row of `n` values.
-    private func undoTemporal(_ out: UnsafeMutableRawPointer, elementSize e: Int, snapshots n: Int) {
-        if let f = transforms.first, f == .xor || f == .sub {
-            Transforms.temporal(out, elementSize: e, params: 1, snapshots: n, xor: f == .xor, encode: false)
-        } else if transforms.first == .linpred {
-            Transforms.linpred(out, elementSize: e, params: 1, snapshots: n, encode: false)
-        }
-    }
-
-    /// The whole raw tile from an inflated one, as a final `InflatedTile` owning `params × snapshots × elementSize` bytes.
-    public func decodeFully(_ t: InflatedTile, elementSize e: Int, params: Int, snapshots S: Int) -> InflatedTile {
-        if t.final { return t }
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, params * S * e), alignment: 64)
-        for p in 0..<params { decodeRowPrefix(t, row: p, count: S, into: buf.baseAddress! + p * S * e, elementSize: e, snapshots: S) }
-        return InflatedTile(storage: buf, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
-    }
-
-    /// Snapshot `column` of every parameter of an inflated tile into `out` (`params × elementSize` bytes).
-    public func decodeColumn(_ t: InflatedTile, column: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, params: Int, snapshots S: Int) {
-        if t.final {
-            let src = t.planes[0] + column * e
-            switch e {
-            case 4: for p in 0..<params { (out + p * 4).storeBytes(of: src.loadUnaligned(fromByteOffset: p * S * 4, as: UInt32.self), as: UInt32.self) }
-            case 2: for p in 0..<params { (out + p * 2).storeBytes(of: src.loadUnaligned(fromByteOffset: p * S * 2, as: UInt16.self), as: UInt16.self) }
-            default: for p in 0..<params { (out + p * e).copyMemory(from: src + p * S * e, byteCount: e) }
-            }
-            return
-        }
-        // Temporal stages make element `column` depend on the row's earlier elements: decode each row up to it.
-        let upTo = column + 1
-        Self.ensure(&b, upTo * e)
-        let row = b.baseAddress!
-        for p in 0..<params {
-            decodeRowPrefix(t, row: p, count: upTo, into: row, elementSize: e, snapshots: S)
-            (out + p * e).copyMemory(from: row + column * e, byteCount: e)
-        }
-    }
-}
-
-/// A tile with its terminal stage undone (`TileCodec.inflate`): where each byte plane is. Owns the buffer of the
-/// planes it inflated when made with `keep`; raw planes point into the file's stored bytes.
-public final class InflatedTile: @unchecked Sendable {
-    let storage: UnsafeMutableRawBufferPointer?
-    /// Bytes this tile owns (what a cache should count).
-    public var bytes: Int { storage?.count ?? 0 }
-    let planes: [UnsafeRawPointer]
-    let split: Bool
-    /// The raw tile itself (every stage undone): planes[0] is the parameter-major tile.
-    public let final: Bool
-
-    init(storage: UnsafeMutableRawBufferPointer?, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
-        self.storage = storage; self.planes = planes; self.split = split; self.final = final
-    }
-
-    deinit { storage?.deallocate() }
 }
