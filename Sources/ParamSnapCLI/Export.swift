@@ -79,6 +79,10 @@ public struct ExportCommand: ParsableCommand {
                     for (t, _) in chosen { try w(try r.tensorBytes(tensor: t, snapshot: k)) }
                 }
             case .npz:
+                // A NUL cannot stand in a zip member name that numpy reads back: refused before anything is written.
+                if let bad = chosen.first(where: { $0.element.name.utf8.contains(0) }) {
+                    throw DumpError.badTensor(path: output, tensor: bad.element.name, reason: "a NUL byte in the name cannot be a .npz member name; export to a folder or a .safetensors file instead")
+                }
                 bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     var members: [(name: String, crc32: UInt32, size: UInt64, offset: UInt64)] = []
                     var offset: UInt64 = 0
@@ -103,9 +107,11 @@ public struct ExportCommand: ParsableCommand {
                 }
             case .folder:
                 try OutputPath.check(output: output, inputs: [runPath], force: true)   // each file is checked as it is written
+                // Every file name decided (distinct, safe) before anything is written.
+                let names = try ExportFileNames.fileNames(for: chosen.map(\.element.name), in: output)
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                for (t, info) in chosen {
-                    let file = (output as NSString).appendingPathComponent(info.name.replacingOccurrences(of: "/", with: "_") + ".npy")
+                for ((t, info), name) in zip(chosen, names) {
+                    let file = (output as NSString).appendingPathComponent(name)
                     bytesOut += try Self.writeAtomically(file, inputs: [runPath], force: force) { w in
                         try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
                         try w(try r.tensorBytes(tensor: t, snapshot: k))
