@@ -102,17 +102,19 @@ public final class DumpConversion {
 
     /// Builds the source for `SnapshotWriter.writeCompact`. Tensors that cannot be read in place (casts, deflated
     /// npz members, big-endian or column-major arrays, NaN fills) are first written to a scratch file at
-    /// `scratchPath` (unlinked once mapped, and on failure).
+    /// `scratchPath` (unlinked once mapped, on failure, and if a signal ends the process: `TempFile`).
     public func makeSource(scratchPath: String) throws -> SnapshotSource {
         var files: [ObjectIdentifier: MappedFile] = [:]
         enum Where { case input(MappedFile, Int), scratch(Int), empty }
         var places: [[Where]] = []
         var scratch: WritableFile? = nil
         var scratchEnd: UInt64 = 0
-        defer { if scratch != nil { scratch?.close(); unlink(scratchPath) } }
+        var watched: TempFile? = nil
+        defer { if scratch != nil { scratch?.close() }; watched?.remove() }
         func openScratch() throws -> WritableFile {
             if let s = scratch { return s }
-            let s = try WritableFile(path: scratchPath, create: true, overwrite: true)
+            watched = TempFile(path: scratchPath)
+            let s = try WritableFile(path: scratchPath, create: true)
             scratch = s
             return s
         }

@@ -72,6 +72,9 @@ public final class DumpDiscovery {
     public let options: ConvertOptions
     /// Snapshots in the order found.
     public private(set) var snapshots: [DumpSnapshot] = []
+    /// Every file whose content the snapshots come from (weights, shard indexes, trainer logs): what an output
+    /// must never replace (`OutputPath.check`).
+    public private(set) var files: [String] = []
     private var skippedFiles: [(name: String, count: Int)] = []
     private var skippedTensors: [(what: String, count: Int)] = []
     private var otherNotes: [String] = []
@@ -137,6 +140,7 @@ public final class DumpDiscovery {
 
     private func readLog(_ path: String) -> TrainerLog? {
         guard let d = FileManager.default.contents(atPath: path) else { return nil }
+        files.append(path)
         do { return try TrainerLog.parse(d, path: path) } catch {
             otherNotes.append("ignored \(path): \(error) (no loss/learning-rate metadata from it)")
             return nil
@@ -204,6 +208,7 @@ public final class DumpDiscovery {
     /// Reads a safetensors file's tensors (filtered) and header metadata.
     private func safetensors(_ path: String) throws -> ([DumpTensor], [String: MetaValue]) {
         let st = try SafeTensorsFile(path: path, skipUnsupported: !options.strict)
+        files.append(path)
         for s in st.skipped where keep(s.name) { noteSkippedTensor(s.name, s.dtype) }
         var out: [DumpTensor] = []
         for e in st.entries where keep(e.info.name) {
@@ -218,6 +223,7 @@ public final class DumpDiscovery {
     private func shardedSnapshot(index: String, label: String, step: Int64?, log: TrainerLog?) throws -> DumpSnapshot {
         guard let data = FileManager.default.contents(atPath: index) else { throw DumpError.unrecognized(path: index, reason: "cannot read the index") }
         let map = try HFShardIndex.parse(data, path: index)
+        files.append(index)
         let folder = (index as NSString).deletingLastPathComponent
         var byShard: [String: [String]] = [:]
         for (t, s) in map { byShard[s, default: []].append(t) }
@@ -324,6 +330,7 @@ public final class DumpDiscovery {
             noteSkippedFile(path)
             return
         }
+        files.append(path)
         apply(log, to: &snap)
         snapshots.append(snap)
     }

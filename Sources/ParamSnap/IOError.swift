@@ -14,6 +14,8 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case rename(from: String, to: String, errno: Int32)
     case locked(path: String)
     case exists(path: String)
+    case outputIsInput(output: String, input: String)
+    case attributes(path: String, errno: Int32)
     case layoutMismatch(String)
     case badSnapshot(String)
     case incomplete(String)
@@ -33,7 +35,9 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .mmap(let p, let e): return "cannot memory-map '\(p)': \(Self.text(e))"
         case .rename(let f, let t, let e): return "cannot rename '\(f)' to '\(t)': \(Self.text(e))"
         case .locked(let p): return "'\(p)' is locked by another writer"
-        case .exists(let p): return "'\(p)' already exists"
+        case .exists(let p): return "'\(p)' already exists (use --force to replace it)"
+        case .outputIsInput(let o, let i): return "the output '\(o)' is the input '\(i)' (the same file): an output never replaces an input; choose another output path"
+        case .attributes(let p, let e): return "cannot give the new file the mode and owner of '\(p)': \(Self.text(e))"
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
         case .incomplete(let r): return "incomplete output: \(r)"

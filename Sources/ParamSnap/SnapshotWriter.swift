@@ -330,10 +330,13 @@ public final class SnapshotWriter {
 
     /// Rewrites `input` so every block has one tile spanning all snapshots (§10), streaming block by block.
     /// The result is written under a temporary name beside `output`, fsynced, then renamed over `output`.
-    /// `blockSize`/`chain` default to the input's.
+    /// `output == input` compacts in place: a symlink's target is rewritten (the link stays), keeping its mode and
+    /// owner. Any other `output` must not be the input file (`OutputPath.check`). `blockSize`/`chain` default to the input's.
     @discardableResult
     public static func compact(input: String, output: String, blockSize: Int? = nil, chain: CodecChain? = nil,
                                options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        let target = output == input ? OutputPath.resolved(input) : output
+        if output != input { try OutputPath.check(output: output, inputs: [input], force: true) }
         // Hold the writer lock on the input so no append runs while it is being rewritten.
         let inputLock = try WritableFile(path: input, create: false)
         defer { inputLock.close() }
@@ -343,19 +346,21 @@ public final class SnapshotWriter {
         opts.chain = chain ?? reader.header.codecChain
         opts.attributes = reader.metadata.attributes
         opts.overwrite = true
-        return try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
+        return try writeNewCompact(path: target, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
     }
 
-    /// Writes a repaired copy of `input` to `output` (never over an existing file): the newest commit, its torn
-    /// tail dropped, every intact tile copied; tiles that fail their checksum or decode make it fail with their
-    /// names, unless `skipDamaged`, which stores them as NaN and lists them (tensor, parameters, snapshots) in the
-    /// output's `attributes["repair.damaged"]` — nothing is guessed silently. A damaged newest commit (§8.1) is
+    /// Writes a repaired copy of `input` to `output` (never over `input`, nor over an existing file unless
+    /// `options.overwrite`): the newest commit, its torn tail dropped, every intact tile copied; tiles that fail
+    /// their checksum or decode make it fail with their names, unless `skipDamaged`, which stores them as NaN and
+    /// lists them (tensor, parameters, snapshots) in the output's `attributes["repair.damaged"]` — nothing is
+    /// guessed silently. A damaged newest commit (§8.1) is
     /// recovered when its index and metadata are intact (§8.2, `attributes["repair.footer"]`); otherwise the
     /// newest intact commit is kept only with `discardDamagedCommits`, which names the loss in
     /// `attributes["repair.discardedCommits"]`.
     @discardableResult
     public static func repair(input: String, output: String, skipDamaged: Bool, discardDamagedCommits: Bool = false,
                               options: WriterOptions = WriterOptions()) throws -> RepairReport {
+        try OutputPath.check(output: output, inputs: [input], force: options.overwrite)
         var attributes: [String: MetaValue] = [:]
         let reader = try openForRepair(input, discardDamagedCommits: discardDamagedCommits, notes: &attributes)
         let damage = reader.verifyAll(workers: options.workers)
@@ -371,7 +376,6 @@ public final class SnapshotWriter {
         }
         if reader.ignoredBytes > 0 { attributes["repair.droppedTailBytes"] = .number(Double(reader.ignoredBytes)) }
         opts.attributes = attributes.isEmpty ? nil : attributes
-        opts.overwrite = false
         _ = try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil,
                                 options: opts, skipDamaged: skipDamaged)
         func note(_ k: String) -> String? { if case .string(let v)? = attributes[k] { return v }; return nil }
@@ -410,17 +414,18 @@ public final class SnapshotWriter {
         records.map { "footer record at offset \($0.offset): \($0.reason)" }.joined(separator: "; ")
     }
 
-    /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name, build,
-    /// publish (fsynced), rename.
+    /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name (removed
+    /// on failure or a signal), build, publish (fsynced), rename. A replaced file's mode and owner are kept.
     private static func writeNewCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], old: PSnapReader?,
                                         source: SnapshotSource?, options: WriterOptions, skipDamaged: Bool = false) throws -> CommitReport {
         if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
         var opts = options
-        opts.overwrite = true
-        let tmp = path + ".tmp-\(getpid())"
+        opts.overwrite = false   // a new file (O_EXCL): never written through whatever was at the temporary name
+        let tmp = TempFile(beside: path, .output)
         var ok = false
-        defer { if !ok { unlink(tmp) } }
-        let w = try SnapshotWriter.create(path: tmp, tensors: tensors, options: opts)
+        defer { if ok { tmp.release() } else { tmp.remove() } }
+        let w = try SnapshotWriter.create(path: tmp.path, tensors: tensors, options: opts)
+        try w.adoptAttributes(of: path)
         var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
         if !snapshots.isEmpty {
             var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
@@ -461,6 +466,12 @@ extension SnapshotWriter {
         segments = [0..<snapshots.count]
     }
 
+    /// Gives the file being written the mode and owner of the file at `path` it will replace (`OutputPath`).
+    func adoptAttributes(of path: String) throws {
+        guard let file else { throw IOError.closed }
+        try OutputPath.adoptAttributes(of: path, fd: file.fd)
+    }
+
     /// Closes a file written under a temporary name and renames it to `path` (never over an existing file unless
     /// `overwrite`), then makes the rename durable. The one end of every "temp name, build, publish, rename" writer.
     func closeAndRename(to path: String, overwrite: Bool) throws {
@@ -474,7 +485,9 @@ extension SnapshotWriter {
 
 /// Staged snapshots: in memory up to a budget, then in a spill file beside the output (§10 bounded memory).
 final class Staging {
+    let output: String
     let spillPath: String
+    private var spillFile: TempFile?
     let snapshotBytes: Int
     let memoryBudget: Int
     private var memory: [UnsafeMutableRawBufferPointer] = []
@@ -485,7 +498,8 @@ final class Staging {
     let tensorOffsets: [Int]
 
     init(path: String, tensors: [TensorInfo], memoryBudget: Int) {
-        self.spillPath = path + ".staging-\(getpid())"
+        self.output = path
+        self.spillPath = TempFiles.path(beside: path, .staging)
         var o = [0]
         for t in tensors { o.append(o.last! + (t.parameterCount ?? 0) * t.dtype.size) }
         self.tensorOffsets = o
@@ -505,7 +519,10 @@ final class Staging {
             }
             memory.append(a)
         } else {
-            if spill == nil { spill = try WritableFile(path: spillPath, create: true, overwrite: true) }
+            if spill == nil {
+                spillFile = TempFile(beside: output, .staging)
+                spill = try WritableFile(path: spillPath, create: true)
+            }
             var o = UInt64(spilled) * UInt64(snapshotBytes)
             for b in buffers where b.count > 0 {
                 try spill!.write(b, at: o)
@@ -533,7 +550,9 @@ final class Staging {
     func discard() {
         for m in memory { m.deallocate() }
         memory.removeAll()
-        if spill != nil { spill!.close(); spill = nil; unlink(spillPath) }
+        if spill != nil { spill!.close(); spill = nil }
+        spillFile?.remove()
+        spillFile = nil
         spilled = 0
     }
 }

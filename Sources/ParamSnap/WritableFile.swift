@@ -18,7 +18,7 @@ package final class WritableFile {
             if errno == EEXIST { throw IOError.exists(path: path) }
             throw IOError.open(path: path, errno: errno)
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard Self.lock(fd) else {
             Glibc.close(fd)
             throw IOError.locked(path: path)
         }
@@ -26,6 +26,18 @@ package final class WritableFile {
     }
 
     deinit { close() }
+
+    /// Takes the exclusive writer lock, trying for up to 0.2 s: a process spawned by another thread of this process
+    /// holds a copy of every descriptor (and so of a lock just released) until it execs, for far less than that;
+    /// another writer holds it for as long as it writes.
+    private static func lock(_ fd: Int32) -> Bool {
+        for attempt in 0..<40 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
+            if attempt < 39 { usleep(5_000) }
+        }
+        return false
+    }
 
     package func close() {
         if fd >= 0 { Glibc.close(fd); fd = -1 }

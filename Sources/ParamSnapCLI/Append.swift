@@ -54,6 +54,8 @@ public struct AppendCommand: ParsableCommand {
             options.snapshotsPerSegment = Int.max
             var lastStep: Int64? = nil
             var reports: [CommitReport] = []
+            // The run is appended to, not replaced; but it is never one of the snapshots read.
+            try OutputPath.check(output: runPath, inputs: snapshots, force: true)
             for path in snapshots {
                 let st = try SafeTensorsFile(path: path)
                 if writer == nil {

@@ -6,8 +6,10 @@ import ParamSnap
 
 /// Helpers shared by the commands.
 enum CLI {
-    /// Runs `body`, printing library errors as one line and exiting 65 (bad data) or 1 (other failures).
+    /// Runs `body`, printing library errors as one line and exiting 65 (bad data), 64 (an output that is an input)
+    /// or 1 (other failures). Temporary files are removed if SIGINT, SIGTERM or SIGHUP ends the command.
     static func guarded(_ body: () throws -> Void) throws {
+        TempFiles.removeOnSignals()
         do {
             try body()
         } catch let e as ExitCode {
@@ -21,6 +23,7 @@ enum CLI {
         } catch let e as IOError {
             if case .layoutMismatch = e { fail("\(e)", code: 65) }
             if case .badSnapshot = e { fail("\(e)", code: 65) }
+            if case .outputIsInput = e { fail("\(e)", code: 64) }
             fail("\(e)", code: 1)
         } catch let e as ValidationError {
             throw e

@@ -30,7 +30,7 @@ public struct ConvertCommand: ParsableCommand {
         block by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory
         however large the run, and all cores encode. It is written under a temporary name beside OUT and
         renamed only on success, so a failed or killed convert never leaves a partial OUT, and an existing
-        OUT is never replaced without --force.
+        OUT is never replaced without --force; OUT is never one of the files read (exit 64).
 
         --dtype casts every tensor (default: keep each source dtype). Narrowing casts (f32 → bf16/f16,
         f64 → f32 …) are LOSSY: values are rounded to nearest even, NaNs stay NaN; the run then no longer
@@ -105,9 +105,6 @@ public struct ConvertCommand: ParsableCommand {
     public func run() throws {
         try CLI.guarded {
             let start = Date()
-            if FileManager.default.fileExists(atPath: output) && !force {
-                throw IOError.exists(path: output)
-            }
             var opts = ConvertOptions()
             opts.include = include
             opts.exclude = exclude
@@ -120,6 +117,7 @@ public struct ConvertCommand: ParsableCommand {
             opts.steps = steps.flatMap(StepSelection.init(parsing:))
             let discovery = DumpDiscovery(options: opts)
             for input in inputs { try discovery.add(path: input) }
+            try OutputPath.check(output: output, inputs: inputs + discovery.files, force: force)
             let conversion = try DumpConversion(discovery.snapshots, options: opts)
             if !quiet { for n in discovery.notes + conversion.notes { Self.note(n) } }
             var options = WriterOptions()
@@ -130,9 +128,7 @@ public struct ConvertCommand: ParsableCommand {
             options.memoryBudget = memory << 20
             let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)
             options.progress = { done, total in bar.update(done, total) }
-            let dir = (output as NSString).deletingLastPathComponent
-            let scratch = (dir.isEmpty ? "." : dir) + "/." + (output as NSString).lastPathComponent + ".convert-scratch-\(getpid())"
-            let source = try conversion.makeSource(scratchPath: scratch)
+            let source = try conversion.makeSource(scratchPath: TempFiles.path(beside: output, .convertScratch))
             let report = try SnapshotWriter.writeCompact(path: output, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
                                                          source: source, options: options)
             bar.finish()

@@ -51,7 +51,7 @@ public struct MomentsCommand: ParsableCommand {
     @Flag(help: "Print the statistics as CSV (small selections).") var csv = false
     @Option(help: "Write the statistics of each tensor as a .npy [statistics × parameters] into this directory.") var npy: String?
     @Flag(help: "Print JSON.") var json = false
-    @Flag(help: "Replace an existing output file.") var force = false
+    @Flag(help: "Replace existing output files (-o, the --npy files; never the run itself).") var force = false
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
 
     public init() {}
@@ -101,9 +101,15 @@ public struct MomentsCommand: ParsableCommand {
         // --csv/--npy without -o: compute into a temporary file and print from it.
         let keep = output != nil
         guard keep || csv || npy != nil else { throw ValidationError("give -o OUT.psnap (or --csv / --npy DIR)") }
-        let out = output ?? NSTemporaryDirectory() + "psnap-moments-\(getpid()).psnap"
+        // Every output is checked before the pass, and again as it is written.
+        if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
+        if let npy {
+            for t in tensors { try OutputPath.check(output: Self.npyPath(npy, r.tensors[t].name), inputs: [runPath], force: force) }
+        }
+        let scratch = keep ? nil : TempFile(path: NSTemporaryDirectory() + "psnap-moments-\(getpid()).psnap")
+        let out = output ?? scratch!.path
         if !keep { opts.overwrite = true }
-        defer { if !keep { unlink(out) } }
+        defer { scratch?.remove() }
         let start = Date()
         let report = try TrajectoryMoments.run(reader: r, outputPath: out, options: opts)
         let secs = Date().timeIntervalSince(start)
@@ -175,13 +181,17 @@ public struct MomentsCommand: ParsableCommand {
             var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count & 0xFF), UInt8(h.utf8.count >> 8)]
             bytes += Array(h.utf8)
             bytes += data
-            let safe = info.name.map { $0 == "/" ? "_" : $0 }
-            let path = directory + "/" + String(safe) + ".npy"
-            guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw IOError.open(path: path, errno: errno) }
+            _ = try ExportCommand.writeAtomically(Self.npyPath(directory, info.name), inputs: [runPath], force: force) { w in try w(bytes) }
         }
     }
 
+    /// The --npy file of tensor `name` in `directory`.
+    static func npyPath(_ directory: String, _ name: String) -> String {
+        directory + "/" + String(name.map { $0 == "/" ? "_" : $0 }) + ".npy"
+    }
+
     func perTensor(_ r: PSnapReader, tensors: [Int], range: Range<Int>) throws {
+        if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
         var opts = TensorMomentsOptions()
         opts.policy = skipNan ? .skip : .propagate
         opts.tensors = tensors
@@ -189,10 +199,7 @@ public struct MomentsCommand: ParsableCommand {
         if let workers { opts.workers = workers }
         let rows = try TensorMoments.run(reader: r, options: opts)
         if let output {
-            guard force || !FileManager.default.fileExists(atPath: output) else { throw IOError.exists(path: output) }
-            guard FileManager.default.createFile(atPath: output, contents: Data(TensorMoments.json(rows).utf8)) else {
-                throw IOError.open(path: output, errno: errno)
-            }
+            _ = try ExportCommand.writeAtomically(output, inputs: [runPath], force: force) { w in try w(Array(TensorMoments.json(rows).utf8)) }
         }
         if json {
             print(TensorMoments.json(rows))
