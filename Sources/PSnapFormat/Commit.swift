@@ -12,6 +12,17 @@ public struct Commit: Sendable {
     /// Index into `tiles` of each global block's first tile, plus `tiles.count` at the end.
     package let blockFirstTile: [Int]
 
+    /// A commit a writer has just published, from what it knows (the index rules are checked again; nothing is parsed).
+    package init(footer: Footer, at offset: UInt64, metadata: FileMetadata, tiles: [TileIndexEntry], layout: RunLayout) throws(FormatError) {
+        self.init(footerOffset: offset, footer: footer, metadata: metadata, tiles: tiles, layout: layout,
+                  blockFirstTile: try Commit.checkIndex(tiles, layout: layout, footer: footer))
+    }
+
+    private init(footerOffset: UInt64, footer: Footer, metadata: FileMetadata, tiles: [TileIndexEntry], layout: RunLayout, blockFirstTile: [Int]) {
+        self.footerOffset = footerOffset; self.footer = footer; self.metadata = metadata
+        self.tiles = tiles; self.layout = layout; self.blockFirstTile = blockFirstTile
+    }
+
     /// Checks the commit whose footer (already decoded and checked by `Footer.decode`) lies at `offset` of `buf`:
     /// the index and metadata checksums (§8), the metadata (§7) and the index (§6). `checksums: false` skips
     /// the two checksums (footer salvage, which has proved them another way).
