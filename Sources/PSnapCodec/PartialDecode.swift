@@ -34,7 +34,7 @@ extension TileCodec {
     /// Decodes only parameter `row` of a tile (its `snapshots` values) into `out` (`snapshots × elementSize` bytes).
     /// Raw planes are read in place; compressed ones are inflated; the byte transforms touch only this row
     /// (plus a fast byte sum for bytedelta).
-    public func decodeRow(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, row: Int, into out: UnsafeMutableRawPointer,
+    @_spi(Internals) public func decodeRow(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, row: Int, into out: UnsafeMutableRawPointer,
                           elementSize e: Int, params: Int, snapshots S: Int) throws(TileCodecError) {
         let n = params * S * e
         let rowBytes = S * e
@@ -70,7 +70,7 @@ extension TileCodec {
     /// be cached; it points into `stored` too, so it must not outlive it) or in this codec's scratch otherwise
     /// (valid until the next call). Nil when the chain needs a full decode (or the tile is stored raw).
     /// `prefix` (values per plane; scratch inflates of `zstdplanes` tiles only): inflate at least each plane's first values.
-    public func inflate(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, elementSize e: Int, params: Int, snapshots S: Int,
+    @_spi(Internals) public func inflate(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, elementSize e: Int, params: Int, snapshots S: Int,
                         keep: Bool, prefix: Int? = nil) throws(TileCodecError) -> InflatedTile? {
         guard !storedRaw, !chain.stages.isEmpty, rowDecodable else { return nil }
         let n = params * S * e
@@ -139,7 +139,7 @@ extension TileCodec {
     }
 
     /// Row `row` (its `snapshots` values) of an inflated tile into `out` (`snapshots × elementSize` bytes).
-    public func decodeRow(_ t: InflatedTile, row: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
+    @_spi(Internals) public func decodeRow(_ t: InflatedTile, row: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, snapshots S: Int) {
         decodeRowPrefix(t, row: row, count: S, into: out, elementSize: e, snapshots: S)
     }
 
@@ -178,7 +178,7 @@ extension TileCodec {
     }
 
     /// The whole raw tile from an inflated one, as a final `InflatedTile` owning `params × snapshots × elementSize` bytes.
-    public func decodeFully(_ t: InflatedTile, elementSize e: Int, params: Int, snapshots S: Int) -> InflatedTile {
+    @_spi(Internals) public func decodeFully(_ t: InflatedTile, elementSize e: Int, params: Int, snapshots S: Int) -> InflatedTile {
         if t.final { return t }
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, params * S * e), alignment: 64)
         for p in 0..<params { decodeRowPrefix(t, row: p, count: S, into: buf.baseAddress! + p * S * e, elementSize: e, snapshots: S) }
@@ -186,7 +186,7 @@ extension TileCodec {
     }
 
     /// Snapshot `column` of every parameter of an inflated tile into `out` (`params × elementSize` bytes).
-    public func decodeColumn(_ t: InflatedTile, column: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, params: Int, snapshots S: Int) {
+    @_spi(Internals) public func decodeColumn(_ t: InflatedTile, column: Int, into out: UnsafeMutableRawPointer, elementSize e: Int, params: Int, snapshots S: Int) {
         if t.final {
             let src = t.planes[0] + column * e
             switch e {
@@ -209,14 +209,14 @@ extension TileCodec {
 
 /// A tile with its terminal stage undone (`TileCodec.inflate`): where each byte plane is. Owns the buffer of the
 /// planes it inflated when made with `keep`; raw planes point into the file's stored bytes.
-public final class InflatedTile: @unchecked Sendable {
+@_spi(Internals) public final class InflatedTile: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer?
     /// Bytes this tile owns (what a cache should count).
-    public var bytes: Int { storage?.count ?? 0 }
+    @_spi(Internals) public var bytes: Int { storage?.count ?? 0 }
     let planes: [UnsafeRawPointer]
     let split: Bool
     /// The raw tile itself (every stage undone): planes[0] is the parameter-major tile.
-    public let final: Bool
+    @_spi(Internals) public let final: Bool
 
     init(storage: UnsafeMutableRawBufferPointer?, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
         self.storage = storage; self.planes = planes; self.split = split; self.final = final

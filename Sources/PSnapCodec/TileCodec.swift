@@ -3,7 +3,7 @@ import PSnapFormat
 import CZstd
 
 /// Why a stored tile could not be decoded (wrapped by the reader into a `FormatError` naming the tile).
-public enum TileCodecError: Error, Equatable, Sendable {
+@_spi(Internals) public enum TileCodecError: Error, Equatable, Sendable {
     case zstd(String)
     case sizeMismatch(expected: Int, got: Int)
     case badPlaneTable(String)
@@ -11,7 +11,7 @@ public enum TileCodecError: Error, Equatable, Sendable {
 }
 
 extension TileCodecError: CustomStringConvertible {
-    public var description: String {
+    @_spi(Internals) public var description: String {
         switch self {
         case .zstd(let m): return "zstd: \(m)"
         case .sizeMismatch(let e, let g): return "decoded \(g) bytes, expected \(e)"
@@ -23,8 +23,8 @@ extension TileCodecError: CustomStringConvertible {
 
 /// Per-thread scratch memory and zstd contexts for encoding and decoding tiles. Not thread-safe:
 /// give each worker its own.
-public final class TileCodec: @unchecked Sendable {
-    public let chain: CodecChain
+@_spi(Internals) public final class TileCodec: @unchecked Sendable {
+    @_spi(Internals) public let chain: CodecChain
     var a: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var b: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
@@ -35,7 +35,7 @@ public final class TileCodec: @unchecked Sendable {
     let terminal: CodecStage?
     lazy var lenransCoder = LenRans()
 
-    public init(chain: CodecChain) {
+    @_spi(Internals) public init(chain: CodecChain) {
         self.chain = chain
         if let last = chain.stages.last, last.isTerminal {
             transforms = Array(chain.stages.dropLast()); terminal = last
@@ -58,7 +58,7 @@ public final class TileCodec: @unchecked Sendable {
     }
 
     /// A scratch buffer of `n` bytes owned by this codec, for a decoded tile (valid until the next call).
-    public func rawScratch(_ n: Int) -> UnsafeMutableRawBufferPointer {
+    @_spi(Internals) public func rawScratch(_ n: Int) -> UnsafeMutableRawBufferPointer {
         Self.ensure(&r, n)
         return UnsafeMutableRawBufferPointer(rebasing: r[0..<n])
     }
@@ -67,7 +67,7 @@ public final class TileCodec: @unchecked Sendable {
 
     /// Encodes one raw tile (`params × snapshots` elements of `elementSize` bytes, parameter-major).
     /// Returns the stored bytes (valid until the next call on this codec) and whether they are raw (§4).
-    public func encode(_ raw: UnsafeRawBufferPointer, elementSize: Int, params: Int, snapshots: Int) -> (stored: UnsafeRawBufferPointer, storedRaw: Bool) {
+    @_spi(Internals) public func encode(_ raw: UnsafeRawBufferPointer, elementSize: Int, params: Int, snapshots: Int) -> (stored: UnsafeRawBufferPointer, storedRaw: Bool) {
         let n = raw.count
         precondition(n == params * snapshots * elementSize, "raw tile size")
         if n == 0 || chain.stages.isEmpty { return (raw, true) }
@@ -277,7 +277,7 @@ public final class TileCodec: @unchecked Sendable {
     }
 
     /// Decodes stored bytes into `out` (exactly the raw tile's size).
-    public func decode(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, into out: UnsafeMutableRawBufferPointer,
+    @_spi(Internals) public func decode(_ stored: UnsafeRawBufferPointer, storedRaw: Bool, into out: UnsafeMutableRawBufferPointer,
                        elementSize: Int, params: Int, snapshots: Int) throws(TileCodecError) {
         let n = out.count
         precondition(n == params * snapshots * elementSize, "raw tile size")

@@ -2,9 +2,9 @@
 import PSnapFormat
 
 /// Widening of stored little-endian values to `Double` (exact: every f16, bf16 and f32 value is a Double).
-public enum ValueConversion {
+@_spi(Internals) public enum ValueConversion {
     /// Converts `src` (elements of `dtype`) into `dst` (same count).
-    public static func toDoubles(_ src: UnsafeRawBufferPointer, dtype: DType, into dst: UnsafeMutableBufferPointer<Double>) {
+    @_spi(Internals) public static func toDoubles(_ src: UnsafeRawBufferPointer, dtype: DType, into dst: UnsafeMutableBufferPointer<Double>) {
         let n = src.count / dtype.size
         precondition(dst.count >= n, "destination too small")
         guard n > 0 else { return }
@@ -22,7 +22,7 @@ public enum ValueConversion {
     }
 
     /// Converts `src` into a new array.
-    public static func toDoubles(_ src: UnsafeRawBufferPointer, dtype: DType) -> [Double] {
+    @_spi(Internals) public static func toDoubles(_ src: UnsafeRawBufferPointer, dtype: DType) -> [Double] {
         let n = src.count / dtype.size
         return [Double](unsafeUninitializedCapacity: n) { buf, count in
             toDoubles(src, dtype: dtype, into: buf)

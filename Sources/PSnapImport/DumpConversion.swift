@@ -1,7 +1,7 @@
 // Turns discovered dump snapshots into a checked run (order, --steps, one tensor layout) and the SnapshotSource
 // over their memory maps that SnapshotWriter.writeCompact streams from; casts, inflation, byte swaps, transposes
 // and NaN fills go through a scratch file beside the output, so memory stays bounded.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import Foundation
 
 /// A checked conversion: snapshots in output order, the tensor layout, and a source for `writeCompact`.

@@ -1,6 +1,6 @@
 // Finds the snapshots among `psnap convert` inputs, by content: safetensors, sharded HF checkpoints, Trainer
 // `checkpoint-N/` folders, parent folders of those, .npy, .npz and raw files. Nothing is read beyond headers here.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import Foundation
 
 /// Options of a conversion (`psnap convert`).

@@ -1,6 +1,6 @@
 // Pure parsers and encoders of checkpoint dump formats (npy header, zip directory, HF shard index, Trainer log):
 // functions over buffers, no file I/O; every size and offset from the buffer is checked.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import Foundation
 
 /// A parsed `.npy` header (NumPy format versions 1.0, 2.0 and 3.0).

@@ -1,5 +1,5 @@
 // zlib raw inflate (deflate members of .npz archives, windowBits −15) and CRC-32, streamed in chunks.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import CZlib
 
 /// Raw-deflate decompression and CRC-32 over buffers.

@@ -1,5 +1,5 @@
 // A safetensors reader (8-byte header length, JSON header, raw little-endian data), memory-mapped and fully checked; the dump errors.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import Foundation
 
 /// Why a safetensors file cannot be read; each case names the file and, where it applies, the tensor.

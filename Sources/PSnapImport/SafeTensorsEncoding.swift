@@ -1,5 +1,5 @@
 // Encodes a safetensors header (8-byte length, JSON, space padding to 8 bytes) for exporting a snapshot.
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import Foundation
 
 /// The safetensors header of a file holding `tensors` back to back in the given order.

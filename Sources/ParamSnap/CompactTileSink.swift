@@ -1,6 +1,6 @@
 // A new one-segment (compact) file whose tiles the caller builds, one per block, in any order and from any thread.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// Writes a compact `.psnap` (§10: one tile per block spanning all snapshots) from tiles the caller produces: a pass
@@ -48,7 +48,7 @@ public final class CompactTileSink: @unchecked Sendable {
 
     /// Encodes block `block` of tensor `tensor` from `raw` (the block's parameters × all snapshots, parameter-major,
     /// little-endian) with `codec` (a `TileCodec` of `chain`, one per thread) and appends it.
-    public func add(tensor t: Int, block b: Int, raw: UnsafeRawBufferPointer, codec: TileCodec) throws {
+    @_spi(Internals) public func add(tensor t: Int, block b: Int, raw: UnsafeRawBufferPointer, codec: TileCodec) throws {
         let e = layout.tensors[t].dtype.size, params = layout.blockParams(tensor: t, block: b), S = snapshots.count
         precondition(raw.count == params * S * e, "raw tile of \(raw.count) bytes, expected \(params * S * e)")
         let (stored, storedRaw) = codec.encode(raw, elementSize: e, params: params, snapshots: S)

@@ -1,6 +1,6 @@
 // Errors of the I/O layer: files, mmap, locks, fsync, and misuse of the writer API.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Glibc
 
 /// A file operation failed, or the writer was used against its contract.

@@ -1,6 +1,6 @@
 // A read-only memory mapping of a whole file (the reader's view of committed bytes).
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Glibc
 
 /// A read-only `mmap` of a file as it was when opened. Bytes appended later are not visible.

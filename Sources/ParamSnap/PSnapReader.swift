@@ -1,13 +1,13 @@
 // The memory-mapped reader (spec §8.1 open, §6 index checks): trajectories, blocks, snapshots, parallel scans.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// Reads a `.psnap` file through a read-only memory map. The index is parsed once at open; every
 /// size and offset from the file is checked before use. Safe to use from many threads.
 public final class PSnapReader: @unchecked Sendable {
     public let path: String
-    public let file: MappedFile
+    @_spi(Internals) public let file: MappedFile
     public let header: FileHeader
     public let footer: Footer
     /// File offset of the newest valid footer.
@@ -86,13 +86,13 @@ public final class PSnapReader: @unchecked Sendable {
     }
 
     /// Stored bytes of tile `i` (bounds checked at open).
-    public func storedBytes(_ i: Int) -> UnsafeRawBufferPointer {
+    @_spi(Internals) public func storedBytes(_ i: Int) -> UnsafeRawBufferPointer {
         let x = tiles[i]
         return UnsafeRawBufferPointer(rebasing: file.bytes[Int(x.offset)..<Int(x.offset + x.storedLength)])
     }
 
     /// Checks tile `i`'s checksum.
-    public func verifyTile(_ i: Int) throws(FormatError) {
+    @_spi(Internals) public func verifyTile(_ i: Int) throws(FormatError) {
         let x = tiles[i]
         let h = XXH64.hash(storedBytes(i))
         guard h == x.checksum else { throw .tileChecksumMismatch(tile: tileName(i), offset: x.offset, expected: x.checksum, actual: h) }
@@ -100,7 +100,7 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Decodes tile `i` into `out` (exactly `rawLength` bytes), using `codec`; `checked`: the caller has just
     /// verified the tile's checksum (else it is verified here when `verifyChecksums`).
-    public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec, checked: Bool = false) throws(FormatError) {
+    @_spi(Internals) public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec, checked: Bool = false) throws(FormatError) {
         let x = tiles[i]
         if verifyChecksums && !checked { try verifyTile(i) }
         let t = Int(x.tensor)

@@ -2,7 +2,7 @@
 // temporary name, published and renamed; also the one-pass writer of converters and the CompactTileSink's support.
 import Foundation
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 
 /// What `SnapshotWriter.repair` did.
 public struct RepairReport: Sendable {

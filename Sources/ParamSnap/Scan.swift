@@ -1,6 +1,6 @@
 // The reader's parallel scan: every tile decoded once, on all cores, as a [parameters × snapshots] block.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// One decoded tile handed to a scan body. Valid only during the call.

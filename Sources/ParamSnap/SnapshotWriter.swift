@@ -1,6 +1,6 @@
 // The training writer (spec §9, §10): create or resume a file, stage snapshots, commit segments with merging, compact.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// Options of the training writer.

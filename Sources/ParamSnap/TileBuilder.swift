@@ -1,6 +1,6 @@
 // Builds tiles for a snapshot range from committed tiles and staged snapshots, on all cores (spec §4, §10).
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// Snapshot-major input to the tile builder: the writer's staged snapshots, or snapshot dumps being converted.

@@ -1,6 +1,6 @@
 // A bounded, thread-safe LRU cache of inflated tiles (TileCodec.inflate) for the reader's point reads.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// Inflated tiles by tile index, evicting the least recently used past `budget` bytes. Tiles enter it only after

@@ -1,6 +1,6 @@
 // Whole-file verification: every tile's checksum and decode, reported per bad tile (spec §6, §12).
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Foundation
 
 /// One damaged tile found by `verify`.

@@ -1,6 +1,6 @@
 // An append-only file descriptor with positional writes, fsync, truncation and an exclusive writer lock.
 import PSnapFormat
-import PSnapCodec
+@_spi(Internals) import PSnapCodec
 import Glibc
 
 /// The writer's handle on a `.psnap` file (spec §9: append, fsync, then publish).

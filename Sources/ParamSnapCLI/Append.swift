@@ -2,7 +2,7 @@
 import PSnapImport
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap append RUN.psnap SNAPSHOT.safetensors`.
 public struct AppendCommand: ParsableCommand {

@@ -2,7 +2,7 @@
 import PSnapImport
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// Helpers shared by the commands.
 enum CLI {

@@ -1,7 +1,7 @@
 // `psnap compact` and `psnap verify`: rewrite a run in the read-optimal layout; check every checksum.
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap compact RUN [-o OUT]`.
 public struct CompactCommand: ParsableCommand {

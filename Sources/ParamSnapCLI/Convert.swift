@@ -2,7 +2,7 @@
 import PSnapImport
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap convert INPUT… -o RUN.psnap`.
 public struct ConvertCommand: ParsableCommand {

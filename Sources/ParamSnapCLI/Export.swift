@@ -2,7 +2,7 @@
 import PSnapImport
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap export RUN.psnap --snapshot K -o OUT`.
 public struct ExportCommand: ParsableCommand {

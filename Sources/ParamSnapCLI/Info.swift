@@ -1,7 +1,7 @@
 // `snapinfo` / `psnap info`: human and JSON summaries of a .psnap file, its tiles, and verification.
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `snapinfo FILE` / `psnap info FILE`.
 public struct InfoCommand: ParsableCommand, ParsableArguments {

@@ -1,7 +1,7 @@
 // `psnap moments`: per-parameter statistics over snapshots (a .psnap out), or per-tensor statistics per snapshot (spec/MOMENTS.md).
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import ParamSnapStats
 
 /// `psnap moments RUN -o OUT.psnap` and `psnap moments RUN --across parameters`.

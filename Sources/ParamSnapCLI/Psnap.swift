@@ -1,7 +1,7 @@
 // The `psnap` umbrella command: subcommands over the ParamSnap library.
 import PSnapImport
 import ArgumentParser
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap`: one umbrella with subcommands.
 public struct PsnapCommand: ParsableCommand {

@@ -1,7 +1,7 @@
 // `psnap trajectory`: print one parameter's values across all snapshots (a quick look, CSV or JSON).
 import ArgumentParser
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// `psnap trajectory RUN TENSOR INDEX…`.
 public struct TrajectoryCommand: ParsableCommand {

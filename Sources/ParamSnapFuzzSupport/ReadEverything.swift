@@ -4,7 +4,7 @@
 import PSnapImport
 import Foundation
 import Glibc
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 public enum ReadEverything {
     /// Decoding work the harness allows per input (bytes of decoded tiles). Spec-legal files may declare tiles of

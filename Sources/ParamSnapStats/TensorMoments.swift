@@ -1,6 +1,6 @@
 // `psnap moments --across parameters` (spec/MOMENTS.md §4): per tensor × snapshot moments, RMS and an exact histogram.
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
 
 /// Options of a per-tensor pass.
 public struct TensorMomentsOptions: Sendable {

@@ -1,7 +1,7 @@
 // `psnap moments` over the snapshot axis (spec/MOMENTS.md §3): one streaming scan, per-segment states merged, a .psnap out.
 import Foundation
-import ParamSnap
-import PSnapCodec
+@_spi(Internals) import ParamSnap
+@_spi(Internals) import PSnapCodec
 
 /// Options of a per-parameter moments pass.
 public struct TrajectoryMomentsOptions: Sendable {

@@ -1,9 +1,9 @@
 // End-to-end tests of the built `psnap` and `snapinfo` binaries: outputs, JSON, exit codes, error messages.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct CLITests {

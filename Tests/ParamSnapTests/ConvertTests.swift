@@ -2,9 +2,9 @@
 // every error case, casts, and the temp-then-rename rule under SIGKILL.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 /// Counts mismatches found from several scan workers.

@@ -2,9 +2,9 @@
 // correct data or throw a specific error — never a crash, never a wrong value.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct CorruptionTests {

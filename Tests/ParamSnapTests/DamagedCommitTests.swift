@@ -2,9 +2,9 @@
 // of the newest footer flipped, forged footers past the caps, damaged index or metadata, and the bounded survey.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct DamagedCommitTests {

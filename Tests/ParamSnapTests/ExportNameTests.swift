@@ -2,9 +2,9 @@
 // anything is written; names too long for a file and NUL in a .npz are refused up front.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct ExportNameTests {

@@ -1,9 +1,9 @@
 // Tests of the pure layout layer: XXH64 vectors, header/footer/index round trips, codec chains bit-exact.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct FormatTests {

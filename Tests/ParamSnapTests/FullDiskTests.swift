@@ -2,9 +2,9 @@
 // committed is lost, the file still opens, and appending works again once space is freed.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite(.enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))

@@ -5,7 +5,7 @@
 import Foundation
 import Glibc
 import Testing
-import ParamSnap
+@_spi(Internals) import ParamSnap
 import PSnapImport
 import ParamSnapFuzzSupport
 

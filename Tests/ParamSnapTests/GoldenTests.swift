@@ -2,9 +2,9 @@
 // must equal the committed JSON. PSNAP_REGENERATE_FIXTURES=1 rewrites them (after a deliberate format change).
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 enum GoldenFixtures {

@@ -2,9 +2,9 @@
 // zstandard), reads every golden fixture to the same bytes as the Swift reader.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct IndependentReaderTests {

@@ -2,9 +2,9 @@
 // back bit-exact, the torn tail is reported, and appending resumes.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct KillTests {

@@ -1,9 +1,9 @@
 // Tests of psnap moments: accumulator merges, segment-split invariance, known values, the CLI, and the numpy/scipy check script.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 import ParamSnapStats
 

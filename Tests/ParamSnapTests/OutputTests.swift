@@ -2,9 +2,9 @@
 // (through symlinks and hard links too), in-place compaction keeps the file, and no temporary file outlives its run.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct OutputTests {

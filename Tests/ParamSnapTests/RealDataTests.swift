@@ -1,9 +1,9 @@
 // Real runs from ../shared/data (PyTorch): appended through the writer and the CLI, read back bit-exact.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 @Suite struct RealDataTests {

@@ -2,9 +2,9 @@
 // dtypes, shapes, block sizes, segment lengths, commits, reopenings, merging and compaction.
 import Foundation
 import Testing
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 /// A run held in memory as ground truth: truth[snapshot][tensor] = raw bytes.

@@ -1,8 +1,8 @@
 // Test support: a seeded RNG, temporary paths, value generators with awkward bit patterns, paths to binaries.
 import Foundation
-@testable import ParamSnap
+@_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
-@testable import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 /// SplitMix64: small, seeded, reproducible.

@@ -6,7 +6,7 @@ let package = Package(
     name: "psnap-bench",
     dependencies: [.package(name: "ParamSnap", path: "../..")],
     targets: [
-        .executableTarget(name: "psnap-bench", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
+        .executableTarget(name: "psnap-bench", dependencies: [.product(name: "ParamSnap", package: "ParamSnap"), .product(name: "PSnapImport", package: "ParamSnap")]),
         // SIGKILL soak of the writer (append and compact in a child process): see psnap-soak --help.
         .executableTarget(name: "psnap-soak", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
     ],

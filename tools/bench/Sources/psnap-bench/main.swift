@@ -1,6 +1,8 @@
 // psnap-bench: measures ParamSnap in release builds (append MB/s, ratio, trajectory latency, open time, RSS) beside zstd.
 import Foundation
-import ParamSnap
+@_spi(Internals) import ParamSnap
+@_spi(Internals) import PSnapCodec
+import PSnapImport
 
 // MARK: helpers
 
