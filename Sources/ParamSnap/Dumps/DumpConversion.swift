@@ -47,10 +47,10 @@ public final class DumpConversion {
         }
         // Layout: the first snapshot's tensors in its order, then (with --allow-missing) tensors first seen later.
         var layout: [DumpTensor] = []
-        var index: [String: Int] = [:]
+        var index: [TensorName: Int] = [:]   // names match by bytes (§1.1)
         for (k, s) in snaps.enumerated() where k == 0 || options.allowMissing {
-            for t in s.tensors where index[t.name] == nil {
-                index[t.name] = layout.count
+            for t in s.tensors where index[TensorName(t.name)] == nil {
+                index[TensorName(t.name)] = layout.count
                 layout.append(t)
             }
         }
@@ -61,10 +61,10 @@ public final class DumpConversion {
         var infos: [SnapshotInfo] = []
         var fills = 0
         for s in snaps {
-            var names = Set<String>()
+            var names = Set<TensorName>()
             for t in s.tensors {
-                guard names.insert(t.name).inserted else { throw DumpError.badTensor(path: t.path, tensor: t.name, reason: "appears twice in \(s.label)") }
-                guard let i = index[t.name] else {
+                guard names.insert(TensorName(t.name)).inserted else { throw DumpError.badTensor(path: t.path, tensor: t.name, reason: "appears twice in \(s.label)") }
+                guard let i = index[TensorName(t.name)] else {
                     throw DumpError.mismatch(path: s.label, tensor: t.name, reason: "not in the first snapshot \(first) (--allow-missing takes the union and fills absent tensors with NaN)")
                 }
                 let ref = layout[i]
@@ -76,7 +76,7 @@ public final class DumpConversion {
                 }
             }
             var meta = s.metadata
-            let missing = layout.map(\.name).filter { !names.contains($0) }
+            let missing = layout.map(\.name).filter { !names.contains(TensorName($0)) }
             if !missing.isEmpty {
                 guard options.allowMissing else {
                     throw DumpError.mismatch(path: s.label, tensor: missing[0], reason: "missing (present in \(first)); --allow-missing fills absent tensors with NaN")
@@ -118,12 +118,12 @@ public final class DumpConversion {
             return s
         }
         var nanOffset: [DType: Int] = [:]
-        let byName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+        let byName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.key, $0) })
         for s in snapshots {
             var row = [Where](repeating: .empty, count: tensors.count)
             var present = [Bool](repeating: false, count: tensors.count)
             for t in s.tensors {
-                let i = byName[t.name]!
+                let i = byName[TensorName(t.name)]!
                 present[i] = true
                 let out = tensors[i].dtype
                 if t.byteCount == 0 { continue }

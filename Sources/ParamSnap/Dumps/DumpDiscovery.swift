@@ -165,12 +165,13 @@ public final class DumpDiscovery {
         if Self.isCheckpointFolderName(name) && !weightFiles.isEmpty {
             var snap = DumpSnapshot(label: folder, step: DumpNames.stepNumber(name))
             snap.time = Self.mtime(weightFiles[0])
-            var seen: [String: String] = [:]
+            var seen: [TensorName: String] = [:]
             for f in weightFiles {
                 let (tensors, meta) = try safetensors(f)
                 for t in tensors {
-                    if let other = seen[t.name] { throw DumpError.badTensor(path: f, tensor: t.name, reason: "also in \(other) (same checkpoint)") }
-                    seen[t.name] = f
+                    if let other = seen.updateValue(f, forKey: TensorName(t.name)) {
+                        throw DumpError.badTensor(path: f, tensor: t.name, reason: "also in \(other) (same checkpoint)")
+                    }
                 }
                 snap.tensors += tensors
                 snap.metadata.merge(meta) { a, _ in a }
@@ -224,7 +225,7 @@ public final class DumpDiscovery {
         let map = try HFShardIndex.parse(data, path: index)
         files.append(index)
         let folder = (index as NSString).deletingLastPathComponent
-        var byShard: [String: [String]] = [:]
+        var byShard: [String: [TensorName]] = [:]
         for (t, s) in map { byShard[s, default: []].append(t) }
         var snap = DumpSnapshot(label: label, step: step)
         for shard in byShard.keys.sorted(by: DumpNames.naturalLess) {
@@ -233,14 +234,14 @@ public final class DumpDiscovery {
                 throw DumpError.unrecognized(path: path, reason: "shard named by \((index as NSString).lastPathComponent) is missing")
             }
             let (tensors, meta) = try safetensors(path)
-            let present = Set(tensors.map(\.name))
+            let present = Set(tensors.map { TensorName($0.name) })
             let wanted = Set(byShard[shard]!)
             let st = try SafeTensorsFile(path: path, skipUnsupported: true)
-            let skipped = Set(st.skipped.map(\.name))
-            for t in byShard[shard]!.sorted() where keep(t) && !present.contains(t) && !skipped.contains(t) {
-                throw DumpError.badTensor(path: path, tensor: t, reason: "listed in \((index as NSString).lastPathComponent) but absent from the shard")
+            let skipped = Set(st.skipped.map { TensorName($0.name) })
+            for t in byShard[shard]!.sorted() where keep(t.string) && !present.contains(t) && !skipped.contains(t) {
+                throw DumpError.badTensor(path: path, tensor: t.string, reason: "listed in \((index as NSString).lastPathComponent) but absent from the shard")
             }
-            snap.tensors += tensors.filter { wanted.contains($0.name) }
+            snap.tensors += tensors.filter { wanted.contains(TensorName($0.name)) }
             snap.metadata.merge(meta) { a, _ in a }
         }
         apply(log, to: &snap)

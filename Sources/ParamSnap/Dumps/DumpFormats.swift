@@ -334,19 +334,24 @@ public enum ZipArchive {
 
 /// `model.safetensors.index.json` of a sharded Hugging Face checkpoint.
 public enum HFShardIndex {
-    /// Tensor name → shard file name, from the index's `weight_map`. Shard names must be plain relative paths
-    /// inside the checkpoint folder (no `..`, not absolute).
-    public static func parse(_ data: Data, path: String) throws(DumpError) -> [String: String] {
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw .malformed(path: path, reason: "not a JSON object")
+    /// Tensor name → shard file name, from the index's `weight_map` (names keyed by their bytes: the exact
+    /// parser keeps "e\u{301}" and "\u{e9}" apart; a name listed twice is refused). Shard names must be plain
+    /// relative paths inside the checkpoint folder (no `..`, not absolute).
+    public static func parse(_ data: Data, path: String) throws(DumpError) -> [TensorName: String] {
+        let json: ExactJSON
+        do { json = try data.withUnsafeBytes { b throws(ExactJSON.Failure) in try ExactJSON.parse(b) } } catch {
+            throw .malformed(path: path, reason: "not JSON (\(error))")
         }
-        guard let map = obj["weight_map"] as? [String: Any] else { throw .malformed(path: path, reason: "no \"weight_map\" object") }
-        var out: [String: String] = [:]
-        for (tensor, v) in map {
-            guard let shard = v as? String, !shard.isEmpty, !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
-                throw .malformed(path: path, reason: "weight_map entry for '\(tensor)' is not a shard file inside the folder")
+        guard json.members != nil else { throw .malformed(path: path, reason: "not a JSON object") }
+        guard let map = json["weight_map"]?.members else { throw .malformed(path: path, reason: "no \"weight_map\" object") }
+        var out: [TensorName: String] = [:]
+        for m in map {
+            guard let shard = m.value.string, !shard.isEmpty, !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
+                throw .malformed(path: path, reason: "weight_map entry for '\(m.key)' is not a shard file inside the folder")
             }
-            out[tensor] = shard
+            guard out.updateValue(shard, forKey: TensorName(m.key)) == nil else {
+                throw .malformed(path: path, reason: "weight_map lists tensor '\(m.key)' twice")
+            }
         }
         return out
     }
