@@ -23,7 +23,8 @@ public struct ConvertCommand: ParsableCommand {
 
         Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100),
         or as given with --order given. Every snapshot must hold the same tensors with the same shapes and
-        dtypes; the error names the file and the tensor that differ.
+        dtypes; the error names the file and the tensor that differ. Dangling symlinks, symlink loops and FIFOs
+        in folders are skipped with a note.
 
         The output is written in the compact layout directly (one tile per block spanning all snapshots),
         block by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory

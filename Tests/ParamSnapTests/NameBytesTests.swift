@@ -1,5 +1,6 @@
 // Tensor names are byte strings: "e\u{301}" and "\u{e9}" (canonically equivalent, distinct bytes) are two tensors in
-// the format, the dump parsers, the writer, the readers (Swift and Python) and the CLI.
+// the format, the dump parsers, the writer, the readers (Swift and Python) and the CLI; and junk in an input
+// folder (dangling symlinks, symlink loops, FIFOs) is skipped with a note.
 import Foundation
 import Testing
 @testable import ParamSnap
@@ -133,5 +134,39 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
         let j = try #require(try JSONSerialization.jsonObject(with: Data(pr.out.utf8)) as? [String: Any])
         let names = try #require((j["tensors"] as? [[String: Any]])?.compactMap { $0["name"] as? String })
         #expect(names.map { Array($0.utf8) } == [Array(decomposed.utf8), Array(precomposed.utf8)])
+    }
+
+    @Test func junkInAFolderIsSkippedWithANote() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let runs = dir + "/runs"
+        try FileManager.default.createDirectory(atPath: runs + "/sub", withIntermediateDirectories: true)
+        for k in 0..<2 { try CLITests.writeSafetensors(runs + "/step-\(k).safetensors", [("w", "F32", [2], f32([Float(k), 1]))]) }
+        try CLITests.writeSafetensors(runs + "/sub/step-2.safetensors", [("w", "F32", [2], f32([2, 1]))])
+        let fm = FileManager.default
+        try fm.createSymbolicLink(atPath: runs + "/dangling.safetensors", withDestinationPath: "gone.safetensors")
+        try fm.createSymbolicLink(atPath: runs + "/loop-a", withDestinationPath: "loop-b")
+        try fm.createSymbolicLink(atPath: runs + "/loop-b", withDestinationPath: "loop-a")
+        try fm.createSymbolicLink(atPath: runs + "/self", withDestinationPath: "self")
+        try fm.createSymbolicLink(atPath: runs + "/sub/up", withDestinationPath: "..")      // a loop through a folder
+        let run = dir + "/j.psnap"
+        let c = try runProcess(psnap, ["convert", runs, "-o", run])
+        #expect(c.status == 0, "\(c.err)")
+        #expect(try PSnapReader(path: run).snapshots.map(\.step) == [0, 1, 2])
+        for needle in ["dangling.safetensors", "loop-a", "loop-b", "self", "sub/up"] {
+            #expect(c.err.contains("note: skipped \(runs)/\(needle)"), "\(needle) not noted: \(c.err)")
+        }
+        // Named explicitly, a dangling link is an error naming it.
+        let e = try runProcess(psnap, ["convert", runs + "/dangling.safetensors", "-o", dir + "/e.psnap"])
+        #expect(e.status == 65 && e.err.contains("dangling.safetensors"), "\(e.err)")
+    }
+
+    @Test func aFIFOInAFolderIsSkippedNotOpened() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        try CLITests.writeSafetensors(dir + "/step-0.safetensors", [("w", "F32", [1], f32([1]))])
+        #expect(mkfifo(dir + "/pipe", 0o600) == 0)   // opening it for reading would block until a writer comes
+        let c = try runProcess(psnap, ["convert", dir, "-o", dir + "/f.psnap"])
+        #expect(c.status == 0 && c.err.contains("note: skipped \(dir)/pipe"), "\(c.err)")
+        let e = try runProcess(psnap, ["convert", dir + "/pipe", "-o", dir + "/g.psnap"])
+        #expect(e.status == 65 && e.err.contains("pipe") && e.err.contains("not a regular file"), "\(e.err)")
     }
 }
