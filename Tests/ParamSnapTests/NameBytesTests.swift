@@ -155,6 +155,9 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
         for needle in ["dangling.safetensors", "loop-a", "loop-b", "self", "sub/up"] {
             #expect(c.err.contains("note: skipped \(runs)/\(needle)"), "\(needle) not noted: \(c.err)")
         }
+        let a = try runProcess(psnap, ["append", dir + "/a.psnap", runs])
+        #expect(a.status == 0 && a.err.contains("dangling"), "\(a.err)")
+        #expect(try PSnapReader(path: dir + "/a.psnap").snapshots.map(\.step) == [0, 1, 2])
         // Named explicitly, a dangling link is an error naming it.
         let e = try runProcess(psnap, ["convert", runs + "/dangling.safetensors", "-o", dir + "/e.psnap"])
         #expect(e.status == 65 && e.err.contains("dangling.safetensors"), "\(e.err)")

@@ -190,7 +190,7 @@ public final class DumpDiscovery {
         let log = kids.contains(statePath) ? readLog(statePath) : nil
         let indexes = kids.filter { $0.hasSuffix(".safetensors.index.json") }
         if let index = indexes.first(where: { $0.hasSuffix("/model.safetensors.index.json") }) ?? indexes.first {
-            var snap = try shardedSnapshot(index: index, label: folder, step: DumpNames.stepNumber(name) ?? log?.globalStep, log: log)
+            var snap = try shardedSnapshot(index: index, label: folder, step: DumpNames.stepNumber(name, path: folder) ?? log?.globalStep, log: log)
             snap.time = Self.mtime(index)
             let used = Set(snap.tensors.map(\.path)).union([index, statePath])
             for k in kids where !used.contains(k) { noteSkippedFile(k) }
@@ -199,7 +199,7 @@ public final class DumpDiscovery {
         }
         let weightFiles = kids.filter { $0.hasSuffix(".safetensors") }
         if Self.isCheckpointFolderName(name) && !weightFiles.isEmpty {
-            var snap = DumpSnapshot(label: folder, step: DumpNames.stepNumber(name))
+            var snap = DumpSnapshot(label: folder, step: try DumpNames.stepNumber(name, path: folder))
             snap.time = Self.mtime(weightFiles[0])
             var seen: [TensorName: String] = [:]
             for f in weightFiles {
@@ -286,15 +286,18 @@ public final class DumpDiscovery {
                 let name = (folder as NSString).lastPathComponent
                 let statePath = (folder as NSString).appendingPathComponent("trainer_state.json")
                 let ownLog = FileManager.default.fileExists(atPath: statePath) ? readLog(statePath) : nil
-                var snap = try shardedSnapshot(index: path, label: folder, step: DumpNames.stepNumber(name) ?? ownLog?.globalStep, log: ownLog)
+                var snap = try shardedSnapshot(index: path, label: folder, step: DumpNames.stepNumber(name, path: folder) ?? ownLog?.globalStep, log: ownLog)
                 snap.time = Self.mtime(path)
                 snapshots.append(snap)
             } else { noteSkippedFile(path) }
             return
         }
+        if explicit, let index = Self.shardIndex(beside: path) {
+            throw DumpError.unrecognized(path: path, reason: "one shard of the sharded checkpoint \(index): give its folder or the index (its shards form one snapshot)")
+        }
         let file = try MappedFile(path: path)
         let buf = file.bytes
-        var snap = DumpSnapshot(label: path, step: DumpNames.stepNumber(Self.stem(path)), time: Self.mtime(path))
+        var snap = DumpSnapshot(label: path, step: try DumpNames.stepNumber(Self.stem(path), path: path), time: Self.mtime(path))
         if buf.count >= 6, Array(buf[0..<6]) == NpyHeader.magic {
             if let t = try npyTensor(buf, file: file, base: 0, size: buf.count, path: path, name: options.arrayName ?? DumpNames.arrayName(fromStem: Self.stem(path))) {
                 snap.tensors.append(t)
@@ -371,6 +374,14 @@ public final class DumpDiscovery {
             }
         }
         return out
+    }
+
+    /// The `*.safetensors.index.json` beside `path` when `path` is named like a shard of it (`…-00001-of-00002.safetensors`).
+    static func shardIndex(beside path: String) -> String? {
+        guard DumpNames.shardSuffix(Self.stem(path)) != nil, path.hasSuffix(".safetensors") else { return nil }
+        let folder = (path as NSString).deletingLastPathComponent
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)) ?? []
+        return names.filter { $0.hasSuffix(".safetensors.index.json") }.sorted().first.map { (folder as NSString).appendingPathComponent($0) }
     }
 
     /// A tensor from an npy array stored uncompressed at `base` in `file` (`buf` is its bytes, `size` long).

@@ -470,14 +470,29 @@ public enum DumpNames {
         return x.count - i < y.count - j
     }
 
-    /// The last run of digits in `name` (`step-015` → 15, `checkpoint-30` → 30), nil when there is none.
-    public static func stepNumber(_ name: String) -> Int64? {
-        var digits = "", last: String? = nil
-        for c in name {
-            if c.isASCII && c.isNumber { digits.append(c) } else if !digits.isEmpty { last = digits; digits = "" }
+    /// The step number in a file or folder name: its last run of ASCII digits (`step-015` → 15, `checkpoint-30`
+    /// → 30), after dropping a shard suffix (`model-00001-of-00002` has none); nil when there is none. A number
+    /// past the largest step (2^63 − 1) is refused, naming `path`, rather than read as no number.
+    public static func stepNumber(_ name: String, path: String) throws(DumpError) -> Int64? {
+        let scalars = Array(name.unicodeScalars)
+        var end = scalars.count
+        if let shard = shardSuffix(name) { end -= shard }
+        var i = end
+        while i > 0, !("0"..."9").contains(scalars[i - 1]) { i -= 1 }
+        let last = i
+        while i > 0, ("0"..."9").contains(scalars[i - 1]) { i -= 1 }
+        guard i < last else { return nil }
+        let digits = String(String.UnicodeScalarView(scalars[i..<last]))
+        guard let v = Int64(digits) else {
+            throw .badStep(path: path, reason: "step number \(digits) in the name exceeds the largest step, \(Int64.max)")
         }
-        if !digits.isEmpty { last = digits }
-        return last.flatMap { Int64($0) }
+        return v
+    }
+
+    /// The length in characters of a Hugging Face shard suffix `-NNNNN-of-NNNNN` ending `stem`, or nil.
+    public static func shardSuffix(_ stem: String) -> Int? {
+        guard let r = stem.range(of: "-[0-9]+-of-[0-9]+$", options: .regularExpression) else { return nil }
+        return stem[r].unicodeScalars.count
     }
 
     /// A tensor name from a file stem: the stem without its step number and the separators around it

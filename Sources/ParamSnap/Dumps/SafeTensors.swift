@@ -15,6 +15,8 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
     case mismatch(path: String, tensor: String, reason: String)
     /// Two inputs give the same training step.
     case duplicateStep(step: Int64, first: String, second: String)
+    /// A step that breaks the step rules (not after the previous one, past 2^63 − 1).
+    case badStep(path: String, reason: String)
     /// Nothing to convert after discovery and filtering.
     case noInputs(reason: String)
 
@@ -28,6 +30,7 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
         case .unrecognized(let p, let r): return "\(p): \(r)"
         case .mismatch(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
         case .duplicateStep(let s, let a, let b): return "step \(s) appears twice: \(a) and \(b) (give one of them, or pick steps with --steps)"
+        case .badStep(let p, let r): return "\(p): \(r)"
         case .noInputs(let r): return "no inputs: \(r)"
         }
     }
