@@ -19,6 +19,8 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case layoutMismatch(String)
     case badSnapshot(String)
     case incomplete(String)
+    /// Another writer committed to the file between a check and the writer lock.
+    case changed(path: String)
     case closed
 
     static func text(_ e: Int32) -> String {
@@ -41,6 +43,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
         case .incomplete(let r): return "incomplete output: \(r)"
+        case .changed(let p): return "'\(p)' changed while the inputs were checked (another writer committed): nothing was appended; run the append again"
         case .closed: return "the writer is closed"
         }
     }

@@ -154,9 +154,9 @@ public final class PSnapReader: @unchecked Sendable {
 
     // MARK: addressing
 
-    /// Index of the tensor called `name`.
+    /// Index of the tensor called `name` (the same UTF-8 bytes: names are not Unicode-normalised, §1.1).
     public func tensorIndex(named name: String) throws(ReaderError) -> Int {
-        guard let i = tensors.firstIndex(where: { $0.name == name }) else { throw .noSuchTensor(name) }
+        guard let i = tensors.firstIndex(where: { TensorName.same($0.name, name) }) else { throw .noSuchTensor(name) }
         return i
     }
 

@@ -120,16 +120,16 @@ public final class SnapshotWriter {
         return w
     }
 
-    /// The first difference between the file's tensors and `given`, or nil when equal.
+    /// The first difference between the file's tensors and `given`, or nil when equal (names compared as bytes).
     public static func firstDifference(file: [TensorInfo], given: [TensorInfo]) -> String? {
-        let byName = Dictionary(given.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let byName = Dictionary(given.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         for t in file {
-            guard let g = byName[t.name] else { return "tensor '\(t.name)' is in the file but missing from the snapshot" }
+            guard let g = byName[t.key] else { return "tensor '\(t.name)' is in the file but missing from the snapshot" }
             if g.dtype != t.dtype { return "tensor '\(t.name)' has dtype \(g.dtype.rawValue), the file has \(t.dtype.rawValue)" }
             if g.shape != t.shape { return "tensor '\(t.name)' has shape \(g.shape), the file has \(t.shape)" }
         }
-        let names = Set(file.map(\.name))
-        if let extra = given.first(where: { !names.contains($0.name) }) { return "tensor '\(extra.name)' is not in the file" }
+        let names = Set(file.map(\.key))
+        if let extra = given.first(where: { !names.contains($0.key) }) { return "tensor '\(extra.name)' is not in the file" }
         if given.count != file.count { return "the snapshot names a tensor twice" }
         return nil
     }
@@ -157,16 +157,17 @@ public final class SnapshotWriter {
         if stagedInfos.count >= options.snapshotsPerSegment { try commit() }
     }
 
-    /// Stages one snapshot given as tensor name → raw bytes (every declared tensor exactly once).
-    public func append(_ info: SnapshotInfo, tensors: [String: [UInt8]]) throws {
+    /// Stages one snapshot given as tensor name → raw bytes (every declared tensor exactly once). Names are keyed
+    /// by their bytes (`["w": bytes]` works as a literal).
+    public func append(_ info: SnapshotInfo, tensors: [TensorName: [UInt8]]) throws {
         var arrays: [[UInt8]] = []
         for t in layout.tensors {
-            guard let b = tensors[t.name] else { throw IOError.badSnapshot("tensor '\(t.name)' missing") }
+            guard let b = tensors[t.key] else { throw IOError.badSnapshot("tensor '\(t.name)' missing") }
             arrays.append(b)
         }
         if tensors.count != layout.tensors.count {
-            let names = Set(layout.tensors.map(\.name))
-            let extra = tensors.keys.sorted().first { !names.contains($0) } ?? "?"
+            let names = Set(layout.tensors.map(\.key))
+            let extra = tensors.keys.sorted().first { !names.contains($0) }?.string ?? "?"
             throw IOError.badSnapshot("tensor '\(extra)' is not in the file")
         }
         try Self.withBuffers(arrays) { try append(info, buffers: $0) }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 @_spi(Internals) import ParamSnap
+import PSnapImport
 
 /// `psnap compact RUN [-o OUT]`.
 public struct CompactCommand: ParsableCommand {

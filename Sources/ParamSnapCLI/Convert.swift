@@ -23,8 +23,10 @@ public struct ConvertCommand: ParsableCommand {
           FILE (raw)                       little-endian values, with --dtype and --shape
 
         Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100),
-        or as given with --order given. Every snapshot must hold the same tensors with the same shapes and
-        dtypes; the error names the file and the tensor that differ.
+        or as given with --order given, where an input without a number takes the previous step + 1. Steps
+        strictly increase: a step given twice, or one below its predecessor in the order given, is refused.
+        Every snapshot must hold the same tensors with the same shapes and dtypes; the error names the file
+        and the tensor that differ. Dangling symlinks, symlink loops and FIFOs in folders are skipped with a note.
 
         The output is written in the compact layout directly (one tile per block spanning all snapshots),
         block by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory
@@ -45,7 +47,7 @@ public struct ConvertCommand: ParsableCommand {
           psnap convert dumps/ -o run-bf16.psnap --dtype bf16            # lossy, halves the size
 
         Exit codes: 0 ok, 1 failure (I/O, full disk, OUT exists), 64 usage error, 65 bad input data
-        (malformed or truncated files, tensors that differ between snapshots, duplicate steps, no inputs).
+        (malformed or truncated files, tensors that differ between snapshots, steps that do not increase, no inputs).
         """)
 
     @Argument(help: "Checkpoint files or folders (see above).") var inputs: [String] = []

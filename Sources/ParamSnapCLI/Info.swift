@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 @_spi(Internals) import ParamSnap
+import PSnapImport
 
 /// `snapinfo FILE` / `psnap info FILE`.
 public struct InfoCommand: ParsableCommand, ParsableArguments {

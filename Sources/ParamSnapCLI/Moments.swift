@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 @_spi(Internals) import ParamSnap
+import PSnapImport
 import ParamSnapStats
 
 /// `psnap moments RUN -o OUT.psnap` and `psnap moments RUN --across parameters`.
@@ -71,7 +72,7 @@ public struct MomentsCommand: ParsableCommand {
 
     func selectTensors(_ r: PSnapReader) throws -> [Int] {
         guard !include.isEmpty else { return Array(r.tensors.indices) }
-        let sel = r.tensors.indices.filter { t in include.contains { fnmatch($0, r.tensors[t].name, 0) == 0 } }
+        let sel = r.tensors.indices.filter { t in include.contains { DumpNames.globMatch($0, r.tensors[t].name) } }   // the one glob of convert and export
         guard !sel.isEmpty else { throw ValidationError("no tensor matches --include \(include.joined(separator: ", "))") }
         return sel
     }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 @_spi(Internals) import ParamSnap
+import PSnapImport
 
 /// `psnap trajectory RUN TENSOR INDEX…`.
 public struct TrajectoryCommand: ParsableCommand {

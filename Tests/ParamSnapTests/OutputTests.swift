@@ -22,7 +22,7 @@ import Testing
         for (k, f) in try FileManager.default.contentsOfDirectory(atPath: demo).sorted().enumerated() {
             let st = try SafeTensorsFile(path: demo + "/" + f)
             if w == nil { w = try SnapshotWriter.create(path: path, tensors: st.tensors, options: options) }
-            let bytes = Dictionary(uniqueKeysWithValues: st.tensors.map { ($0.name, Array(st.bytes(named: $0.name)!)) })
+            let bytes = Dictionary(uniqueKeysWithValues: st.tensors.map { ($0.key, Array(st.bytes(named: $0.name)!)) })
             try w!.append(GoldenFixtures.info(k), tensors: bytes)
         }
         try w!.close()
