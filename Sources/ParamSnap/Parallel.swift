@@ -1,0 +1,41 @@
+// The one parallel loop of the library: items handed out in order to a fixed set of worker threads, the first error
+// stopping the rest. Every scan, verify, tile build and statistics pass runs on it.
+import Dispatch
+import Synchronization
+
+/// A value handed to worker threads as is: the caller promises each worker touches only what is its own (its slot,
+/// its scratch) or what is read-only during the loop.
+package struct Unshared<T>: @unchecked Sendable {
+    package var value: T
+    package init(_ value: T) { self.value = value }
+}
+
+/// Runs `body(worker, item)` for every item of `0..<count` on `min(workers, count)` threads (at least one). Items are
+/// taken in increasing order, one at a time, so a worker's items are in order and the whole loop roughly follows the
+/// items' order (a scan then reads the file front to back). After the first error no new item starts; the error is
+/// rethrown once every worker has stopped. `worker` is in `0..<workerCount(count:workers:)`, for per-worker scratch.
+package func parallelForEach(count: Int, workers: Int, _ body: (_ worker: Int, _ item: Int) throws -> Void) throws {
+    guard count > 0 else { return }
+    let n = workerCount(count: count, workers: workers)
+    let next = Atomic<Int>(0)
+    let failure = Mutex<(any Error)?>(nil)
+    withoutActuallyEscaping(body) { body in
+        let task = Unshared(body)
+        DispatchQueue.concurrentPerform(iterations: n) { worker in
+            while failure.withLock({ $0 == nil }) {
+                let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard item < count else { return }
+                do {
+                    try task.value(worker, item)
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                    return
+                }
+            }
+        }
+    }
+    if let e = failure.withLock({ $0 }) { throw e }
+}
+
+/// The number of workers `parallelForEach` starts for `count` items.
+package func workerCount(count: Int, workers: Int) -> Int { max(1, min(workers, count)) }
