@@ -12,6 +12,8 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case rename(from: String, to: String, errno: Int32)
     case locked(path: String)
     case exists(path: String)
+    /// The path names a directory, FIFO, device or socket where a file's bytes are needed.
+    case notRegularFile(path: String, kind: String)
     case layoutMismatch(String)
     case badSnapshot(String)
     case incomplete(String)
@@ -32,6 +34,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .rename(let f, let t, let e): return "cannot rename '\(f)' to '\(t)': \(Self.text(e))"
         case .locked(let p): return "'\(p)' is locked by another writer"
         case .exists(let p): return "'\(p)' already exists"
+        case .notRegularFile(let p, let k): return k.hasPrefix("not") ? "'\(p)' is \(k)" : "'\(p)' is \(k), not a regular file"
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
         case .incomplete(let r): return "incomplete output: \(r)"
