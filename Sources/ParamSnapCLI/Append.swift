@@ -9,15 +9,15 @@ public struct AppendCommand: ParsableCommand {
         commandName: "append",
         abstract: "Append safetensors snapshot dumps to a .psnap run (created on first use).",
         discussion: """
-        Each SNAPSHOT is one safetensors file (F32, F16, BF16 or F64 tensors) holding every tensor of the run.
-        The run is committed durably before this command returns; a killed append loses nothing that an
-        earlier append committed. Small trailing segments are merged as the run grows (spec §10), so calling
-        this once per epoch still gives parameter-major tiles; `psnap compact` gives the read-optimal layout.
+        Each SNAPSHOT is one safetensors file (F32, F16, BF16 or F64 tensors) holding every tensor of the run. \
+        The run is committed durably before this command returns; a killed append loses nothing that an earlier \
+        append committed. Small trailing segments are merged as the run grows (spec §10), so calling this once per \
+        epoch still gives parameter-major tiles; `psnap compact` gives the read-optimal layout.
 
-        The step defaults to the number in the file name (step-015 → 15, epoch-7 → 7), else the last step + 1.
+        The step defaults to the number in the file name (step-015 → 15, epoch-7 → 7), else the last step + 1. \
         The safetensors header's __metadata__ entries are kept as snapshot metadata (strings).
 
-        Exit codes: 0 ok, 1 failure (I/O, full disk, file locked), 64 usage error, 65 bad input data
+        Exit codes: 0 ok, 1 failure (I/O, full disk, file locked), 64 usage error, 65 bad input data \
         (malformed safetensors, unsupported dtype, tensors that differ from the run's).
         """)
 
@@ -41,6 +41,9 @@ public struct AppendCommand: ParsableCommand {
         if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
         }
+        if let epoch, !epoch.isFinite { throw ValidationError("--epoch is a finite number, not \(epoch)") }
+        try OptionCheck.memory(memory)
+        try OptionCheck.codec(codec, level: level)
     }
 
     public func run() throws {

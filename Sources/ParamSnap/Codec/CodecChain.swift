@@ -45,13 +45,16 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     /// The default of format 1.0 before `linpred` existed (kept for the golden fixtures and comparisons).
     public static let splitByteDelta = try! CodecChain(stages: [.split, .bytedelta, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
 
+    /// The zstd levels a chain may use (libzstd's range: negative levels are its fast modes).
+    public static var zstdLevels: ClosedRange<Int32> { ZSTD_minCLevel()...ZSTD_maxCLevel() }
+
     public init(stages: [CodecStage], zstdLevel: Int32 = Spec.defaultZstdLevel) throws(FormatError) {
         guard stages.count <= Spec.maxChainStages else { throw .invalidCodecChain("\(stages.count) stages (max \(Spec.maxChainStages))") }
         if let z = stages.firstIndex(where: \.isTerminal), z != stages.count - 1 {
             throw .invalidCodecChain("\(stages[z]) must be the last stage")
         }
         if stages.contains(where: \.isTerminal) {
-            guard zstdLevel >= ZSTD_minCLevel(), zstdLevel <= ZSTD_maxCLevel() else {
+            guard Self.zstdLevels.contains(zstdLevel) else {
                 throw .invalidCodecChain("zstd level \(zstdLevel) outside \(ZSTD_minCLevel())...\(ZSTD_maxCLevel())")
             }
         }
