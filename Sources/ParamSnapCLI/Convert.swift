@@ -98,7 +98,10 @@ public struct ConvertCommand: ParsableCommand {
         if let steps, StepSelection(parsing: steps) == nil { throw ValidationError("--steps '\(steps)' is not START:STOP:STRIDE (e.g. 0:1000:10) or a step number") }
         if let dtype, Self.parseDType(dtype) == nil { throw ValidationError("--dtype '\(dtype)' is not one of f32, f16, bf16, f64") }
         if let shape {
-            guard Self.parseShape(shape) != nil else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
+            guard let dims = Self.parseShape(shape) else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
+            // The raw file's size is checked against the product later: it must be a number first.
+            let elements = dims.reduce(Int?(1)) { p, d in p.flatMap { let (v, o) = $0.multipliedReportingOverflow(by: d); return o ? nil : v } }
+            guard let elements, elements <= Int.max / 8 else { throw ValidationError("--shape '\(shape)' holds more values than any file can") }
             guard dtype != nil else { throw ValidationError("--shape (raw inputs) needs --dtype") }
         }
         try OptionCheck.memory(memory)

@@ -103,7 +103,7 @@ import Testing
                                            (psnap, ["compact", fifo]), (psnap, ["append", fifo, demo + "/epoch-000.safetensors"]),
                                            (psnap, ["convert", fifo, "-o", dir + "/c.psnap"])]
         for (exe, args) in cases {
-            let r = try runProcess(exe, args, timeout: 20)
+            let r = try runProcess(exe, args, timeout: 10)
             #expect(!r.timedOut, "\(args) blocked on the FIFO")
             #expect(r.status != 0 && r.err.contains("run.psnap") && r.err.contains("FIFO"), "\(args): \(r.status) \(r.err)")
         }
@@ -123,8 +123,8 @@ import Testing
         #expect(bad.status == 64 && bad.err.contains("not an integer"))
     }
 
-    /// Numbers from options are checked before anything is written: a NaN epoch, a --snapshots range that is not
-    /// two integers, an out-of-range snapshot.
+    /// Numbers from options are checked before anything is written: a NaN epoch, a raw shape too large to exist,
+    /// a --snapshots range that is not two integers, an out-of-range snapshot.
     @Test func numericOptionsAreCheckedBeforeAnyFileIsTouched() throws {
         let dir = tempDir(); defer { cleanup(dir) }
         let out = dir + "/new.psnap"
@@ -133,6 +133,11 @@ import Testing
             #expect(r.status == 64 && r.err.contains("--epoch"), "--epoch \(e): \(r.status) \(r.err)")
             #expect(!exists(out), "--epoch \(e) left a run behind")
         }
+        // A raw shape whose product overflows is refused as an option, not misreported as a short file.
+        try Data(count: 64).write(to: URL(fileURLWithPath: dir + "/w-0.bin"))
+        let shape = try runProcess(psnap, ["convert", dir + "/w-0.bin", "--dtype", "f32", "--shape", "9223372036854775807,2", "-o", out])
+        #expect(shape.status == 64 && shape.err.contains("--shape"), "\(shape.status) \(shape.err)")
+        #expect(!exists(out))
         let run = dir + "/r.psnap"
         try Self.smallRun(run, snapshots: 3)
         for s in ["1:x", "9223372036854775808:", ":-1", "2:1", "0:4"] {

@@ -24,7 +24,8 @@ func runProcess(_ exe: String, _ args: [String], timeout: Double, environment: [
     let deadline = Date().addingTimeInterval(timeout)
     while p.isRunning && Date() < deadline { usleep(10_000) }
     let timedOut = p.isRunning
-    if timedOut { p.terminate() }
+    // SIGKILL: a child may inherit a mask that blocks SIGTERM from the test runner's threads.
+    if timedOut { kill(p.processIdentifier, SIGKILL) }
     p.waitUntilExit()
     group.wait()
     return (p.terminationStatus, box.text(err: false), box.text(err: true), timedOut)
