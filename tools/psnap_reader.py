@@ -102,6 +102,14 @@ def _footer_problem(buf, f, size):
     return None, fields
 
 
+def _newest_record(buf, size):
+    """§8.1: offset of the newest footer record, or None."""
+    start = buf.rfind(b"PSNAPFTR", 64, size)                 # a start magic (a record cut short by EOF too)
+    end = buf.rfind(b"PSNAPEND", 64 + 120, size)           # an end magic with the record's start >= 64
+    cands = [p for p in (start, end - 120 if end >= 0 else -1) if p >= 64]
+    return max(cands) if cands else None
+
+
 def _strict_json(text, where):
     def bad_constant(c):
         raise PsnapError(f"{where}: non-JSON constant {c}")
@@ -148,21 +156,13 @@ class Psnap:
             _check(s in STAGES, f"header: unknown codec stage {s} at offset {24 + i}")
             _check(s not in TERMINAL or i == len(self.chain) - 1,
                    f"header: terminal codec stage '{STAGES[s]}' is not last (offset {24 + i})")
-        # §8.1 steps 2-4: newest valid footer, searching backwards over a torn tail
-        found, reason = None, "file too short"
-        if size >= 192:
-            reason, found = _footer_problem(buf, size - 128, size)
-            reason = f"last footer at offset {size - 128}: {reason}"
-        f = size - 128
-        if found is None:
-            pos = buf.rfind(b"PSNAPFTR", 64, size - 128 + 8) if size >= 192 else -1
-            while pos >= 64:
-                _, found = _footer_problem(buf, pos, size)
-                if found:
-                    f = pos
-                    break
-                pos = buf.rfind(b"PSNAPFTR", 64, pos + 7)
-        _check(found is not None, f"no valid commit ({reason})")
+        # §8.1 steps 2-5: the newest footer record (128 bytes starting with the footer magic or ending with the
+        # end magic) is the newest commit and must be valid; bytes after it hold no record (a torn tail)
+        _check(size >= 192, f"file is {size} bytes: too short to hold a commit")
+        f = _newest_record(buf, size)
+        _check(f is not None, "no valid commit (no footer record)")
+        reason, found = _footer_problem(buf, f, size)
+        _check(found is not None, f"damaged commit at offset {f}: {reason} (a footer record is never a torn tail)")
         self.footer_offset, self.ignored_bytes = f, size - (f + 128)
         (_m, _a, _b, _c, self.commit_sequence, _p, ioff, ilen, _ick, moff, _ml, _mck,
          self.snapshot_count, tile_count, param_count, _r, _fck, _e) = found

@@ -1,31 +1,30 @@
-// `psnap append`: append one safetensors snapshot dump to a run (creating the run on first use).
+// `psnap append`: append checkpoint dumps (the inputs `psnap convert` takes) to a run, creating it on first use.
 import ArgumentParser
 import Foundation
 import ParamSnap
 
-/// `psnap append RUN.psnap SNAPSHOT.safetensors`.
+/// `psnap append RUN.psnap INPUT…`.
 public struct AppendCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "append",
-        abstract: "Append safetensors snapshot dumps to a .psnap run (created on first use).",
+        abstract: "Append checkpoint dumps to a .psnap run (created on first use).",
         discussion: """
-        Each SNAPSHOT is one safetensors file (F32, F16, BF16 or F64 tensors) holding every tensor of the run. \
-        The run is committed durably before this command returns; a killed append loses nothing that an earlier \
-        append committed. Small trailing segments are merged as the run grows (spec §10), so calling this once per \
-        epoch still gives parameter-major tiles; `psnap compact` gives the read-optimal layout.
+        Inputs are what `psnap convert` takes, recognised the same way (see its --help): FILE.safetensors, a Hugging Face checkpoint-N/ folder or its model.safetensors.index.json (the shards form one snapshot), a folder holding such checkpoints, .npy and .npz files. F32, F16, BF16 and F64 tensors are stored; others are skipped with a note (--strict refuses them).
 
-        The step defaults to the number in the file name (step-015 → 15, epoch-7 → 7), else the last step + 1. \
-        The safetensors header's __metadata__ entries are kept as snapshot metadata (strings).
+        Every input is read and checked before the run is touched, and all the snapshots found are committed together, durably, before this command returns: a failed append leaves the run as it was (a run it was creating is not left behind), and a killed append loses nothing that an earlier append committed. Small trailing segments are merged as the run grows (spec §10), so calling this once per epoch still gives parameter-major tiles; `psnap compact` gives the read-optimal layout.
 
-        Exit codes: 0 ok, 1 failure (I/O, full disk, file locked), 64 usage error, 65 bad input data \
-        (malformed safetensors, unsupported dtype, tensors that differ from the run's).
+        Steps follow the rules of `psnap convert`: the number in the file or checkpoint folder name (step-015 → 15, checkpoint-30 → 30; a sharded index without one: trainer_state.json's global_step), else the previous step + 1; snapshots are ordered by step (--order given: as listed). The steps of a run strictly increase: a step that is not after the run's last one is refused. Epoch, loss, learning rate … come from trainer_state.json, and the safetensors header's __metadata__ entries are kept as snapshot metadata (strings).
+
+        Exit codes: 0 ok, 1 failure (I/O, full disk, file locked), 64 usage error, 65 bad input data (malformed files, unsupported dtype with --strict, tensors that differ from the run's, steps that do not increase).
         """)
 
     @Argument(help: "The .psnap run (created if missing).") var runPath: String
-    @Argument(help: "Safetensors snapshot files, appended in the order given.") var snapshots: [String]
-    @Option(help: "Training step of the snapshot (only with one SNAPSHOT).") var step: Int64?
-    @Option(help: "Epoch of the snapshot (only with one SNAPSHOT).") var epoch: Double?
+    @Argument(help: "Checkpoint files or folders (as psnap convert takes them).") var snapshots: [String]
+    @Option(help: "Training step of the snapshot (only with a single snapshot).") var step: Int64?
+    @Option(help: "Epoch of the snapshot (only with a single snapshot).") var epoch: Double?
     @Option(name: .customLong("meta"), help: "Snapshot metadata KEY=VALUE (numbers stored as numbers); repeatable.") var meta: [String] = []
+    @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
+    @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
     @Option(help: "Parameters per block for a new run (power of two).") var blockSize: Int = Spec.defaultBlockSize
     @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
@@ -36,8 +35,9 @@ public struct AppendCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
-        if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single SNAPSHOT") }
+        if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single snapshot") }
         for m in meta where !m.contains("=") { throw ValidationError("--meta expects KEY=VALUE, got '\(m)'") }
+        guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
         if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
         }
@@ -49,82 +49,44 @@ public struct AppendCommand: ParsableCommand {
     public func run() throws {
         try CLI.guarded {
             let start = Date()
-            var writer: SnapshotWriter?
+            var opts = ConvertOptions()
+            opts.strict = strict
+            opts.orderGiven = order == "given"
+            let discovery = DumpDiscovery(options: opts)
+            for input in snapshots { try discovery.add(path: input) }
+            for n in discovery.notes { CLI.note(n) }
+            // The run is appended to, not replaced; but it is never one of the files read.
+            try OutputPath.check(output: runPath, inputs: snapshots + discovery.files, force: true)
+            var found = discovery.snapshots
+            if step != nil || epoch != nil {
+                guard found.count == 1 else { throw ValidationError("--step and --epoch apply to a single snapshot; the inputs hold \(found.count)") }
+                if let step { found[0].step = step }
+                if let epoch { found[0].epoch = epoch }
+            }
+            for m in meta {
+                let eq = m.firstIndex(of: "=")!
+                let (k, v) = (String(m[..<eq]), String(m[m.index(after: eq)...]))
+                for i in found.indices { found[i].metadata[k] = Double(v).map { .number($0) } ?? .string(v) }
+            }
+            let append = try DumpAppend(runPath: runPath, found: found, options: opts)
             var options = WriterOptions()
             options.memoryBudget = memory << 20
             options.merge = !noMerge
             options.snapshotsPerSegment = Int.max
-            var lastStep: Int64? = nil
-            var reports: [CommitReport] = []
-            for path in snapshots {
-                let st = try SafeTensorsFile(path: path)
-                if writer == nil {
-                    if FileManager.default.fileExists(atPath: runPath) {
-                        writer = try SnapshotWriter.open(path: runPath, expecting: st.tensors, options: options)
-                        lastStep = writer!.metadata.snapshots.last?.step
-                    } else {
-                        options.blockSize = blockSize
-                        options.chain = try CodecChain(parsing: codec, zstdLevel: level)
-                        writer = try SnapshotWriter.create(path: runPath, tensors: st.tensors, options: options)
-                    }
-                }
-                let w = writer!
-                if let diff = SnapshotWriter.firstDifference(file: w.layout.tensors, given: st.tensors) {
-                    throw IOError.layoutMismatch("\(path): \(diff)")
-                }
-                var metadata: [String: MetaValue] = [:]
-                for (k, v) in st.metadata { metadata[k] = .string(v) }
-                for m in meta {
-                    let (k, v) = (String(m[..<m.firstIndex(of: "=")!]), String(m[m.index(after: m.firstIndex(of: "=")!)...]))
-                    metadata[k] = Double(v).map { .number($0) } ?? .string(v)
-                }
-                let s = step ?? Self.stepFromName(path) ?? ((lastStep ?? -1) + 1)
-                let info = SnapshotInfo(step: s, epoch: epoch, time: Date().timeIntervalSince1970, metadata: metadata.isEmpty ? nil : metadata)
-                // Zero-copy: the tile builder reads the memory-mapped dump directly.
-                reports.append(try w.commit(appending: [info], from: SafeTensorsSnapshot(file: st, tensors: w.layout.tensors)))
-                lastStep = s
-            }
-            guard let w = writer else { return }
-            try w.close()
+            options.blockSize = blockSize
+            options.chain = try CodecChain(parsing: codec, zstdLevel: level)
+            let done = try append.commit(options: options, scratchPath: TempFiles.path(beside: runPath, .convertScratch))
             let secs = Date().timeIntervalSince(start)
-            let raw = reports.reduce(UInt64(0)) { $0 + $1.rawBytes }
+            let report = done.commit, appended = append.conversion.snapshotInfos.count
             if json {
                 struct Out: Encodable { let run: String; let snapshots: Int; let appended: Int; let tilesWritten: Int; let rawBytesWritten: UInt64; let storedBytesWritten: UInt64; let bytesAppended: UInt64; let rewrittenFrom: Int; let seconds: Double }
-                print(CLI.jsonString(Out(run: runPath, snapshots: w.committedSnapshots, appended: snapshots.count,
-                                         tilesWritten: reports.reduce(0) { $0 + $1.tilesWritten }, rawBytesWritten: raw,
-                                         storedBytesWritten: reports.reduce(0) { $0 + $1.storedBytes },
-                                         bytesAppended: reports.reduce(0) { $0 + $1.bytesAppended },
-                                         rewrittenFrom: reports.last?.rewrittenFrom ?? 0, seconds: secs)))
+                print(CLI.jsonString(Out(run: runPath, snapshots: done.snapshots, appended: appended, tilesWritten: report.tilesWritten,
+                                         rawBytesWritten: report.rawBytes, storedBytesWritten: report.storedBytes,
+                                         bytesAppended: report.bytesAppended, rewrittenFrom: report.rewrittenFrom, seconds: secs)))
             } else {
-                let merged = reports.last.map { $0.rewrittenFrom < w.committedSnapshots - 1 ? ", merged snapshots \($0.rewrittenFrom)..<\(w.committedSnapshots) into one segment" : "" } ?? ""
-                print("appended \(snapshots.count) snapshot(s) to \(runPath): \(w.committedSnapshots) snapshots in \(w.segments.count) segment(s)\(merged); \(CLI.bytes(reports.reduce(0) { $0 + $1.bytesAppended })) written in \(String(format: "%.2f", secs)) s")
+                let merged = report.rewrittenFrom < done.snapshots - appended ? ", merged snapshots \(report.rewrittenFrom)..<\(done.snapshots) into one segment" : ""
+                print("appended \(appended) snapshot(s) to \(runPath): \(done.snapshots) snapshots in \(done.segments) segment(s)\(merged); \(CLI.bytes(report.bytesAppended)) written in \(String(format: "%.2f", secs)) s")
             }
         }
     }
-
-    /// The last run of digits in the file name (step-015.safetensors → 15; checkpoint-30/model → 30).
-    static func stepFromName(_ path: String) -> Int64? {
-        let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        var digits = ""
-        var last: String? = nil
-        for c in name {
-            if c.isASCII && c.isNumber { digits.append(c) } else if !digits.isEmpty { last = digits; digits = "" }
-        }
-        if !digits.isEmpty { last = digits }
-        return last.flatMap { Int64($0) }
-    }
-}
-
-/// One memory-mapped safetensors dump as a one-snapshot source for the tile builder, in the run's tensor order.
-struct SafeTensorsSnapshot: SnapshotSource, @unchecked Sendable {
-    let file: SafeTensorsFile
-    let pointers: [UnsafeRawPointer]
-    init(file: SafeTensorsFile, tensors: [TensorInfo]) {
-        self.file = file
-        // Empty tensors get any valid pointer: nothing is read from them.
-        pointers = tensors.map { file.bytes(named: $0.name)!.baseAddress ?? UnsafeRawPointer(file.file.bytes.baseAddress!) }
-    }
-    var count: Int { 1 }
-    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer { pointers[tensor] }
-    func releaseResidentPages() { file.file.releaseResidentPages() }
 }

@@ -13,10 +13,11 @@ struct BadInput: Error, CustomStringConvertible {
 
 /// Helpers shared by the commands.
 enum CLI {
-    /// Runs `body`, printing library errors as one line and exiting 65 (bad data), 64 (a request the run cannot
-    /// answer: no such tensor, parameter or snapshot) or 1 (other failures). `replaceOption`: the flag that lets an
-    /// existing output be replaced, named in "already exists" errors.
-    static func guarded(replaceOption: String? = nil, _ body: () throws -> Void) throws {
+    /// Runs `body`, printing library errors as one line and exiting 65 (bad data), 64 (an output that is an input; a
+    /// request the run cannot answer: no such tensor, parameter or snapshot) or 1 (other failures). Temporary files
+    /// are removed if SIGINT, SIGTERM or SIGHUP ends the command.
+    static func guarded(_ body: () throws -> Void) throws {
+        TempFiles.removeOnSignals()
         do {
             try body()
         } catch let e as ExitCode {
@@ -38,7 +39,7 @@ enum CLI {
         } catch let e as IOError {
             if case .layoutMismatch = e { fail("\(e)", code: 65) }
             if case .badSnapshot = e { fail("\(e)", code: 65) }
-            if case .exists = e, let replaceOption { fail("\(e) (\(replaceOption) replaces it)", code: 1) }
+            if case .outputIsInput = e { fail("\(e)", code: 64) }
             fail("\(e)", code: 1)
         } catch let e as ValidationError {
             throw e

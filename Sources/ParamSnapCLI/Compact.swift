@@ -13,11 +13,15 @@ public struct CompactCommand: ParsableCommand {
         and renames it into place, so an interrupted compact leaves the input untouched. Removes the dead space \
         left by merging. --block-size, --codec and --level re-encode the run. A progress line is shown on a terminal.
 
-        Exit codes: 0 ok, 1 failure (I/O, full disk, locked), 64 usage error, 65 damaged run.
+        In place, a symlink's target is compacted (the link stays) and the file keeps its mode and owner. -o never \
+        names the run itself, and replaces an existing file only with --force.
+
+        Exit codes: 0 ok, 1 failure (I/O, full disk, locked, OUT exists), 64 usage error, 65 damaged run.
         """)
 
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output file (default: replace RUN).") var output: String?
+    @Flag(help: "Replace an existing output file (never RUN itself: omit -o to compact in place).") var force = false
     @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 64 KiB, within 64…4096 (spec §4.1; what convert uses). Default: the input's.") var blockSize: String?
     @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
@@ -38,6 +42,7 @@ public struct CompactCommand: ParsableCommand {
     public func run() throws {
         try CLI.guarded {
             let start = Date()
+            if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
             let before = try PSnapReader(path: runPath)
             let B = blockSize.map { $0 == "auto" ? Spec.compactBlockSize(snapshots: before.snapshotCount, tensors: before.tensors) : Int($0)! }   // checked in validate()
             var chain: CodecChain? = nil
@@ -116,32 +121,42 @@ public struct RepairCommand: ParsableCommand {
         commandName: "repair",
         abstract: "Copy a damaged or torn run into a new, valid file.",
         discussion: """
-        Keeps the newest valid commit (a torn tail left by a killed writer is dropped and reported) and copies \
-        every intact tile into FIXED, in the compact layout. Damaged tiles (bad checksum, undecodable) stop the \
-        repair with their names unless --skip-damaged, which stores them as NaN and lists them in FIXED's \
-        attributes (repair.damaged): nothing is guessed silently. FIXED is never an existing file.
+        Keeps the newest commit (a torn tail left by a killed writer is dropped and reported) and copies every intact tile into FIXED, in the compact layout. Damaged tiles (bad checksum, undecodable) stop the repair with their names unless --skip-damaged, which stores them as NaN and lists them in FIXED's attributes (repair.damaged): nothing is guessed silently. FIXED is never the run itself, and replaces an existing file only with --force.
 
-        Exit codes: 0 repaired, 65 damaged tiles found without --skip-damaged, 1 failure.
+        A damaged newest commit (a footer record after the newest intact commit: spec §8.1) is recovered when its index and metadata are intact, rebuilding the footer from the fields that still prove themselves (§8.2; noted in repair.footer). When they are damaged too, the repair stops, naming the newest intact commit and its snapshot count; --discard-damaged-commits then keeps that commit and drops every snapshot committed after it (noted in repair.discardedCommits).
+
+        Exit codes: 0 repaired, 65 damaged tiles or an unrecoverable commit without the flag that accepts the loss, 1 failure.
         """)
 
     @Argument(help: "The .psnap run to repair (not modified).") var runPath: String
-    @Option(name: .shortAndLong, help: "The repaired copy (must not exist).") var output: String
+    @Option(name: .shortAndLong, help: "The repaired copy (a new file, unless --force).") var output: String
+    @Flag(help: "Replace an existing FIXED (never the run itself).") var force = false
     @Flag(help: "Store damaged tiles as NaN (listed in the output's attributes) instead of failing.") var skipDamaged = false
+    @Flag(help: "When the newest commit cannot be recovered, keep the newest intact one and drop the snapshots committed after it.") var discardDamagedCommits = false
     @Flag(help: "Print JSON.") var json = false
 
     public init() {}
 
     public func run() throws {
         try CLI.guarded {
-            let before = try PSnapReader(path: runPath)
-            let damage = try SnapshotWriter.repair(input: runPath, output: output, skipDamaged: skipDamaged)
-            let after = try PSnapReader(path: output)
+            try OutputPath.check(output: output, inputs: [runPath], force: force)
+            var options = WriterOptions()
+            options.overwrite = force
+            let rep = try SnapshotWriter.repair(input: runPath, output: output, skipDamaged: skipDamaged,
+                                                discardDamagedCommits: discardDamagedCommits, options: options)
+            let damage = rep.damagedTiles
             if json {
-                struct Out: Encodable { let output: String; let snapshots: Int; let droppedTailBytes: UInt64; let damagedTiles: [String] }
-                print(CLI.jsonString(Out(output: output, snapshots: after.snapshotCount, droppedTailBytes: before.ignoredBytes,
-                                         damagedTiles: damage.map { "\($0.tensor)[\($0.parameters.lowerBound)..<\($0.parameters.upperBound)] snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound)" })))
+                struct Out: Encodable {
+                    let output: String; let snapshots: Int; let droppedTailBytes: UInt64; let damagedTiles: [String]
+                    let recoveredFooter: String?; let discardedCommits: String?
+                }
+                print(CLI.jsonString(Out(output: output, snapshots: rep.snapshots, droppedTailBytes: rep.droppedTailBytes,
+                                         damagedTiles: damage.map { "\($0.tensor)[\($0.parameters.lowerBound)..<\($0.parameters.upperBound)] snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound)" },
+                                         recoveredFooter: rep.recoveredFooter, discardedCommits: rep.discardedCommits)))
             } else {
-                print("repaired \(runPath) → \(output): \(after.snapshotCount) snapshots kept, \(before.ignoredBytes) bytes of torn tail dropped, \(damage.count) damaged tile(s) stored as NaN")
+                print("repaired \(runPath) → \(output): \(rep.snapshots) snapshots kept, \(rep.droppedTailBytes) bytes after the kept commit dropped, \(damage.count) damaged tile(s) stored as NaN")
+                if let f = rep.recoveredFooter { print("  \(f)") }
+                if let d = rep.discardedCommits { print("  discarded (--discard-damaged-commits): \(d)") }
                 for d in damage {
                     print("  damaged: tensor '\(d.tensor)' parameters \(d.parameters.lowerBound)..<\(d.parameters.upperBound), snapshots \(d.snapshots.lowerBound)..<\(d.snapshots.upperBound): \(d.reason)")
                 }

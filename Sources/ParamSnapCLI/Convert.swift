@@ -27,15 +27,17 @@ public struct ConvertCommand: ParsableCommand {
           FILE (raw)         little-endian values, with --dtype and --shape
 
         Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100), \
-        or as given with --order given. Every snapshot must hold the same tensors with the same shapes and dtypes; \
-        the error names the file and the tensor that differ. An --include glob that matches no tensor is named, \
-        with the closest tensor names.
+        or as given with --order given, where an input without a number takes the previous step + 1. Steps \
+        strictly increase: a step given twice, or one below its predecessor in the order given, is refused. Every \
+        snapshot must hold the same tensors with the same shapes and dtypes; the error names the file and the \
+        tensor that differ. Dangling symlinks, symlink loops and FIFOs in folders are skipped with a note. An \
+        --include glob that matches no tensor is named, with the closest tensor names.
 
         The output is written in the compact layout directly (one tile per block spanning all snapshots), block \
         by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory however \
         large the run, and all cores encode. It is written under a temporary name beside OUT and renamed only on \
         success, so a failed or killed convert never leaves a partial OUT, and an existing OUT is never replaced \
-        without --force. A progress line is shown on a terminal.
+        without --force; OUT is never one of the files read (exit 64). A progress line is shown on a terminal.
 
         --dtype casts every tensor (default: keep each source dtype). Narrowing casts (f32 → bf16/f16, \
         f64 → f32 …) are LOSSY: values are rounded to nearest even, NaNs stay NaN; the run then no longer holds \
@@ -50,7 +52,7 @@ public struct ConvertCommand: ParsableCommand {
           psnap convert dumps/ -o run-bf16.psnap --dtype bf16      # lossy, half size
 
         Exit codes: 0 ok, 1 failure (I/O, full disk, OUT exists), 64 usage error, 65 bad input data \
-        (malformed or truncated files, tensors that differ between snapshots, duplicate steps, no inputs).
+        (malformed or truncated files, tensors that differ between snapshots, steps that do not increase, no inputs).
         """)
 
     @Argument(help: "Checkpoint files or folders (see above).") var inputs: [String] = []
@@ -112,11 +114,8 @@ public struct ConvertCommand: ParsableCommand {
     }
 
     public func run() throws {
-        try CLI.guarded(replaceOption: "--force") {
+        try CLI.guarded {
             let start = Date()
-            if FileManager.default.fileExists(atPath: output) && !force {
-                throw IOError.exists(path: output)
-            }
             var opts = ConvertOptions()
             opts.include = include
             opts.exclude = exclude
@@ -130,6 +129,7 @@ public struct ConvertCommand: ParsableCommand {
             let discovery = DumpDiscovery(options: opts)
             for input in inputs { try discovery.add(path: input) }
             _ = try CLI.select(discovery.tensorNames, include: include, in: "the inputs", quiet: quiet)
+            try OutputPath.check(output: output, inputs: inputs + discovery.files, force: force)
             let conversion = try DumpConversion(discovery.snapshots, options: opts)
             if !quiet { for n in discovery.notes + conversion.notes { CLI.note(n) } }
             var options = WriterOptions()
@@ -141,9 +141,7 @@ public struct ConvertCommand: ParsableCommand {
             let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)
             defer { bar.finish() }   // also before an error message
             options.progress = { done, total in bar.update(done, total) }
-            let dir = (output as NSString).deletingLastPathComponent
-            let scratch = (dir.isEmpty ? "." : dir) + "/." + (output as NSString).lastPathComponent + ".convert-scratch-\(getpid())"
-            let source = try conversion.makeSource(scratchPath: scratch)
+            let source = try conversion.makeSource(scratchPath: TempFiles.path(beside: output, .convertScratch))
             let report = try SnapshotWriter.writeCompact(path: output, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
                                                          source: source, options: options)
             bar.finish()

@@ -19,7 +19,8 @@ public struct ExportCommand: ParsableCommand {
 
         NumPy has no bfloat16: bf16 tensors go to .npy/.npz as uint16 bit patterns (view them with \
         ml_dtypes.bfloat16); safetensors keeps BF16. Files are written under a temporary name and renamed when \
-        complete; existing files are replaced only with --force. A progress line is shown on a terminal.
+        complete; existing files are replaced only with --force, and never the run itself (exit 64). A progress \
+        line is shown on a terminal.
 
         Examples:
           psnap export run.psnap --snapshot=-1 -o last.safetensors
@@ -46,7 +47,7 @@ public struct ExportCommand: ParsableCommand {
     enum Kind { case safetensors, npz, npy, folder }
 
     public func run() throws {
-        try CLI.guarded(replaceOption: "--force") {
+        try CLI.guarded {
             let start = Date()
             let r = try PSnapReader(path: runPath)
             guard r.snapshotCount > 0 else { throw BadInput.noSnapshots(runPath) }
@@ -86,12 +87,16 @@ public struct ExportCommand: ParsableCommand {
                 var meta: [String: String] = [:]
                 for (key, v) in r.snapshots[k].metadata ?? [:] { meta[key] = v.description }
                 let header = SafeTensorsEncoding.header(tensors: chosen.map(\.element), metadata: meta)
-                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     try w(header)
                     for (t, _) in chosen { try w(try read(t)) }
                 }
             case .npz:
-                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                // A NUL cannot stand in a zip member name that numpy reads back: refused before anything is written.
+                if let bad = chosen.first(where: { $0.element.name.utf8.contains(0) }) {
+                    throw DumpError.badTensor(path: output, tensor: bad.element.name, reason: "a NUL byte in the name cannot be a .npz member name; export to a folder or a .safetensors file instead")
+                }
+                bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     var members: [(name: String, crc32: UInt32, size: UInt64, offset: UInt64)] = []
                     var offset: UInt64 = 0
                     for (t, info) in chosen {
@@ -109,15 +114,18 @@ public struct ExportCommand: ParsableCommand {
                 }
             case .npy:
                 let (t, info) = chosen[0]
-                bytesOut = try Self.writeAtomically(output, force: force) { w in
+                bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
                     try w(try read(t))
                 }
             case .folder:
+                try OutputPath.check(output: output, inputs: [runPath], force: true)   // each file is checked as it is written
+                // Every file name decided (distinct, safe) before anything is written.
+                let names = try ExportFileNames.fileNames(for: chosen.map(\.element.name), in: output)
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                for (t, info) in chosen {
-                    let file = (output as NSString).appendingPathComponent(info.name.replacingOccurrences(of: "/", with: "_") + ".npy")
-                    bytesOut += try Self.writeAtomically(file, force: force) { w in
+                for ((t, info), name) in zip(chosen, names) {
+                    let file = (output as NSString).appendingPathComponent(name)
+                    bytesOut += try Self.writeAtomically(file, inputs: [runPath], force: force) { w in
                         try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
                         try w(try read(t))
                     }
@@ -129,15 +137,18 @@ public struct ExportCommand: ParsableCommand {
         }
     }
 
-    /// Writes `path` through `body` (which appends byte arrays) under a temporary name, fsyncs and renames it.
-    /// Refuses an existing `path` unless `force`. Returns the bytes written.
-    static func writeAtomically(_ path: String, force: Bool, _ body: ((_ bytes: [UInt8]) throws -> Void) throws -> Void) throws -> UInt64 {
-        if !force && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw IOError.open(path: tmp, errno: errno) }
+    /// Writes `path` through `body` (which appends byte arrays) under a temporary name (removed on failure or a
+    /// signal), fsyncs and renames it. Refuses a `path` that is one of `inputs`, and an existing one unless `force`
+    /// (`OutputPath.check`); a replaced file's mode and owner are kept. Returns the bytes written.
+    static func writeAtomically(_ path: String, inputs: [String], force: Bool, _ body: ((_ bytes: [UInt8]) throws -> Void) throws -> Void) throws -> UInt64 {
+        try OutputPath.check(output: path, inputs: inputs, force: force)
+        let temp = TempFile(beside: path, .output)
+        let tmp = temp.path
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { temp.release(); throw IOError.open(path: tmp, errno: errno) }
         var ok = false
-        defer { if !ok { close(fd); unlink(tmp) } }
+        defer { if ok { temp.release() } else { close(fd); temp.remove() } }
+        try OutputPath.adoptAttributes(of: path, fd: fd)
         var written: UInt64 = 0
         try body { bytes in
             try bytes.withUnsafeBytes { b in
@@ -152,8 +163,8 @@ public struct ExportCommand: ParsableCommand {
         }
         guard fsync(fd) == 0 else { throw IOError.sync(path: tmp, errno: errno) }
         close(fd)
-        if !force && FileManager.default.fileExists(atPath: path) { unlink(tmp); ok = true; throw IOError.exists(path: path) }
-        guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); ok = true; throw IOError.rename(from: tmp, to: path, errno: e) }
+        if !force && FileManager.default.fileExists(atPath: path) { temp.remove(); ok = true; throw IOError.exists(path: path) }
+        guard rename(tmp, path) == 0 else { let e = errno; temp.remove(); ok = true; throw IOError.rename(from: tmp, to: path, errno: e) }
         ok = true
         return written
     }

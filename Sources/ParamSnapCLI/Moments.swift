@@ -60,7 +60,7 @@ public struct MomentsCommand: ParsableCommand {
     @Flag(help: "Print the statistics as CSV (small selections).") var csv = false
     @Option(help: "Write the statistics of each tensor as a .npy [statistics × parameters] into this directory, with stats.json naming the rows.") var npy: String?
     @Flag(help: "Print the statistics as JSON (small selections; with -o, a JSON report of the pass).") var json = false
-    @Flag(help: "Replace an existing output file.") var force = false
+    @Flag(help: "Replace existing output files (-o, the --npy files; never the run itself).") var force = false
     @Option(help: "Worker threads, 1…\(OptionCheck.maxWorkers) (default: all cores).") var workers: Int?
 
     public init() {}
@@ -81,7 +81,7 @@ public struct MomentsCommand: ParsableCommand {
     }
 
     public func run() throws {
-        try CLI.guarded(replaceOption: "--force") {
+        try CLI.guarded {
             let r = try PSnapReader(path: runPath)
             guard r.snapshotCount > 0 else { throw BadInput.noSnapshots(runPath) }
             let tensors = try CLI.select(r.tensors.map(\.name), include: include, in: runPath)
@@ -121,9 +121,16 @@ public struct MomentsCommand: ParsableCommand {
         opts.progress = { done, total in bar.update(done, total) }
         // --csv/--json/--npy without -o: compute into a temporary file and print from it.
         let keep = output != nil
-        let out = output ?? NSTemporaryDirectory() + "psnap-moments-\(getpid()).psnap"
+        // Every output is checked before the pass, and again as it is written.
+        if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
+        if let npy {
+            for t in tensors { try OutputPath.check(output: Self.npyPath(npy, r.tensors[t].name), inputs: [runPath], force: force) }
+            try OutputPath.check(output: npy + "/stats.json", inputs: [runPath], force: force)
+        }
+        let scratch = keep ? nil : TempFile(path: NSTemporaryDirectory() + "psnap-moments-\(getpid()).psnap")
+        let out = output ?? scratch!.path
         if !keep { opts.overwrite = true }
-        defer { if !keep { unlink(out) } }
+        defer { scratch?.remove() }
         let start = Date()
         let report = try TrajectoryMoments.run(reader: r, outputPath: out, options: opts)
         bar.finish()
@@ -132,7 +139,7 @@ public struct MomentsCommand: ParsableCommand {
         let m = try PSnapReader(path: out)
         if csv { try MomentsOutput.printCSV(m, names: chosen) }
         if json && !keep { try MomentsOutput.printJSON(m, names: chosen) }
-        if let npy { try MomentsOutput.writeNPY(m, names: chosen, directory: npy, source: runPath, range: range) }
+        if let npy { try MomentsOutput.writeNPY(m, names: chosen, directory: npy, source: runPath, range: range, force: force) }
         if keep && !csv {
             let msg = "moments of \(CLI.group(report.parameters)) parameters over snapshots \(range.lowerBound)..<\(range.upperBound) (\(report.segments) segment\(report.segments == 1 ? "" : "s")) → \(out): \(chosen.count) statistic\(chosen.count == 1 ? "" : "s"), \(CLI.bytes(report.outputBytes)), \(String(format: "%.2f", secs)) s, \(String(format: "%.0f", Double(report.rawBytes) / 1e6 / max(secs, 1e-9))) MB/s raw"
             if json {
@@ -163,7 +170,13 @@ public struct MomentsCommand: ParsableCommand {
         return out
     }
 
+    /// The --npy file of tensor `name` in `directory`.
+    static func npyPath(_ directory: String, _ name: String) -> String {
+        directory + "/" + String(name.map { $0 == "/" ? "_" : $0 }) + ".npy"
+    }
+
     func perTensor(_ r: PSnapReader, tensors: [Int], range: Range<Int>) throws {
+        if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
         var opts = TensorMomentsOptions()
         opts.policy = skipNan ? .skip : .propagate
         opts.tensors = tensors
@@ -175,10 +188,7 @@ public struct MomentsCommand: ParsableCommand {
         let rows = try TensorMoments.run(reader: r, options: opts)
         bar.finish()
         if let output {
-            guard force || !FileManager.default.fileExists(atPath: output) else { throw IOError.exists(path: output) }
-            guard FileManager.default.createFile(atPath: output, contents: Data(TensorMoments.json(rows).utf8)) else {
-                throw IOError.open(path: output, errno: errno)
-            }
+            _ = try ExportCommand.writeAtomically(output, inputs: [runPath], force: force) { w in try w(Array(TensorMoments.json(rows).utf8)) }
         }
         if json {
             print(TensorMoments.json(rows))

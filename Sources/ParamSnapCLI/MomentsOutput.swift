@@ -86,7 +86,8 @@ enum MomentsOutput {
     }
 
     /// One NPY v1.0 file per tensor, shape [statistics, parameters], dtype <f4 or <f8, and DIR/stats.json.
-    static func writeNPY(_ m: PSnapReader, names: [String], directory: String, source: String, range: Range<Int>) throws {
+    /// Each file is written under a temporary name and renamed, never over the run, nor over a file unless `force`.
+    static func writeNPY(_ m: PSnapReader, names: [String], directory: String, source: String, range: Range<Int>, force: Bool) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var listed: [NPYIndex.Tensor] = []
         for (t, info) in m.tensors.enumerated() {
@@ -100,17 +101,16 @@ enum MomentsOutput {
             var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count & 0xFF), UInt8(h.utf8.count >> 8)]
             bytes += Array(h.utf8)
             bytes += data
-            let file = String(info.name.map { $0 == "/" ? "_" : $0 }) + ".npy"
-            let path = directory + "/" + file
-            guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw IOError.open(path: path, errno: errno) }
+            let path = MomentsCommand.npyPath(directory, info.name)
+            _ = try ExportCommand.writeAtomically(path, inputs: [source], force: force) { w in try w(bytes) }
+            let file = (path as NSString).lastPathComponent
             listed.append(.init(name: info.name, file: file, shape: info.shape, parameters: n))
         }
         let index = NPYIndex(layout: "each FILE.npy is [statistics, parameters]: row i is statistics[i], column j the tensor's flat (row-major) parameter j",
                              statistics: names, dtype: m.tensors.first?.dtype == .f64 ? "<f8" : "<f4", source: source,
                              sourceSnapshots: "\(range.lowerBound):\(range.upperBound)", tensors: listed)
-        let path = directory + "/stats.json"
-        guard FileManager.default.createFile(atPath: path, contents: Data((CLI.jsonString(index) + "\n").utf8)) else {
-            throw IOError.open(path: path, errno: errno)
+        _ = try ExportCommand.writeAtomically(directory + "/stats.json", inputs: [source], force: force) { w in
+            try w(Array((CLI.jsonString(index) + "\n").utf8))
         }
     }
 }

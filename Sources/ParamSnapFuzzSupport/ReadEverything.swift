@@ -268,7 +268,7 @@ public enum ReadEverything {
         if let sel = StepSelection(parsing: text) {
             for s: Int64 in [0, 1, 7, -3, .max, .min] { _ = sel.contains(s, first: 0); _ = sel.contains(s, first: .min) }
         }
-        _ = DumpNames.stepNumber(text)
+        _ = try? DumpNames.stepNumber(text, path: "name")
         _ = DumpNames.arrayName(fromStem: text)
         _ = DumpNames.naturalLess(text, "epoch-10")
         let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)

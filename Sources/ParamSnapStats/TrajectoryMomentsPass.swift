@@ -83,7 +83,7 @@ public enum TrajectoryMoments {
     @discardableResult
     public static func run(reader: PSnapReader, outputPath: String, options: TrajectoryMomentsOptions = .init()) throws -> TrajectoryMomentsReport {
         guard options.outputDType == .f32 || options.outputDType == .f64 else { throw MomentsError.outputDType(options.outputDType) }
-        if !options.overwrite && FileManager.default.fileExists(atPath: outputPath) { throw IOError.exists(path: outputPath) }
+        try OutputPath.check(output: outputPath, inputs: [reader.path], force: options.overwrite)
         let range = options.snapshots ?? 0..<reader.snapshotCount
         guard range.lowerBound >= 0, range.upperBound <= reader.snapshotCount, !range.isEmpty else {
             throw MomentsError.badSnapshotRange("\(range.lowerBound):\(range.upperBound)", count: reader.snapshotCount)
@@ -142,7 +142,7 @@ public enum TrajectoryMoments {
             "index_base": .string("argmin/argmax are snapshot indices of the source file"),
         ]
         let sink = try CompactTileSink(path: outputPath, tensors: outTensors, snapshots: snaps, options: opts)
-        let spillPath = outputPath + ".moments-state-\(getpid()).tmp"
+        let spillPath = TempFile(beside: outputPath, .momentsState)
         let stride = MemoryLayout<TrajectoryState>.stride
         let spill: ScratchFile? = K > 1 ? try ScratchFile(path: spillPath, size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
         defer { spill?.remove() }
@@ -327,11 +327,14 @@ struct UncheckedBox<T>: @unchecked Sendable {
 /// A temporary file written with pwrite/read with pread (page cache, not resident memory), removed at the end.
 final class ScratchFile: @unchecked Sendable {
     let path: String
+    private let watched: TempFile
     private var fd: Int32
 
-    init(path: String, size: UInt64) throws {
-        self.path = path
-        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    /// Creates `file` (removed at the end, or if a signal ends the process).
+    init(path file: TempFile, size: UInt64) throws {
+        path = file.path
+        watched = file
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw MomentsError.io("cannot create temporary file \(path): \(String(cString: strerror(errno)))") }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let m = String(cString: strerror(errno)); remove()
@@ -363,7 +366,7 @@ final class ScratchFile: @unchecked Sendable {
     func dropCache(_ r: Range<UInt64>) { _ = posix_fadvise(fd, off_t(r.lowerBound), off_t(r.count), Int32(POSIX_FADV_DONTNEED)) }
 
     func remove() {
-        if fd >= 0 { close(fd); fd = -1; unlink(path) }
+        if fd >= 0 { close(fd); fd = -1; watched.remove() }
     }
 
     deinit { remove() }

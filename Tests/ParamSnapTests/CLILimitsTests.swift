@@ -100,13 +100,15 @@ import Testing
         let fifo = dir + "/run.psnap"
         #expect(mkfifo(fifo, 0o600) == 0)
         let cases: [(String, [String])] = [(snapinfo, [fifo]), (psnap, ["verify", fifo]), (psnap, ["moments", fifo, "--csv"]),
-                                           (psnap, ["compact", fifo]), (psnap, ["append", fifo, demo + "/epoch-000.safetensors"]),
-                                           (psnap, ["convert", fifo, "-o", dir + "/c.psnap"])]
+                                           (psnap, ["compact", fifo]), (psnap, ["append", fifo, demo + "/epoch-000.safetensors"])]
         for (exe, args) in cases {
             let r = try runProcess(exe, args, timeout: 10)
             #expect(!r.timedOut, "\(args) blocked on the FIFO")
-            #expect(r.status != 0 && r.err.contains("run.psnap") && r.err.contains("FIFO"), "\(args): \(r.status) \(r.err)")
+            #expect(r.status == 1 && r.err.contains("run.psnap") && r.err.contains("FIFO"), "\(args): \(r.status) \(r.err)")
         }
+        // An input of convert that is no checkpoint file is refused as input data, naming it.
+        let convert = try runProcess(psnap, ["convert", fifo, "-o", dir + "/c.psnap"], timeout: 10)
+        #expect(!convert.timedOut && convert.status == 65 && convert.err.contains("run.psnap"), "\(convert.status) \(convert.err)")
         let folder = try runProcess(snapinfo, [dir], timeout: 20)
         #expect(folder.status == 1 && folder.err.contains("is a directory, not a regular file"), "\(folder.err)")
     }

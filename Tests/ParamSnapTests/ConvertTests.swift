@@ -98,7 +98,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         #expect(StepSelection(parsing: "1:2:0") == nil && StepSelection(parsing: "a:b") == nil && StepSelection(parsing: "1:2:3:4") == nil)
         let names = ["step-100", "step-9", "step-10", "step-010b", "step-2"]
         #expect(names.sorted(by: DumpNames.naturalLess) == ["step-2", "step-9", "step-10", "step-010b", "step-100"])
-        #expect(DumpNames.stepNumber("checkpoint-30") == 30 && DumpNames.stepNumber("model") == nil)
+        #expect(try DumpNames.stepNumber("checkpoint-30", path: "c") == 30 && DumpNames.stepNumber("model", path: "m") == nil)
         #expect(DumpNames.arrayName(fromStem: "w_000") == "w" && DumpNames.arrayName(fromStem: "0042") == "tensor")
         #expect(DumpNames.globMatch("blocks.*.bias", "blocks.0.attn.q_proj.bias") && !DumpNames.globMatch("*.bias", "fc1.weight"))
         #expect(DumpNames.globMatch("fc[12].weight", "fc2.weight") && !DumpNames.globMatch("fc[!12].weight", "fc2.weight"))
@@ -242,10 +242,12 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         var reader = try PSnapReader(path: run)
         #expect(reader.snapshots.map(\.step) == [10, 20, 30, 40] && reader.tensors.map(\.name) == ["a.weight"])
         #expect(try reader.tensorBytes(tensor: 0, snapshot: 1) == snaps[4], "seed \(seed)")
-        // --order given keeps the list order; steps come from the names.
-        r = try convert([dir + "/step-15.safetensors", dir + "/step-5.safetensors", "-o", dir + "/g.psnap", "--order", "given", "--include", "a.*"])
+        // --order given keeps the list order; steps come from the names and must increase along it.
+        r = try convert([dir + "/step-5.safetensors", dir + "/step-15.safetensors", "-o", dir + "/g.psnap", "--order", "given", "--include", "a.*"])
         #expect(r.status == 0, "\(r.err)")
-        #expect(try PSnapReader(path: dir + "/g.psnap").snapshots.map(\.step) == [15, 5])
+        #expect(try PSnapReader(path: dir + "/g.psnap").snapshots.map(\.step) == [5, 15])
+        r = try convert([dir + "/step-15.safetensors", dir + "/step-5.safetensors", "-o", dir + "/h.psnap", "--order", "given"])
+        #expect(r.status == 65 && r.err.contains("step-5.safetensors") && r.err.contains("strictly increase"), "\(r.err)")
         // --strict refuses the I64 tensor, naming file and tensor.
         r = try convert([dir + "/step-0.safetensors", "-o", dir + "/s.psnap", "--strict"])
         #expect(r.status == 65 && r.err.contains("'ids'") && r.err.contains("step-0.safetensors"))
@@ -285,7 +287,8 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         }
         try expectFailure(["step-1.safetensors", "step-2.safetensors"], 65, ["step-2.safetensors", "'w'", "shape [2, 2]"])
         try expectFailure(["step-1.safetensors", "step-3.safetensors"], 65, ["step-3.safetensors", "'b'", "missing", "--allow-missing"])
-        try expectFailure(["step-3.safetensors", "step-1.safetensors"], 65, ["step-1.safetensors", "'b'", "not in the first snapshot"], ["--order", "given"])
+        try CLITests.writeSafetensors(dir + "/step-6.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try expectFailure(["step-3.safetensors", "step-6.safetensors"], 65, ["step-6.safetensors", "'b'", "not in the first snapshot"], ["--order", "given"])
         try expectFailure(["step-1.safetensors", "step-4.safetensors"], 65, ["step-4.safetensors", "'w'", "dtype f16"])
         try expectFailure(["step-1.safetensors", "step-5.safetensors"], 65, ["step-5.safetensors", "truncated"])
         try expectFailure(["step-1.safetensors", "other-1.safetensors"], 65, ["step 1 appears twice", "other-1.safetensors"])
@@ -319,7 +322,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         #expect(try runProcess(psnap, ["export", out, "--snapshot", "0", "-o", dir + "/x.safetensors"]).status == 1)
     }
 
-    /// Issue 6's hostile converter inputs: each header is refused with an error naming the file and what is wrong,
+    /// Hostile converter inputs: each header is refused with an error naming the file and what is wrong,
     /// by the parser and by `psnap convert` (exit 65, no output left behind).
     @Test func hostileSafetensorsHeadersAreRefusedByName() throws {
         let dir = tempDir(); defer { cleanup(dir) }

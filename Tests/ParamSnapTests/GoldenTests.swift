@@ -104,10 +104,11 @@ enum GoldenFixtures {
             try SnapshotWriter.compact(input: src, output: path, blockSize: 16)
         }),
         ("torn.psnap", { path in
-            // dtypes.psnap, then a commit torn in the middle of its footer: readers must see the first 4 snapshots... (§8.1)
+            // dtypes.psnap, then a copy of its newest commit torn inside the metadata (a writer killed before its footer):
+            // readers see the 5 snapshots and report the tail (§8.1).
             try all[0].1(path)
             let r = try PSnapReader(path: path)
-            let cut = Int(r.footerOffset) + 60
+            let cut = Int(r.footer.metadataOffset + r.footer.metadataLength / 2)
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             // Keep the complete file, then append a partial copy of the newest commit's tail (a torn second write).
             var torn = data

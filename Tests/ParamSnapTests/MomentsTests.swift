@@ -84,7 +84,7 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
         var rng = SeededRNG(seed: testSeed(42))
         let tensors = [TensorInfo(name: "w", dtype: .f32, shape: [5, 7]), TensorInfo(name: "b", dtype: .f64, shape: [3])]
         let S = 29
-        var snaps: [[String: [UInt8]]] = []
+        var snaps: [[TensorName: [UInt8]]] = []
         var walk = (0..<38).map { _ in Double.random(in: -1...1, using: &rng) }
         for k in 0..<S {
             // Parameter 5 stays constant (zero variance); 3 turns NaN at 11, 7 is +Inf at 20 only (the moments-only
@@ -166,7 +166,7 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
         defer { cleanup(dir) }
         var rng = SeededRNG(seed: testSeed(0x0B_10C))
         let tensors = [TensorInfo(name: "big", dtype: .f32, shape: [3000]), TensorInfo(name: "small", dtype: .bf16, shape: [70])]
-        let snaps: [[String: [UInt8]]] = (0..<9).map { _ in
+        let snaps: [[TensorName: [UInt8]]] = (0..<9).map { _ in
             ["big": (0..<3000).flatMap { _ in withUnsafeBytes(of: Float.random(in: -2...2, using: &rng).bitPattern.littleEndian) { Array($0) } },
              "small": (0..<140).map { _ in UInt8.random(in: 0...255, using: &rng) }]
         }

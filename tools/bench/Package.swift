@@ -7,7 +7,7 @@ let package = Package(
     dependencies: [.package(name: "ParamSnap", path: "../..")],
     targets: [
         .executableTarget(name: "psnap-bench", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
-        // SIGKILL soak of the writer (append and compact in a child process): tools/bench/README or --help.
+        // SIGKILL soak of the writer (append and compact in a child process): see psnap-soak --help.
         .executableTarget(name: "psnap-soak", dependencies: [.product(name: "ParamSnap", package: "ParamSnap")]),
     ],
     swiftLanguageModes: [.v6]

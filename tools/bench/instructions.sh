@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per value for encoding (psnap convert) and decoding (psnap verify) a real run with a codec chain, counted
-# by valgrind's callgrind: deterministic, so an A/B of two builds is exact on this shared VM, where wall-clock speeds
-# swing ±20–40 % between minutes. (Instructions are not time: check a win with psnap-bench too.)
+# by valgrind's callgrind: deterministic, so an A/B of two builds is exact even on a shared VM, where wall-clock speeds
+# can swing ±20–40 % between minutes. (Instructions are not time: check a win with psnap-bench too.)
 # Usage: tools/bench/instructions.sh [--psnap PATH] [--chain CHAIN] [--runs tiny-gpt,mlp-digits,...] [--data DIR]
 # Defaults: the release psnap of this checkout (built if missing), the default chain, tiny-gpt, ../shared/data.
 # Prints one line per run: values, encode and decode instructions per value (whole process, start-up included: the

@@ -17,54 +17,69 @@ public final class DumpConversion {
     public private(set) var scratchBytes: UInt64 = 0
     let options: ConvertOptions
 
-    /// Orders and selects `found` (by step unless `orderGiven`), checks that every snapshot has the same tensors,
-    /// shapes and dtypes (naming the snapshot and tensor that differ) and fixes the output layout.
-    public init(_ found: [DumpSnapshot], options: ConvertOptions) throws {
+    /// The run a conversion appends to (`psnap append`): its tensors and last step.
+    public struct ExistingRun: Sendable {
+        public var path: String
+        public var tensors: [TensorInfo]
+        public var lastStep: Int64?
+        public init(path: String, tensors: [TensorInfo], lastStep: Int64?) {
+            self.path = path; self.tensors = tensors; self.lastStep = lastStep
+        }
+    }
+
+    /// Orders and selects `found` by the step rules (`DumpSteps.arrange`), checks that every snapshot has the
+    /// same tensors, shapes and dtypes (naming the snapshot and tensor that differ) and fixes the output layout.
+    /// With `run`, the snapshots extend it: their steps come after its last, and they must hold exactly its
+    /// tensors (the layout is the run's).
+    public init(_ found: [DumpSnapshot], options: ConvertOptions, extending run: ExistingRun? = nil) throws {
         self.options = options
         guard !found.isEmpty else { throw DumpError.noInputs(reason: "no snapshot found in the inputs") }
-        var snaps = found
-        if options.orderGiven {
-            var prev: Int64 = -1
-            for i in snaps.indices {
-                if snaps[i].step == nil { snaps[i].step = prev + 1 }
-                prev = snaps[i].step!
+        let previous = run.flatMap { r in r.lastStep.map { DumpSteps.Previous(step: $0, label: r.path) } }
+        let snaps = try DumpSteps.arrange(found, orderGiven: options.orderGiven, selection: options.steps, after: previous)
+        var notes: [String] = []
+        if let run {
+            for s in snaps {
+                let given = s.tensors.map { TensorInfo(name: $0.name, dtype: options.dtype ?? $0.dtype, shape: $0.shape) }
+                if let diff = SnapshotWriter.firstDifference(file: run.tensors, given: given) { throw IOError.layoutMismatch("\(s.label): \(diff)") }
             }
+            tensors = run.tensors
+            snapshotInfos = snaps.map { SnapshotInfo(step: $0.step!, epoch: $0.epoch, time: $0.time, metadata: $0.metadata.isEmpty ? nil : $0.metadata) }
         } else {
-            if let s = snaps.first(where: { $0.step == nil }) {
-                throw DumpError.unrecognized(path: s.label, reason: "no step number in the name to order snapshots by (use --order given)")
+            (tensors, snapshotInfos) = try Self.layout(snaps, options: options, notes: &notes)
+        }
+        snapshots = snaps
+        if let to = options.dtype {
+            let lossy = Set(snaps.flatMap { $0.tensors.filter { DTypeCast.isLossy(from: $0.dtype, to: to) }.map(\.dtype.rawValue) })
+            if !lossy.isEmpty {
+                notes.append("--dtype \(to.rawValue) is LOSSY for \(lossy.sorted().joined(separator: ", ")) tensors: values are rounded to nearest even (NaNs stay NaN); the run does not hold the original bits")
             }
-            snaps.sort { $0.step! != $1.step! ? $0.step! < $1.step! : DumpNames.naturalLess($0.label, $1.label) }
         }
-        if let sel = options.steps {
-            let first = snaps.map { $0.step! }.min()!
-            snaps = snaps.filter { sel.contains($0.step!, first: first) }
-            guard !snaps.isEmpty else { throw DumpError.noInputs(reason: "--steps selects none of the \(found.count) snapshots found") }
-        }
-        var seen: [Int64: String] = [:]
-        for s in snaps {
-            if let other = seen[s.step!] { throw DumpError.duplicateStep(step: s.step!, first: other, second: s.label) }
-            seen[s.step!] = s.label
-        }
-        // Layout: the first snapshot's tensors in its order, then (with --allow-missing) tensors first seen later.
+        self.notes = notes
+        try FileMetadata(tensors: tensors).validate()
+    }
+
+    /// The layout of a new run (the first snapshot's tensors in its order, then, with `allowMissing`, tensors
+    /// first seen later) and the snapshot descriptions; tensors are matched by name bytes (§1.1).
+    private static func layout(_ snaps: [DumpSnapshot], options: ConvertOptions, notes: inout [String]) throws -> ([TensorInfo], [SnapshotInfo]) {
         var layout: [DumpTensor] = []
-        var index: [String: Int] = [:]
+        var index: [TensorName: Int] = [:]
         for (k, s) in snaps.enumerated() where k == 0 || options.allowMissing {
-            for t in s.tensors where index[t.name] == nil {
-                index[t.name] = layout.count
+            for t in s.tensors where index[TensorName(t.name)] == nil {
+                index[TensorName(t.name)] = layout.count
                 layout.append(t)
             }
         }
         guard !layout.isEmpty else {
-            throw DumpError.noInputs(reason: "\(snaps[0].label) holds no tensor to convert\(options.include.isEmpty && options.exclude.isEmpty ? "" : " (after --include/--exclude)")")
+            throw DumpError.noInputs(reason: "\(snaps[0].label) holds no tensor to store\(options.include.isEmpty && options.exclude.isEmpty ? "" : " (after --include/--exclude)")")
         }
         let first = snaps[0].label
         var infos: [SnapshotInfo] = []
         var fills = 0
         for s in snaps {
-            var names = Set<String>()
+            var names = Set<TensorName>()
             for t in s.tensors {
-                guard names.insert(t.name).inserted else { throw DumpError.badTensor(path: t.path, tensor: t.name, reason: "appears twice in \(s.label)") }
-                guard let i = index[t.name] else {
+                guard names.insert(TensorName(t.name)).inserted else { throw DumpError.badTensor(path: t.path, tensor: t.name, reason: "appears twice in \(s.label)") }
+                guard let i = index[TensorName(t.name)] else {
                     throw DumpError.mismatch(path: s.label, tensor: t.name, reason: "not in the first snapshot \(first) (--allow-missing takes the union and fills absent tensors with NaN)")
                 }
                 let ref = layout[i]
@@ -76,7 +91,7 @@ public final class DumpConversion {
                 }
             }
             var meta = s.metadata
-            let missing = layout.map(\.name).filter { !names.contains($0) }
+            let missing = layout.map(\.name).filter { !names.contains(TensorName($0)) }
             if !missing.isEmpty {
                 guard options.allowMissing else {
                     throw DumpError.mismatch(path: s.label, tensor: missing[0], reason: "missing (present in \(first)); --allow-missing fills absent tensors with NaN")
@@ -86,42 +101,35 @@ public final class DumpConversion {
             }
             infos.append(SnapshotInfo(step: s.step!, epoch: s.epoch, time: s.time, metadata: meta.isEmpty ? nil : meta))
         }
-        tensors = layout.map { TensorInfo(name: $0.name, dtype: options.dtype ?? $0.dtype, shape: $0.shape) }
-        snapshotInfos = infos
-        snapshots = snaps
         if fills > 0 { notes.append("\(fills) snapshot(s) lack some tensors: filled with NaN and listed in their metadata key missing_tensors") }
-        if let to = options.dtype {
-            let lossy = Set(snaps.flatMap { $0.tensors.filter { DTypeCast.isLossy(from: $0.dtype, to: to) }.map(\.dtype.rawValue) })
-            if !lossy.isEmpty {
-                notes.append("--dtype \(to.rawValue) is LOSSY for \(lossy.sorted().joined(separator: ", ")) tensors: values are rounded to nearest even (NaNs stay NaN); the run does not hold the original bits")
-            }
-        }
-        try FileMetadata(tensors: tensors).validate()
+        return (layout.map { TensorInfo(name: $0.name, dtype: options.dtype ?? $0.dtype, shape: $0.shape) }, infos)
     }
 
     /// Builds the source for `SnapshotWriter.writeCompact`. Tensors that cannot be read in place (casts, deflated
     /// npz members, big-endian or column-major arrays, NaN fills) are first written to a scratch file at
-    /// `scratchPath` (unlinked once mapped, and on failure).
+    /// `scratchPath` (unlinked once mapped, on failure, and if a signal ends the process: `TempFile`).
     public func makeSource(scratchPath: String) throws -> SnapshotSource {
         var files: [ObjectIdentifier: MappedFile] = [:]
         enum Where { case input(MappedFile, Int), scratch(Int), empty }
         var places: [[Where]] = []
         var scratch: WritableFile? = nil
         var scratchEnd: UInt64 = 0
-        defer { if scratch != nil { scratch?.close(); unlink(scratchPath) } }
+        var watched: TempFile? = nil
+        defer { if scratch != nil { scratch?.close() }; watched?.remove() }
         func openScratch() throws -> WritableFile {
             if let s = scratch { return s }
-            let s = try WritableFile(path: scratchPath, create: true, overwrite: true)
+            watched = TempFile(path: scratchPath)
+            let s = try WritableFile(path: scratchPath, create: true)
             scratch = s
             return s
         }
         var nanOffset: [DType: Int] = [:]
-        let byName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+        let byName = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.key, $0) })
         for s in snapshots {
             var row = [Where](repeating: .empty, count: tensors.count)
             var present = [Bool](repeating: false, count: tensors.count)
             for t in s.tensors {
-                let i = byName[t.name]!
+                let i = byName[TensorName(t.name)]!
                 present[i] = true
                 let out = tensors[i].dtype
                 if t.byteCount == 0 { continue }

@@ -71,10 +71,17 @@ public final class DumpDiscovery {
     public let options: ConvertOptions
     /// Snapshots in the order found.
     public private(set) var snapshots: [DumpSnapshot] = []
+    /// Every file whose content the snapshots come from (weights, shard indexes, trainer logs): what an output
+    /// must never replace (`OutputPath.check`).
+    public private(set) var files: [String] = []
     private var skippedFiles: [(name: String, count: Int)] = []
     private var skippedTensors: [(what: String, count: Int)] = []
     private var otherNotes: [String] = []
+    /// Folders already walked, by (device, inode): a symlink back to one of them (a loop) is not followed again.
+    private var walked = Set<FileID>()
     static let maxDepth = 8
+
+    struct FileID: Hashable { let device: UInt64, inode: UInt64 }
 
     public init(options: ConvertOptions) { self.options = options }
 
@@ -104,21 +111,26 @@ public final class DumpDiscovery {
 
     /// Every tensor name met among the inputs, kept or not, in the order first met (to name what a glob missed).
     public private(set) var tensorNames: [String] = []
-    private var namesMet = Set<String>()
+    private var namesMet = Set<TensorName>()
 
     private func keep(_ name: String) -> Bool {
-        if namesMet.insert(name).inserted { tensorNames.append(name) }
+        if namesMet.insert(TensorName(name)).inserted { tensorNames.append(name) }
         return (options.include.isEmpty || options.include.contains { DumpNames.globMatch($0, name) })
             && !options.exclude.contains { DumpNames.globMatch($0, name) }
     }
 
     /// Adds the snapshots in `path` (a file or a folder).
     public func add(path: String) throws {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw DumpError.unrecognized(path: path, reason: "no such file or folder")
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let e = errno
+            throw DumpError.unrecognized(path: path, reason: e == ENOENT ? "no such file or folder" : String(cString: strerror(e)))
         }
-        if isDir.boolValue { try addFolder(path, depth: 0) } else { try addFile(path, explicit: true, log: nil) }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: try addFolder(path, depth: 0)
+        case S_IFREG: try addFile(path, explicit: true, log: nil)
+        default: throw DumpError.unrecognized(path: path, reason: "not a regular file or a folder")
+        }
     }
 
     static func mtime(_ path: String) -> Double {
@@ -131,16 +143,38 @@ public final class DumpDiscovery {
         name.range(of: "^(checkpoint|global_step|step|epoch)[-_]?[0-9]+$", options: [.regularExpression, .caseInsensitive]) != nil
     }
 
-    private func children(_ folder: String) throws -> [String] {
+    /// The entries of `folder` to read, in natural order, each a regular file or a folder (symlinks followed).
+    /// Junk is skipped with a note, never an error: dangling symlinks, symlink loops, FIFOs, sockets, devices.
+    private func children(_ folder: String) throws -> [(path: String, isFolder: Bool)] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
             throw DumpError.unrecognized(path: folder, reason: "cannot list the folder")
         }
-        return names.filter { !$0.hasPrefix(".") }.sorted(by: DumpNames.naturalLess).map { (folder as NSString).appendingPathComponent($0) }
+        var out: [(path: String, isFolder: Bool)] = []
+        for name in names.filter({ !$0.hasPrefix(".") }).sorted(by: DumpNames.naturalLess) {
+            let p = (folder as NSString).appendingPathComponent(name)
+            var st = stat()
+            guard stat(p, &st) == 0 else {
+                let e = errno
+                var l = stat()
+                let link = lstat(p, &l) == 0 && l.st_mode & S_IFMT == S_IFLNK
+                let target = link ? ((try? FileManager.default.destinationOfSymbolicLink(atPath: p)).map { " → \($0)" } ?? "") : ""
+                let what = !link ? String(cString: strerror(e)) : e == ELOOP ? "a symlink loop\(target)" : e == ENOENT ? "a dangling symlink\(target)" : "a symlink\(target) that cannot be followed (\(String(cString: strerror(e))))"
+                otherNotes.append("skipped \(p): \(what)")
+                continue
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: out.append((p, true))
+            case S_IFREG: out.append((p, false))
+            default: otherNotes.append("skipped \(p): not a regular file or a folder (FIFO, socket or device)")
+            }
+        }
+        return out
     }
 
     private func readLog(_ path: String) -> TrainerLog? {
         guard let d = FileManager.default.contents(atPath: path) else { return nil }
+        files.append(path)
         do { return try TrainerLog.parse(d, path: path) } catch {
             otherNotes.append("ignored \(path): \(error) (no loss/learning-rate metadata from it)")
             return nil
@@ -149,53 +183,55 @@ public final class DumpDiscovery {
 
     private func addFolder(_ folder: String, depth: Int) throws {
         guard depth <= Self.maxDepth else { return }
-        let kids = try children(folder)
+        var st = stat()
+        if stat(folder, &st) == 0, !walked.insert(FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))).inserted {
+            otherNotes.append("skipped \(folder): a folder already read (a symlink loop or a second link to it)")
+            return
+        }
+        let entries = try children(folder)
+        let kids = entries.filter { !$0.isFolder }.map(\.path)   // the files
         let name = (folder as NSString).lastPathComponent
         let statePath = (folder as NSString).appendingPathComponent("trainer_state.json")
         let log = kids.contains(statePath) ? readLog(statePath) : nil
         let indexes = kids.filter { $0.hasSuffix(".safetensors.index.json") }
         if let index = indexes.first(where: { $0.hasSuffix("/model.safetensors.index.json") }) ?? indexes.first {
-            var snap = try shardedSnapshot(index: index, label: folder, step: DumpNames.stepNumber(name) ?? log?.globalStep, log: log)
+            var snap = try shardedSnapshot(index: index, label: folder, step: DumpNames.stepNumber(name, path: folder) ?? log?.globalStep, log: log)
             snap.time = Self.mtime(index)
             let used = Set(snap.tensors.map(\.path)).union([index, statePath])
-            for k in kids where !used.contains(k) && !isDirectory(k) { noteSkippedFile(k) }
+            for k in kids where !used.contains(k) { noteSkippedFile(k) }
             snapshots.append(snap)
             return
         }
-        let weightFiles = kids.filter { $0.hasSuffix(".safetensors") && !isDirectory($0) }
+        let weightFiles = kids.filter { $0.hasSuffix(".safetensors") }
         if Self.isCheckpointFolderName(name) && !weightFiles.isEmpty {
-            var snap = DumpSnapshot(label: folder, step: DumpNames.stepNumber(name))
+            var snap = DumpSnapshot(label: folder, step: try DumpNames.stepNumber(name, path: folder))
             snap.time = Self.mtime(weightFiles[0])
-            var seen: [String: String] = [:]
+            var seen: [TensorName: String] = [:]
             for f in weightFiles {
                 let (tensors, meta) = try safetensors(f)
                 for t in tensors {
-                    if let other = seen[t.name] { throw DumpError.badTensor(path: f, tensor: t.name, reason: "also in \(other) (same checkpoint)") }
-                    seen[t.name] = f
+                    if let other = seen.updateValue(f, forKey: TensorName(t.name)) {
+                        throw DumpError.badTensor(path: f, tensor: t.name, reason: "also in \(other) (same checkpoint)")
+                    }
                 }
                 snap.tensors += tensors
                 snap.metadata.merge(meta) { a, _ in a }
             }
             apply(log, to: &snap)
-            for k in kids where !weightFiles.contains(k) && k != statePath && !isDirectory(k) { noteSkippedFile(k) }
+            for k in kids where !weightFiles.contains(k) && k != statePath { noteSkippedFile(k) }
             snapshots.append(snap)
             return
         }
         if Self.isCheckpointFolderName(name), kids.contains(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".pt") || $0.hasSuffix(".pth") }),
-           !kids.contains(where: isDirectory) {
+           !entries.contains(where: \.isFolder) {
             let hasArrays = kids.contains { $0.hasSuffix(".npy") || $0.hasSuffix(".npz") }
             if !hasArrays {
                 throw DumpError.unrecognized(path: folder, reason: "checkpoint folder without safetensors weights (pickled PyTorch files such as pytorch_model.bin are not read; save with safetensors, e.g. Trainer's save_safetensors=True)")
             }
         }
-        for k in kids {
-            if isDirectory(k) { try addFolder(k, depth: depth + 1) } else if k != statePath { try addFile(k, explicit: false, log: log) }
+        for k in entries {
+            if k.isFolder { try addFolder(k.path, depth: depth + 1) } else if k.path != statePath { try addFile(k.path, explicit: false, log: log) }
         }
-    }
-
-    private func isDirectory(_ p: String) -> Bool {
-        var d: ObjCBool = false
-        return FileManager.default.fileExists(atPath: p, isDirectory: &d) && d.boolValue
     }
 
     private func apply(_ log: TrainerLog?, to snap: inout DumpSnapshot) {
@@ -208,6 +244,7 @@ public final class DumpDiscovery {
     /// Reads a safetensors file's tensors (filtered) and header metadata.
     private func safetensors(_ path: String) throws -> ([DumpTensor], [String: MetaValue]) {
         let st = try SafeTensorsFile(path: path, skipUnsupported: !options.strict)
+        files.append(path)
         for s in st.skipped where keep(s.name) { noteSkippedTensor(s.name, s.dtype) }
         var out: [DumpTensor] = []
         for e in st.entries where keep(e.info.name) {
@@ -222,8 +259,9 @@ public final class DumpDiscovery {
     private func shardedSnapshot(index: String, label: String, step: Int64?, log: TrainerLog?) throws -> DumpSnapshot {
         guard let data = FileManager.default.contents(atPath: index) else { throw DumpError.unrecognized(path: index, reason: "cannot read the index") }
         let map = try HFShardIndex.parse(data, path: index)
+        files.append(index)
         let folder = (index as NSString).deletingLastPathComponent
-        var byShard: [String: [String]] = [:]
+        var byShard: [String: [TensorName]] = [:]
         for (t, s) in map { byShard[s, default: []].append(t) }
         var snap = DumpSnapshot(label: label, step: step)
         for shard in byShard.keys.sorted(by: DumpNames.naturalLess) {
@@ -232,14 +270,14 @@ public final class DumpDiscovery {
                 throw DumpError.unrecognized(path: path, reason: "shard named by \((index as NSString).lastPathComponent) is missing")
             }
             let (tensors, meta) = try safetensors(path)
-            let present = Set(tensors.map(\.name))
+            let present = Set(tensors.map { TensorName($0.name) })
             let wanted = Set(byShard[shard]!)
             let st = try SafeTensorsFile(path: path, skipUnsupported: true)
-            let skipped = Set(st.skipped.map(\.name))
-            for t in byShard[shard]!.sorted() where keep(t) && !present.contains(t) && !skipped.contains(t) {
-                throw DumpError.badTensor(path: path, tensor: t, reason: "listed in \((index as NSString).lastPathComponent) but absent from the shard")
+            let skipped = Set(st.skipped.map { TensorName($0.name) })
+            for t in byShard[shard]!.sorted() where keep(t.string) && !present.contains(t) && !skipped.contains(t) {
+                throw DumpError.badTensor(path: path, tensor: t.string, reason: "listed in \((index as NSString).lastPathComponent) but absent from the shard")
             }
-            snap.tensors += tensors.filter { wanted.contains($0.name) }
+            snap.tensors += tensors.filter { wanted.contains(TensorName($0.name)) }
             snap.metadata.merge(meta) { a, _ in a }
         }
         apply(log, to: &snap)
@@ -253,61 +291,24 @@ public final class DumpDiscovery {
                 let name = (folder as NSString).lastPathComponent
                 let statePath = (folder as NSString).appendingPathComponent("trainer_state.json")
                 let ownLog = FileManager.default.fileExists(atPath: statePath) ? readLog(statePath) : nil
-                var snap = try shardedSnapshot(index: path, label: folder, step: DumpNames.stepNumber(name) ?? ownLog?.globalStep, log: ownLog)
+                var snap = try shardedSnapshot(index: path, label: folder, step: DumpNames.stepNumber(name, path: folder) ?? ownLog?.globalStep, log: ownLog)
                 snap.time = Self.mtime(path)
                 snapshots.append(snap)
             } else { noteSkippedFile(path) }
             return
         }
+        if explicit, let index = Self.shardIndex(beside: path) {
+            throw DumpError.unrecognized(path: path, reason: "one shard of the sharded checkpoint \(index): give its folder or the index (its shards form one snapshot)")
+        }
         let file = try MappedFile(path: path)
         let buf = file.bytes
-        var snap = DumpSnapshot(label: path, step: DumpNames.stepNumber(Self.stem(path)), time: Self.mtime(path))
+        var snap = DumpSnapshot(label: path, step: try DumpNames.stepNumber(Self.stem(path), path: path), time: Self.mtime(path))
         if buf.count >= 6, Array(buf[0..<6]) == NpyHeader.magic {
             if let t = try npyTensor(buf, file: file, base: 0, size: buf.count, path: path, name: options.arrayName ?? DumpNames.arrayName(fromStem: Self.stem(path))) {
                 snap.tensors.append(t)
             }
         } else if ZipArchive.looksLikeZip(buf) {
-            for m in try ZipArchive.members(buf, path: path) {
-                guard m.name.hasSuffix(".npy") else { noteSkippedFile(path + ":" + m.name); continue }
-                let name = String(m.name.dropLast(4))
-                guard keep(name) else { continue }
-                switch m.method {
-                case 0:
-                    guard m.compressedSize == m.uncompressedSize else {
-                        throw DumpError.malformed(path: path, reason: "stored member '\(m.name)' has different compressed and uncompressed sizes")
-                    }
-                    if let t = try npyTensor(UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)]),
-                                             file: file, base: m.dataOffset, size: m.uncompressedSize, path: path + ":" + m.name, name: name) {
-                        snap.tensors.append(t)
-                    }
-                case 8:
-                    let src = UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)])
-                    var prefix: [UInt8] = []
-                    var want = min(m.uncompressedSize, 4096)
-                    var header: NpyHeader?
-                    while header == nil {
-                        prefix.removeAll()
-                        try RawInflate.inflate(src, path: path, member: m.name, chunk: 64 << 10) { chunk in
-                            prefix += chunk.prefix(want - prefix.count)
-                            return prefix.count < want
-                        }
-                        do {
-                            header = try prefix.withUnsafeBytes { b throws(DumpError) in try NpyHeader.parse(b, path: path + ":" + m.name) }
-                        } catch DumpError.truncated(let p, let r) {
-                            let limit = min(m.uncompressedSize, NpyHeader.maxHeaderSize + 12)
-                            guard want < limit else { throw DumpError.truncated(path: p, reason: r) }
-                            want = limit
-                        }
-                    }
-                    let h = header!
-                    if let t = try arrayTensor(h, data: .deflated(file, offset: m.dataOffset, compressedSize: m.compressedSize, skip: h.dataOffset, member: m.name),
-                                               available: m.uncompressedSize - h.dataOffset, path: path + ":" + m.name, name: name) {
-                        snap.tensors.append(t)
-                    }
-                default:
-                    throw DumpError.malformed(path: path, reason: "member '\(m.name)' uses zip compression method \(m.method) (only stored and deflate are read)")
-                }
-            }
+            snap.tensors = try npzTensors(buf, file: file, path: path)
         } else if (buf.count >= 10 && buf[8] == UInt8(ascii: "{") && UInt64(littleEndian: buf.loadUnaligned(as: UInt64.self)) <= UInt64(buf.count - 8))
                     || (path as NSString).pathExtension.lowercased() == "safetensors" {
             // Sniffed as safetensors, or named so: then the parser's own error (header length, JSON…) is the useful one.
@@ -328,8 +329,64 @@ public final class DumpDiscovery {
             noteSkippedFile(path)
             return
         }
+        files.append(path)
         apply(log, to: &snap)
         snapshots.append(snap)
+    }
+
+    /// The arrays of an npz archive (one tensor per `.npy` member, stored or deflated; other members noted).
+    private func npzTensors(_ buf: UnsafeRawBufferPointer, file: MappedFile, path: String) throws -> [DumpTensor] {
+        var out: [DumpTensor] = []
+        for m in try ZipArchive.members(buf, path: path) {
+            guard m.name.hasSuffix(".npy") else { noteSkippedFile(path + ":" + m.name); continue }
+            let name = String(m.name.dropLast(4))
+            guard keep(name) else { continue }
+            switch m.method {
+            case 0:
+                guard m.compressedSize == m.uncompressedSize else {
+                    throw DumpError.malformed(path: path, reason: "stored member '\(m.name)' has different compressed and uncompressed sizes")
+                }
+                if let t = try npyTensor(UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)]),
+                                         file: file, base: m.dataOffset, size: m.uncompressedSize, path: path + ":" + m.name, name: name) {
+                    out.append(t)
+                }
+            case 8:
+                let src = UnsafeRawBufferPointer(rebasing: buf[m.dataOffset..<(m.dataOffset + m.compressedSize)])
+                var prefix: [UInt8] = []
+                var want = min(m.uncompressedSize, 4096)
+                var header: NpyHeader?
+                while header == nil {
+                    prefix.removeAll()
+                    try RawInflate.inflate(src, path: path, member: m.name, chunk: 64 << 10) { chunk in
+                        prefix += chunk.prefix(want - prefix.count)
+                        return prefix.count < want
+                    }
+                    do {
+                        header = try prefix.withUnsafeBytes { b throws(DumpError) in try NpyHeader.parse(b, path: path + ":" + m.name) }
+                    } catch DumpError.truncated(let p, let r) {
+                        let limit = min(m.uncompressedSize, NpyHeader.maxHeaderSize + 12)
+                        guard want < limit else { throw DumpError.truncated(path: p, reason: r) }
+                        want = limit
+                    }
+                }
+                let h = header!
+                if let t = try arrayTensor(h, data: .deflated(file, offset: m.dataOffset, compressedSize: m.compressedSize, skip: h.dataOffset, member: m.name),
+                                           available: m.uncompressedSize - h.dataOffset, path: path + ":" + m.name, name: name) {
+                    out.append(t)
+                }
+            default:
+                throw DumpError.malformed(path: path, reason: "member '\(m.name)' uses zip compression method \(m.method) (only stored and deflate are read)")
+            }
+        }
+        return out
+    }
+
+    /// The `*.safetensors.index.json` beside `path` when `path` is named like a shard of it (`…-00001-of-00002.safetensors`).
+    static func shardIndex(beside path: String) -> String? {
+        guard DumpNames.shardSuffix(Self.stem(path)) != nil, path.hasSuffix(".safetensors") else { return nil }
+        let folder = (path as NSString).deletingLastPathComponent
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.isEmpty ? "." : folder)) ?? []
+        return names.filter { $0.hasSuffix(".safetensors.index.json") }.sorted().first.map { (folder as NSString).appendingPathComponent($0) }
     }
 
     /// A tensor from an npy array stored uncompressed at `base` in `file` (`buf` is its bytes, `size` long).

@@ -334,19 +334,24 @@ public enum ZipArchive {
 
 /// `model.safetensors.index.json` of a sharded Hugging Face checkpoint.
 public enum HFShardIndex {
-    /// Tensor name → shard file name, from the index's `weight_map`. Shard names must be plain relative paths
-    /// inside the checkpoint folder (no `..`, not absolute).
-    public static func parse(_ data: Data, path: String) throws(DumpError) -> [String: String] {
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw .malformed(path: path, reason: "not a JSON object")
+    /// Tensor name → shard file name, from the index's `weight_map` (names keyed by their bytes: the exact
+    /// parser keeps "e\u{301}" and "\u{e9}" apart; a name listed twice is refused). Shard names must be plain
+    /// relative paths inside the checkpoint folder (no `..`, not absolute).
+    public static func parse(_ data: Data, path: String) throws(DumpError) -> [TensorName: String] {
+        let json: ExactJSON
+        do { json = try data.withUnsafeBytes { b throws(ExactJSON.Failure) in try ExactJSON.parse(b) } } catch {
+            throw .malformed(path: path, reason: "not JSON (\(error))")
         }
-        guard let map = obj["weight_map"] as? [String: Any] else { throw .malformed(path: path, reason: "no \"weight_map\" object") }
-        var out: [String: String] = [:]
-        for (tensor, v) in map {
-            guard let shard = v as? String, !shard.isEmpty, !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
-                throw .malformed(path: path, reason: "weight_map entry for '\(tensor)' is not a shard file inside the folder")
+        guard json.members != nil else { throw .malformed(path: path, reason: "not a JSON object") }
+        guard let map = json["weight_map"]?.members else { throw .malformed(path: path, reason: "no \"weight_map\" object") }
+        var out: [TensorName: String] = [:]
+        for m in map {
+            guard let shard = m.value.string, !shard.isEmpty, !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
+                throw .malformed(path: path, reason: "weight_map entry for '\(m.key)' is not a shard file inside the folder")
             }
-            out[tensor] = shard
+            guard out.updateValue(shard, forKey: TensorName(m.key)) == nil else {
+                throw .malformed(path: path, reason: "weight_map lists tensor '\(m.key)' twice")
+            }
         }
         return out
     }
@@ -465,14 +470,29 @@ public enum DumpNames {
         return x.count - i < y.count - j
     }
 
-    /// The last run of digits in `name` (`step-015` → 15, `checkpoint-30` → 30), nil when there is none.
-    public static func stepNumber(_ name: String) -> Int64? {
-        var digits = "", last: String? = nil
-        for c in name {
-            if c.isASCII && c.isNumber { digits.append(c) } else if !digits.isEmpty { last = digits; digits = "" }
+    /// The step number in a file or folder name: its last run of ASCII digits (`step-015` → 15, `checkpoint-30`
+    /// → 30), after dropping a shard suffix (`model-00001-of-00002` has none); nil when there is none. A number
+    /// past the largest step (2^63 − 1) is refused, naming `path`, rather than read as no number.
+    public static func stepNumber(_ name: String, path: String) throws(DumpError) -> Int64? {
+        let scalars = Array(name.unicodeScalars)
+        var end = scalars.count
+        if let shard = shardSuffix(name) { end -= shard }
+        var i = end
+        while i > 0, !("0"..."9").contains(scalars[i - 1]) { i -= 1 }
+        let last = i
+        while i > 0, ("0"..."9").contains(scalars[i - 1]) { i -= 1 }
+        guard i < last else { return nil }
+        let digits = String(String.UnicodeScalarView(scalars[i..<last]))
+        guard let v = Int64(digits) else {
+            throw .badStep(path: path, reason: "step number \(digits) in the name exceeds the largest step, \(Int64.max)")
         }
-        if !digits.isEmpty { last = digits }
-        return last.flatMap { Int64($0) }
+        return v
+    }
+
+    /// The length in characters of a Hugging Face shard suffix `-NNNNN-of-NNNNN` ending `stem`, or nil.
+    public static func shardSuffix(_ stem: String) -> Int? {
+        guard let r = stem.range(of: "-[0-9]+-of-[0-9]+$", options: .regularExpression) else { return nil }
+        return stem[r].unicodeScalars.count
     }
 
     /// A tensor name from a file stem: the stem without its step number and the separators around it

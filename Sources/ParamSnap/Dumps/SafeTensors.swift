@@ -15,6 +15,8 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
     case mismatch(path: String, tensor: String, reason: String)
     /// Two inputs give the same training step.
     case duplicateStep(step: Int64, first: String, second: String)
+    /// A step that breaks the step rules (not after the previous one, past 2^63 − 1).
+    case badStep(path: String, reason: String)
     /// Nothing to convert after discovery and filtering.
     case noInputs(reason: String)
 
@@ -28,6 +30,7 @@ public enum DumpError: Error, Equatable, CustomStringConvertible, Sendable {
         case .unrecognized(let p, let r): return "\(p): \(r)"
         case .mismatch(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
         case .duplicateStep(let s, let a, let b): return "step \(s) appears twice: \(a) and \(b) (give one of them, or pick steps with --steps)"
+        case .badStep(let p, let r): return "\(p): \(r)"
         case .noInputs(let r): return "no inputs: \(r)"
         }
     }
@@ -66,42 +69,41 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard n <= UInt64(Self.maxHeaderSize) else { throw DumpError.badHeader(path: path, reason: "header length \(n) exceeds \(Self.maxHeaderSize)") }
         guard n <= UInt64(buf.count - 8) else { throw DumpError.truncated(path: path, reason: "header of \(n) bytes but only \(buf.count - 8) follow") }
         dataStart = 8 + Int(n)
-        let json: Any
-        do {
-            json = try JSONSerialization.jsonObject(with: Data(UnsafeRawBufferPointer(rebasing: buf[8..<dataStart])))
-        } catch {
-            throw DumpError.badHeader(path: path, reason: "header is not JSON")
+        // Parsed with the exact parser: Foundation's would merge two names that differ only in Unicode
+        // normalisation ("e\u{301}", "\u{e9}"), which are two tensors here (§1.1: names are bytes).
+        let json: ExactJSON
+        do { json = try ExactJSON.parse(UnsafeRawBufferPointer(rebasing: buf[8..<dataStart])) } catch {
+            throw DumpError.badHeader(path: path, reason: "header is not JSON (\(error))")
         }
-        guard let obj = json as? [String: Any] else { throw DumpError.badHeader(path: path, reason: "header is not a JSON object") }
-        // JSON parsers keep one of two equal keys silently; a header naming a tensor twice is refused.
-        let keys = Self.topLevelKeys(UnsafeRawBufferPointer(rebasing: buf[8..<dataStart]))
-        if keys.count != obj.count {
-            var seen = Set<String>()
-            let dup = keys.first { !seen.insert($0).inserted }
-            throw DumpError.badHeader(path: path, reason: "tensor name \(dup.map { "'\($0)'" } ?? "(in escaped form)") appears more than once")
+        guard let members = json.members else { throw DumpError.badHeader(path: path, reason: "header is not a JSON object") }
+        var seen = Set<TensorName>()
+        for m in members where !seen.insert(TensorName(m.key)).inserted {
+            throw DumpError.badHeader(path: path, reason: "tensor name '\(m.key)' appears more than once")
         }
         var meta: [String: String] = [:]
         var list: [Entry] = []
         var skipped: [(String, String)] = []
         let dataSize = buf.count - dataStart
-        for (name, value) in obj {
+        for m in members {
+            let name = m.key
             if name == "__metadata__" {
-                if let m = value as? [String: Any] { for (k, v) in m { meta[k] = v as? String ?? "\(v)" } }
+                for e in m.value.members ?? [] { meta[e.key] = e.value.string ?? e.value.text }
                 continue
             }
-            guard let d = value as? [String: Any], let dt = d["dtype"] as? String, let shapeAny = d["shape"] as? [Any],
-                  let offs = d["data_offsets"] as? [Any], offs.count == 2 else {
-                throw DumpError.badTensor(path: path, tensor: name, reason: "entry needs dtype, shape and data_offsets [begin, end]")
+            guard let d = m.value.members, Set(d.map { TensorName($0.key) }).count == d.count,
+                  let dt = m.value["dtype"]?.string, case .array(let shapeAny)? = m.value["shape"],
+                  case .array(let offs)? = m.value["data_offsets"], offs.count == 2 else {
+                throw DumpError.badTensor(path: path, tensor: name, reason: "entry needs dtype, shape and data_offsets [begin, end], each once")
             }
             var shape: [Int] = []
             for s in shapeAny {
-                guard let v = (s as? NSNumber)?.int64Value, v >= 0, (s as? NSNumber)?.doubleValue == Double(v) else {
-                    throw DumpError.badTensor(path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
+                guard let v = s.int64, v >= 0 else {
+                    throw DumpError.badTensor(path: path, tensor: name, reason: "shape [\(shapeAny.map(\.text).joined(separator: ", "))] is not a list of non-negative integers")
                 }
                 shape.append(Int(v))
             }
-            guard let b = (offs[0] as? NSNumber)?.int64Value, let e = (offs[1] as? NSNumber)?.int64Value, b >= 0, e >= b else {
-                throw DumpError.badTensor(path: path, tensor: name, reason: "bad data_offsets \(offs)")
+            guard let b = offs[0].int64, let e = offs[1].int64, b >= 0, e >= b else {
+                throw DumpError.badTensor(path: path, tensor: name, reason: "bad data_offsets [\(offs.map(\.text).joined(separator: ", "))]")
             }
             guard e <= Int64(dataSize) else {
                 throw DumpError.truncated(path: path, reason: "tensor '\(name)' data ends at \(e), the data section has \(dataSize) bytes")
@@ -123,42 +125,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
             }
             list.append(Entry(info: info, begin: Int(b), end: Int(e)))
         }
-        list.sort { ($0.begin, $0.info.name) < ($1.begin, $1.info.name) }
+        list.sort { $0.begin != $1.begin ? $0.begin < $1.begin : $0.info.key < $1.info.key }
         for i in 1..<max(1, list.count) where list[i].begin < list[i - 1].end {
             throw DumpError.badTensor(path: path, tensor: list[i].info.name, reason: "data overlaps tensor '\(list[i - 1].info.name)'")
         }
         entries = list
         metadata = meta
         self.skipped = skipped
-    }
-
-    /// The raw (unescaped-as-written) keys of the top-level JSON object of a header already known to parse.
-    static func topLevelKeys(_ b: UnsafeRawBufferPointer) -> [String] {
-        var keys: [String] = []
-        var depth = 0, i = 0
-        let n = b.count
-        while i < n {
-            let c = b[i]
-            if c == UInt8(ascii: "\"") {
-                let start = i + 1
-                i += 1
-                while i < n && b[i] != UInt8(ascii: "\"") { i += b[i] == UInt8(ascii: "\\") ? 2 : 1 }
-                let end = min(i, n)
-                i += 1
-                if depth == 1 {
-                    var j = i
-                    while j < n, [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
-                    if j < n && b[j] == UInt8(ascii: ":") {
-                        keys.append(String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<max(start, end)]), as: UTF8.self))
-                    }
-                }
-                continue
-            }
-            if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") { depth += 1 }
-            if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") { depth -= 1 }
-            i += 1
-        }
-        return keys
     }
 
     /// Tensors declared (data-offset order).
@@ -170,8 +143,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + e.begin)..<(dataStart + e.end)])
     }
 
-    /// Raw bytes of the tensor called `name`.
+    /// Raw bytes of the tensor called `name` (the same UTF-8 bytes).
     public func bytes(named name: String) -> UnsafeRawBufferPointer? {
-        entries.firstIndex { $0.info.name == name }.map { bytes($0) }
+        entries.firstIndex { TensorName.same($0.info.name, name) }.map { bytes($0) }
     }
 }

@@ -64,6 +64,10 @@ public struct Footer: Equatable, Sendable {
                        metadataLength: r.u64(64), metadataChecksum: r.u64(72), snapshotCount: r.u64(80),
                        tileCount: r.u64(88), parameterCount: r.u64(96))
         func bad(_ why: String) -> FormatError { .badFooter(offset: offset, reason: why) }
+        // §11 caps first: a footer past one is damage whatever else it says.
+        guard f.indexLength <= Spec.maxIndexBytes else { throw bad("index of \(f.indexLength) bytes exceeds the cap") }
+        guard f.metadataLength <= Spec.maxMetadataBytes else { throw bad("metadata of \(f.metadataLength) bytes exceeds the cap") }
+        guard f.snapshotCount <= Spec.maxSnapshots else { throw bad("snapshot count \(f.snapshotCount) exceeds the cap") }
         guard Checked.add(f.metadataOffset, f.metadataLength) == offset else { throw bad("metadata does not end at the footer") }
         guard Checked.add(f.indexOffset, f.indexLength) == f.metadataOffset else { throw bad("index does not end where metadata starts") }
         guard Checked.mul(f.tileCount, UInt64(Spec.tileIndexEntrySize)) == f.indexLength else { throw bad("indexLength \(f.indexLength) != 64 × tileCount \(f.tileCount)") }
@@ -71,9 +75,6 @@ public struct Footer: Equatable, Sendable {
         guard f.previousFooterOffset == 0 || (f.previousFooterOffset >= UInt64(Spec.headerSize) && f.previousFooterOffset < f.indexOffset) else {
             throw bad("previous footer offset \(f.previousFooterOffset) out of range")
         }
-        guard f.indexLength <= Spec.maxIndexBytes else { throw bad("index of \(f.indexLength) bytes exceeds the cap") }
-        guard f.metadataLength <= Spec.maxMetadataBytes else { throw bad("metadata of \(f.metadataLength) bytes exceeds the cap") }
-        guard f.snapshotCount <= Spec.maxSnapshots else { throw bad("snapshot count \(f.snapshotCount) exceeds the cap") }
         return f
     }
 }

@@ -30,7 +30,7 @@ public enum MetaValue: Codable, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// §1.1 A tensor declaration.
+/// §1.1 A tensor declaration. Equal when name (as bytes, see `TensorName`), dtype and shape are equal.
 public struct TensorInfo: Codable, Equatable, Sendable {
     public var name: String
     public var dtype: DType
@@ -38,6 +38,10 @@ public struct TensorInfo: Codable, Equatable, Sendable {
 
     public init(name: String, dtype: DType, shape: [Int]) {
         self.name = name; self.dtype = dtype; self.shape = shape
+    }
+
+    public static func == (a: TensorInfo, b: TensorInfo) -> Bool {
+        TensorName.same(a.name, b.name) && a.dtype == b.dtype && a.shape == b.shape
     }
 
     /// Number of parameters (product of the shape); nil if it overflows 63 bits or a dim is negative.
@@ -121,12 +125,12 @@ public struct FileMetadata: Codable, Equatable, Sendable {
     /// §7 checks that do not need the footer.
     public func validate() throws(FormatError) {
         guard tensors.count <= Spec.maxTensors else { throw .badMetadata("\(tensors.count) tensors exceed the cap \(Spec.maxTensors)") }
-        var seen = Set<String>()
+        var seen = Set<TensorName>()   // by bytes: "e\u{301}" and "\u{e9}" are two names (§1.1)
         var total = 0
         for (i, t) in tensors.enumerated() {
             guard !t.name.isEmpty else { throw .badMetadata("tensor \(i) has an empty name") }
             guard t.name.utf8.count <= Spec.maxNameBytes else { throw .badMetadata("tensor \(i) name longer than \(Spec.maxNameBytes) bytes") }
-            guard seen.insert(t.name).inserted else { throw .badMetadata("duplicate tensor name '\(t.name)'") }
+            guard seen.insert(t.key).inserted else { throw .badMetadata("duplicate tensor name '\(t.name)'") }
             guard t.shape.count <= Spec.maxDims else { throw .badMetadata("tensor '\(t.name)' has \(t.shape.count) dims (max \(Spec.maxDims))") }
             guard let n = t.parameterCount else { throw .badMetadata("tensor '\(t.name)' shape \(t.shape) is negative or overflows 63 bits") }
             let (s, o) = total.addingReportingOverflow(n)

@@ -77,8 +77,8 @@ public enum NameSuggestion {
             if d <= allowed { scored.append((d, k, c)) }
         }
         scored.sort { ($0.distance, $0.order) < ($1.distance, $1.order) }
-        var seen = Set<String>()
-        return Array(scored.map(\.name).filter { seen.insert($0).inserted }.prefix(limit))
+        var seen = Set<TensorName>()   // names are byte strings: canonically equivalent names are distinct
+        return Array(scored.map(\.name).filter { seen.insert(TensorName($0)).inserted }.prefix(limit))
     }
 
     /// Edits needed for `pattern` to match `name` (optimal string alignment: a swap of neighbours is one edit);

@@ -4,13 +4,14 @@ import Foundation
 /// Writes a compact `.psnap` (§10: one tile per block spanning all snapshots) from tiles the caller produces: a pass
 /// that computes each block's values itself (`psnap moments`) encodes and appends them as it goes, instead of
 /// staging the whole output and writing it afterwards. Written under a temporary name beside `path`, published
-/// (fsynced) and renamed by `finish`; removed if the sink is dropped unfinished.
+/// (fsynced) and renamed by `finish`; removed if the sink is dropped unfinished or a signal ends the process. A
+/// replaced file's mode and owner are kept.
 public final class CompactTileSink: @unchecked Sendable {
     public let path: String
     public let snapshots: [SnapshotInfo]
     public var layout: RunLayout { writer.layout }
     public var chain: CodecChain { writer.header.codecChain }
-    private let tmp: String
+    private let tmp: TempFile
     private let overwrite: Bool
     private let writer: SnapshotWriter
     private let lock = NSLock()
@@ -25,15 +26,23 @@ public final class CompactTileSink: @unchecked Sendable {
         self.path = path
         self.snapshots = snapshots
         overwrite = options.overwrite
-        tmp = path + ".tmp-\(getpid())"
+        let tmp = TempFile(beside: path, .output)
+        self.tmp = tmp
         var o = options
-        o.overwrite = true
-        writer = try SnapshotWriter.create(path: tmp, tensors: tensors, options: o)
+        o.overwrite = false   // a new file (O_EXCL): never written through whatever was at the temporary name
+        do {
+            let w = try SnapshotWriter.create(path: tmp.path, tensors: tensors, options: o)
+            try w.adoptAttributes(of: path)
+            writer = w
+        } catch {
+            tmp.remove()
+            throw error
+        }
         added = [Bool](repeating: false, count: writer.layout.blockCounts.reduce(0, +))
         report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
     }
 
-    deinit { if !done { unlink(tmp) } }
+    deinit { if !done { tmp.remove() } }
 
     /// Encodes block `block` of tensor `tensor` from `raw` (the block's parameters × all snapshots, parameter-major,
     /// little-endian) with `codec` (a `TileCodec` of `chain`, one per thread) and appends it.
@@ -67,6 +76,7 @@ public final class CompactTileSink: @unchecked Sendable {
         report.tilesWritten = entries.count
         if !snapshots.isEmpty { try writer.publishCompact(entries: entries, snapshots: snapshots, report: report) }
         try writer.closeAndRename(to: path, overwrite: overwrite)
+        tmp.release()
         done = true
         return report
     }

@@ -14,9 +14,13 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case exists(path: String)
     /// The path names a directory, FIFO, device or socket where a file's bytes are needed.
     case notRegularFile(path: String, kind: String)
+    case outputIsInput(output: String, input: String)
+    case attributes(path: String, errno: Int32)
     case layoutMismatch(String)
     case badSnapshot(String)
     case incomplete(String)
+    /// Another writer committed to the file between a check and the writer lock.
+    case changed(path: String)
     case closed
 
     static func text(_ e: Int32) -> String {
@@ -33,11 +37,14 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .mmap(let p, let e): return "cannot memory-map '\(p)': \(Self.text(e))"
         case .rename(let f, let t, let e): return "cannot rename '\(f)' to '\(t)': \(Self.text(e))"
         case .locked(let p): return "'\(p)' is locked by another writer"
-        case .exists(let p): return "'\(p)' already exists"
+        case .exists(let p): return "'\(p)' already exists (use --force to replace it)"
+        case .outputIsInput(let o, let i): return "the output '\(o)' is the input '\(i)' (the same file): an output never replaces an input; choose another output path"
+        case .attributes(let p, let e): return "cannot give the new file the mode and owner of '\(p)': \(Self.text(e))"
         case .notRegularFile(let p, let k): return k.hasPrefix("not") ? "'\(p)' is \(k)" : "'\(p)' is \(k), not a regular file"
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
         case .incomplete(let r): return "incomplete output: \(r)"
+        case .changed(let p): return "'\(p)' changed while the inputs were checked (another writer committed): nothing was appended; run the append again"
         case .closed: return "the writer is closed"
         }
     }

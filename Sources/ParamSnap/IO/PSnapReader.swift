@@ -38,118 +38,40 @@ public final class PSnapReader: @unchecked Sendable {
     public var snapshotCount: Int { metadata.snapshots.count }
     public var parameterCount: Int { layout.parameterCount }
 
-    /// Opens the newest valid commit of `path`. `verifyChecksums` checks each tile's XXH64 as it is read.
-    public init(path: String, verifyChecksums: Bool = true) throws {
+    /// Opens the newest commit of `path` (§8.1). A torn tail after it is ignored and reported (`ignoredBytes`);
+    /// a damaged newest commit throws `FormatError.damagedCommit` (never a silent fall-back to an older one).
+    /// `verifyChecksums` checks each tile's XXH64 as it is read.
+    public convenience init(path: String, verifyChecksums: Bool = true) throws {
+        let file = try MappedFile(path: path)
+        let header = try Self.header(of: file)
+        let commit = try CommitSearch.newest(file.bytes, blockSize: Int(header.blockSize))
+        self.init(path: path, file: file, header: header, commit: commit, verifyChecksums: verifyChecksums)
+    }
+
+    /// Opens a given commit of `path` (found by `CommitSearch.survey` or rebuilt by `FooterSalvage`: repair).
+    init(path: String, file: MappedFile, header: FileHeader, commit: Commit, verifyChecksums: Bool) {
         self.path = path
+        self.file = file
+        self.header = header
         self.verifyChecksums = verifyChecksums
-        file = try MappedFile(path: path)
-        let buf = file.bytes
-        let size = UInt64(buf.count)
-        guard buf.count >= Spec.headerSize else { throw FormatError.fileTooShort(size: size) }
-        header = try FileHeader.decode(UnsafeRawBufferPointer(rebasing: buf[0..<Spec.headerSize]))
-        let (f, off) = try Self.findNewestFooter(buf)
-        footer = f
-        footerOffset = off
-        ignoredBytes = size - (off + UInt64(Spec.footerSize))
-        let meta = try FileMetadata.decode(UnsafeRawBufferPointer(rebasing: buf[Int(f.metadataOffset)..<Int(f.metadataOffset + f.metadataLength)]))
-        guard UInt64(meta.snapshots.count) == f.snapshotCount else {
-            throw FormatError.badMetadata("\(meta.snapshots.count) snapshots listed, footer says \(f.snapshotCount)")
-        }
-        guard UInt64(meta.parameterCount) == f.parameterCount else {
-            throw FormatError.badMetadata("tensors hold \(meta.parameterCount) parameters, footer says \(f.parameterCount)")
-        }
-        metadata = meta
-        layout = RunLayout(tensors: meta.tensors, blockSize: Int(header.blockSize))
-        tiles = TileIndex.decode(UnsafeRawBufferPointer(rebasing: buf[Int(f.indexOffset)..<Int(f.indexOffset + f.indexLength)]))
-        blockFirstTile = try Self.checkIndex(tiles, layout: layout, footer: f)
+        footer = commit.footer
+        footerOffset = commit.footerOffset
+        // Saturating: a footer rebuilt by repair may have been cut short by the end of the file.
+        let end = commit.footerOffset + UInt64(Spec.footerSize)
+        ignoredBytes = UInt64(file.bytes.count) > end ? UInt64(file.bytes.count) - end : 0
+        metadata = commit.metadata
+        layout = commit.layout
+        tiles = commit.tiles
+        blockFirstTile = commit.blockFirstTile
         pool = CodecPool(chain: header.codecChain)
         cache = TileCache(budget: PSnapReader.defaultCacheBytes, tiles: tiles.count)
     }
 
-    /// §8.1 steps 2-4: the last 128 bytes, else a backward search for a valid footer.
-    static func findNewestFooter(_ buf: UnsafeRawBufferPointer) throws -> (Footer, UInt64) {
-        let size = buf.count
-        let minSize = Spec.headerSize + Spec.footerSize
-        guard size >= minSize else { throw FormatError.fileTooShort(size: UInt64(size)) }
-        func tryAt(_ o: Int) -> Footer? {
-            guard let f = try? Footer.decode(UnsafeRawBufferPointer(rebasing: buf[o..<(o + Spec.footerSize)]), at: UInt64(o)) else { return nil }
-            let io = Int(f.indexOffset), il = Int(f.indexLength), mo = Int(f.metadataOffset), ml = Int(f.metadataLength)
-            guard XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[io..<(io + il)])) == f.indexChecksum else { return nil }
-            guard XXH64.hash(UnsafeRawBufferPointer(rebasing: buf[mo..<(mo + ml)])) == f.metadataChecksum else { return nil }
-            return f
-        }
-        let last = size - Spec.footerSize
-        if let f = tryAt(last) { return (f, UInt64(last)) }
-        // Torn tail: search backwards for the footer magic.
-        let m0 = Spec.footerMagic[0]
-        let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        var o = last - 1
-        while o >= Spec.headerSize {
-            if base[o] == m0, memcmp(base + o, Spec.footerMagic, 8) == 0, let f = tryAt(o) {
-                return (f, UInt64(o))
-            }
-            o -= 1
-        }
-        throw FormatError.noValidCommit(fileSize: UInt64(size))
-    }
-
-    /// §6 validity rules. Returns the first tile of each global block.
-    static func checkIndex(_ tiles: [TileIndexEntry], layout: RunLayout, footer: Footer) throws(FormatError) -> [Int] {
-        if footer.snapshotCount == 0 {
-            // No snapshots, no tiles (however large the declared tensors are: nothing is allocated per block).
-            guard tiles.isEmpty else { throw .badTileEntry(entry: 0, reason: "a file with no snapshots has no tiles") }
-            return []
-        }
-        // Every block needs at least one tile, so a hostile metadata block cannot make us allocate more than the
-        // index (which lies inside the file) justifies.
-        guard layout.totalBlocks <= tiles.count else {
-            throw .tileCoverage(tensor: layout.tensors.first?.name ?? "?", block: 0,
-                                reason: "\(layout.totalBlocks) blocks declared but only \(tiles.count) tiles indexed")
-        }
-        var first = [Int](repeating: 0, count: layout.totalBlocks + 1)
-        var i = 0
-        let n = tiles.count
-        let snaps = footer.snapshotCount
-        for t in 0..<layout.tensors.count {
-            let e = UInt64(layout.tensors[t].dtype.size)
-            for b in 0..<layout.blockCounts[t] {
-                first[layout.blockOffsets[t] + b] = i
-                var next: UInt64 = 0
-                let params = UInt64(layout.blockParams(tensor: t, block: b))
-                while i < n, tiles[i].tensor == UInt32(t), tiles[i].block == UInt64(b) {
-                    let x = tiles[i]
-                    func bad(_ r: String) -> FormatError { .badTileEntry(entry: UInt64(i), reason: r) }
-                    guard x.flags & ~Spec.flagStoredRaw == 0 else { throw bad("reserved flag bits set (0x\(String(x.flags, radix: 16)))") }
-                    guard x.firstSnapshot == next else {
-                        throw .tileCoverage(tensor: layout.tensors[t].name, block: UInt64(b),
-                                            reason: x.firstSnapshot < next ? "tiles overlap at snapshot \(x.firstSnapshot)" : "no tile holds snapshots \(next)..<\(x.firstSnapshot)")
-                    }
-                    guard x.snapshotCount >= 1, let end = Checked.add(x.firstSnapshot, x.snapshotCount), end <= snaps else {
-                        throw bad("snapshots \(x.firstSnapshot)+\(x.snapshotCount) outside 0..<\(snaps)")
-                    }
-                    guard let raw = Checked.mul(params, x.snapshotCount).flatMap({ Checked.mul($0, e) }), raw == x.rawLength else {
-                        throw bad("rawLength \(x.rawLength) != \(params) params × \(x.snapshotCount) snapshots × \(e) bytes")
-                    }
-                    guard raw <= Spec.maxTileRawBytes else { throw bad("raw tile of \(raw) bytes exceeds the cap") }
-                    guard !x.storedRaw || x.storedLength == x.rawLength else { throw bad("stored raw but storedLength \(x.storedLength) != rawLength \(x.rawLength)") }
-                    guard x.offset >= UInt64(Spec.headerSize), let se = Checked.add(x.offset, x.storedLength), se <= footer.indexOffset else {
-                        throw bad("stored bytes \(x.offset)+\(x.storedLength) outside the data region 64..<\(footer.indexOffset)")
-                    }
-                    guard x.storedLength <= Spec.maxTileRawBytes else { throw bad("stored length \(x.storedLength) exceeds the cap") }
-                    next = end
-                    i += 1
-                }
-                guard next == snaps else {
-                    throw .tileCoverage(tensor: layout.tensors[t].name, block: UInt64(b), reason: "no tile holds snapshots \(next)..<\(snaps)")
-                }
-            }
-        }
-        guard i == n else {
-            let x = tiles[i]
-            throw .badTileEntry(entry: UInt64(i), reason: "tensor \(x.tensor) block \(x.block) is out of order or does not exist")
-        }
-        first[layout.totalBlocks] = n
-        return first
+    /// §3: the header of a mapped file.
+    static func header(of file: MappedFile) throws -> FileHeader {
+        let buf = file.bytes
+        guard buf.count >= Spec.headerSize else { throw FormatError.fileTooShort(size: UInt64(buf.count)) }
+        return try FileHeader.decode(UnsafeRawBufferPointer(rebasing: buf[0..<Spec.headerSize]))
     }
 
     // MARK: tiles
@@ -230,9 +152,10 @@ public final class PSnapReader: @unchecked Sendable {
 
     // MARK: addressing
 
-    /// Index of the tensor called `name`; the error suggests the closest names.
+    /// Index of the tensor called `name` (the same UTF-8 bytes: names are not Unicode-normalised, §1.1); the error
+    /// suggests the closest names.
     public func tensorIndex(named name: String) throws(ReaderError) -> Int {
-        guard let i = tensors.firstIndex(where: { $0.name == name }) else {
+        guard let i = tensors.firstIndex(where: { TensorName.same($0.name, name) }) else {
             throw .noSuchTensor(name, suggestions: NameSuggestion.closest(to: name, in: tensors.map(\.name)))
         }
         return i

@@ -39,6 +39,20 @@ public struct CommitReport: Sendable, Equatable {
     public var bytesAppended: UInt64 = 0
 }
 
+/// What `SnapshotWriter.repair` did.
+public struct RepairReport: Sendable {
+    /// Snapshots in the repaired copy.
+    public var snapshots: Int
+    /// Tiles that failed their checksum or decode (stored as NaN with `skipDamaged`).
+    public var damagedTiles: [TileDamage]
+    /// Bytes after the commit kept (a torn tail, or damaged commits discarded on request).
+    public var droppedTailBytes: UInt64
+    /// How a damaged newest footer was rebuilt (§8.2), if it was.
+    public var recoveredFooter: String?
+    /// The damaged commits given up (`discardDamagedCommits`), if any.
+    public var discardedCommits: String?
+}
+
 /// Appends snapshots to a `.psnap` file with bounded memory. One writer per file (an exclusive lock).
 public final class SnapshotWriter {
     public let path: String
@@ -115,16 +129,16 @@ public final class SnapshotWriter {
         return w
     }
 
-    /// The first difference between the file's tensors and `given`, or nil when equal.
+    /// The first difference between the file's tensors and `given`, or nil when equal (names compared as bytes).
     public static func firstDifference(file: [TensorInfo], given: [TensorInfo]) -> String? {
-        let byName = Dictionary(given.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let byName = Dictionary(given.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         for t in file {
-            guard let g = byName[t.name] else { return "tensor '\(t.name)' is in the file but missing from the snapshot" }
+            guard let g = byName[t.key] else { return "tensor '\(t.name)' is in the file but missing from the snapshot" }
             if g.dtype != t.dtype { return "tensor '\(t.name)' has dtype \(g.dtype.rawValue), the file has \(t.dtype.rawValue)" }
             if g.shape != t.shape { return "tensor '\(t.name)' has shape \(g.shape), the file has \(t.shape)" }
         }
-        let names = Set(file.map(\.name))
-        if let extra = given.first(where: { !names.contains($0.name) }) { return "tensor '\(extra.name)' is not in the file" }
+        let names = Set(file.map(\.key))
+        if let extra = given.first(where: { !names.contains($0.key) }) { return "tensor '\(extra.name)' is not in the file" }
         if given.count != file.count { return "the snapshot names a tensor twice" }
         return nil
     }
@@ -152,16 +166,17 @@ public final class SnapshotWriter {
         if stagedInfos.count >= options.snapshotsPerSegment { try commit() }
     }
 
-    /// Stages one snapshot given as tensor name → raw bytes (every declared tensor exactly once).
-    public func append(_ info: SnapshotInfo, tensors: [String: [UInt8]]) throws {
+    /// Stages one snapshot given as tensor name → raw bytes (every declared tensor exactly once). Names are keyed
+    /// by their bytes (`["w": bytes]` works as a literal).
+    public func append(_ info: SnapshotInfo, tensors: [TensorName: [UInt8]]) throws {
         var arrays: [[UInt8]] = []
         for t in layout.tensors {
-            guard let b = tensors[t.name] else { throw IOError.badSnapshot("tensor '\(t.name)' missing") }
+            guard let b = tensors[t.key] else { throw IOError.badSnapshot("tensor '\(t.name)' missing") }
             arrays.append(b)
         }
         if tensors.count != layout.tensors.count {
-            let names = Set(layout.tensors.map(\.name))
-            let extra = tensors.keys.sorted().first { !names.contains($0) } ?? "?"
+            let names = Set(layout.tensors.map(\.key))
+            let extra = tensors.keys.sorted().first { !names.contains($0) }?.string ?? "?"
             throw IOError.badSnapshot("tensor '\(extra)' is not in the file")
         }
         try Self.withBuffers(arrays) { try append(info, buffers: $0) }
@@ -278,8 +293,10 @@ public final class SnapshotWriter {
                             parameterCount: UInt64(layout.parameterCount))
         var tail = index
         tail.append(contentsOf: meta)
-        tail.append(contentsOf: footer.encode())
+        // The footer in a write of its own, after the index and metadata: a writer killed inside the first write
+        // leaves no footer magic at all, so a footer record after the newest commit is always damage (§8.1).
         try file.write(tail, at: indexOffset)
+        try file.write(footer.encode(), at: footerOffset)
         try file.sync()
         tiles = all
         end = footerOffset + UInt64(Spec.footerSize)
@@ -312,10 +329,13 @@ public final class SnapshotWriter {
 
     /// Rewrites `input` so every block has one tile spanning all snapshots (§10), streaming block by block.
     /// The result is written under a temporary name beside `output`, fsynced, then renamed over `output`.
-    /// `blockSize`/`chain` default to the input's.
+    /// `output == input` compacts in place: a symlink's target is rewritten (the link stays), keeping its mode and
+    /// owner. Any other `output` must not be the input file (`OutputPath.check`). `blockSize`/`chain` default to the input's.
     @discardableResult
     public static func compact(input: String, output: String, blockSize: Int? = nil, chain: CodecChain? = nil,
                                options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        let target = output == input ? OutputPath.resolved(input) : output
+        if output != input { try OutputPath.check(output: output, inputs: [input], force: true) }
         // Hold the writer lock on the input so no append runs while it is being rewritten.
         let inputLock = try WritableFile(path: input, create: false)
         defer { inputLock.close() }
@@ -325,16 +345,23 @@ public final class SnapshotWriter {
         opts.chain = chain ?? reader.header.codecChain
         opts.attributes = reader.metadata.attributes
         opts.overwrite = true
-        return try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
+        return try writeNewCompact(path: target, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil, options: opts)
     }
 
-    /// Writes a repaired copy of `input` to `output` (never over an existing file): the newest valid commit, its torn
-    /// tail dropped, every intact tile copied; tiles that fail their checksum or decode make it fail with their
-    /// names, unless `skipDamaged`, which stores them as NaN and lists them (tensor, parameters, snapshots) in the
-    /// output's `attributes["repair.damaged"]` — nothing is guessed silently. Returns the damaged tiles.
+    /// Writes a repaired copy of `input` to `output` (never over `input`, nor over an existing file unless
+    /// `options.overwrite`): the newest commit, its torn tail dropped, every intact tile copied; tiles that fail
+    /// their checksum or decode make it fail with their names, unless `skipDamaged`, which stores them as NaN and
+    /// lists them (tensor, parameters, snapshots) in the output's `attributes["repair.damaged"]` — nothing is
+    /// guessed silently. A damaged newest commit (§8.1) is
+    /// recovered when its index and metadata are intact (§8.2, `attributes["repair.footer"]`); otherwise the
+    /// newest intact commit is kept only with `discardDamagedCommits`, which names the loss in
+    /// `attributes["repair.discardedCommits"]`.
     @discardableResult
-    public static func repair(input: String, output: String, skipDamaged: Bool, options: WriterOptions = WriterOptions()) throws -> [TileDamage] {
-        let reader = try PSnapReader(path: input, verifyChecksums: true)
+    public static func repair(input: String, output: String, skipDamaged: Bool, discardDamagedCommits: Bool = false,
+                              options: WriterOptions = WriterOptions()) throws -> RepairReport {
+        try OutputPath.check(output: output, inputs: [input], force: options.overwrite)
+        var attributes: [String: MetaValue] = [:]
+        let reader = try openForRepair(input, discardDamagedCommits: discardDamagedCommits, notes: &attributes)
         let damage = reader.verifyAll(workers: options.workers)
         if !damage.isEmpty && !skipDamaged {
             throw FormatError.damagedTiles(count: damage.count, list: damage.map { "tile \($0.tile) (tensor '\($0.tensor)', parameters \($0.parameters.lowerBound)..<\($0.parameters.upperBound), snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound), offset \($0.offset))" }.joined(separator: "; "))
@@ -342,29 +369,62 @@ public final class SnapshotWriter {
         var opts = options
         opts.blockSize = Int(reader.header.blockSize)
         opts.chain = reader.header.codecChain
-        var attributes = reader.metadata.attributes ?? [:]
+        attributes.merge(reader.metadata.attributes ?? [:]) { mine, _ in mine }
         if !damage.isEmpty {
             attributes["repair.damaged"] = .string(damage.map { "\($0.tensor)[\($0.parameters.lowerBound)..<\($0.parameters.upperBound)] snapshots \($0.snapshots.lowerBound)..<\($0.snapshots.upperBound)" }.joined(separator: "; "))
         }
         if reader.ignoredBytes > 0 { attributes["repair.droppedTailBytes"] = .number(Double(reader.ignoredBytes)) }
         opts.attributes = attributes.isEmpty ? nil : attributes
-        opts.overwrite = false
         _ = try writeNewCompact(path: output, tensors: reader.tensors, snapshots: reader.snapshots, old: reader, source: nil,
                                 options: opts, skipDamaged: skipDamaged)
-        return damage
+        func note(_ k: String) -> String? { if case .string(let v)? = attributes[k] { return v }; return nil }
+        return RepairReport(snapshots: reader.snapshotCount, damagedTiles: damage, droppedTailBytes: reader.ignoredBytes,
+                            recoveredFooter: note("repair.footer"), discardedCommits: note("repair.discardedCommits"))
     }
 
-    /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name, build,
-    /// publish (fsynced), rename.
+    /// The commit repair starts from: the newest one; else (§8.2) the newest damaged record's commit rebuilt;
+    /// else, only when allowed, the newest intact commit. Adds what it did to `notes`.
+    static func openForRepair(_ input: String, discardDamagedCommits: Bool, notes: inout [String: MetaValue]) throws -> PSnapReader {
+        do {
+            return try PSnapReader(path: input, verifyChecksums: true)
+        } catch FormatError.damagedCommit(let offset, let reason, _, _) {
+            let file = try MappedFile(path: input)
+            let header = try PSnapReader.header(of: file)
+            let B = Int(header.blockSize)
+            let survey = CommitSearch.survey(file.bytes, blockSize: B)
+            // Newest first: the first record whose commit can be rebuilt wins; newer damaged ones are lost.
+            for (i, d) in survey.damaged.enumerated() {
+                guard let salvaged = FooterSalvage.recover(file.bytes, record: Int(d.offset), blockSize: B) else { continue }
+                guard i == 0 || discardDamagedCommits else { break }
+                notes["repair.footer"] = .string(salvaged.note)
+                if i > 0 { notes["repair.discardedCommits"] = .string(Self.lossNote(survey.damaged[0..<i])) }
+                return PSnapReader(path: input, file: file, header: header, commit: salvaged.commit, verifyChecksums: true)
+            }
+            guard discardDamagedCommits, let intact = survey.intact else {
+                throw FormatError.unrecoverableCommit(offset: offset, reason: reason,
+                                                      intact: survey.intact.map { IntactCommit(($0.footerOffset, $0.footer.snapshotCount)) })
+            }
+            notes["repair.discardedCommits"] = .string(Self.lossNote(survey.damaged[...]))
+            return PSnapReader(path: input, file: file, header: header, commit: intact, verifyChecksums: true)
+        }
+    }
+
+    private static func lossNote(_ records: ArraySlice<CommitSearch.DamagedRecord>) -> String {
+        records.map { "footer record at offset \($0.offset): \($0.reason)" }.joined(separator: "; ")
+    }
+
+    /// The one-segment file of `snapshots`, from an old file's tiles or from a snapshot source: temp name (removed
+    /// on failure or a signal), build, publish (fsynced), rename. A replaced file's mode and owner are kept.
     private static func writeNewCompact(path: String, tensors: [TensorInfo], snapshots: [SnapshotInfo], old: PSnapReader?,
                                         source: SnapshotSource?, options: WriterOptions, skipDamaged: Bool = false) throws -> CommitReport {
         if !options.overwrite && FileManager.default.fileExists(atPath: path) { throw IOError.exists(path: path) }
         var opts = options
-        opts.overwrite = true
-        let tmp = path + ".tmp-\(getpid())"
+        opts.overwrite = false   // a new file (O_EXCL): never written through whatever was at the temporary name
+        let tmp = TempFile(beside: path, .output)
         var ok = false
-        defer { if !ok { unlink(tmp) } }
-        let w = try SnapshotWriter.create(path: tmp, tensors: tensors, options: opts)
+        defer { if ok { tmp.release() } else { tmp.remove() } }
+        let w = try SnapshotWriter.create(path: tmp.path, tensors: tensors, options: opts)
+        try w.adoptAttributes(of: path)
         var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
         if !snapshots.isEmpty {
             var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
@@ -405,6 +465,12 @@ extension SnapshotWriter {
         segments = [0..<snapshots.count]
     }
 
+    /// Gives the file being written the mode and owner of the file at `path` it will replace (`OutputPath`).
+    func adoptAttributes(of path: String) throws {
+        guard let file else { throw IOError.closed }
+        try OutputPath.adoptAttributes(of: path, fd: file.fd)
+    }
+
     /// Closes a file written under a temporary name and renames it to `path` (never over an existing file unless
     /// `overwrite`), then makes the rename durable. The one end of every "temp name, build, publish, rename" writer.
     func closeAndRename(to path: String, overwrite: Bool) throws {
@@ -418,7 +484,9 @@ extension SnapshotWriter {
 
 /// Staged snapshots: in memory up to a budget, then in a spill file beside the output (§10 bounded memory).
 final class Staging {
+    let output: String
     let spillPath: String
+    private var spillFile: TempFile?
     let snapshotBytes: Int
     let memoryBudget: Int
     private var memory: [UnsafeMutableRawBufferPointer] = []
@@ -429,7 +497,8 @@ final class Staging {
     let tensorOffsets: [Int]
 
     init(path: String, tensors: [TensorInfo], memoryBudget: Int) {
-        self.spillPath = path + ".staging-\(getpid())"
+        self.output = path
+        self.spillPath = TempFiles.path(beside: path, .staging)
         var o = [0]
         for t in tensors { o.append(o.last! + (t.parameterCount ?? 0) * t.dtype.size) }
         self.tensorOffsets = o
@@ -449,7 +518,10 @@ final class Staging {
             }
             memory.append(a)
         } else {
-            if spill == nil { spill = try WritableFile(path: spillPath, create: true, overwrite: true) }
+            if spill == nil {
+                spillFile = TempFile(beside: output, .staging)
+                spill = try WritableFile(path: spillPath, create: true)
+            }
             var o = UInt64(spilled) * UInt64(snapshotBytes)
             for b in buffers where b.count > 0 {
                 try spill!.write(b, at: o)
@@ -477,7 +549,9 @@ final class Staging {
     func discard() {
         for m in memory { m.deallocate() }
         memory.removeAll()
-        if spill != nil { spill!.close(); spill = nil; unlink(spillPath) }
+        if spill != nil { spill!.close(); spill = nil }
+        spillFile?.remove()
+        spillFile = nil
         spilled = 0
     }
 }

@@ -23,7 +23,7 @@ final class WritableFile {
             throw IOError.notRegularFile(path: path, kind: kind)
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard Self.lock(fd) else {
             Glibc.close(fd)
             throw IOError.locked(path: path)
         }
@@ -31,6 +31,18 @@ final class WritableFile {
     }
 
     deinit { close() }
+
+    /// Takes the exclusive writer lock, trying for up to 0.2 s: a process spawned by another thread of this process
+    /// holds a copy of every descriptor (and so of a lock just released) until it execs, for far less than that;
+    /// another writer holds it for as long as it writes.
+    private static func lock(_ fd: Int32) -> Bool {
+        for attempt in 0..<40 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
+            if attempt < 39 { usleep(5_000) }
+        }
+        return false
+    }
 
     func close() {
         if fd >= 0 { Glibc.close(fd); fd = -1 }

@@ -6,8 +6,9 @@
   peers.py worker ACTION CONTENDER RUNDIR      (internal: one measurement in a fresh process, one JSON line out)
 
 Every contender stores the same run: each tensor flattened to n parameters, as a parameter-major array
-[n, snapshots] with chunks of (1024 parameters × all snapshots), the size of ParamSnap's tiles at B = 1024 (one
-segment). bf16 runs are stored as their uint16 bit patterns (numpy has no bf16), losslessly.
+[n, snapshots] with chunks of (B parameters × all snapshots), B = ParamSnap's block size for the run (FORMAT §4.1:
+a tile of about 64 KiB; --chunk B forces one size), so chunks match ParamSnap's tiles (one segment). bf16 runs are stored as their uint16 bit patterns
+(numpy has no bf16), losslessly.
 """
 import argparse
 import bisect

@@ -5,8 +5,10 @@
 # Makes tools/bench/peers/.venv (numpy scipy zarr numcodecs blosc2 h5py hdf5plugin zstandard safetensors from PyPI; a
 # package that does not install marks its contender unavailable), builds ParamSnap in release (.build-peers) and the
 # in-process latency probe (tools/bench/peers/probe), runs every contender on the real runs of ../shared/data and on a
-# synthetic run (tools/make_synthetic_dumps.py, --gib 1 by default; the issue's size is --gib 8), and writes
-# tools/bench/peers/results/<tag>.md and .json. Temporary stores go under --work and are deleted as it goes.
+# synthetic run (tools/make_synthetic_dumps.py, --gib 1 by default; --gib 8 for the 8 GiB comparison), and writes
+# tools/bench/peers/results/<tag>.md and .json (default tag: latest). Name a kept result by date, UTC time, runs, size
+# and what it compares, e.g. --tag 2026-11-29-1600-real-runs-and-1gib-all-contenders-64kib-tiles. Temporary stores go
+# under --work and are deleted as it goes.
 # Chunked contenders use chunks of ParamSnap's block size for each run (FORMAT §4.1), or --chunk B for all (and psnap).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -233,7 +233,7 @@ func benchReal(args: [String]) throws {
                     let r = try PSnapReader(path: path)
                     // Full decode speed (one thread) and random trajectory latency.
                     let codec = TileCodec(chain: r.header.codecChain)
-                    // Best of five passes: this shared VM's noise is one-sided.
+                    // Best of five passes: on a shared VM the noise is one-sided.
                     var dsecs = Double.infinity
                     for _ in 0..<5 {
                         let t1 = now()
@@ -266,7 +266,7 @@ func benchReal(args: [String]) throws {
 
 func benchDecode(args: [String]) throws {
     // psnap-bench decode FILE... [--passes N]: whole-tile decode speed, one thread, min and median of N passes per file
-    // (for A/B runs of two builds on this noisy VM: alternate the binaries, compare the minima).
+    // (for A/B runs of two builds on a noisy VM: alternate the binaries, compare the minima).
     let passes = args.firstIndex(of: "--passes").map { Int(args[$0 + 1])! } ?? 15
     for path in args.prefix(while: { !$0.hasPrefix("--") }) {
         let r = try PSnapReader(path: path)

@@ -175,7 +175,7 @@ public func fuzzRoundtrip(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             must("close before reopen") { try w.close() }
             w = must("reopen") { try SnapshotWriter.open(path: path, expecting: tensors, options: opts) }
         }
-        must("append \(k)") { try w.append(infos[k], tensors: Dictionary(uniqueKeysWithValues: zip(tensors.map(\.name), expected[k]))) }
+        must("append \(k)") { try w.append(infos[k], tensors: Dictionary(uniqueKeysWithValues: zip(tensors.map(\.key), expected[k]))) }
         if commitAt.contains(k) { must("commit after \(k)") { try w.commit() } }
     }
     must("close") { try w.close() }
