@@ -171,8 +171,9 @@ public struct MomentsCommand: ParsableCommand {
     }
 
     /// The --npy file of tensor `name` in `directory`.
+    /// The file of tensor `name` in an `--npy` folder: the same injective names as `psnap export` to a folder.
     static func npyPath(_ directory: String, _ name: String) -> String {
-        directory + "/" + String(name.map { $0 == "/" ? "_" : $0 }) + ".npy"
+        directory + "/" + ExportFileNames.fileName(for: name)
     }
 
     func perTensor(_ r: PSnapReader, tensors: [Int], range: Range<Int>) throws {
