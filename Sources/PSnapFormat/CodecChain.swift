@@ -44,6 +44,9 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     /// The default of format 1.0 before `linpred` existed (kept for the golden fixtures and comparisons).
     public static let splitByteDelta = try! CodecChain(stages: [.split, .bytedelta, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
 
+    /// The zstd levels a chain may use (libzstd's range: negative levels are its fast modes).
+    public static var zstdLevels: ClosedRange<Int32> { Spec.zstdLevels }
+
     public init(stages: [CodecStage], zstdLevel: Int32 = Spec.defaultZstdLevel) throws(FormatError) {
         guard stages.count <= Spec.maxChainStages else { throw .invalidCodecChain("\(stages.count) stages (max \(Spec.maxChainStages))") }
         if let z = stages.firstIndex(where: \.isTerminal), z != stages.count - 1 {

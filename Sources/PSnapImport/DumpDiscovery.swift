@@ -110,8 +110,13 @@ public final class DumpDiscovery {
         if let i = skippedTensors.firstIndex(where: { $0.what == what }) { skippedTensors[i].count += 1 } else { skippedTensors.append((what, 1)) }
     }
 
+    /// Every tensor name met among the inputs, kept or not, in the order first met (to name what a glob missed).
+    public private(set) var tensorNames: [String] = []
+    private var namesMet = Set<TensorName>()
+
     private func keep(_ name: String) -> Bool {
-        (options.include.isEmpty || options.include.contains { DumpNames.globMatch($0, name) })
+        if namesMet.insert(TensorName(name)).inserted { tensorNames.append(name) }
+        return (options.include.isEmpty || options.include.contains { DumpNames.globMatch($0, name) })
             && !options.exclude.contains { DumpNames.globMatch($0, name) }
     }
 

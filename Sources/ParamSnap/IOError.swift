@@ -14,6 +14,8 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case rename(from: String, to: String, errno: Int32)
     case locked(path: String)
     case exists(path: String)
+    /// The path names a directory, FIFO, device or socket where a file's bytes are needed.
+    case notRegularFile(path: String, kind: String)
     case outputIsInput(output: String, input: String)
     case attributes(path: String, errno: Int32)
     case layoutMismatch(String)
@@ -40,6 +42,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .exists(let p): return "'\(p)' already exists (use --force to replace it)"
         case .outputIsInput(let o, let i): return "the output '\(o)' is the input '\(i)' (the same file): an output never replaces an input; choose another output path"
         case .attributes(let p, let e): return "cannot give the new file the mode and owner of '\(p)': \(Self.text(e))"
+        case .notRegularFile(let p, let k): return k.hasPrefix("not") ? "'\(p)' is \(k)" : "'\(p)' is \(k), not a regular file"
         case .layoutMismatch(let r): return "tensor layout differs from the file's: \(r)"
         case .badSnapshot(let r): return "bad snapshot: \(r)"
         case .incomplete(let r): return "incomplete output: \(r)"

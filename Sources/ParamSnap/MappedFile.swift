@@ -12,17 +12,32 @@ public final class MappedFile: @unchecked Sendable {
     /// Maps `path`, or the first `length` bytes if given.
     public init(path: String, length: UInt64? = nil) throws {
         self.path = path
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
+        let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw IOError.open(path: path, errno: errno) }
         defer { Glibc.close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw IOError.open(path: path, errno: errno) }
+        if let kind = Self.nonRegularKind(st.st_mode) { throw IOError.notRegularFile(path: path, kind: kind) }
         let size = length ?? UInt64(st.st_size)
         guard size > 0 else { bytes = UnsafeRawBufferPointer(start: nil, count: 0); return }
         guard let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
             throw IOError.mmap(path: path, errno: errno)
         }
         bytes = UnsafeRawBufferPointer(start: p, count: Int(size))
+    }
+
+    /// What a file of mode `mode` is, when it is not a regular file (nil for a regular file).
+    static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "not a regular file"
+        }
     }
 
     deinit {

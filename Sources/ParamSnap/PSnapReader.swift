@@ -154,9 +154,12 @@ public final class PSnapReader: @unchecked Sendable {
 
     // MARK: addressing
 
-    /// Index of the tensor called `name` (the same UTF-8 bytes: names are not Unicode-normalised, §1.1).
+    /// Index of the tensor called `name` (the same UTF-8 bytes: names are not Unicode-normalised, §1.1); the error
+    /// suggests the closest names.
     public func tensorIndex(named name: String) throws(ReaderError) -> Int {
-        guard let i = tensors.firstIndex(where: { TensorName.same($0.name, name) }) else { throw .noSuchTensor(name) }
+        guard let i = tensors.firstIndex(where: { TensorName.same($0.name, name) }) else {
+            throw .noSuchTensor(name, suggestions: NameSuggestion.closest(to: name, in: tensors.map(\.name)))
+        }
         return i
     }
 
@@ -334,7 +337,7 @@ public final class PSnapReader: @unchecked Sendable {
 
 /// Misuse of the reader API (bad names and indices); file problems are `FormatError`s.
 public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
-    case noSuchTensor(String)
+    case noSuchTensor(String, suggestions: [String] = [])
     case tensorOutOfRange(Int, count: Int)
     case parameterOutOfRange(tensor: String, index: Int, count: Int)
     case globalOutOfRange(Int, count: Int)
@@ -343,7 +346,7 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .noSuchTensor(let n): return "no tensor named '\(n)'"
+        case .noSuchTensor(let n, let near): return "no tensor named '\(n)'\(NameSuggestion.hint(near))"
         case .tensorOutOfRange(let t, let c): return "tensor \(t) out of range (the file has \(c))"
         case .parameterOutOfRange(let n, let i, let c): return "parameter \(i) out of range for tensor '\(n)' (\(c) parameters)"
         case .globalOutOfRange(let g, let c): return "global parameter \(g) out of range (the file has \(c))"

@@ -29,16 +29,24 @@ struct UncheckedBox<T>: @unchecked Sendable { var value: T }
 extension PSnapReader {
     /// Decodes every live tile (optionally only of `tensors`) on `workers` threads, in file order, calling
     /// `body(tile, worker)`; each worker has its own scratch. The first error stops the scan and is rethrown.
+    /// `progress(done, total)` (raw bytes of the scanned tiles) is called after each tile, from the workers.
     public func scan(tensors selected: Set<Int>? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                     progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
                      _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         var order = Array(tiles.indices)
         if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
         order.sort { tiles[$0].offset < tiles[$1].offset }
-        try scan(tiles: order, workers: workers, body)
+        try scan(tiles: order, workers: workers, progress: progress, body)
+    }
+
+    /// Raw bytes of the live tiles of `selected` tensors (all when nil): the `total` a scan's progress counts to.
+    public func scanBytes(tensors selected: Set<Int>? = nil) -> UInt64 {
+        tiles.reduce(0) { selected?.contains(Int($1.tensor)) == false ? $0 : $0 &+ $1.rawLength }
     }
 
     /// Decodes the tiles `jobs` (indices into `tiles`, in that order) on `workers` threads, as `scan(tensors:)` does.
-    func scan(tiles jobs: [Int], workers: Int, _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
+    func scan(tiles jobs: [Int], workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+              _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         let lock = NSLock()
         var firstError: Error?
         let state = UncheckedBox(value: (lock, jobs))
@@ -46,6 +54,10 @@ extension PSnapReader {
         let shared = UncheckedBox(value: self)
         let counter = UncheckedBox(value: UnsafeMutablePointer<Int>.allocate(capacity: 1))
         counter.value.initialize(to: 0)
+        let total = progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }
+        let doneBytes = UncheckedBox(value: UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
+        doneBytes.value.initialize(to: 0)
+        defer { doneBytes.value.deallocate() }
         let errBox = UncheckedBox(value: UnsafeMutablePointer<Error?>.allocate(capacity: 1))
         errBox.value.initialize(to: nil)
         defer { counter.value.deallocate(); errBox.value.deinitialize(count: 1); errBox.value.deallocate() }
@@ -72,6 +84,10 @@ extension PSnapReader {
                                        firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
                                        dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), worker)
                     release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+                    if let progress {
+                        lock.lock(); doneBytes.value.pointee &+= x.rawLength; let d = doneBytes.value.pointee; lock.unlock()
+                        progress(d, total)
+                    }
                 } catch {
                     lock.lock()
                     if errBox.value.pointee == nil { errBox.value.pointee = error }

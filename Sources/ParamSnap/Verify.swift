@@ -17,11 +17,17 @@ public struct TileDamage: Sendable, Equatable {
 
 extension PSnapReader {
     /// Checks every live tile's checksum and that it decodes to its raw length. Returns the damaged tiles.
-    public func verifyAll(workers: Int = ProcessInfo.processInfo.activeProcessorCount) -> [TileDamage] {
+    /// `progress(done, total)` (raw bytes of the tiles checked) is called after each tile, from the workers.
+    public func verifyAll(workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                          progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) -> [TileDamage] {
         let lock = NSLock()
         let found = UncheckedBox(value: UnsafeMutablePointer<[TileDamage]>.allocate(capacity: 1))
         found.value.initialize(to: [])
         defer { found.value.deinitialize(count: 1); found.value.deallocate() }
+        let total = progress == nil ? 0 : scanBytes()
+        let doneBytes = UncheckedBox(value: UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
+        doneBytes.value.initialize(to: 0)
+        defer { doneBytes.value.deallocate() }
         let me = UncheckedBox(value: self)
         let n = tiles.count
         let w = max(1, min(workers, n))
@@ -46,6 +52,10 @@ extension PSnapReader {
                                        snapshots: Int(x.firstSnapshot)..<Int(x.firstSnapshot + x.snapshotCount),
                                        offset: x.offset, reason: "\(error)")
                     lock.lock(); found.value.pointee.append(d); lock.unlock()
+                }
+                if let progress {
+                    lock.lock(); doneBytes.value.pointee &+= x.rawLength; let done = doneBytes.value.pointee; lock.unlock()
+                    progress(done, total)
                 }
                 i += w
             }

@@ -13,11 +13,18 @@ package final class WritableFile {
         self.path = path
         var flags = O_RDWR | O_CLOEXEC
         if create { flags |= O_CREAT | (overwrite ? O_TRUNC : O_EXCL) }
-        let fd = Glibc.open(path, flags, 0o644)
+        // O_NONBLOCK: a FIFO is refused below instead of waiting for its other end (cleared for a regular file).
+        let fd = Glibc.open(path, flags | O_NONBLOCK, 0o644)
         guard fd >= 0 else {
             if errno == EEXIST { throw IOError.exists(path: path) }
             throw IOError.open(path: path, errno: errno)
         }
+        var st = stat()
+        if fstat(fd, &st) == 0, let kind = MappedFile.nonRegularKind(st.st_mode) {
+            Glibc.close(fd)
+            throw IOError.notRegularFile(path: path, kind: kind)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         guard Self.lock(fd) else {
             Glibc.close(fd)
             throw IOError.locked(path: path)

@@ -42,6 +42,9 @@ public struct AppendCommand: ParsableCommand {
         if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
         }
+        if let epoch, !epoch.isFinite { throw ValidationError("--epoch is a finite number, not \(epoch)") }
+        try OptionCheck.memory(memory)
+        try OptionCheck.codec(codec, level: level)
     }
 
     public func run() throws {
@@ -52,7 +55,7 @@ public struct AppendCommand: ParsableCommand {
             opts.orderGiven = order == "given"
             let discovery = DumpDiscovery(options: opts)
             for input in snapshots { try discovery.add(path: input) }
-            for n in discovery.notes { ConvertCommand.note(n) }
+            for n in discovery.notes { CLI.note(n) }
             // The run is appended to, not replaced; but it is never one of the files read.
             try OutputPath.check(output: runPath, inputs: snapshots + discovery.files, force: true)
             var found = discovery.snapshots

@@ -10,11 +10,14 @@ public struct CompactCommand: ParsableCommand {
         commandName: "compact",
         abstract: "Rewrite a run so every parameter block has one tile spanning all snapshots (spec §10).",
         discussion: """
-        Streams block by block (memory bounded by --memory), writes a temporary file beside the output,
-        fsyncs it and renames it into place, so an interrupted compact leaves the input untouched.
-        Removes the dead space left by merging. --block-size, --codec and --level re-encode the run.
+        Streams block by block (memory bounded by --memory), writes a temporary file beside the output, fsyncs it \
+        and renames it into place, so an interrupted compact leaves the input untouched. Removes the dead space \
+        left by merging. --block-size, --codec and --level re-encode the run. A progress line is shown on a terminal.
 
-        In place, a symlink's target is compacted (the link stays) and the file keeps its mode and owner. -o never names the run itself, and replaces an existing file only with --force.
+        In place, a symlink's target is compacted (the link stays) and the file keeps its mode and owner. -o never \
+        names the run itself, and replaces an existing file only with --force.
+
+        Exit codes: 0 ok, 1 failure (I/O, full disk, locked, OUT exists), 64 usage error, 65 damaged run.
         """)
 
     @Argument(help: "The .psnap run.") var runPath: String
@@ -32,6 +35,9 @@ public struct CompactCommand: ParsableCommand {
         if let blockSize, blockSize != "auto", !(UInt64(blockSize).map(Spec.isValidBlockSize) ?? false) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize) or 'auto', not '\(blockSize)'")
         }
+        try OptionCheck.memory(memory)
+        try OptionCheck.level(level)
+        if let codec { try OptionCheck.codec(codec, level: level) }
     }
 
     public func run() throws {
@@ -47,9 +53,13 @@ public struct CompactCommand: ParsableCommand {
             }
             var options = WriterOptions()
             options.memoryBudget = memory << 20
+            let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
+            defer { bar.finish() }   // also before an error message
+            options.progress = { done, total in bar.update(done, total) }
             let beforeSize = before.file.bytes.count
             let out = output ?? runPath
             let report = try SnapshotWriter.compact(input: runPath, output: out, blockSize: B, chain: chain, options: options)
+            bar.finish()
             let after = try PSnapReader(path: out)
             let secs = Date().timeIntervalSince(start)
             if json {
@@ -68,7 +78,12 @@ public struct VerifyCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every checksum (header, footer, index, metadata, tiles) and that every tile decodes.",
-        discussion: "Exit codes: 0 intact, 65 damaged (each bad tile is named with its tensor, parameters and snapshots), 1 I/O failure.")
+        discussion: """
+        Reads every tile once, on all cores; a progress line is shown on a terminal.
+
+        Exit codes: 0 intact, 65 damaged (each bad tile is named with its tensor, parameters and snapshots), \
+        1 I/O failure.
+        """)
 
     @Argument(help: "The .psnap run.") var runPath: String
     @Flag(help: "Print JSON.") var json = false
@@ -78,7 +93,9 @@ public struct VerifyCommand: ParsableCommand {
     public func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: runPath)
-            let damage = r.verifyAll()
+            let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
+            let damage = r.verifyAll(progress: { done, total in bar.update(done, total) })
+            bar.finish()
             if json {
                 struct D: Encodable { let tile: Int; let tensor: String; let block: Int; let parameters: [Int]; let snapshots: [Int]; let offset: UInt64; let reason: String }
                 struct Out: Encodable { let file: String; let tiles: Int; let ignoredBytes: UInt64; let damaged: [D] }

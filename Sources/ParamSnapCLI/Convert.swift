@@ -11,42 +11,48 @@ public struct ConvertCommand: ParsableCommand {
         abstract: "Convert checkpoint dumps (safetensors, HF checkpoints, .npy, .npz, raw) into one .psnap run.",
         discussion: """
         Inputs are recognised by content and may be mixed in one call:
-          FILE.safetensors                 one snapshot (F32, F16, BF16, F64; other dtypes skipped with a note)
-          DIR/model.safetensors.index.json a sharded checkpoint (its shards form one snapshot)
-          checkpoint-N/                    a Hugging Face Trainer checkpoint: the model shards; step N; epoch,
-                                           loss, learning rate … from trainer_state.json; optimizer.pt,
-                                           scheduler.pt, rng_state*.pth … skipped with a note
-          FOLDER/                          any folder holding the above (e.g. a run's output dir), recursively
-          FILE.npy                         one array = one snapshot (tensor name: --name, else the file stem
-                                           without its step number: w_000.npy → w)
-          FILE.npz                         one snapshot, one tensor per member (stored or deflate-compressed)
-          FILE (raw)                       little-endian values, with --dtype and --shape
+          FILE.safetensors   one snapshot (F32, F16, BF16, F64; other dtypes are
+                             skipped with a note)
+          DIR/model.safetensors.index.json
+                             a sharded checkpoint (its shards form one snapshot)
+          checkpoint-N/      a Hugging Face Trainer checkpoint: the model shards;
+                             step N; epoch, loss, learning rate … from
+                             trainer_state.json; optimizer.pt, scheduler.pt,
+                             rng_state*.pth … skipped with a note
+          FOLDER/            any folder holding the above (e.g. a run's output
+                             dir), recursively
+          FILE.npy           one array = one snapshot (tensor name: --name, else
+                             the file stem without its step number: w_000.npy → w)
+          FILE.npz           one snapshot, one tensor per member (stored or
+                             deflate-compressed)
+          FILE (raw)         little-endian values, with --dtype and --shape
 
-        Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100),
-        or as given with --order given, where an input without a number takes the previous step + 1. Steps
-        strictly increase: a step given twice, or one below its predecessor in the order given, is refused.
-        Every snapshot must hold the same tensors with the same shapes and dtypes; the error names the file
-        and the tensor that differ. Dangling symlinks, symlink loops and FIFOs in folders are skipped with a note.
+        Snapshots are ordered by the step number in their name (natural order: step-9 < step-10 < step-100), \
+        or as given with --order given, where an input without a number takes the previous step + 1. Steps \
+        strictly increase: a step given twice, or one below its predecessor in the order given, is refused. Every \
+        snapshot must hold the same tensors with the same shapes and dtypes; the error names the file and the \
+        tensor that differ. Dangling symlinks, symlink loops and FIFOs in folders are skipped with a note. An \
+        --include glob that matches no tensor is named, with the closest tensor names.
 
-        The output is written in the compact layout directly (one tile per block spanning all snapshots),
-        block by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory
-        however large the run, and all cores encode. It is written under a temporary name beside OUT and
-        renamed only on success, so a failed or killed convert never leaves a partial OUT, and an existing
-        OUT is never replaced without --force; OUT is never one of the files read (exit 64).
+        The output is written in the compact layout directly (one tile per block spanning all snapshots), block \
+        by block across all snapshots, from memory-mapped inputs: resident memory stays under --memory however \
+        large the run, and all cores encode. It is written under a temporary name beside OUT and renamed only on \
+        success, so a failed or killed convert never leaves a partial OUT, and an existing OUT is never replaced \
+        without --force; OUT is never one of the files read (exit 64). A progress line is shown on a terminal.
 
-        --dtype casts every tensor (default: keep each source dtype). Narrowing casts (f32 → bf16/f16,
-        f64 → f32 …) are LOSSY: values are rounded to nearest even, NaNs stay NaN; the run then no longer
-        holds the checkpoints' bits, and convert says so.
+        --dtype casts every tensor (default: keep each source dtype). Narrowing casts (f32 → bf16/f16, \
+        f64 → f32 …) are LOSSY: values are rounded to nearest even, NaNs stay NaN; the run then no longer holds \
+        the checkpoints' bits, and convert says so.
 
         Examples:
           psnap convert runs/tiny-gpt/ -o tiny.psnap
-          psnap convert output/ -o run.psnap --steps 0:1000:10          # steps 0, 10, …, 990
+          psnap convert output/ -o run.psnap --steps 0:1000:10    # steps 0, 10, …, 990
           psnap convert checkpoint-*/ -o run.psnap --exclude '*.bias'
           psnap convert w_*.npy --name fc1.weight -o w.psnap
           psnap convert step-*.bin --dtype f32 --shape 256,64 --name w -o w.psnap
-          psnap convert dumps/ -o run-bf16.psnap --dtype bf16            # lossy, halves the size
+          psnap convert dumps/ -o run-bf16.psnap --dtype bf16      # lossy, half size
 
-        Exit codes: 0 ok, 1 failure (I/O, full disk, OUT exists), 64 usage error, 65 bad input data
+        Exit codes: 0 ok, 1 failure (I/O, full disk, OUT exists), 64 usage error, 65 bad input data \
         (malformed or truncated files, tensors that differ between snapshots, steps that do not increase, no inputs).
         """)
 
@@ -95,10 +101,14 @@ public struct ConvertCommand: ParsableCommand {
         if let steps, StepSelection(parsing: steps) == nil { throw ValidationError("--steps '\(steps)' is not START:STOP:STRIDE (e.g. 0:1000:10) or a step number") }
         if let dtype, Self.parseDType(dtype) == nil { throw ValidationError("--dtype '\(dtype)' is not one of f32, f16, bf16, f64") }
         if let shape {
-            guard Self.parseShape(shape) != nil else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
+            guard let dims = Self.parseShape(shape) else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
+            // The raw file's size is checked against the product later: it must be a number first.
+            let elements = dims.reduce(Int?(1)) { p, d in p.flatMap { let (v, o) = $0.multipliedReportingOverflow(by: d); return o ? nil : v } }
+            guard let elements, elements <= Int.max / 8 else { throw ValidationError("--shape '\(shape)' holds more values than any file can") }
             guard dtype != nil else { throw ValidationError("--shape (raw inputs) needs --dtype") }
         }
-        guard memory >= 16 else { throw ValidationError("--memory is in MiB and must be at least 16") }
+        try OptionCheck.memory(memory)
+        try OptionCheck.codec(codec, level: level)
         if let blockSize, blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
         }
@@ -119,9 +129,10 @@ public struct ConvertCommand: ParsableCommand {
             opts.steps = steps.flatMap(StepSelection.init(parsing:))
             let discovery = DumpDiscovery(options: opts)
             for input in inputs { try discovery.add(path: input) }
+            _ = try CLI.select(discovery.tensorNames, include: include, in: "the inputs", quiet: quiet)
             try OutputPath.check(output: output, inputs: inputs + discovery.files, force: force)
             let conversion = try DumpConversion(discovery.snapshots, options: opts)
-            if !quiet { for n in discovery.notes + conversion.notes { Self.note(n) } }
+            if !quiet { for n in discovery.notes + conversion.notes { CLI.note(n) } }
             var options = WriterOptions()
             options.blockSize = blockSize ?? Spec.compactBlockSize(snapshots: conversion.snapshotInfos.count, tensors: conversion.tensors)
             options.chain = try CodecChain(parsing: codec, zstdLevel: level)
@@ -129,6 +140,7 @@ public struct ConvertCommand: ParsableCommand {
             // The writer's batches take budget/8 each; a few batches in flight plus input pages stay under the budget.
             options.memoryBudget = memory << 20
             let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)
+            defer { bar.finish() }   // also before an error message
             options.progress = { done, total in bar.update(done, total) }
             let source = try conversion.makeSource(scratchPath: TempFiles.path(beside: output, .convertScratch))
             let report = try SnapshotWriter.writeCompact(path: output, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
@@ -142,8 +154,6 @@ public struct ConvertCommand: ParsableCommand {
             print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(options.blockSize)) parameters, in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
         }
     }
-
-    static func note(_ s: String) { FileHandle.standardError.write(Data("note: \(s)\n".utf8)) }
 }
 
 /// A one-line progress bar on stderr: bytes done, MB/s, ETA; redrawn at most 10 times a second.
@@ -173,9 +183,11 @@ final class ProgressBar: @unchecked Sendable {
         drawn = true
     }
 
+    /// Clears the line (once: later calls do nothing), before a summary or an error is printed.
     func finish() {
         lock.lock(); defer { lock.unlock() }
         if drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        drawn = false
     }
 
     static func clock(_ s: Double) -> String {

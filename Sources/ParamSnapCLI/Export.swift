@@ -10,24 +10,26 @@ public struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Rebuild the checkpoint at one snapshot as safetensors, .npz or .npy files (bit-identical values).",
         discussion: """
-        Picks the snapshot by index (--snapshot K, 0-based; negative counts from the end) or by training step
+        Picks the snapshot by index (--snapshot K, 0-based; negative counts from the end) or by training step \
         (--step N). The output kind follows OUT:
-          OUT.safetensors   one safetensors file: names, shapes, dtypes as stored; the snapshot's metadata
-                            as __metadata__ (strings)
+          OUT.safetensors   one safetensors file: names, shapes, dtypes as stored;
+                            the snapshot's metadata as __metadata__ (strings)
           OUT.npz           one uncompressed .npz, a member per tensor (NAME.npy)
           OUT.npy           a single tensor (select it with --include)
           OUT/ (a folder)   one NAME.npy per tensor
-        NumPy has no bfloat16: bf16 tensors go to .npy/.npz as uint16 bit patterns (view them with
-        ml_dtypes.bfloat16); safetensors keeps BF16.
-        Files are written under a temporary name and renamed when complete; existing files are replaced
-        only with --force, and never the run itself (exit 64).
+
+        NumPy has no bfloat16: bf16 tensors go to .npy/.npz as uint16 bit patterns (view them with \
+        ml_dtypes.bfloat16); safetensors keeps BF16. Files are written under a temporary name and renamed when \
+        complete; existing files are replaced only with --force, and never the run itself (exit 64). A progress \
+        line is shown on a terminal.
 
         Examples:
           psnap export run.psnap --snapshot=-1 -o last.safetensors
           psnap export run.psnap --step 1200 -o step-1200.npz --include 'blocks.0.*'
-          psnap export run.psnap --snapshot 0 -o init/                  # init/fc1.weight.npy, …
+          psnap export run.psnap --snapshot 0 -o init/        # init/fc1.weight.npy, …
 
-        Exit codes: 0 ok, 1 failure (I/O, OUT exists), 64 usage error (no such snapshot/step), 65 damaged run.
+        Exit codes: 0 ok, 1 failure (I/O, OUT exists), 64 usage error (no such snapshot, step or tensor), \
+        65 damaged run or a run with no snapshots.
         """)
 
     @Argument(help: "The .psnap run.") var runPath: String
@@ -49,6 +51,7 @@ public struct ExportCommand: ParsableCommand {
         try CLI.guarded {
             let start = Date()
             let r = try PSnapReader(path: runPath)
+            guard r.snapshotCount > 0 else { throw BadInput.noSnapshots(runPath) }
             let k: Int
             if let step {
                 guard let i = r.snapshots.firstIndex(where: { $0.step == step }) else {
@@ -60,8 +63,18 @@ public struct ExportCommand: ParsableCommand {
                 k = s < 0 ? r.snapshotCount + s : s
                 guard k >= 0, k < r.snapshotCount else { throw ValidationError("snapshot \(s) out of range: the run has \(r.snapshotCount)") }
             }
-            let chosen = r.tensors.enumerated().filter { _, t in include.isEmpty || include.contains { DumpNames.globMatch($0, t.name) } }
-            guard !chosen.isEmpty else { throw ValidationError("--include matches no tensor of \(runPath)") }
+            let chosen = try CLI.select(r.tensors.map(\.name), include: include, in: runPath).map { (offset: $0, element: r.tensors[$0]) }
+            // Progress over the bytes of the chosen tensors, counted as each is read.
+            let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
+            defer { bar.finish() }   // also before an error message
+            let total = chosen.reduce(UInt64(0)) { $0 + UInt64(r.layout.parameterCounts[$1.0] * $1.1.dtype.size) }
+            var done: UInt64 = 0
+            func read(_ t: Int) throws -> [UInt8] {
+                let bytes = try r.tensorBytes(tensor: t, snapshot: k)
+                done += UInt64(bytes.count)
+                bar.update(done, total)
+                return bytes
+            }
             let ext = (output as NSString).pathExtension.lowercased()
             var isDir: ObjCBool = false
             let kind: Kind = output.hasSuffix("/") || (FileManager.default.fileExists(atPath: output, isDirectory: &isDir) && isDir.boolValue) || ext.isEmpty
@@ -77,7 +90,7 @@ public struct ExportCommand: ParsableCommand {
                 let header = SafeTensorsEncoding.header(tensors: chosen.map(\.element), metadata: meta)
                 bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     try w(header)
-                    for (t, _) in chosen { try w(try r.tensorBytes(tensor: t, snapshot: k)) }
+                    for (t, _) in chosen { try w(try read(t)) }
                 }
             case .npz:
                 // A NUL cannot stand in a zip member name that numpy reads back: refused before anything is written.
@@ -89,7 +102,7 @@ public struct ExportCommand: ParsableCommand {
                     var offset: UInt64 = 0
                     for (t, info) in chosen {
                         let head = NpyHeader.encode(dtype: info.dtype, shape: info.shape)
-                        let data = try r.tensorBytes(tensor: t, snapshot: k)
+                        let data = try read(t)
                         let crc = data.withUnsafeBytes { d in head.withUnsafeBytes { RawInflate.crc32(d, continuing: RawInflate.crc32($0)) } }
                         let name = info.name + ".npy"
                         let size = UInt64(head.count + data.count)
@@ -104,7 +117,7 @@ public struct ExportCommand: ParsableCommand {
                 let (t, info) = chosen[0]
                 bytesOut = try Self.writeAtomically(output, inputs: [runPath], force: force) { w in
                     try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
-                    try w(try r.tensorBytes(tensor: t, snapshot: k))
+                    try w(try read(t))
                 }
             case .folder:
                 try OutputPath.check(output: output, inputs: [runPath], force: true)   // each file is checked as it is written
@@ -115,10 +128,11 @@ public struct ExportCommand: ParsableCommand {
                     let file = (output as NSString).appendingPathComponent(name)
                     bytesOut += try Self.writeAtomically(file, inputs: [runPath], force: force) { w in
                         try w(NpyHeader.encode(dtype: info.dtype, shape: info.shape))
-                        try w(try r.tensorBytes(tensor: t, snapshot: k))
+                        try w(try read(t))
                     }
                 }
             }
+            bar.finish()
             let secs = Date().timeIntervalSince(start)
             print("exported snapshot \(k) (step \(r.snapshots[k].step)): \(chosen.count) tensor(s), \(CLI.bytes(bytesOut)) → \(output) in \(String(format: "%.2f", secs)) s")
         }

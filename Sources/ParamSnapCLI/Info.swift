@@ -10,9 +10,9 @@ public struct InfoCommand: ParsableCommand, ParsableArguments {
         commandName: "info",
         abstract: "Summarise a .psnap file: tensors, snapshots, segments, codec, sizes and ratios.",
         discussion: """
-        Reads the newest valid commit (a torn tail left by a killed writer is ignored and reported).
-        --json prints the stable schema documented in spec/SNAPINFO.md; --tiles lists the physical layout;
-        --verify checks every tile's checksum and decode and names each damaged tile.
+        Reads the newest valid commit (a torn tail left by a killed writer is ignored and reported). --json \
+        prints the stable schema documented in spec/SNAPINFO.md; --tiles lists the physical layout; --verify \
+        checks every tile's checksum and decode and names each damaged tile (with a progress line on a terminal).
 
         Exit codes: 0 ok, 1 failure (I/O), 64 usage error, 65 damaged or invalid file.
         """)
@@ -28,7 +28,9 @@ public struct InfoCommand: ParsableCommand, ParsableArguments {
     public func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: file)
-            let damage = verify ? r.verifyAll() : []
+            let bar = ProgressBar(enabled: verify && CLI.stderrIsTerminal)
+            let damage = verify ? r.verifyAll(progress: { done, total in bar.update(done, total) }) : []
+            bar.finish()
             if json {
                 print(CLI.jsonString(InfoReport.make(r, tiles: tiles, snapshots: listSnapshots, damage: verify ? damage : nil)))
             } else {

@@ -14,6 +14,8 @@ public struct TensorMomentsOptions: Sendable {
     public var buckets: Int = 64
     /// Worker threads.
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Called with (raw bytes scanned, raw bytes to scan) over both scans, from the workers.
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
 
     /// Defaults: NaN propagates, all tensors and snapshots, 64 buckets.
     public init() {}
@@ -76,11 +78,18 @@ public enum TensorMoments {
         let selected = (options.tensors ?? Array(reader.tensors.indices)).sorted()
         let T = reader.tensors.count, S = range.count, nb = max(1, options.buckets)
         let lock = NSLock()
+        // Two scans of the same tiles: the first counts to half of the total, the second to the whole.
+        let passBytes = options.progress == nil ? 0 : reader.scanBytes(tensors: Set(selected))
+        var pass1: (@Sendable (UInt64, UInt64) -> Void)? = nil, pass2: (@Sendable (UInt64, UInt64) -> Void)? = nil
+        if let report = options.progress {
+            pass1 = { done, _ in report(done, 2 * passBytes) }
+            pass2 = { done, _ in report(passBytes + done, 2 * passBytes) }
+        }
         // Pass 1: finite extremes per tensor.
         let ext = UncheckedBox(UnsafeMutablePointer<Double>.allocate(capacity: 2 * max(1, T)))
         for t in 0..<T { ext.value[2 * t] = .infinity; ext.value[2 * t + 1] = -.infinity }
         defer { ext.value.deallocate() }
-        try reader.scan(tensors: Set(selected), workers: options.workers) { tile, _ in
+        try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass1) { tile, _ in
             let f = tile.firstSnapshot
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + tile.snapshots, range.upperBound)
             guard lo < hi else { return }
@@ -103,7 +112,7 @@ public enum TensorMoments {
         table.value.initialize(repeating: ValueSummary(buckets: nb), count: max(1, T * S))
         defer { table.value.deinitialize(count: max(1, T * S)); table.value.deallocate() }
         let edges = UncheckedBox(ext.value)
-        try reader.scan(tensors: Set(selected), workers: options.workers) { tile, _ in
+        try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass2) { tile, _ in
             let f = tile.firstSnapshot, St = tile.snapshots
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + St, range.upperBound)
             guard lo < hi else { return }

@@ -15,8 +15,10 @@ public struct TrajectoryMomentsOptions: Sendable {
     public var snapshots: Range<Int>? = nil
     /// dtype of the output tensors: `.f32` (default) or `.f64`.
     public var outputDType: DType = .f32
-    /// Worker threads.
+    /// Worker threads (each holds a block's states: no more are started than there are tiles to scan).
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Called with (raw bytes scanned, raw bytes to scan) as the scan goes, from the workers.
+    public var progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
     /// Memory budget of the output writer (bytes).
     public var memoryBudget: Int = 256 << 20
     /// Replace an existing output.
@@ -153,7 +155,9 @@ public enum TrajectoryMoments {
         let rawTotal = UncheckedBox(UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
         rawTotal.value.initialize(to: 0)
         defer { rawTotal.value.deallocate() }
-        let workers = max(1, options.workers)
+        let selectedSet = Set(selected)
+        // Every worker allocates its scratch up front: never more workers than tiles to scan.
+        let workers = max(1, min(options.workers, reader.tiles.reduce(0) { selectedSet.contains(Int($1.tensor)) ? $0 + 1 : $0 }))
         let scratch = UncheckedBox((0..<workers).map { _ in
             WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K, outputChain: options.outputChain)
         })
@@ -198,8 +202,7 @@ public enum TrajectoryMoments {
         // centred sums to the statistics (the same arithmetic as the state's path, so the same bits).
         let momentsOnly = K == 1 && chosen.allSatisfy { [.count, .mean, .variance, .std, .skewness, .kurtosis].contains($0.element) }
 
-        let selectedSet = Set(selected)
-        try reader.scan(tensors: selectedSet, workers: workers) { tile, worker in
+        try reader.scan(tensors: selectedSet, workers: workers, progress: options.progress) { tile, worker in
             let f = tile.firstSnapshot, S = tile.snapshots
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + S, range.upperBound)
             guard lo < hi else { return }

@@ -224,7 +224,7 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
         #expect(again.status == 1 && again.err.contains("m.psnap"))
         let csv = try runProcess(psnap, ["moments", path, "--csv"])
         #expect(csv.status == 0 && csv.out.hasPrefix("tensor,index,count,mean,variance"))
-        #expect(csv.out.contains("w,3,3.0,3.0,6.0"))   // parameter 3: 0, 3, 6
+        #expect(csv.out.contains("w,3,3,3.0,6.0"))   // parameter 3: 0, 3, 6 (count printed as an integer)
         let across = try runProcess(psnap, ["moments", path, "--across", "parameters", "--json"])
         #expect(across.status == 0)
         let doc = try JSONSerialization.jsonObject(with: Data(across.out.utf8)) as? [String: Any]
