@@ -7,7 +7,8 @@
 //   ParamSnap     files: the memory-mapped reader, scans, verify, the training writer, rewrites (re-exports PSnapFormat)
 //   PSnapImport   checkpoint dumps in (safetensors, npy, npz/zip with zlib, HF layouts) and out; conversion
 //   ParamSnapStats  the moments passes over the reader's scan
-//   ParamSnapCLI  the thin command line of `psnap` and `snapinfo`
+//   ParamSnapCLICore  command-line plumbing (errors to exit codes, options, progress) and `snapinfo`
+//   ParamSnapCLI  the thin command line of `psnap`
 import PackageDescription
 
 let package = Package(
@@ -33,16 +34,21 @@ let package = Package(
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),
+        // The command-line plumbing and `snapinfo`, which only reads .psnap files: no importers linked.
+        .target(
+            name: "ParamSnapCLICore",
+            dependencies: ["ParamSnap", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .target(
             name: "ParamSnapCLI",
             dependencies: [
-                "ParamSnap", "PSnapImport", "ParamSnapStats",
+                "ParamSnapCLICore", "ParamSnap", "PSnapImport", "ParamSnapStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
-        .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLI"]),
-        .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
+        .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLICore"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

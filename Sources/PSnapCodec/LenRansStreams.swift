@@ -68,7 +68,7 @@ struct Tables {
 struct Failure {
     enum Code { case none, noCode, noSign, ransShort, rawShort }
     var code = Code.none
-    @inline(__always) mutating func note(_ c: Code) { if code == .none { code = c } }
+    @inline(__always) package mutating func note(_ c: Code) { if code == .none { code = c } }
     var message: String {
         switch code {
         case .none: return "no error"

@@ -2,7 +2,7 @@
 
 /// Suggestions for a name (or an `fnmatch`-style glob) that matched nothing: the closest candidates by edit distance
 /// (insertions, deletions, substitutions and swaps of two neighbours cost 1; a glob's `*`, `?` and `[...]` match
-/// as they would in `DumpNames.globMatch`, so `fc1.wieght*` suggests `fc1.weight`).
+/// as they would in `TensorNameFilter.matches`, so `fc1.wieght*` suggests `fc1.weight`).
 public enum NameSuggestion {
     /// At most this many edits make a suggestion (fewer for short names: half their length, at least 1).
     public static let maxDistance = 3
@@ -40,7 +40,7 @@ public enum NameSuggestion {
         }
     }
 
-    /// A glob as tokens, with the bracket rules of `DumpNames.globMatch` (an unclosed `[` is a literal).
+    /// A glob as tokens, with the bracket rules of `TensorNameFilter.matches` (an unclosed `[` is a literal).
     static func tokens(_ pattern: String) -> [Token] {
         let p = Array(pattern.unicodeScalars)
         var out: [Token] = []

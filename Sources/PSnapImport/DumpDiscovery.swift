@@ -116,8 +116,8 @@ public final class DumpDiscovery {
 
     private func keep(_ name: String) -> Bool {
         if namesMet.insert(TensorName(name)).inserted { tensorNames.append(name) }
-        return (options.include.isEmpty || options.include.contains { DumpNames.globMatch($0, name) })
-            && !options.exclude.contains { DumpNames.globMatch($0, name) }
+        return (options.include.isEmpty || options.include.contains { TensorNameFilter.matches($0, name) })
+            && !options.exclude.contains { TensorNameFilter.matches($0, name) }
     }
 
     /// Adds the snapshots in `path` (a file or a folder).

@@ -149,3 +149,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         entries.firstIndex { TensorName.same($0.info.name, name) }.map { bytes($0) }
     }
 }
+
+extension DumpError: ParamSnapError {
+    public var kind: ErrorKind { .corruptData }
+}

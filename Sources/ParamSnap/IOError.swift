@@ -59,3 +59,17 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         }
     }
 }
+
+extension IOError: ParamSnapError {
+    public var kind: ErrorKind {
+        switch self {
+        case .open(_, let e), .read(_, _, let e), .write(_, _, let e), .sync(_, let e), .truncate(_, let e), .mmap(_, let e),
+             .rename(_, _, let e), .attributes(_, let e):
+            return .io(errno: e)
+        case .notRegularFile, .changed, .closed, .incomplete: return .io(errno: nil)
+        case .locked, .exists: return .conflict
+        case .outputIsInput: return .usage
+        case .layoutMismatch, .badSnapshot: return .corruptData
+        }
+    }
+}

@@ -372,3 +372,6 @@ final class CodecPool: @unchecked Sendable {
     }
 }
 
+extension ReaderError: ParamSnapError {
+    public var kind: ErrorKind { .usage }
+}

@@ -79,7 +79,7 @@ final class Staging {
 
 /// Read-only view of staged snapshots.
 struct StagedView: SnapshotSource, @unchecked Sendable {
-    let memory: [UnsafeMutableRawBufferPointer]
+    package let memory: [UnsafeMutableRawBufferPointer]
     let map: MappedFile?
     let snapshotBytes: Int
     let spilled: Int

@@ -42,7 +42,7 @@ struct TileBuilder {
     let oldCount: Int              // snapshots taken from `old`
     let old: PSnapReader?
     let staged: SnapshotSource?
-    let workers: Int
+    package let workers: Int
     let batchBytes: Int            // raw bytes encoded per batch before writing (memory bound)
     /// Called after each batch with (raw bytes done, raw bytes total).
     var progress: ((UInt64, UInt64) -> Void)? = nil

@@ -1,6 +1,7 @@
 // `psnap append`: append checkpoint dumps (the inputs `psnap convert` takes) to a run, creating it on first use.
 import PSnapImport
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 

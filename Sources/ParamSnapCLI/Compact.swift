@@ -1,5 +1,6 @@
 // `psnap compact` and `psnap verify`: rewrite a run in the read-optimal layout; check every checksum.
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 import PSnapImport

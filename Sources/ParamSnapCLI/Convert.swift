@@ -1,6 +1,7 @@
 // `psnap convert`: turn a folder (or list) of checkpoint dumps into one compact .psnap run, out of core.
 import PSnapImport
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 
@@ -153,45 +154,5 @@ public struct ConvertCommand: ParsableCommand {
             let rate = secs > 0 ? Double(report.rawBytes) / 1e6 / secs : 0
             print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(options.blockSize)) parameters, in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
         }
-    }
-}
-
-/// A one-line progress bar on stderr: bytes done, MB/s, ETA; redrawn at most 10 times a second.
-final class ProgressBar: @unchecked Sendable {
-    let enabled: Bool
-    let start = Date()
-    private let lock = NSLock()
-    private var last = Date.distantPast
-    private var drawn = false
-
-    init(enabled: Bool) { self.enabled = enabled }
-
-    func update(_ done: UInt64, _ total: UInt64) {
-        guard enabled else { return }
-        lock.lock(); defer { lock.unlock() }
-        let now = Date()
-        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
-        last = now
-        let secs = max(1e-3, now.timeIntervalSince(start))
-        let frac = total == 0 ? 1 : Double(done) / Double(total)
-        let width = 30
-        let filled = Int(frac * Double(width))
-        let rate = Double(done) / 1e6 / secs
-        let eta = done == 0 ? "--:--" : Self.clock(secs * (1 - frac) / max(frac, 1e-9))
-        let line = "\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(String(format: "%5.1f", frac * 100))%  \(CLI.bytes(done)) / \(CLI.bytes(total))  \(String(format: "%.0f", rate)) MB/s  ETA \(eta)\u{1B}[K"
-        FileHandle.standardError.write(Data(line.utf8))
-        drawn = true
-    }
-
-    /// Clears the line (once: later calls do nothing), before a summary or an error is printed.
-    func finish() {
-        lock.lock(); defer { lock.unlock() }
-        if drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        drawn = false
-    }
-
-    static func clock(_ s: Double) -> String {
-        let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }

@@ -1,6 +1,7 @@
 // `psnap export`: rebuild the checkpoint at one snapshot of a run as safetensors, .npz, or .npy files.
 import PSnapImport
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 

@@ -1,5 +1,6 @@
 // `psnap moments`: per-parameter statistics over snapshots (a .psnap out), or per-tensor statistics per snapshot (spec/MOMENTS.md).
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 import PSnapImport

@@ -1,5 +1,6 @@
 // `psnap moments` per-parameter statistics as text: CSV and JSON on stdout, .npy files with a stats.json beside them.
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 import ParamSnap
 

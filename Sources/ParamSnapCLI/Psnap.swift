@@ -1,6 +1,7 @@
 // The `psnap` umbrella command: subcommands over the ParamSnap library.
 import PSnapImport
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 import PSnapImport

@@ -1,5 +1,6 @@
 // `psnap trajectory`: print one parameter's values across all snapshots (a quick look, CSV or JSON).
 import ArgumentParser
+import ParamSnapCLICore
 import Foundation
 @_spi(Internals) import ParamSnap
 import PSnapImport

@@ -273,6 +273,6 @@ public enum ReadEverything {
         _ = DumpNames.arrayName(fromStem: text)
         _ = DumpNames.naturalLess(text, "epoch-10")
         let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)
-        if parts.count == 2 { _ = DumpNames.globMatch(String(parts[0].prefix(32)), String(parts[1].prefix(64))) }
+        if parts.count == 2 { _ = TensorNameFilter.matches(String(parts[0].prefix(32)), String(parts[1].prefix(64))) }
     }
 }

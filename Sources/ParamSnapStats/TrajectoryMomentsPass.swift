@@ -372,3 +372,13 @@ final class ScratchFile: @unchecked Sendable {
 
     deinit { remove() }
 }
+
+extension MomentsError: ParamSnapError {
+    public var kind: ErrorKind {
+        switch self {
+        case .tileOffSegments: return .corruptData
+        case .io: return .io(errno: nil)
+        case .badSnapshotRange, .noTensorSelected, .outputDType, .noStatistic: return .usage
+        }
+    }
+}

@@ -1,2 +1,2 @@
-import ParamSnapCLI
+import ParamSnapCLICore
 SnapinfoCommand.main()

@@ -2,7 +2,6 @@
 import ArgumentParser
 import Foundation
 @_spi(Internals) import ParamSnap
-import PSnapImport
 
 /// `snapinfo FILE` / `psnap info FILE`.
 public struct InfoCommand: ParsableCommand, ParsableArguments {
@@ -122,7 +121,7 @@ struct InfoReport: Encodable {
     let ignoredBytes: UInt64
     let commitSequence: UInt64
     let blockSize: UInt64
-    let codec: Codec
+    package let codec: Codec
     let parameters: Int
     let snapshots: Snapshots
     let segments: [[Int]]
