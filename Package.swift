@@ -24,13 +24,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "PSnapFormat"),
         .target(name: "PSnapCodec", dependencies: ["PSnapFormat", "CZstd"]),
-        .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec"]),
+        .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),

@@ -273,7 +273,7 @@ public final class PSnapReader: @unchecked Sendable {
         if need > cache.budget / 2 && workers >= 2 {
             // A big tensor decodes every tile it touches: the parallel scan over those tiles, one column gathered from each.
             try out.withUnsafeMutableBytes { o in
-                let base = UncheckedBox(value: o.baseAddress!)
+                let base = Unshared(o.baseAddress!)
                 try scan(tiles: covering.compactMap { $0 }, workers: workers) { tile, _ in
                     let col = k - tile.firstSnapshot, s = tile.snapshots
                     let dst = base.value + tile.firstParameter * e, src = tile.raw.baseAddress!

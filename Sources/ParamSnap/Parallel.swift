@@ -15,26 +15,54 @@ package struct Unshared<T>: @unchecked Sendable {
 /// items' order (a scan then reads the file front to back). After the first error no new item starts; the error is
 /// rethrown once every worker has stopped. `worker` is in `0..<workerCount(count:workers:)`, for per-worker scratch.
 package func parallelForEach(count: Int, workers: Int, _ body: (_ worker: Int, _ item: Int) throws -> Void) throws {
+    try parallelForEach(count: count, workers: workers, state: { $0 }, { worker, item in try body(worker, item) })
+}
+
+/// `parallelForEach` with per-worker state: `state(worker)` makes it on the worker's thread before its first item,
+/// `body` gets it for every item, `finish` gets it after the worker's last (also after an error).
+package func parallelForEach<State>(count: Int, workers: Int, state makeState: (_ worker: Int) -> State,
+                                    _ body: (_ state: inout State, _ item: Int) throws -> Void,
+                                    finish: (_ state: inout State) -> Void = { _ in }) throws {
     guard count > 0 else { return }
     let n = workerCount(count: count, workers: workers)
     let next = Atomic<Int>(0)
     let failure = Mutex<(any Error)?>(nil)
-    withoutActuallyEscaping(body) { body in
-        let task = Unshared(body)
-        DispatchQueue.concurrentPerform(iterations: n) { worker in
-            while failure.withLock({ $0 == nil }) {
-                let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard item < count else { return }
-                do {
-                    try task.value(worker, item)
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
-                    return
+    withoutActuallyEscaping(makeState) { makeState in
+        withoutActuallyEscaping(body) { body in
+            withoutActuallyEscaping(finish) { finish in
+                let task = Unshared((makeState, body, finish))
+                DispatchQueue.concurrentPerform(iterations: n) { worker in
+                    let (makeState, body, finish) = task.value
+                    var state = makeState(worker)
+                    defer { finish(&state) }
+                    while failure.withLock({ $0 == nil }) {
+                        let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                        guard item < count else { return }
+                        do {
+                            try body(&state, item)
+                        } catch {
+                            failure.withLock { if $0 == nil { $0 = error } }
+                            return
+                        }
+                    }
                 }
             }
         }
     }
     if let e = failure.withLock({ $0 }) { throw e }
+}
+
+/// Bytes done across workers, reported to a progress callback after each item.
+package final class ProgressCounter: Sendable {
+    private let done = Atomic<UInt64>(0)
+    package let total: UInt64
+    private let report: (@Sendable (UInt64, UInt64) -> Void)?
+    package init(total: UInt64, report: (@Sendable (UInt64, UInt64) -> Void)?) { self.total = total; self.report = report }
+    /// Adds `bytes` and reports the new count.
+    package func add(_ bytes: UInt64) {
+        guard let report else { return }
+        report(done.wrappingAdd(bytes, ordering: .relaxed).newValue, total)
+    }
 }
 
 /// The number of workers `parallelForEach` starts for `count` items.

@@ -24,8 +24,6 @@ public struct TileBlock {
     }
 }
 
-struct UncheckedBox<T>: @unchecked Sendable { var value: T }
-
 extension PSnapReader {
     /// Decodes every live tile (optionally only of `tensors`) on `workers` threads, in file order, calling
     /// `body(tile, worker)`; each worker has its own scratch. The first error stops the scan and is rethrown.
@@ -47,56 +45,22 @@ extension PSnapReader {
     /// Decodes the tiles `jobs` (indices into `tiles`, in that order) on `workers` threads, as `scan(tensors:)` does.
     func scan(tiles jobs: [Int], workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
               _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
-        let lock = NSLock()
-        var firstError: Error?
-        let state = UncheckedBox(value: (lock, jobs))
-        let n = max(1, min(workers, jobs.count))
-        let shared = UncheckedBox(value: self)
-        let counter = UncheckedBox(value: UnsafeMutablePointer<Int>.allocate(capacity: 1))
-        counter.value.initialize(to: 0)
-        let total = progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }
-        let doneBytes = UncheckedBox(value: UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
-        doneBytes.value.initialize(to: 0)
-        defer { doneBytes.value.deallocate() }
-        let errBox = UncheckedBox(value: UnsafeMutablePointer<Error?>.allocate(capacity: 1))
-        errBox.value.initialize(to: nil)
-        defer { counter.value.deallocate(); errBox.value.deinitialize(count: 1); errBox.value.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: n) { worker in
-            let reader = shared.value
-            let codec = TileCodec(chain: reader.header.codecChain)
-            let (lock, jobs) = state.value
-            // A streaming pass: resident memory bounded by the scratch buffers, not by the file.
-            var release = ResidentPageReleaser(file: reader.file)
-            defer { release.flush() }
-            while true {
-                lock.lock()
-                if errBox.value.pointee != nil || counter.value.pointee >= jobs.count { lock.unlock(); return }
-                let j = jobs[counter.value.pointee]
-                counter.value.pointee += 1
-                lock.unlock()
-                let x = reader.tiles[j]
-                let t = Int(x.tensor), b = Int(x.block)
-                do {
-                    let scratch = codec.rawScratch(Int(x.rawLength))
-                    try reader.decodeTile(j, into: scratch, codec: codec)
-                    try body(TileBlock(tileIndex: j, tensor: t, block: b, firstParameter: b * reader.layout.blockSize,
-                                       parameters: reader.layout.blockParams(tensor: t, block: b),
-                                       firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
-                                       dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), worker)
-                    release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
-                    if let progress {
-                        lock.lock(); doneBytes.value.pointee &+= x.rawLength; let d = doneBytes.value.pointee; lock.unlock()
-                        progress(d, total)
-                    }
-                } catch {
-                    lock.lock()
-                    if errBox.value.pointee == nil { errBox.value.pointee = error }
-                    lock.unlock()
-                    return
-                }
-            }
-        }
-        firstError = errBox.value.pointee
-        if let firstError { throw firstError }
+        let counter = ProgressCounter(total: progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }, report: progress)
+        // A streaming pass: resident memory bounded by each worker's scratch, not by the file.
+        try parallelForEach(count: jobs.count, workers: workers, state: { worker in
+            (worker: worker, codec: TileCodec(chain: header.codecChain), release: ResidentPageReleaser(file: file))
+        }, { w, k in
+            let j = jobs[k]
+            let x = tiles[j]
+            let t = Int(x.tensor), b = Int(x.block)
+            let scratch = w.codec.rawScratch(Int(x.rawLength))
+            try decodeTile(j, into: scratch, codec: w.codec)
+            try body(TileBlock(tileIndex: j, tensor: t, block: b, firstParameter: b * layout.blockSize,
+                               parameters: layout.blockParams(tensor: t, block: b),
+                               firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
+                               dtype: tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), w.worker)
+            w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+            counter.add(x.rawLength)
+        }, finish: { $0.release.flush() })
     }
 }

@@ -95,7 +95,7 @@ struct TileBuilder {
         let codecs = (0..<workerCount).map { _ in TileCodec(chain: chain) }
         let oldCodecs = (0..<workerCount).map { _ in TileCodec(chain: old?.header.codecChain ?? chain) }
         let st = Pipeline(start: start)
-        let me = UncheckedBox(value: (self, file, jobs, jobBytes, codecs, oldCodecs))
+        let me = Unshared((self, file, jobs, jobBytes, codecs, oldCodecs))
         DispatchQueue.concurrentPerform(iterations: workerCount) { w in
             let (builder, file, jobs, jobBytes, codecs, oldCodecs) = me.value
             var jobRaw = UnsafeMutableRawBufferPointer(start: nil, count: 0)

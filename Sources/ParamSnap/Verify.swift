@@ -2,6 +2,7 @@
 import PSnapFormat
 @_spi(Internals) import PSnapCodec
 import Foundation
+import Synchronization
 
 /// One damaged tile found by `verify`.
 public struct TileDamage: Sendable, Equatable {
@@ -20,46 +21,28 @@ extension PSnapReader {
     /// `progress(done, total)` (raw bytes of the tiles checked) is called after each tile, from the workers.
     public func verifyAll(workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                           progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) -> [TileDamage] {
-        let lock = NSLock()
-        let found = UncheckedBox(value: UnsafeMutablePointer<[TileDamage]>.allocate(capacity: 1))
-        found.value.initialize(to: [])
-        defer { found.value.deinitialize(count: 1); found.value.deallocate() }
-        let total = progress == nil ? 0 : scanBytes()
-        let doneBytes = UncheckedBox(value: UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
-        doneBytes.value.initialize(to: 0)
-        defer { doneBytes.value.deallocate() }
-        let me = UncheckedBox(value: self)
-        let n = tiles.count
-        let w = max(1, min(workers, n))
-        DispatchQueue.concurrentPerform(iterations: w) { k in
-            let r = me.value
-            let codec = TileCodec(chain: r.header.codecChain)
-            var i = k
-            // A streaming pass: resident memory bounded by the scratch buffers, not the file size.
-            var release = ResidentPageReleaser(file: r.file)
-            defer { release.flush() }
-            while i < n {
-                let x = r.tiles[i]
-                do {
-                    try r.verifyTile(i)
-                    try r.decodeTile(i, into: codec.rawScratch(Int(x.rawLength)), codec: codec, checked: true)
-                    release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
-                } catch {
-                    let t = Int(x.tensor), b = Int(x.block)
-                    let p0 = b * r.layout.blockSize
-                    let d = TileDamage(tile: i, tensor: r.tensors[t].name, block: b,
-                                       parameters: p0..<(p0 + r.layout.blockParams(tensor: t, block: b)),
-                                       snapshots: Int(x.firstSnapshot)..<Int(x.firstSnapshot + x.snapshotCount),
-                                       offset: x.offset, reason: "\(error)")
-                    lock.lock(); found.value.pointee.append(d); lock.unlock()
-                }
-                if let progress {
-                    lock.lock(); doneBytes.value.pointee &+= x.rawLength; let done = doneBytes.value.pointee; lock.unlock()
-                    progress(done, total)
-                }
-                i += w
+        let found = Mutex<[TileDamage]>([])
+        let counter = ProgressCounter(total: progress == nil ? 0 : scanBytes(), report: progress)
+        // Damage is collected, not thrown: every tile is checked. A streaming pass, as a scan.
+        try? parallelForEach(count: tiles.count, workers: workers, state: { _ in
+            (codec: TileCodec(chain: header.codecChain), release: ResidentPageReleaser(file: file))
+        }, { w, i in
+            let x = tiles[i]
+            do {
+                try verifyTile(i)
+                try decodeTile(i, into: w.codec.rawScratch(Int(x.rawLength)), codec: w.codec, checked: true)
+                w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+            } catch {
+                let t = Int(x.tensor), b = Int(x.block)
+                let p0 = b * layout.blockSize
+                let d = TileDamage(tile: i, tensor: tensors[t].name, block: b,
+                                   parameters: p0..<(p0 + layout.blockParams(tensor: t, block: b)),
+                                   snapshots: Int(x.firstSnapshot)..<Int(x.firstSnapshot + x.snapshotCount),
+                                   offset: x.offset, reason: "\(error)")
+                found.withLock { $0.append(d) }
             }
-        }
-        return found.value.pointee.sorted { $0.tile < $1.tile }
+            counter.add(x.rawLength)
+        }, finish: { $0.release.flush() })
+        return found.withLock { $0 }.sorted { $0.tile < $1.tile }
     }
 }

@@ -59,16 +59,7 @@ package final class WritableFile {
 
     /// Writes all of `buf` at `offset`.
     package func write(_ buf: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < buf.count {
-            let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw IOError.write(path: path, offset: offset + UInt64(done), errno: errno)
-            }
-            if n == 0 { throw IOError.write(path: path, offset: offset + UInt64(done), errno: ENOSPC) }
-            done += n
-        }
+        try PositionalIO.write(buf, to: fd, at: offset, path: path)
     }
 
     package func write(_ bytes: [UInt8], at offset: UInt64) throws {

@@ -153,14 +153,7 @@ public struct ExportCommand: ParsableCommand {
         try OutputPath.adoptAttributes(of: path, fd: fd)
         var written: UInt64 = 0
         try body { bytes in
-            try bytes.withUnsafeBytes { b in
-                var done = 0
-                while done < b.count {
-                    let n = write(fd, b.baseAddress! + done, b.count - done)
-                    if n < 0 { if errno == EINTR { continue }; throw IOError.write(path: tmp, offset: written + UInt64(done), errno: errno) }
-                    done += n
-                }
-            }
+            try bytes.withUnsafeBytes { b in try PositionalIO.write(b, to: fd, at: written, path: tmp) }
             written += UInt64(bytes.count)
         }
         guard fsync(fd) == 0 else { throw IOError.sync(path: tmp, errno: errno) }

@@ -168,13 +168,8 @@ public enum ReadEverything {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         precondition(fd >= 0, "cannot create \(path): errno \(errno)")
         defer { close(fd) }
-        var done = 0
         bytes.withUnsafeBytes { b in
-            while done < b.count {
-                let w = write(fd, b.baseAddress! + done, b.count - done)
-                precondition(w > 0, "write \(path): errno \(errno)")
-                done += w
-            }
+            do { try PositionalIO.write(b, to: fd, at: 0, path: path) } catch { preconditionFailure("\(error)") }
         }
     }
 

@@ -86,7 +86,7 @@ public enum TensorMoments {
             pass2 = { done, _ in report(passBytes + done, 2 * passBytes) }
         }
         // Pass 1: finite extremes per tensor.
-        let ext = UncheckedBox(UnsafeMutablePointer<Double>.allocate(capacity: 2 * max(1, T)))
+        let ext = Unshared(UnsafeMutablePointer<Double>.allocate(capacity: 2 * max(1, T)))
         for t in 0..<T { ext.value[2 * t] = .infinity; ext.value[2 * t + 1] = -.infinity }
         defer { ext.value.deallocate() }
         try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass1) { tile, _ in
@@ -108,10 +108,10 @@ public enum TensorMoments {
             lock.unlock()
         }
         // Pass 2: summaries per tensor × snapshot.
-        let table = UncheckedBox(UnsafeMutablePointer<ValueSummary>.allocate(capacity: max(1, T * S)))
+        let table = Unshared(UnsafeMutablePointer<ValueSummary>.allocate(capacity: max(1, T * S)))
         table.value.initialize(repeating: ValueSummary(buckets: nb), count: max(1, T * S))
         defer { table.value.deinitialize(count: max(1, T * S)); table.value.deallocate() }
-        let edges = UncheckedBox(ext.value)
+        let edges = Unshared(ext.value)
         try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass2) { tile, _ in
             let f = tile.firstSnapshot, St = tile.snapshots
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + St, range.upperBound)

@@ -148,17 +148,17 @@ public enum TrajectoryMoments {
         let spill: ScratchFile? = K > 1 ? try ScratchFile(path: spillPath, size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
         defer { spill?.remove() }
         // Tiles seen per selected block (multi-segment files only).
-        let arrived = UncheckedBox(UnsafeMutablePointer<Int32>.allocate(capacity: max(1, blocks)))
+        let arrived = Unshared(UnsafeMutablePointer<Int32>.allocate(capacity: max(1, blocks)))
         arrived.value.initialize(repeating: 0, count: max(1, blocks))
         defer { arrived.value.deallocate() }
         let lock = NSLock()
-        let rawTotal = UncheckedBox(UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
+        let rawTotal = Unshared(UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
         rawTotal.value.initialize(to: 0)
         defer { rawTotal.value.deallocate() }
         let selectedSet = Set(selected)
         // Every worker allocates its scratch up front: never more workers than tiles to scan.
         let workers = max(1, min(options.workers, reader.tiles.reduce(0) { selectedSet.contains(Int($1.tensor)) ? $0 + 1 : $0 }))
-        let scratch = UncheckedBox((0..<workers).map { _ in
+        let scratch = Unshared((0..<workers).map { _ in
             WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K, outputChain: options.outputChain)
         })
         let convention = options.convention, policy = options.policy, outType = options.outputDType
@@ -319,12 +319,6 @@ final class WorkerScratch: @unchecked Sendable {
     deinit { row.deallocate(); states.deallocate(); blockStates.deallocate(); statValues.deallocate(); out.deallocate() }
 }
 
-/// A box making a non-Sendable value crossable into the scan's worker closures (access is disciplined by the caller).
-struct UncheckedBox<T>: @unchecked Sendable {
-    var value: T
-    init(_ v: T) { value = v }
-}
-
 /// A temporary file written with pwrite/read with pread (page cache, not resident memory), removed at the end.
 final class ScratchFile: @unchecked Sendable {
     let path: String
@@ -344,23 +338,11 @@ final class ScratchFile: @unchecked Sendable {
     }
 
     func write(_ b: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < b.count {
-            let r = pwrite(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { throw MomentsError.io("write to temporary file \(path) at offset \(offset) failed: \(String(cString: strerror(errno)))") }
-            done += r
-        }
+        try PositionalIO.write(b, to: fd, at: offset, path: path)
     }
 
     func read(into b: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < b.count {
-            let r = pread(fd, b.baseAddress! + done, b.count - done, off_t(offset) + off_t(done))
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { throw MomentsError.io("read of temporary file \(path) at offset \(offset) failed: \(String(cString: strerror(errno)))") }
-            done += r
-        }
+        try PositionalIO.read(into: b, from: fd, at: offset, path: path)
     }
 
     /// Tells the kernel the range is no longer needed (clean pages may be dropped from the cache).
