@@ -66,10 +66,9 @@ struct TileBuilder {
         return out
     }
 
-    /// Shared state of a build: jobs handed out, outputs waiting to be written in job order, and the file end.
+    /// Shared state of a build: outputs waiting to be written in job order, raw bytes in flight, and the file end.
     private final class Pipeline: @unchecked Sendable {
         let cond = NSCondition()
-        var nextJob = 0
         var nextWrite = 0
         var ready: [Int: [EncodedTile]] = [:]
         var pendingBytes = 0
@@ -79,6 +78,20 @@ struct TileBuilder {
         var doneRaw: UInt64 = 0
         var sinceRelease = 0
         init(start: UInt64) { result = BuildResult(end: start) }
+
+        /// Waits until job `j` (of `bytes` raw bytes) may start: the next job to write always may, a later one once the
+        /// bytes in flight leave room under `batch`. Throws the build's error if another worker failed meanwhile.
+        func admit(_ j: Int, bytes: Int, batch: Int) throws {
+            cond.lock(); defer { cond.unlock() }
+            while error == nil, j > nextWrite, pendingBytes + bytes > batch { cond.wait() }
+            if let error { throw error }
+            pendingBytes += bytes
+        }
+
+        /// Records a worker's failure and wakes the others.
+        func fail(_ e: Error) {
+            cond.lock(); if error == nil { error = e }; cond.broadcast(); cond.unlock()
+        }
     }
 
     /// Builds every tile and writes them to `file` from offset `start`. Workers encode jobs in parallel; whichever
@@ -91,83 +104,72 @@ struct TileBuilder {
         let jobs = self.jobs()
         let jobBytes = jobs.map { ($0.p1 - $0.p0) * S * layout.tensors[$0.tensor].dtype.size }
         let totalRawBytes = UInt64(jobBytes.reduce(0, +))
-        let workerCount = max(1, min(workers, jobs.count))
-        let codecs = (0..<workerCount).map { _ in TileCodec(chain: chain) }
-        let oldCodecs = (0..<workerCount).map { _ in TileCodec(chain: old?.header.codecChain ?? chain) }
         let st = Pipeline(start: start)
-        let me = Unshared((self, file, jobs, jobBytes, codecs, oldCodecs))
-        DispatchQueue.concurrentPerform(iterations: workerCount) { w in
-            let (builder, file, jobs, jobBytes, codecs, oldCodecs) = me.value
-            var jobRaw = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-            defer { jobRaw.deallocate() }
-            while true {
-                st.cond.lock()
-                while st.error == nil, st.nextJob < jobs.count, st.nextJob > st.nextWrite,
-                      st.pendingBytes + jobBytes[st.nextJob] > builder.batchBytes {
-                    st.cond.wait()
-                }
-                if st.error != nil || st.nextJob >= jobs.count { st.cond.unlock(); return }
-                let j = st.nextJob
-                st.nextJob += 1
-                st.pendingBytes += jobBytes[j]
-                st.cond.unlock()
-                let out: [EncodedTile]
-                do {
-                    out = try builder.run(jobs[j], S: S, codec: codecs[w], oldCodec: oldCodecs[w], jobRaw: &jobRaw)
-                } catch {
-                    st.cond.lock(); if st.error == nil { st.error = error }; st.cond.broadcast(); st.cond.unlock()
-                    return
-                }
-                st.cond.lock()
-                st.ready[j] = out
-                if !st.writing {
-                    st.writing = true
-                    while st.error == nil, st.ready[st.nextWrite] != nil {
-                        // Gather contiguous ready outputs (up to 8 MiB) and assign their offsets, in job order.
-                        var buffer: [UInt8] = []
-                        let offset0 = st.result.end
-                        var freed = 0
-                        while buffer.count < (8 << 20), let outs = st.ready.removeValue(forKey: st.nextWrite) {
-                            for tile in outs {
-                                st.result.entries.append(TileIndexEntry(
-                                    tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : 0, block: UInt64(tile.block),
-                                    firstSnapshot: UInt64(builder.first), snapshotCount: UInt64(S), offset: st.result.end,
-                                    storedLength: UInt64(tile.stored.count), rawLength: UInt64(tile.rawLength), checksum: tile.checksum))
-                                st.result.end += UInt64(tile.stored.count)
-                                st.result.rawBytes += UInt64(tile.rawLength)
-                                st.result.storedBytes += UInt64(tile.stored.count)
-                                buffer.append(contentsOf: tile.stored)
-                            }
-                            freed += jobBytes[st.nextWrite]
-                            st.nextWrite += 1
-                        }
-                        st.cond.unlock()
-                        var failure: Error?
-                        do { try file.write(buffer, at: offset0) } catch { failure = error }
-                        st.cond.lock()
-                        if let failure, st.error == nil { st.error = failure }
-                        st.pendingBytes -= freed
-                        st.doneRaw += UInt64(freed)
-                        st.sinceRelease += freed
-                        if st.sinceRelease >= builder.batchBytes {
-                            // Keep resident memory bounded by what is in flight, not by the files read through mmap.
-                            st.sinceRelease = 0
-                            builder.old?.file.releaseResidentPages()
-                            builder.staged?.releaseResidentPages()
-                        }
-                        builder.progress?(st.doneRaw, totalRawBytes)
-                        st.cond.broadcast()
-                    }
-                    st.writing = false
-                }
-                st.cond.unlock()
+        try parallelForEach(count: jobs.count, workers: workers, state: { _ in
+            (codec: TileCodec(chain: chain), oldCodec: TileCodec(chain: old?.header.codecChain ?? chain),
+             jobRaw: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        }, { w, j in
+            do {
+                try st.admit(j, bytes: jobBytes[j], batch: batchBytes)
+                let out = try run(jobs[j], S: S, codec: w.codec, oldCodec: w.oldCodec, jobRaw: &w.jobRaw)
+                try deliver(j, out, pipeline: st, file: file, jobBytes: jobBytes, S: S, total: totalRawBytes)
+            } catch {
+                st.fail(error)
+                throw error
             }
-        }
+        }, finish: { $0.jobRaw.deallocate() })
         if let e = st.error { throw e }
         precondition(st.nextWrite == jobs.count, "every job written")
         old?.file.releaseResidentPages()
         staged?.releaseResidentPages()
         return st.result
+    }
+
+    /// Hands job `j`'s tiles to the pipeline; unless another worker is writing, writes every contiguous ready output
+    /// from the next in order (in batches of up to 8 MiB, their offsets assigned in job order).
+    private func deliver(_ j: Int, _ out: [EncodedTile], pipeline st: Pipeline, file: WritableFile, jobBytes: [Int], S: Int,
+                         total: UInt64) throws {
+        st.cond.lock(); defer { st.cond.unlock() }
+        st.ready[j] = out
+        guard !st.writing else { return }
+        st.writing = true
+        defer { st.writing = false }
+        while st.error == nil, st.ready[st.nextWrite] != nil {
+            var buffer: [UInt8] = []
+            let offset0 = st.result.end
+            var freed = 0
+            while buffer.count < (8 << 20), let outs = st.ready.removeValue(forKey: st.nextWrite) {
+                for tile in outs {
+                    st.result.entries.append(TileIndexEntry(
+                        tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : 0, block: UInt64(tile.block),
+                        firstSnapshot: UInt64(first), snapshotCount: UInt64(S), offset: st.result.end,
+                        storedLength: UInt64(tile.stored.count), rawLength: UInt64(tile.rawLength), checksum: tile.checksum))
+                    st.result.end += UInt64(tile.stored.count)
+                    st.result.rawBytes += UInt64(tile.rawLength)
+                    st.result.storedBytes += UInt64(tile.stored.count)
+                    buffer.append(contentsOf: tile.stored)
+                }
+                freed += jobBytes[st.nextWrite]
+                st.nextWrite += 1
+            }
+            st.cond.unlock()
+            var failure: Error?
+            do { try file.write(buffer, at: offset0) } catch { failure = error }
+            st.cond.lock()
+            if let failure, st.error == nil { st.error = failure }
+            st.pendingBytes -= freed
+            st.doneRaw += UInt64(freed)
+            st.sinceRelease += freed
+            if st.sinceRelease >= batchBytes {
+                // Keep resident memory bounded by what is in flight, not by the files read through mmap.
+                st.sinceRelease = 0
+                old?.file.releaseResidentPages()
+                staged?.releaseResidentPages()
+            }
+            progress?(st.doneRaw, total)
+            st.cond.broadcast()
+        }
+        if let e = st.error { throw e }
     }
 
     /// Fills one job's [params × S] raw rows, then encodes each output block inside it.
