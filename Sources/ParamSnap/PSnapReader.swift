@@ -343,6 +343,8 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
     case globalOutOfRange(Int, count: Int)
     case snapshotOutOfRange(Int, count: Int)
     case badMultiIndex(tensor: String, index: [Int], shape: [Int])
+    case noSuchStep(Int64, first: Int64?, last: Int64?)
+    case oneTensorPerNpy(selected: Int)
 
     public var description: String {
         switch self {
@@ -351,6 +353,8 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
         case .parameterOutOfRange(let n, let i, let c): return "parameter \(i) out of range for tensor '\(n)' (\(c) parameters)"
         case .globalOutOfRange(let g, let c): return "global parameter \(g) out of range (the file has \(c))"
         case .snapshotOutOfRange(let k, let c): return "snapshot \(k) out of range (the file has \(c))"
+        case .noSuchStep(let s, let a, let b): return "no snapshot has step \(s) (steps \(a.map { "\($0)" } ?? "-")…\(b.map { "\($0)" } ?? "-"))"
+        case .oneTensorPerNpy(let n): return "a .npy file holds one tensor and \(n) are selected: use --include NAME, a .npz, or a folder"
         case .badMultiIndex(let n, let i, let s): return "index \(i) does not fit tensor '\(n)' of shape \(s)"
         }
     }

@@ -191,7 +191,7 @@ public struct MomentsCommand: ParsableCommand {
         let rows = try TensorMoments.run(reader: r, options: opts)
         bar.finish()
         if let output {
-            _ = try ExportCommand.writeAtomically(output, inputs: [runPath], force: force) { w in try w(Array(TensorMoments.json(rows).utf8)) }
+            try AtomicFile.write(output, inputs: [runPath], force: force) { w in try w(Array(TensorMoments.json(rows).utf8)) }
         }
         if json {
             print(TensorMoments.json(rows))

@@ -103,14 +103,14 @@ enum MomentsOutput {
             bytes += Array(h.utf8)
             bytes += data
             let path = MomentsCommand.npyPath(directory, info.name)
-            _ = try ExportCommand.writeAtomically(path, inputs: [source], force: force) { w in try w(bytes) }
+            try AtomicFile.write(path, inputs: [source], force: force) { w in try w(bytes) }
             let file = (path as NSString).lastPathComponent
             listed.append(.init(name: info.name, file: file, shape: info.shape, parameters: n))
         }
         let index = NPYIndex(layout: "each FILE.npy is [statistics, parameters]: row i is statistics[i], column j the tensor's flat (row-major) parameter j",
                              statistics: names, dtype: m.tensors.first?.dtype == .f64 ? "<f8" : "<f4", source: source,
                              sourceSnapshots: "\(range.lowerBound):\(range.upperBound)", tensors: listed)
-        _ = try ExportCommand.writeAtomically(directory + "/stats.json", inputs: [source], force: force) { w in
+        try AtomicFile.write(directory + "/stats.json", inputs: [source], force: force) { w in
             try w(Array((CLI.jsonString(index) + "\n").utf8))
         }
     }

@@ -24,6 +24,8 @@ package enum CLI {
         } catch let e as ValidationError {
             throw e
         } catch let e as any ParamSnapError {
+            // A request the run cannot answer is a usage error: shown with the subcommand's usage, as a bad option is.
+            if e.kind == .usage { throw ValidationError(e.description) }
             throw fail("\(e)", code: exitCode(for: e.kind))
         } catch {
             throw fail("\(error)", code: 1)
