@@ -72,8 +72,8 @@ public enum MomentsError: Error, CustomStringConvertible, Sendable, Equatable {
 ///
 /// Memory stays bounded independently of the run size: a compact file's tiles are finalised as they come; for a
 /// multi-segment file each tile's per-parameter `TrajectoryState`s go to a spill file beside the output until the
-/// block's last segment arrives, then are merged in snapshot order. Results go to a stat-major temporary file that
-/// `SnapshotWriter.writeCompact` reads back through a memory map.
+/// block's last segment arrives, then are merged in snapshot order. Each finished block's statistics go into its
+/// output tile, which a `CompactTileSink` encodes and appends as soon as its input blocks are in (MOMENTS.md §3).
 public enum TrajectoryMoments {
     /// The statistics written, in output snapshot order.
     public static let statistics = TrajectoryStatistic.allCases
@@ -83,50 +83,103 @@ public enum TrajectoryMoments {
     /// Runs the pass on `reader` and writes `outputPath`.
     @discardableResult
     public static func run(reader: PSnapReader, outputPath: String, options: TrajectoryMomentsOptions = .init()) throws -> TrajectoryMomentsReport {
+        try MomentsPass(reader: reader, outputPath: outputPath, options: options).run()
+    }
+}
+
+/// One run of the per-parameter pass: the output's geometry, the sink, the spill file and the per-worker scratch,
+/// and what each scanned tile does to them.
+final class MomentsPass: @unchecked Sendable {
+    let reader: PSnapReader
+    let outputPath: String
+    let options: TrajectoryMomentsOptions
+    let range: Range<Int>
+    /// Selected tensors in file order; each input tensor's index in the output and first block among the selected.
+    let selected: [Int]
+    let outIndex: [Int], selBlockOffset: [Int]
+    let parameters: Int, blocks: Int
+    /// Segments overlapping the range (§10: every block shares the boundaries), by first snapshot.
+    let segs: [Range<Int>]
+    let segIndex: [Int: Int]
+    let K: Int
+    /// The chosen statistics and their indices into the 15 values `statistics(into:)` writes.
+    let chosen: [TrajectoryStatistic], pick: [Int]
+    let needExtrema: Bool, needSteps: Bool
+    /// Output tiles gather `merge` input blocks of B parameters: `outB` parameters (MOMENTS.md §3).
+    let outB: Int, merge: Int, outSize: Int
+    /// Only count and moments wanted, one segment: no state is kept, a finite row goes straight from its sum and
+    /// centred sums to the statistics (the same arithmetic as the state's path, so the same bits).
+    let momentsOnly: Bool
+    let stride = MemoryLayout<TrajectoryState>.stride
+    private var sink: CompactTileSink!
+    private var spill: ScratchFile?
+    private let staging = OutputStaging()
+    private var scratch: [WorkerScratch] = []
+    /// Tiles seen per selected block (multi-segment files only), and raw bytes decoded.
+    private var arrived: [Int32] = []
+    private let lock = NSLock()
+    private var rawTotal: UInt64 = 0
+
+    init(reader: PSnapReader, outputPath: String, options: TrajectoryMomentsOptions) throws {
         guard options.outputDType == .f32 || options.outputDType == .f64 else { throw MomentsError.outputDType(options.outputDType) }
         try OutputPath.check(output: outputPath, inputs: [reader.path], force: options.overwrite)
         let range = options.snapshots ?? 0..<reader.snapshotCount
         guard range.lowerBound >= 0, range.upperBound <= reader.snapshotCount, !range.isEmpty else {
             throw MomentsError.badSnapshotRange("\(range.lowerBound):\(range.upperBound)", count: reader.snapshotCount)
         }
-        let selected = options.tensors ?? Array(reader.tensors.indices)
+        self.reader = reader; self.outputPath = outputPath; self.options = options; self.range = range
         let layout = reader.layout
-        let B = layout.blockSize
-        // Output geometry: selected tensors in file order; each input tensor's index in the output and first block.
-        var outIdx = [Int](repeating: -1, count: reader.tensors.count)
-        var blockOffs = [Int](repeating: -1, count: reader.tensors.count)
-        var P = 0, blocks = 0
-        for (k, t) in selected.sorted().enumerated() {
-            outIdx[t] = k; blockOffs[t] = blocks
-            P += layout.parameterCounts[t]; blocks += layout.blockCounts[t]
+        selected = (options.tensors ?? Array(reader.tensors.indices)).sorted()
+        var outIdx = [Int](repeating: -1, count: reader.tensors.count), blockOffs = outIdx
+        var P = 0, nb = 0
+        for (k, t) in selected.enumerated() {
+            outIdx[t] = k; blockOffs[t] = nb
+            P += layout.parameterCounts[t]; nb += layout.blockCounts[t]
         }
-        let outIndex = outIdx, selBlockOffset = blockOffs
-        let outTensors = selected.sorted().map { TensorInfo(name: reader.tensors[$0].name, dtype: options.outputDType, shape: reader.tensors[$0].shape) }
-        // Segments overlapping the range (§10: every block shares the boundaries).
-        let segs = reader.segments.filter { $0.overlaps(range) }
-        let segIndex = Dictionary(uniqueKeysWithValues: segs.enumerated().map { ($0.element.lowerBound, $0.offset) })
-        let K = max(1, segs.count)
-        let chosen = statistics.enumerated().filter { options.statistics.contains($0.element) }
-        guard !chosen.isEmpty else { throw MomentsError.noStatistic }
-        let pick = chosen.map(\.offset)            // indices into the 15 values `statistics(into:)` writes
-        let nStats = pick.count
-        let needExtrema = chosen.contains { [.min, .argmin, .max, .argmax].contains($0.element) }
-        let needSteps = chosen.contains { [.pathLength, .stepAutocorrelation].contains($0.element) }
-        let outSize = options.outputDType.size
-        var report = TrajectoryMomentsReport(parameters: P, snapshots: range.count, segments: segs.count)
-        report.statistics = chosen.map(\.element)
+        outIndex = outIdx; selBlockOffset = blockOffs; parameters = P; blocks = nb
+        segs = reader.segments.filter { $0.overlaps(range) }
+        segIndex = Dictionary(uniqueKeysWithValues: segs.enumerated().map { ($0.element.lowerBound, $0.offset) })
+        K = max(1, segs.count)
+        let c = TrajectoryMoments.statistics.enumerated().filter { options.statistics.contains($0.element) }
+        guard !c.isEmpty else { throw MomentsError.noStatistic }
+        chosen = c.map(\.element); pick = c.map(\.offset)
+        needExtrema = chosen.contains { [.min, .argmin, .max, .argmax].contains($0) }
+        needSteps = chosen.contains { [.pathLength, .stepAutocorrelation].contains($0) }
+        outSize = options.outputDType.size
+        // A tile of B parameters × a few statistics is small (4 KiB for B = 256 and 4 f32 statistics), and zstd's fixed
+        // cost per plane was 15 % of the pass: output B is the FORMAT §4.1 rule for the output's own geometry, never
+        // below the input's.
+        outB = max(layout.blockSize, Spec.compactBlockSize(snapshots: chosen.count, elementSize: outSize))
+        merge = outB / layout.blockSize
+        momentsOnly = K == 1 && chosen.allSatisfy { [.count, .mean, .variance, .std, .skewness, .kurtosis].contains($0) }
+    }
 
-        // The statistics are the output's snapshots; each block's tile is encoded and appended as soon as its
-        // statistics are known (no staging of the whole output).
-        var snaps: [SnapshotInfo] = []
-        for (k, s) in report.statistics.enumerated() {
-            snaps.append(SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string(s.rawValue)]))
+    func run() throws -> TrajectoryMomentsReport {
+        var report = TrajectoryMomentsReport(parameters: parameters, snapshots: range.count, segments: segs.count)
+        report.statistics = chosen
+        sink = try CompactTileSink(path: outputPath, tensors: selected.map { TensorInfo(name: reader.tensors[$0].name, dtype: options.outputDType, shape: reader.tensors[$0].shape) },
+                                   snapshots: chosen.enumerated().map { SnapshotInfo(step: Int64($0.offset), time: 0, metadata: ["statistic": .string($0.element.rawValue)]) },
+                                   options: writerOptions())
+        let B = reader.layout.blockSize
+        spill = K > 1 ? try ScratchFile(path: TempFile(beside: outputPath, .momentsState), size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
+        defer { spill?.remove(); staging.discard() }
+        arrived = [Int32](repeating: 0, count: max(1, blocks))
+        let selectedSet = Set(selected)
+        // Every worker allocates its scratch up front: never more workers than tiles to scan.
+        let workers = max(1, min(options.workers, reader.tiles.reduce(0) { selectedSet.contains(Int($1.tensor)) ? $0 + 1 : $0 }))
+        scratch = (0..<workers).map { _ in
+            WorkerScratch(blockSize: B, snapshots: range.count, stats: pick.count, segments: K, outputChain: options.outputChain)
         }
-        // The output's tiles hold several input blocks (spec/MOMENTS.md §3): a tile of B parameters × a few
-        // statistics is small (4 KiB for B = 256 and 4 f32 statistics), and zstd's fixed cost per plane was 15 % of
-        // the pass. Output B: the FORMAT §4.1 rule for the output's own geometry, never below the input's.
-        let outB = max(B, Spec.compactBlockSize(snapshots: nStats, elementSize: outSize))
-        let merge = outB / B
+        try reader.scan(tensors: selectedSet, workers: workers, progress: options.progress) { [self] tile, worker in
+            try consume(tile, scratch[worker])
+        }
+        report.rawBytes = rawTotal
+        try sink.finish()
+        report.outputBytes = UInt64((try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int).flatMap { $0 } ?? 0)
+        return report
+    }
+
+    private func writerOptions() -> WriterOptions {
         var opts = WriterOptions()
         opts.blockSize = outB
         opts.chain = options.outputChain
@@ -135,137 +188,110 @@ public enum TrajectoryMoments {
         opts.overwrite = options.overwrite
         opts.attributes = [
             "content": .string("psnap moments: per-parameter statistics over the snapshot axis (spec/MOMENTS.md)"),
-            "statistics": .string(report.statistics.map(\.rawValue).joined(separator: ",")),
+            "statistics": .string(chosen.map(\.rawValue).joined(separator: ",")),
             "convention": .string(options.convention.rawValue),
             "nonfinite": .string(options.policy.rawValue),
             "source": .string(reader.path),
             "source_snapshots": .string("\(range.lowerBound):\(range.upperBound)"),
             "index_base": .string("argmin/argmax are snapshot indices of the source file"),
         ]
-        let sink = try CompactTileSink(path: outputPath, tensors: outTensors, snapshots: snaps, options: opts)
-        let spillPath = TempFile(beside: outputPath, .momentsState)
-        let stride = MemoryLayout<TrajectoryState>.stride
-        let spill: ScratchFile? = K > 1 ? try ScratchFile(path: spillPath, size: UInt64(blocks) * UInt64(K) * UInt64(B) * UInt64(stride)) : nil
-        defer { spill?.remove() }
-        // Tiles seen per selected block (multi-segment files only).
-        let arrived = Unshared(UnsafeMutablePointer<Int32>.allocate(capacity: max(1, blocks)))
-        arrived.value.initialize(repeating: 0, count: max(1, blocks))
-        defer { arrived.value.deallocate() }
-        let lock = NSLock()
-        let rawTotal = Unshared(UnsafeMutablePointer<UInt64>.allocate(capacity: 1))
-        rawTotal.value.initialize(to: 0)
-        defer { rawTotal.value.deallocate() }
-        let selectedSet = Set(selected)
-        // Every worker allocates its scratch up front: never more workers than tiles to scan.
-        let workers = max(1, min(options.workers, reader.tiles.reduce(0) { selectedSet.contains(Int($1.tensor)) ? $0 + 1 : $0 }))
-        let scratch = Unshared((0..<workers).map { _ in
-            WorkerScratch(blockSize: B, snapshots: range.count, stats: nStats, segments: K, outputChain: options.outputChain)
-        })
-        let convention = options.convention, policy = options.policy, outType = options.outputDType
+        return opts
+    }
 
-        // Parameter p's chosen statistics (from the 15 in `ws.statValues`) into the block's output tile, which is
-        // parameter-major: a parameter's statistics are its "snapshots".
-        @Sendable func put(_ p: Int, _ ws: WorkerScratch) {
-            for k in 0..<nStats {
-                let v = ws.statValues[pick[k]]
-                if outType == .f64 {
-                    ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 8, as: UInt64.self)
-                } else {
-                    ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 4, as: UInt32.self)
-                }
+    /// One scanned tile: each parameter's row to its state (or, moments only, straight to its statistics), then the
+    /// block finished, or its states spilled until the block's last segment arrives.
+    private func consume(_ tile: TileBlock, _ ws: WorkerScratch) throws {
+        let f = tile.firstSnapshot, S = tile.snapshots
+        let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + S, range.upperBound)
+        guard lo < hi else { return }
+        let e = tile.dtype.size, n = hi - lo
+        let states = ws.states
+        for p in 0..<tile.parameters {
+            let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
+            ValueConversion.toDoubles(row, dtype: tile.dtype, into: UnsafeMutableBufferPointer(start: ws.row, count: n))
+            let values = UnsafeBufferPointer(start: ws.row, count: n)
+            guard momentsOnly else {
+                states[p] = TrajectoryState(values: values, firstIndex: lo, policy: options.policy, extrema: needExtrema, steps: needSteps)
+                continue
             }
-        }
-        let staging = OutputStaging()
-        defer { staging.discard() }
-        // Block `block`'s statistics (in `ws.out`) into output block block / merge; the output tile is encoded and added
-        // by whichever worker completes it (output tiles are parameter-major, so input blocks are consecutive rows).
-        @Sendable func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
-            let rowBytes = nStats * outSize
-            let ob = block / merge
-            let needed = Swift.min(merge, layout.blockCounts[t] - ob * merge)
-            let outParams = Swift.min(outB, layout.parameterCounts[t] - ob * outB)
-            let key = selBlockOffset[t] + ob * merge   // the output block's first input block, among the selected ones
-            guard let full = staging.put(key: key, bytes: outB * rowBytes, at: (block % merge) * B * rowBytes,
-                                         UnsafeRawBufferPointer(start: ws.out, count: params * rowBytes), needed: needed) else { return }
-            defer { full.deallocate() }
-            try sink.add(tensor: outIndex[t], block: ob, raw: UnsafeRawBufferPointer(start: full, count: outParams * rowBytes), codec: ws.codec)
-        }
-        // Finalises `states` (params of one block) and appends the block's output tile.
-        @Sendable func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
-            for p in 0..<params {
-                states[p].statistics(convention: convention, policy: policy, into: ws.statValues)
-                put(p, ws)
+            let sum = Fast.sum(ws.row, n)
+            if sum.isFinite {
+                ws.statValues[0] = Double(n)
+                CentralMoments(twoPass: values, sum: sum).finiteStatistics(convention: options.convention, into: ws.statValues)
+            } else {
+                TrajectoryState(values: values, firstIndex: lo, policy: options.policy, extrema: false, steps: false)
+                    .statistics(convention: options.convention, policy: options.policy, into: ws.statValues)
             }
-            try emit(params: params, tensor: t, block: block, ws: ws)
+            put(p, ws)
         }
-        // Only count and moments wanted, one segment: no state is kept, a finite row goes straight from its sum and
-        // centred sums to the statistics (the same arithmetic as the state's path, so the same bits).
-        let momentsOnly = K == 1 && chosen.allSatisfy { [.count, .mean, .variance, .std, .skewness, .kurtosis].contains($0.element) }
+        lock.lock(); rawTotal += UInt64(tile.parameters * n * e); lock.unlock()
+        if momentsOnly { return try emit(params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws) }
+        if K == 1 { return try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws) }
+        guard let j = segIndex[f], segs[j].upperBound == f + S else {
+            throw MomentsError.tileOffSegments(tile: reader.tileName(tile.tileIndex))
+        }
+        try spillOrMerge(tile, segment: j, ws: ws)
+    }
 
-        try reader.scan(tensors: selectedSet, workers: workers, progress: options.progress) { tile, worker in
-            let f = tile.firstSnapshot, S = tile.snapshots
-            let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + S, range.upperBound)
-            guard lo < hi else { return }
-            let ws = scratch.value[worker]
-            let e = tile.dtype.size
-            let n = hi - lo
-            let states = ws.states
-            for p in 0..<tile.parameters {
-                let row = UnsafeRawBufferPointer(start: tile.raw.baseAddress! + (p * S + (lo - f)) * e, count: n * e)
-                ValueConversion.toDoubles(row, dtype: tile.dtype, into: UnsafeMutableBufferPointer(start: ws.row, count: n))
-                let values = UnsafeBufferPointer(start: ws.row, count: n)
-                guard momentsOnly else {
-                    states[p] = TrajectoryState(values: values, firstIndex: lo, policy: policy, extrema: needExtrema, steps: needSteps)
-                    continue
-                }
-                let sum = Fast.sum(ws.row, n)
-                if sum.isFinite {
-                    ws.statValues[0] = Double(n)
-                    CentralMoments(twoPass: values, sum: sum).finiteStatistics(convention: convention, into: ws.statValues)
-                } else {
-                    TrajectoryState(values: values, firstIndex: lo, policy: policy, extrema: false, steps: false)
-                        .statistics(convention: convention, policy: policy, into: ws.statValues)
-                }
-                put(p, ws)
-            }
-            lock.lock(); rawTotal.value.pointee += UInt64(tile.parameters * n * e); lock.unlock()
-            if momentsOnly {
-                try emit(params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
-                return
-            }
-            let g = selBlockOffset[tile.tensor] + tile.block
-            if K == 1 {
-                try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
-                return
-            }
-            guard let j = segIndex[f], segs[j].upperBound == f + S else {
-                throw MomentsError.tileOffSegments(tile: reader.tileName(tile.tileIndex))
-            }
-            let slotBytes = B * stride
-            let slot = (UInt64(g) * UInt64(K) + UInt64(j)) * UInt64(slotBytes)
-            try spill!.write(UnsafeRawBufferPointer(start: states, count: tile.parameters * stride), at: slot)
-            lock.lock()
-            arrived.value[g] += 1
-            let complete = arrived.value[g] == Int32(K)
-            lock.unlock()
-            guard complete else { return }
-            // Every segment of this block is in: merge in snapshot order.
-            try spill!.read(into: UnsafeMutableRawBufferPointer(start: ws.blockStates, count: K * slotBytes),
-                            at: UInt64(g) * UInt64(K) * UInt64(slotBytes))
-            for p in 0..<tile.parameters {
-                var s = ws.blockStates[p]
-                for jj in 1..<K { s.append(ws.blockStates[jj * B + p]) }
-                states[p] = s
-            }
-            try finish(states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
-            spill!.dropCache(UInt64(g) * UInt64(K) * UInt64(slotBytes)..<UInt64(g + 1) * UInt64(K) * UInt64(slotBytes))
+    /// A multi-segment block: this segment's states to the spill file; the last segment in merges them all in snapshot
+    /// order and finishes the block.
+    private func spillOrMerge(_ tile: TileBlock, segment j: Int, ws: WorkerScratch) throws {
+        let B = reader.layout.blockSize
+        let g = selBlockOffset[tile.tensor] + tile.block
+        let slotBytes = B * stride
+        let blockStart = UInt64(g) * UInt64(K) * UInt64(slotBytes)
+        try spill!.write(UnsafeRawBufferPointer(start: ws.states, count: tile.parameters * stride), at: blockStart + UInt64(j * slotBytes))
+        lock.lock()
+        arrived[g] += 1
+        let complete = arrived[g] == Int32(K)
+        lock.unlock()
+        guard complete else { return }
+        try spill!.read(into: UnsafeMutableRawBufferPointer(start: ws.blockStates, count: K * slotBytes), at: blockStart)
+        for p in 0..<tile.parameters {
+            var s = ws.blockStates[p]
+            for jj in 1..<K { s.append(ws.blockStates[jj * B + p]) }
+            ws.states[p] = s
         }
-        report.rawBytes = rawTotal.value.pointee
-        spill?.remove()
+        try finish(ws.states, params: tile.parameters, tensor: tile.tensor, block: tile.block, ws: ws)
+        spill!.dropCache(blockStart..<(blockStart + UInt64(K * slotBytes)))
+    }
 
-        try sink.finish()
-        report.outputBytes = UInt64((try? FileManager.default.attributesOfItem(atPath: outputPath)[.size] as? Int).flatMap { $0 } ?? 0)
-        return report
+    /// Parameter p's chosen statistics (from the 15 in `ws.statValues`) into the block's output rows, which are
+    /// parameter-major: a parameter's statistics are its "snapshots".
+    private func put(_ p: Int, _ ws: WorkerScratch) {
+        let nStats = pick.count
+        for k in 0..<nStats {
+            let v = ws.statValues[pick[k]]
+            if options.outputDType == .f64 {
+                ws.out.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 8, as: UInt64.self)
+            } else {
+                ws.out.storeBytes(of: Float(v).bitPattern.littleEndian, toByteOffset: (p * nStats + k) * 4, as: UInt32.self)
+            }
+        }
+    }
+
+    /// Block `block`'s statistics (in `ws.out`) into output block block / merge; the output tile is encoded and added
+    /// by whichever worker completes it (input blocks are consecutive rows of it).
+    private func emit(params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
+        let layout = reader.layout, B = layout.blockSize
+        let rowBytes = pick.count * outSize
+        let ob = block / merge
+        let needed = Swift.min(merge, layout.blockCounts[t] - ob * merge)
+        let outParams = Swift.min(outB, layout.parameterCounts[t] - ob * outB)
+        let key = selBlockOffset[t] + ob * merge   // the output block's first input block, among the selected ones
+        guard let full = staging.put(key: key, bytes: outB * rowBytes, at: (block % merge) * B * rowBytes,
+                                     UnsafeRawBufferPointer(start: ws.out, count: params * rowBytes), needed: needed) else { return }
+        defer { full.deallocate() }
+        try sink.add(tensor: outIndex[t], block: ob, raw: UnsafeRawBufferPointer(start: full, count: outParams * rowBytes), codec: ws.codec)
+    }
+
+    /// Finalises `states` (params of one block) and hands the block's rows on.
+    private func finish(_ states: UnsafeMutablePointer<TrajectoryState>, params: Int, tensor t: Int, block: Int, ws: WorkerScratch) throws {
+        for p in 0..<params {
+            states[p].statistics(convention: options.convention, policy: options.policy, into: ws.statValues)
+            put(p, ws)
+        }
+        try emit(params: params, tensor: t, block: block, ws: ws)
     }
 }
 
