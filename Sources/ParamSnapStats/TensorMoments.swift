@@ -121,32 +121,9 @@ public enum TensorMoments {
             let hlo = edges.value[2 * tile.tensor], hhi = edges.value[2 * tile.tensor + 1]
             let width = hhi - hlo
             var column = [Double](repeating: 0, count: tile.parameters)
-            var parts: [ValueSummary] = []
-            for s in (lo - f)..<(hi - f) {
-                var sum = ValueSummary(buckets: nb)
-                var allFinite = true
-                for p in 0..<tile.parameters {
-                    let v = vals[p * St + s]
-                    column[p] = v
-                    if !v.isFinite { allFinite = false }
-                }
-                if allFinite {
-                    sum.moments = column.withUnsafeBufferPointer { CentralMoments(twoPass: $0) }
-                }
-                for v in column {
-                    if v.isNaN { sum.nan += 1; continue }
-                    if v.isInfinite {
-                        if v > 0 { sum.posInf += 1 } else { sum.negInf += 1 }
-                        continue
-                    }
-                    if !allFinite { sum.moments.add(v) }
-                    sum.sumSquares += v * v
-                    sum.min = Swift.min(sum.min, v); sum.max = Swift.max(sum.max, v)
-                    var b = width > 0 ? Int(((v - hlo) / width * Double(nb)).rounded(.down)) : 0
-                    b = Swift.min(Swift.max(b, 0), nb - 1)
-                    sum.histogram[b] += 1
-                }
-                parts.append(sum)
+            let parts = ((lo - f)..<(hi - f)).map { s in
+                for p in 0..<tile.parameters { column[p] = vals[p * St + s] }
+                return summarize(column, buckets: nb, low: hlo, width: width)
             }
             lock.lock()
             for (i, part) in parts.enumerated() {
@@ -164,6 +141,30 @@ public enum TensorMoments {
             }
         }
         return rows
+    }
+
+    /// One tensor's values at one snapshot (of one tile): moments (two-pass when all are finite), extremes, non-finite
+    /// counts and the histogram over `low ..< low + width` in `buckets` buckets.
+    static func summarize(_ column: [Double], buckets nb: Int, low hlo: Double, width: Double) -> ValueSummary {
+        var sum = ValueSummary(buckets: nb)
+        let allFinite = column.allSatisfy(\.isFinite)
+        if allFinite {
+            sum.moments = column.withUnsafeBufferPointer { CentralMoments(twoPass: $0) }
+        }
+        for v in column {
+            if v.isNaN { sum.nan += 1; continue }
+            if v.isInfinite {
+                if v > 0 { sum.posInf += 1 } else { sum.negInf += 1 }
+                continue
+            }
+            if !allFinite { sum.moments.add(v) }
+            sum.sumSquares += v * v
+            sum.min = Swift.min(sum.min, v); sum.max = Swift.max(sum.max, v)
+            var b = width > 0 ? Int(((v - hlo) / width * Double(nb)).rounded(.down)) : 0
+            b = Swift.min(Swift.max(b, 0), nb - 1)
+            sum.histogram[b] += 1
+        }
+        return sum
     }
 
     static func finish(_ v: ValueSummary, tensor: String, snapshot: Int, step: Int64, policy: NonFinitePolicy,
