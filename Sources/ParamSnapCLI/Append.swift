@@ -24,7 +24,7 @@ public struct AppendCommand: ParsableCommand {
     @Argument(help: "Checkpoint files or folders (as psnap convert takes them).") var snapshots: [String]
     @Option(help: "Training step of the snapshot (only with a single snapshot).") var step: Int64?
     @Option(help: "Epoch of the snapshot (only with a single snapshot).") var epoch: Double?
-    @Option(name: .customLong("meta"), help: "Snapshot metadata KEY=VALUE (numbers stored as numbers); repeatable.") var meta: [String] = []
+    @Option(name: .customLong("meta"), help: "Snapshot metadata KEY=VALUE (numbers stored as numbers); repeatable.") var meta: [MetaEntry] = []
     @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
     @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
     @Option(help: "Parameters per block for a new run (power of two).") var blockSize: Int = Spec.defaultBlockSize
@@ -38,7 +38,6 @@ public struct AppendCommand: ParsableCommand {
 
     public func validate() throws {
         if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single snapshot") }
-        for m in meta where !m.contains("=") { throw ValidationError("--meta expects KEY=VALUE, got '\(m)'") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
         if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
@@ -66,9 +65,7 @@ public struct AppendCommand: ParsableCommand {
                 if let epoch { found[0].epoch = epoch }
             }
             for m in meta {
-                let eq = m.firstIndex(of: "=")!
-                let (k, v) = (String(m[..<eq]), String(m[m.index(after: eq)...]))
-                for i in found.indices { found[i].metadata[k] = Double(v).map { .number($0) } ?? .string(v) }
+                for i in found.indices { found[i].metadata[m.key] = m.value }
             }
             let append = try DumpAppend(runPath: runPath, found: found, options: opts)
             var options = WriterOptions()

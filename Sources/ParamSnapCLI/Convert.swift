@@ -60,7 +60,7 @@ public struct ConvertCommand: ParsableCommand {
     @Argument(help: "Checkpoint files or folders (see above).") var inputs: [String] = []
     @Option(name: .shortAndLong, help: "The .psnap file to write.") var output: String
     @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
-    @Option(help: "Steps to keep, python-slice-like over step numbers: START:STOP:STRIDE (STOP excluded), e.g. 0:1000:10, :500, 100:, or a single step; comma-separated for several.") var steps: String?
+    @Option(help: "Steps to keep, python-slice-like over step numbers: START:STOP:STRIDE (STOP excluded), e.g. 0:1000:10, :500, 100:, or a single step; comma-separated for several.") var steps: StepSelection?
     @Option(help: "Keep only tensors whose name matches this glob (*, ?, [...]); repeatable.") var include: [String] = []
     @Option(help: "Drop tensors whose name matches this glob; repeatable.") var exclude: [String] = []
     @Option(help: "Output dtype: f32, f16, bf16 or f64 (narrowing is lossy). Also the dtype of raw inputs. Default: keep the source dtype.") var dtype: String?
@@ -99,7 +99,6 @@ public struct ConvertCommand: ParsableCommand {
     public func validate() throws {
         if inputs.isEmpty { throw ValidationError("no inputs: give checkpoint files or folders, e.g. psnap convert runs/tiny-gpt/ -o tiny.psnap") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
-        if let steps, StepSelection(parsing: steps) == nil { throw ValidationError("--steps '\(steps)' is not START:STOP:STRIDE (e.g. 0:1000:10) or a step number") }
         if let dtype, Self.parseDType(dtype) == nil { throw ValidationError("--dtype '\(dtype)' is not one of f32, f16, bf16, f64") }
         if let shape {
             guard let dims = Self.parseShape(shape) else { throw ValidationError("--shape '\(shape)' is not a list of sizes like 256,64") }
@@ -127,7 +126,7 @@ public struct ConvertCommand: ParsableCommand {
             opts.strict = strict
             opts.allowMissing = allowMissing
             opts.orderGiven = order == "given"
-            opts.steps = steps.flatMap(StepSelection.init(parsing:))
+            opts.steps = steps
             let discovery = DumpDiscovery(options: opts)
             for input in inputs { try discovery.add(path: input) }
             _ = try CLI.select(discovery.tensorNames, include: include, in: "the inputs", quiet: quiet)

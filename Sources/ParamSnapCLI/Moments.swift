@@ -51,12 +51,12 @@ public struct MomentsCommand: ParsableCommand {
     @Option(help: "Axis reduced over: snapshots (per-parameter statistics) or parameters (per-tensor statistics per snapshot).")
     var across: Axis = .snapshots
     @Option(help: "Only tensors whose name matches this glob (* ? [..]); repeatable.") var include: [String] = []
-    @Option(help: "Snapshot range A:B (half-open; A: or :B allowed).") var snapshots: String?
+    @Option(help: "Snapshot range A:B (half-open; A: or :B allowed).", transform: SnapshotRange.parse) var snapshots: SnapshotRange?
     @Flag(help: "Unbiased estimators: ddof=1 variance, skew(bias=False), kurtosis(bias=False).") var sample = false
     @Flag(help: "Ignore NaN and ±Inf (count says how many values were used).") var skipNan = false
     @Flag(help: "Write f64 output (default f32).") var f64 = false
-    @Option(help: "Statistics to write, comma-separated names from the list above, or 'moments' (mean,variance,skewness,kurtosis) or 'all' (default). Leaving out the extrema and step statistics skips computing them.")
-    var stats: String = "all"
+    @Option(help: "Statistics to write, comma-separated names from the list above, or 'moments' (mean,variance,skewness,kurtosis) or 'all' (default). Leaving out the extrema and step statistics skips computing them.", transform: StatisticsOption.parse)
+    var stats: [TrajectoryStatistic] = TrajectoryStatistic.allCases
     @Option(help: "Codec chain of the output file (default split,zstdplanes at --level 1).") var codec: String = "split,zstdplanes"
     @Option(help: "zstd level of the output file.") var level: Int32 = 1
     @Flag(help: "Print the statistics as CSV (small selections).") var csv = false
@@ -71,8 +71,6 @@ public struct MomentsCommand: ParsableCommand {
     public func validate() throws {
         try OptionCheck.workers(workers)
         try OptionCheck.codec(codec, level: level)
-        _ = try Self.parseStatistics(stats)
-        if let snapshots { _ = try Self.parseRange(snapshots, count: nil) }
         if csv && json { throw ValidationError("--csv and --json: give one") }
         switch across {
         case .snapshots:
@@ -87,7 +85,7 @@ public struct MomentsCommand: ParsableCommand {
             let r = try PSnapReader(path: runPath)
             guard r.snapshotCount > 0 else { throw BadInput.noSnapshots(runPath) }
             let tensors = try CLI.select(r.tensors.map(\.name), include: include, in: runPath)
-            let range = try snapshots.map { try Self.parseRange($0, count: r.snapshotCount) } ?? 0..<r.snapshotCount
+            let range = try snapshots?.range(count: r.snapshotCount) ?? 0..<r.snapshotCount
             switch across {
             case .snapshots: try perParameter(r, tensors: tensors, range: range)
             case .parameters: try perTensor(r, tensors: tensors, range: range)
@@ -96,17 +94,6 @@ public struct MomentsCommand: ParsableCommand {
     }
 
     /// `--snapshots A:B` as a range inside 0..<count (only the syntax when the count is not known yet).
-    static func parseRange(_ s: String, count: Int?) throws -> Range<Int> {
-        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw ValidationError("--snapshots wants A:B, got '\(s)'") }
-        let a = parts[0].isEmpty ? 0 : Int(parts[0]), b = parts[1].isEmpty ? (count ?? Int.max) : Int(parts[1])
-        guard let a, let b else { throw ValidationError("--snapshots wants A:B with integers A and B, got '\(s)'") }
-        guard a >= 0, a < b, b <= (count ?? Int.max) else {
-            throw ValidationError("--snapshots \(s) is empty or outside 0:\(count.map(String.init) ?? "N")")
-        }
-        return a..<b
-    }
-
     func perParameter(_ r: PSnapReader, tensors: [Int], range: Range<Int>) throws {
         var opts = TrajectoryMomentsOptions()
         opts.convention = sample ? .sample : .population
@@ -115,7 +102,7 @@ public struct MomentsCommand: ParsableCommand {
         opts.snapshots = range
         opts.outputDType = f64 ? .f64 : .f32
         opts.overwrite = force
-        opts.statistics = try Self.parseStatistics(stats)
+        opts.statistics = stats
         opts.outputChain = try OptionCheck.codec(codec, level: level)
         if let workers { opts.workers = workers }
         let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
@@ -155,24 +142,6 @@ public struct MomentsCommand: ParsableCommand {
     }
 
     /// `--stats`: names, 'moments' or 'all'.
-    static func parseStatistics(_ text: String) throws -> [TrajectoryStatistic] {
-        var out: [TrajectoryStatistic] = []
-        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
-            switch part {
-            case "all": out += TrajectoryStatistic.allCases
-            case "moments": out += [.mean, .variance, .skewness, .kurtosis]
-            default:
-                guard let s = TrajectoryStatistic(rawValue: part) else {
-                    throw ValidationError("--stats: unknown statistic '\(part)' (known: \(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ", ")), moments, all)")
-                }
-                out.append(s)
-            }
-        }
-        guard !out.isEmpty else { throw ValidationError("--stats: no statistic given") }
-        return out
-    }
-
-    /// The --npy file of tensor `name` in `directory`.
     /// The file of tensor `name` in an `--npy` folder: the same injective names as `psnap export` to a folder.
     static func npyPath(_ directory: String, _ name: String) -> String {
         directory + "/" + ExportFileNames.fileName(for: name)
