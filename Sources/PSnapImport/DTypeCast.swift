@@ -3,9 +3,9 @@
 import Foundation
 
 /// dtype casts for `--dtype`: widening is exact; narrowing rounds to nearest even and keeps NaNs NaN (quiet).
-public enum DTypeCast {
+package enum DTypeCast {
     /// Whether casting `from` → `to` can change values.
-    public static func isLossy(from: DType, to: DType) -> Bool {
+    package static func isLossy(from: DType, to: DType) -> Bool {
         switch (from, to) {
         case _ where from == to: return false
         case (.f16, .f32), (.f16, .f64), (.bf16, .f32), (.bf16, .f64), (.f32, .f64): return false
@@ -14,7 +14,7 @@ public enum DTypeCast {
     }
 
     /// float32 bits → bfloat16 bits, round to nearest even; NaNs stay NaN (quiet bit set).
-    @inline(__always) public static func bf16(fromF32Bits b: UInt32) -> UInt16 {
+    @inline(__always) package static func bf16(fromF32Bits b: UInt32) -> UInt16 {
         if b & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: b >> 16) | 0x0040 }
         return UInt16(truncatingIfNeeded: (b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
     }
@@ -30,7 +30,7 @@ public enum DTypeCast {
     }
 
     /// Converts `count` little-endian elements of `from` at `src` into `to` at `dst`.
-    public static func convert(_ src: UnsafeRawPointer, from: DType, to: DType, count: Int, into dst: UnsafeMutableRawPointer) {
+    package static func convert(_ src: UnsafeRawPointer, from: DType, to: DType, count: Int, into dst: UnsafeMutableRawPointer) {
         if from == to { dst.copyMemory(from: src, byteCount: count * from.size); return }
         @inline(__always) func f32(_ i: Int) -> Float {
             switch from {
@@ -61,7 +61,7 @@ public enum DTypeCast {
     }
 
     /// The quiet-NaN bit pattern of `dtype`, little-endian (fills tensors absent from a snapshot).
-    public static func nanBytes(_ dtype: DType) -> [UInt8] {
+    package static func nanBytes(_ dtype: DType) -> [UInt8] {
         switch dtype {
         case .f32: return withUnsafeBytes(of: UInt32(0x7FC0_0000).littleEndian) { Array($0) }
         case .f16: return withUnsafeBytes(of: UInt16(0x7E00).littleEndian) { Array($0) }

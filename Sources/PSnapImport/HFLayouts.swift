@@ -3,11 +3,11 @@
 import Foundation
 
 /// `model.safetensors.index.json` of a sharded Hugging Face checkpoint.
-public enum HFShardIndex {
+package enum HFShardIndex {
     /// Tensor name → shard file name, from the index's `weight_map` (names keyed by their bytes: the exact
     /// parser keeps "e\u{301}" and "\u{e9}" apart; a name listed twice is refused). Shard names must be plain
     /// relative paths inside the checkpoint folder (no `..`, not absolute).
-    public static func parse(_ data: Data, path: String) throws(DumpError) -> [TensorName: String] {
+    package static func parse(_ data: Data, path: String) throws(DumpError) -> [TensorName: String] {
         let json: ExactJSON
         do { json = try data.withUnsafeBytes { b throws(ExactJSON.Failure) in try ExactJSON.parse(b) } } catch {
             throw .malformed(path: path, reason: "not JSON (\(error))")
@@ -28,16 +28,16 @@ public enum HFShardIndex {
 }
 
 /// The `log_history` of a Hugging Face `trainer_state.json` (or a log shaped like it).
-public struct TrainerLog: Sendable {
+package struct TrainerLog: Sendable {
     /// `global_step`, when present.
-    public var globalStep: Int64?
+    package var globalStep: Int64?
     /// `epoch` of the state, when present.
-    public var epoch: Double?
+    package var epoch: Double?
     /// Numeric fields of each log entry.
-    public var entries: [[String: Double]]
+    package var entries: [[String: Double]]
 
     /// Parses the JSON of a trainer state; non-numeric fields of log entries are ignored.
-    public static func parse(_ data: Data, path: String) throws(DumpError) -> TrainerLog {
+    package static func parse(_ data: Data, path: String) throws(DumpError) -> TrainerLog {
         guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw .malformed(path: path, reason: "not a JSON object")
         }
@@ -57,7 +57,7 @@ public struct TrainerLog: Sendable {
 
     /// Epoch and metadata (loss, learning rate, … as numbers) of `step`: the entries logged at that step, or, in
     /// logs without steps, the entries of that epoch. Empty when nothing was logged for it.
-    public func snapshotMetadata(step: Int64) -> (epoch: Double?, values: [String: MetaValue]) {
+    package func snapshotMetadata(step: Int64) -> (epoch: Double?, values: [String: MetaValue]) {
         let hasSteps = entries.contains { $0["step"] != nil }
         var values: [String: MetaValue] = [:]
         var epoch: Double? = nil

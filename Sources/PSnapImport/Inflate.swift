@@ -3,12 +3,12 @@
 import CZlib
 
 /// Raw-deflate decompression and CRC-32 over buffers.
-public enum RawInflate {
+package enum RawInflate {
     /// Inflates the raw deflate stream `src`, handing the output to `sink` in chunks of at most `chunk` bytes;
     /// `sink` returns false to stop early (enough output seen). Returns the bytes produced. Throws `.malformed`
     /// naming `path` and `member` when the stream is corrupt, or `.truncated` when it ends early.
     @discardableResult
-    public static func inflate(_ src: UnsafeRawBufferPointer, path: String, member: String, chunk: Int = 4 << 20,
+    package static func inflate(_ src: UnsafeRawBufferPointer, path: String, member: String, chunk: Int = 4 << 20,
                                sink: (UnsafeRawBufferPointer) throws -> Bool) throws -> Int {
         var s = z_stream()
         guard inflateInit2_(&s, -15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -46,7 +46,7 @@ public enum RawInflate {
     }
 
     /// CRC-32 (zip's) of `buf`, continuing from `crc`.
-    public static func crc32(_ buf: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+    package static func crc32(_ buf: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var c = UInt(crc)
         var p = buf.baseAddress?.assumingMemoryBound(to: Bytef.self)
         var n = buf.count

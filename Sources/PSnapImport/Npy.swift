@@ -3,27 +3,27 @@
 import Foundation
 
 /// A parsed `.npy` header (NumPy format versions 1.0, 2.0 and 3.0).
-public struct NpyHeader: Equatable, Sendable {
+package struct NpyHeader: Equatable, Sendable {
     /// The `descr` string, e.g. `<f4`.
-    public var descr: String
+    package var descr: String
     /// Whether the data is stored column-major (Fortran order).
-    public var fortranOrder: Bool
-    public var shape: [Int]
+    package var fortranOrder: Bool
+    package var shape: [Int]
     /// Offset of the array data from the start of the buffer parsed.
-    public var dataOffset: Int
+    package var dataOffset: Int
     /// The dtype, nil when `descr` is not one ParamSnap stores (f2, f4, f8; bf16 has no NumPy descr).
-    public var dtype: DType?
+    package var dtype: DType?
     /// Whether the data is big-endian (`>f4`): it must be byte-swapped.
-    public var bigEndian: Bool
+    package var bigEndian: Bool
 
     /// `\x93NUMPY`.
-    public static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]
+    package static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]
     /// Largest header accepted (NumPy itself refuses headers above 10,000 bytes by default).
-    public static let maxHeaderSize = 1 << 20
+    package static let maxHeaderSize = 1 << 20
 
     /// Parses the header at the start of `buf`; `path` only names the file in errors. The data itself is not
     /// checked here (its size is `product(shape) × element size` from `dataOffset`).
-    public static func parse(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> NpyHeader {
+    package static func parse(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> NpyHeader {
         func bad(_ r: String) -> DumpError { .malformed(path: path, reason: "npy header: \(r)") }
         guard buf.count >= 10 else { throw .truncated(path: path, reason: "\(buf.count) bytes, an npy header needs at least 10") }
         guard Array(buf[0..<6]) == magic else { throw bad("no \\x93NUMPY magic") }
@@ -74,7 +74,7 @@ public struct NpyHeader: Equatable, Sendable {
 
     /// A version 1.0 header for a C-order little-endian array, padded so the data starts on a 64-byte boundary.
     /// bf16 has no NumPy dtype: it is written as `<u2` (its bit patterns; view them with ml_dtypes.bfloat16).
-    public static func encode(dtype: DType, shape: [Int]) -> [UInt8] {
+    package static func encode(dtype: DType, shape: [Int]) -> [UInt8] {
         let descr: String
         switch dtype {
         case .f32: descr = "<f4"

@@ -3,9 +3,9 @@
 import Foundation
 
 /// The safetensors header of a file holding `tensors` back to back in the given order.
-public enum SafeTensorsEncoding {
+package enum SafeTensorsEncoding {
     /// The safetensors dtype name of `dtype`.
-    public static func dtypeName(_ dtype: DType) -> String {
+    package static func dtypeName(_ dtype: DType) -> String {
         switch dtype {
         case .f32: return "F32"
         case .f16: return "F16"
@@ -23,7 +23,7 @@ public enum SafeTensorsEncoding {
 
     /// Header bytes (length prefix included) for `tensors` stored in order, with `metadata` as `__metadata__`
     /// (omitted when empty). The JSON is padded with spaces so the data starts on an 8-byte boundary.
-    public static func header(tensors: [TensorInfo], metadata: [String: String]) -> [UInt8] {
+    package static func header(tensors: [TensorInfo], metadata: [String: String]) -> [UInt8] {
         var parts: [String] = []
         if !metadata.isEmpty {
             let m = metadata.keys.sorted().map { "\(quoted($0)):\(quoted(metadata[$0]!))" }.joined(separator: ",")

@@ -3,19 +3,19 @@
 import Foundation
 
 /// One member of a zip archive, located from its central directory entry and local header.
-public struct ZipMember: Equatable, Sendable {
-    public var name: String
+package struct ZipMember: Equatable, Sendable {
+    package var name: String
     /// 0 stored, 8 deflate (others are refused by the converter).
-    public var method: UInt16
-    public var crc32: UInt32
-    public var compressedSize: Int
-    public var uncompressedSize: Int
+    package var method: UInt16
+    package var crc32: UInt32
+    package var compressedSize: Int
+    package var uncompressedSize: Int
     /// Offset of the member's (compressed) data in the archive.
-    public var dataOffset: Int
+    package var dataOffset: Int
 }
 
 /// The zip container of `.npz` files (PKWARE APPNOTE: end of central directory, zip64, central and local headers).
-public enum ZipArchive {
+package enum ZipArchive {
     static let eocdSignature: UInt32 = 0x0605_4B50
     static let zip64LocatorSignature: UInt32 = 0x0706_4B50
     static let zip64EocdSignature: UInt32 = 0x0606_4B50
@@ -23,13 +23,13 @@ public enum ZipArchive {
     static let localSignature: UInt32 = 0x0403_4B50
 
     /// Whether `buf` starts like a zip archive.
-    public static func looksLikeZip(_ buf: UnsafeRawBufferPointer) -> Bool {
+    package static func looksLikeZip(_ buf: UnsafeRawBufferPointer) -> Bool {
         buf.count >= 4 && buf[0] == 0x50 && buf[1] == 0x4B && ((buf[2] == 3 && buf[3] == 4) || (buf[2] == 5 && buf[3] == 6))
     }
 
     /// Every member of the archive in `buf`, in central-directory order. Encrypted members and archives spanning
     /// disks are refused; every offset and length is checked against the buffer.
-    public static func members(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> [ZipMember] {
+    package static func members(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> [ZipMember] {
         func bad(_ r: String) -> DumpError { .malformed(path: path, reason: "zip: \(r)") }
         let n = buf.count
         let r = ByteReader(base: buf)
@@ -112,7 +112,7 @@ public enum ZipArchive {
     }
 
     /// A local file header for a stored (uncompressed) member (zip64 sizes in an extra field when they need it).
-    public static func localHeader(name: String, crc32: UInt32, size: UInt64) -> [UInt8] {
+    package static func localHeader(name: String, crc32: UInt32, size: UInt64) -> [UInt8] {
         let big = size >= 0xFFFF_FFFF
         var w = ByteWriter()
         w.u32(localSignature); w.u16(big ? 45 : 20); w.u16(0x0800); w.u16(0); w.u16(0); w.u16(0x21)
@@ -125,7 +125,7 @@ public enum ZipArchive {
 
     /// The central directory and end records for stored members `(name, crc, size, local header offset)` that
     /// start at `offset` in the archive.
-    public static func directory(_ members: [(name: String, crc32: UInt32, size: UInt64, offset: UInt64)], at offset: UInt64) -> [UInt8] {
+    package static func directory(_ members: [(name: String, crc32: UInt32, size: UInt64, offset: UInt64)], at offset: UInt64) -> [UInt8] {
         var w = ByteWriter()
         for m in members {
             let bigSize = m.size >= 0xFFFF_FFFF, bigOff = m.offset >= 0xFFFF_FFFF

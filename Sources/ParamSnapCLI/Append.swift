@@ -6,8 +6,8 @@ import Foundation
 @_spi(Internals) import ParamSnap
 
 /// `psnap append RUN.psnap INPUT…`.
-public struct AppendCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct AppendCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "append",
         abstract: "Append checkpoint dumps to a .psnap run (created on first use).",
         discussion: """
@@ -34,9 +34,9 @@ public struct AppendCommand: ParsableCommand {
     @Option(help: "Memory budget in MiB for staging and encoding.") var memory: Int = 1024
     @Flag(help: "Print a JSON report of the commit.") var json = false
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single snapshot") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
         if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
@@ -47,7 +47,7 @@ public struct AppendCommand: ParsableCommand {
         try OptionCheck.codec(codec, level: level)
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let start = Date()
             var opts = ConvertOptions()

@@ -6,8 +6,8 @@ import Foundation
 import PSnapImport
 
 /// `psnap compact RUN [-o OUT]`.
-public struct CompactCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct CompactCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "compact",
         abstract: "Rewrite a run so every parameter block has one tile spanning all snapshots (spec §10).",
         discussion: """
@@ -30,9 +30,9 @@ public struct CompactCommand: ParsableCommand {
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024
     @Flag(help: "Print a JSON report.") var json = false
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if let blockSize, blockSize != "auto", !(UInt64(blockSize).map(Spec.isValidBlockSize) ?? false) {
             throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize) or 'auto', not '\(blockSize)'")
         }
@@ -41,7 +41,7 @@ public struct CompactCommand: ParsableCommand {
         if let codec { try OptionCheck.codec(codec, level: level) }
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let start = Date()
             if let output { try OutputPath.check(output: output, inputs: [runPath], force: force) }
@@ -75,8 +75,8 @@ public struct CompactCommand: ParsableCommand {
 }
 
 /// `psnap verify RUN`.
-public struct VerifyCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct VerifyCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every checksum (header, footer, index, metadata, tiles) and that every tile decodes.",
         discussion: """
@@ -89,9 +89,9 @@ public struct VerifyCommand: ParsableCommand {
     @Argument(help: "The .psnap run.") var runPath: String
     @Flag(help: "Print JSON.") var json = false
 
-    public init() {}
+    package init() {}
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: runPath)
             let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
@@ -118,8 +118,8 @@ public struct VerifyCommand: ParsableCommand {
 }
 
 /// `psnap repair RUN -o FIXED`.
-public struct RepairCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct RepairCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "repair",
         abstract: "Copy a damaged or torn run into a new, valid file.",
         discussion: """
@@ -137,9 +137,9 @@ public struct RepairCommand: ParsableCommand {
     @Flag(help: "When the newest commit cannot be recovered, keep the newest intact one and drop the snapshots committed after it.") var discardDamagedCommits = false
     @Flag(help: "Print JSON.") var json = false
 
-    public init() {}
+    package init() {}
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             try OutputPath.check(output: output, inputs: [runPath], force: force)
             var options = WriterOptions()

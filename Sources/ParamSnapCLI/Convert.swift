@@ -6,8 +6,8 @@ import Foundation
 @_spi(Internals) import ParamSnap
 
 /// `psnap convert INPUT… -o RUN.psnap`.
-public struct ConvertCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct ConvertCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Convert checkpoint dumps (safetensors, HF checkpoints, .npy, .npz, raw) into one .psnap run.",
         discussion: """
@@ -75,7 +75,7 @@ public struct ConvertCommand: ParsableCommand {
     @Flag(help: "Replace OUT if it exists.") var force = false
     @Flag(name: .shortAndLong, help: "No progress bar and no notes (errors and the summary line only).") var quiet = false
 
-    public init() {}
+    package init() {}
 
     static func parseDType(_ s: String) -> DType? {
         switch s.lowercased() {
@@ -96,7 +96,7 @@ public struct ConvertCommand: ParsableCommand {
         return out
     }
 
-    public func validate() throws {
+    package func validate() throws {
         if inputs.isEmpty { throw ValidationError("no inputs: give checkpoint files or folders, e.g. psnap convert runs/tiny-gpt/ -o tiny.psnap") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
         if let dtype, Self.parseDType(dtype) == nil { throw ValidationError("--dtype '\(dtype)' is not one of f32, f16, bf16, f64") }
@@ -114,7 +114,7 @@ public struct ConvertCommand: ParsableCommand {
         }
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let start = Date()
             var opts = ConvertOptions()

@@ -6,8 +6,8 @@ import Foundation
 @_spi(Internals) import ParamSnap
 
 /// `psnap export RUN.psnap --snapshot K -o OUT`.
-public struct ExportCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct ExportCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Rebuild the checkpoint at one snapshot as safetensors, .npz or .npy files (bit-identical values).",
         discussion: """
@@ -40,13 +40,13 @@ public struct ExportCommand: ParsableCommand {
     @Option(help: "Export only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Flag(help: "Replace existing output files.") var force = false
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if (snapshot == nil) == (step == nil) { throw ValidationError("give exactly one of --snapshot K and --step N") }
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let start = Date()
             let r = try PSnapReader(path: runPath)

@@ -7,8 +7,8 @@ import PSnapImport
 import ParamSnapStats
 
 /// `psnap moments RUN -o OUT.psnap` and `psnap moments RUN --across parameters`.
-public struct MomentsCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct MomentsCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "moments",
         abstract: "Statistics of every parameter over the snapshots (or of every tensor at each snapshot).",
         discussion: """
@@ -65,10 +65,10 @@ public struct MomentsCommand: ParsableCommand {
     @Flag(help: "Replace existing output files (-o, the --npy files; never the run itself).") var force = false
     @Option(help: "Worker threads, 1…\(OptionCheck.maxWorkers) (default: all cores).") var workers: Int?
 
-    public init() {}
+    package init() {}
 
     /// Every option is checked here, before the run is opened.
-    public func validate() throws {
+    package func validate() throws {
         try OptionCheck.workers(workers)
         try OptionCheck.codec(codec, level: level)
         if csv && json { throw ValidationError("--csv and --json: give one") }
@@ -80,7 +80,7 @@ public struct MomentsCommand: ParsableCommand {
         }
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: runPath)
             guard r.snapshotCount > 0 else { throw BadInput.noSnapshots(runPath) }

@@ -7,8 +7,8 @@ import Foundation
 import PSnapImport
 
 /// `psnap`: one umbrella with subcommands.
-public struct PsnapCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct PsnapCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "psnap",
         abstract: "Store and study how every parameter of a network moves during training (.psnap files).",
         discussion: """
@@ -23,12 +23,12 @@ public struct PsnapCommand: ParsableCommand {
         """,
         version: ParamSnapVersion.version,
         subcommands: [InfoCommand.self, AppendCommand.self, CompactCommand.self, VerifyCommand.self, RepairCommand.self, TrajectoryCommand.self, MomentsCommand.self, ConvertCommand.self, ExportCommand.self])
-    public init() {}
+    package init() {}
 
     /// Parses and runs the command line as ArgumentParser's `main()` does, with two differences: a mistyped
     /// subcommand is named as such (with the closest names), and a usage error found while a subcommand runs shows
     /// that subcommand's usage, not the umbrella's.
-    public static func main() {
+    package static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         // The first argument names a subcommand (`psnap help X`: the second).
         if let name = arguments.first == "help" ? arguments.dropFirst().first : arguments.first, !name.hasPrefix("-") {

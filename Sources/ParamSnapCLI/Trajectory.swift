@@ -6,8 +6,8 @@ import Foundation
 import PSnapImport
 
 /// `psnap trajectory RUN TENSOR INDEX…`.
-public struct TrajectoryCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct TrajectoryCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "trajectory",
         abstract: "Print one parameter's value at every snapshot.",
         discussion: """
@@ -26,9 +26,9 @@ public struct TrajectoryCommand: ParsableCommand {
     @Option(help: "Global parameter index (tensors in file order, each row-major).") var global: Int?
     @Flag(help: "Print JSON.") var json = false
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if global != nil {
             guard address.isEmpty else { throw ValidationError("give TENSOR INDEX… or --global N, not both (got '\(address.joined(separator: " "))' and --global)") }
             return
@@ -37,7 +37,7 @@ public struct TrajectoryCommand: ParsableCommand {
         for s in address.dropFirst() where Int(s) == nil { throw ValidationError("index '\(s)' is not an integer") }
     }
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: runPath)
             let values: [Double]

@@ -4,8 +4,8 @@ import Foundation
 @_spi(Internals) import ParamSnap
 
 /// `snapinfo FILE` / `psnap info FILE`.
-public struct InfoCommand: ParsableCommand, ParsableArguments {
-    public static let configuration = CommandConfiguration(
+package struct InfoCommand: ParsableCommand, ParsableArguments {
+    package static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Summarise a .psnap file: tensors, snapshots, segments, codec, sizes and ratios.",
         discussion: """
@@ -22,9 +22,9 @@ public struct InfoCommand: ParsableCommand, ParsableArguments {
     @Flag(name: .customLong("snapshots"), help: "List every snapshot with its step, epoch, time and metadata.") var listSnapshots = false
     @Flag(help: "Verify every tile (checksum and decode); exit 65 naming each damaged tile.") var verify = false
 
-    public init() {}
+    package init() {}
 
-    public func run() throws {
+    package func run() throws {
         try CLI.guarded {
             let r = try PSnapReader(path: file)
             let bar = ProgressBar(enabled: verify && CLI.stderrIsTerminal)
@@ -179,11 +179,11 @@ struct InfoReport: Encodable {
 }
 
 /// `snapinfo FILE`: the same as `psnap info FILE`, under the name users know.
-public struct SnapinfoCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct SnapinfoCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "snapinfo", abstract: InfoCommand.configuration.abstract, discussion: InfoCommand.configuration.discussion,
         version: ParamSnapVersion.version)
     @OptionGroup var info: InfoCommand
-    public init() {}
-    public func run() throws { try info.run() }
+    package init() {}
+    package func run() throws { try info.run() }
 }
