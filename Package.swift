@@ -49,7 +49,13 @@ let package = Package(
         ),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLICore"]),
-        .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "ParamSnapStats", "ParamSnapFuzzSupport"]),
+        // Helpers every test target shares: seeded values, temporary folders, the built tools, the golden fixtures.
+        .target(name: "PSnapTestSupport", dependencies: ["ParamSnap", "PSnapCodec", "PSnapImport"], path: "Tests/PSnapTestSupport"),
+        .testTarget(name: "PSnapFormatTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapTestSupport"]),
+        .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapFuzzSupport", "PSnapTestSupport"]),
+        .testTarget(name: "PSnapImportTests", dependencies: ["ParamSnap", "PSnapImport", "PSnapTestSupport"]),
+        .testTarget(name: "ParamSnapStatsTests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapStats", "PSnapTestSupport"]),
+        .testTarget(name: "ParamSnapCLITests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "PSnapTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

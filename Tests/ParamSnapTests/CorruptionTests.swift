@@ -2,6 +2,7 @@
 // correct data or throw a specific error — never a crash, never a wrong value.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

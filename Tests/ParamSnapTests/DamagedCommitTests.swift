@@ -2,6 +2,7 @@
 // of the newest footer flipped, forged footers past the caps, damaged index or metadata, and the bounded survey.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -75,7 +76,7 @@ import Testing
         let dump = dir + "/epoch-9.safetensors"
         let names = ["F32", "F16", "BF16", "F64", "F32", "F32"]
         let snap = GoldenFixtures.snapshot(5, tensors: GoldenFixtures.dtypeTensors)
-        try CLITests.writeSafetensors(dump, GoldenFixtures.dtypeTensors.enumerated().map { ($1.name, names[$0], $1.shape, snap[$0]) })
+        try writeSafetensors(dump, GoldenFixtures.dtypeTensors.enumerated().map { ($1.name, names[$0], $1.shape, snap[$0]) })
         #expect(try runProcess(psnap, ["append", path, dump]).status == 65)
         #expect(try bytes(path) == d)
         // repair through the CLI: all 5 snapshots, the footer note printed.

@@ -2,6 +2,7 @@
 // committed is lost, the file still opens, and appending works again once space is freed.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

@@ -5,6 +5,7 @@
 import Foundation
 import Glibc
 import Testing
+import PSnapTestSupport
 @_spi(Internals) import ParamSnap
 import PSnapImport
 import ParamSnapFuzzSupport

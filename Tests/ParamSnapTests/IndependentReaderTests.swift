@@ -2,6 +2,7 @@
 // zstandard), reads every golden fixture to the same bytes as the Swift reader.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

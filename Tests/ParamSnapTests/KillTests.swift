@@ -2,6 +2,7 @@
 // back bit-exact, the torn tail is reported, and appending resumes.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

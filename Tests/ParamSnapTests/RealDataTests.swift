@@ -1,6 +1,7 @@
 // Real runs from ../shared/data (PyTorch): appended through the writer and the CLI, read back bit-exact.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

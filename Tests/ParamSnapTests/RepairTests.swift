@@ -2,6 +2,7 @@
 // (listed in the output's attributes), and every intact value is copied bit-exact.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

@@ -2,66 +2,13 @@
 // dtypes, shapes, block sizes, segment lengths, commits, reopenings, merging and compaction.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
 @testable import PSnapImport
 
 /// A run held in memory as ground truth: truth[snapshot][tensor] = raw bytes.
-struct TruthRun {
-    var tensors: [TensorInfo]
-    var snapshots: [[[UInt8]]] = []
-    var infos: [SnapshotInfo] = []
-}
-
-func randomTensors(_ rng: inout SeededRNG) -> [TensorInfo] {
-    let n = Int(rng.next() % 4) + 1
-    return (0..<n).map { i in
-        let rank = Int(rng.next() % 3)
-        var shape = (0..<rank).map { _ in Int(rng.next() % 9) + 1 }
-        if rng.next() % 10 == 0 { shape = [0] }            // an empty tensor
-        if rng.next() % 6 == 0 { shape = [Int(rng.next() % 300) + 1] }
-        return TensorInfo(name: "t\(i).w", dtype: DType.allCases[Int(rng.next() % 4)], shape: shape)
-    }
-}
-
-/// Checks every trajectory, every tensor at every snapshot and a block read against the truth.
-func checkAgainstTruth(_ r: PSnapReader, _ truth: TruthRun, context: String) throws {
-    #expect(r.snapshotCount == truth.snapshots.count, "\(context)")
-    #expect(r.snapshots == truth.infos, "\(context)")
-    for (t, info) in truth.tensors.enumerated() {
-        let e = info.dtype.size
-        let n = info.parameterCount!
-        for p in 0..<n {
-            let got = try r.trajectoryBytes(tensor: t, index: p)
-            var want: [UInt8] = []
-            for s in truth.snapshots { want.append(contentsOf: s[t][(p * e)..<((p + 1) * e)]) }
-            #expect(got == want, "\(context): tensor \(info.name) param \(p)")
-            if got != want { return }
-        }
-        for k in 0..<truth.snapshots.count {
-            #expect(try r.tensorBytes(tensor: t, snapshot: k) == truth.snapshots[k][t], "\(context): tensor \(info.name) snapshot \(k)")
-        }
-        if n > 0 && truth.snapshots.count > 0 {
-            let lo = n / 3, hi = n
-            let m = try r.trajectories(tensor: t, range: lo..<hi)
-            for p in lo..<hi {
-                for k in 0..<truth.snapshots.count {
-                    let v = truth.snapshots[k][t].withUnsafeBytes { ValueConversion.toDoubles(UnsafeRawBufferPointer(rebasing: $0[(p * e)..<((p + 1) * e)]), dtype: info.dtype)[0] }
-                    let g = m[(p - lo) * truth.snapshots.count + k]
-                    #expect(g.bitPattern == v.bitPattern || (g.isNaN && v.isNaN), "\(context): matrix \(info.name)[\(p)] snapshot \(k)")
-                }
-            }
-        }
-    }
-}
-
-/// Hands a value to `concurrentPerform` workers (each worker touches only its own slot).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ v: T) { value = v }
-}
-
 @Suite struct RoundTripTests {
     @Test(arguments: 0..<12)
     func randomRunsRoundTrip(caseIndex: Int) throws {
@@ -75,7 +22,7 @@ struct UncheckedSendable<T>: @unchecked Sendable {
         var options = WriterOptions()
         options.blockSize = [1, 2, 8, 64, 1024][Int(rng.next() % 5)]
         options.snapshotsPerSegment = Int(rng.next() % 5) + 1
-        options.chain = try CodecChain(stages: FormatTests.chains[Int(rng.next() % UInt64(FormatTests.chains.count))], zstdLevel: 1)
+        options.chain = try CodecChain(stages: codecChainsUnderTest[Int(rng.next() % UInt64(codecChainsUnderTest.count))], zstdLevel: 1)
         options.workers = Int(rng.next() % 3) + 1
         options.memoryBudget = rng.next() % 2 == 0 ? 1 << 20 : 256   // tiny budgets force spilling to the staging file
         options.merge = rng.next() % 4 != 0
@@ -243,15 +190,6 @@ struct UncheckedSendable<T>: @unchecked Sendable {
     }
 }
 
-/// Snapshots held in memory, for `writeCompact`.
-struct ArraySource: SnapshotSource, @unchecked Sendable {
-    let data: [[[UInt8]]]   // [snapshot][tensor] bytes
-    var count: Int { data.count }
-    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer {
-        data[snapshot][tensor].withUnsafeBytes { $0.baseAddress ?? UnsafeRawPointer(bitPattern: 8)! }
-    }
-    func releaseResidentPages() {}
-}
 
 @Suite struct WriteCompactTests {
     @Test func writeCompactMatchesAppendThenCompact() throws {

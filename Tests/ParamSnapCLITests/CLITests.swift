@@ -1,6 +1,7 @@
 // End-to-end tests of the built `psnap` and `snapinfo` binaries: outputs, JSON, exit codes, error messages.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -10,21 +11,6 @@ import Testing
     let psnap = productPath("psnap")
     let snapinfo = productPath("snapinfo")
     let demo = repoRoot + "/fixtures/demo-run"
-
-    /// Writes a safetensors file from (name, dtype string, shape, bytes).
-    static func writeSafetensors(_ path: String, _ tensors: [(String, String, [Int], [UInt8])], headerOverride: String? = nil) throws {
-        var header: [String] = []
-        var data: [UInt8] = []
-        for (n, dt, shape, bytes) in tensors {
-            header.append("\"\(n)\":{\"dtype\":\"\(dt)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(data.count),\(data.count + bytes.count)]}")
-            data += bytes
-        }
-        let h = Array((headerOverride ?? "{" + header.joined(separator: ",") + "}").utf8)
-        var out: [UInt8] = []
-        withUnsafeBytes(of: UInt64(h.count).littleEndian) { out += $0 }
-        out += h + data
-        try Data(out).write(to: URL(fileURLWithPath: path))
-    }
 
     @Test func appendInfoTrajectoryCompactVerify() throws {
         let dir = tempDir(); defer { cleanup(dir) }
@@ -86,11 +72,11 @@ import Testing
         r = try runProcess(snapinfo, [dir + "/y.psnap"])
         #expect(r.status == 65 && r.err.contains("bad magic"))
         // Unsupported dtype, named with file and tensor.
-        try Self.writeSafetensors(dir + "/i.safetensors", [("w", "I64", [2], [UInt8](repeating: 0, count: 16))])
+        try writeSafetensors(dir + "/i.safetensors", [("w", "I64", [2], [UInt8](repeating: 0, count: 16))])
         r = try runProcess(psnap, ["append", run, dir + "/i.safetensors"])
         #expect(r.status == 65 && r.err.contains("'w'") && r.err.contains("I64") && r.err.contains("i.safetensors"))
         // Truncated safetensors.
-        try Self.writeSafetensors(dir + "/t.safetensors", [("w", "F32", [4], [UInt8](repeating: 0, count: 8))])
+        try writeSafetensors(dir + "/t.safetensors", [("w", "F32", [4], [UInt8](repeating: 0, count: 8))])
         r = try runProcess(psnap, ["append", run, dir + "/t.safetensors"])
         #expect(r.status == 65 && r.err.contains("t.safetensors"))
         // A header longer than the file.
@@ -100,8 +86,8 @@ import Testing
         r = try runProcess(psnap, ["append", run, dir + "/h.safetensors"])
         #expect(r.status == 65 && r.err.contains("truncated"))
         // A second snapshot with another shape is refused, naming the tensor; the run keeps its first snapshot.
-        try Self.writeSafetensors(dir + "/a.safetensors", [("w", "F32", [2], [UInt8](repeating: 1, count: 8))])
-        try Self.writeSafetensors(dir + "/b.safetensors", [("w", "F32", [3], [UInt8](repeating: 1, count: 12))])
+        try writeSafetensors(dir + "/a.safetensors", [("w", "F32", [2], [UInt8](repeating: 1, count: 8))])
+        try writeSafetensors(dir + "/b.safetensors", [("w", "F32", [3], [UInt8](repeating: 1, count: 12))])
         #expect(try runProcess(psnap, ["append", run, dir + "/a.safetensors"]).status == 0)
         r = try runProcess(psnap, ["append", run, dir + "/b.safetensors"])
         #expect(r.status == 65 && r.err.contains("tensor 'w' has shape [3], the file has [2]"))

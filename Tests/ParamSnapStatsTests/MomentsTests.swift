@@ -1,6 +1,7 @@
 // Tests of psnap moments: accumulator merges, segment-split invariance, known values, the CLI, and the numpy/scipy check script.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

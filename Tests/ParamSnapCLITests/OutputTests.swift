@@ -2,6 +2,7 @@
 // (through symlinks and hard links too), in-place compaction keeps the file, and no temporary file outlives its run.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

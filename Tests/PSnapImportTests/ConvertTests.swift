@@ -2,6 +2,7 @@
 // every error case, casts, and the temp-then-rename rule under SIGKILL.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -205,7 +206,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         let dir = tempDir(); defer { cleanup(dir) }
         // Four snapshots of one tensor w [2,3], each from another kind: safetensors, npy, npz (stored), raw.
         let values: [[Float]] = (0..<5).map { k in (0..<6).map { Float($0) * 0.5 + Float(k) * 0.01 } }
-        try CLITests.writeSafetensors(dir + "/step-0.safetensors", [("w", "F32", [2, 3], f32Bytes(values[0]))])
+        try writeSafetensors(dir + "/step-0.safetensors", [("w", "F32", [2, 3], f32Bytes(values[0]))])
         try write(NpyHeader.encode(dtype: .f32, shape: [2, 3]) + f32Bytes(values[1]), dir + "/w_1.npy")
         // Column-major and big-endian arrays are transposed and swapped.
         var fortran: [Float] = []
@@ -235,7 +236,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         var rng = SeededRNG(seed: testSeed(0xC0)); let seed = rng.state
         let snaps = randomTrajectoryBits(&rng, dtype: .f32, params: 300, snapshots: 12)
         for (k, s) in snaps.enumerated() {
-            try CLITests.writeSafetensors(dir + "/step-\(k * 5).safetensors", [("a.weight", "F32", [300], s), ("a.bias", "F32", [3, 100], s),
+            try writeSafetensors(dir + "/step-\(k * 5).safetensors", [("a.weight", "F32", [300], s), ("a.bias", "F32", [3, 100], s),
                                                                                 ("ids", "I64", [2], [UInt8](repeating: 0, count: 16))])
         }
         let run = dir + "/o.psnap"
@@ -272,13 +273,13 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
     @Test func badInputsAreNamedWithFileAndTensor() throws {
         let dir = tempDir(); defer { cleanup(dir) }
         let ok = f32Bytes([1, 2, 3, 4])
-        try CLITests.writeSafetensors(dir + "/step-1.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
-        try CLITests.writeSafetensors(dir + "/step-2.safetensors", [("w", "F32", [2, 2], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
-        try CLITests.writeSafetensors(dir + "/step-3.safetensors", [("w", "F32", [4], ok)])
-        try CLITests.writeSafetensors(dir + "/step-4.safetensors", [("w", "F16", [4], [UInt8](repeating: 0, count: 8)), ("b", "F32", [2], f32Bytes([0, 0]))])
-        try CLITests.writeSafetensors(dir + "/step-5.safetensors", [("w", "F32", [4], Array(ok[0..<8]))],
+        try writeSafetensors(dir + "/step-1.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try writeSafetensors(dir + "/step-2.safetensors", [("w", "F32", [2, 2], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try writeSafetensors(dir + "/step-3.safetensors", [("w", "F32", [4], ok)])
+        try writeSafetensors(dir + "/step-4.safetensors", [("w", "F16", [4], [UInt8](repeating: 0, count: 8)), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try writeSafetensors(dir + "/step-5.safetensors", [("w", "F32", [4], Array(ok[0..<8]))],
                                       headerOverride: #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#)
-        try CLITests.writeSafetensors(dir + "/other-1.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try writeSafetensors(dir + "/other-1.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
         let out = dir + "/e.psnap"
         func expectFailure(_ inputs: [String], _ code: Int32, _ needles: [String], _ extra: [String] = []) throws {
             let r = try convert(inputs.map { dir + "/" + $0 } + ["-o", out] + extra)
@@ -290,7 +291,7 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         }
         try expectFailure(["step-1.safetensors", "step-2.safetensors"], 65, ["step-2.safetensors", "'w'", "shape [2, 2]"])
         try expectFailure(["step-1.safetensors", "step-3.safetensors"], 65, ["step-3.safetensors", "'b'", "missing", "--allow-missing"])
-        try CLITests.writeSafetensors(dir + "/step-6.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
+        try writeSafetensors(dir + "/step-6.safetensors", [("w", "F32", [4], ok), ("b", "F32", [2], f32Bytes([0, 0]))])
         try expectFailure(["step-3.safetensors", "step-6.safetensors"], 65, ["step-6.safetensors", "'b'", "not in the first snapshot"], ["--order", "given"])
         try expectFailure(["step-1.safetensors", "step-4.safetensors"], 65, ["step-4.safetensors", "'w'", "dtype f16"])
         try expectFailure(["step-1.safetensors", "step-5.safetensors"], 65, ["step-5.safetensors", "truncated"])
@@ -393,11 +394,11 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         var data = [UInt8](repeating: 0, count: 1 << 20)
         for k in 0..<24 {
             for i in stride(from: 0, to: data.count, by: 8) { withUnsafeBytes(of: rng.next()) { for j in 0..<8 { data[i + j] = $0[j] & 0x3F } } }
-            try CLITests.writeSafetensors(dir + "/step-\(k).safetensors", [("w", "F32", [data.count / 4], data)])
+            try writeSafetensors(dir + "/step-\(k).safetensors", [("w", "F32", [data.count / 4], data)])
         }
         let out = dir + "/k.psnap"
         let old = dir + "/old.psnap"
-        try CLITests.writeSafetensors(dir + "/keep-0.safetensors", [("v", "F32", [1], f32Bytes([1]))])
+        try writeSafetensors(dir + "/keep-0.safetensors", [("v", "F32", [1], f32Bytes([1]))])
         #expect(try convert([dir + "/keep-0.safetensors", "-o", old]).status == 0)
         let oldBytes = try Data(contentsOf: URL(fileURLWithPath: old))
         var kills = 0

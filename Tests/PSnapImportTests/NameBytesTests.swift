@@ -3,6 +3,7 @@
 // folder (dangling symlinks, symlink loops, FIFOs) is skipped with a note.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -60,13 +61,13 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
         let dir = tempDir(); defer { cleanup(dir) }
         // A safetensors header with both names (one written escaped): two tensors, each with its own data.
         let path = dir + "/step-0.safetensors"
-        try CLITests.writeSafetensors(path, [("e\\u0301", "F32", [1], f32([1])), (precomposed, "F32", [1], f32([2]))])
+        try writeSafetensors(path, [("e\\u0301", "F32", [1], f32([1])), (precomposed, "F32", [1], f32([2]))])
         let st = try SafeTensorsFile(path: path)
         #expect(st.tensors.count == 2)
         #expect(st.bytes(named: decomposed).map(Array.init) == f32([1]) && st.bytes(named: precomposed).map(Array.init) == f32([2]))
         // The same name twice, once escaped, is one name written twice.
         let dup = dir + "/dup.safetensors"
-        try CLITests.writeSafetensors(dup, [("e\\u0301", "F32", [1], f32([1])), (decomposed, "F32", [1], f32([2]))])
+        try writeSafetensors(dup, [("e\\u0301", "F32", [1], f32([1])), (decomposed, "F32", [1], f32([2]))])
         #expect(throws: DumpError.self) { try SafeTensorsFile(path: dup) }
         // A shard index maps both names.
         let index = Data(#"{"metadata": {}, "weight_map": {"e\u0301": "a.safetensors", "\u00e9": "b.safetensors"}}"#.utf8)
@@ -96,14 +97,14 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
 
     @Test func cliConvertsLooksUpExportsAndGlobsNamesByBytes() throws {
         let dir = tempDir(); defer { cleanup(dir) }
-        try CLITests.writeSafetensors(dir + "/step-0.safetensors", [(decomposed, "F32", [2], f32([1, 2])), (precomposed, "F32", [2], f32([3, 4]))])
+        try writeSafetensors(dir + "/step-0.safetensors", [(decomposed, "F32", [2], f32([1, 2])), (precomposed, "F32", [2], f32([3, 4]))])
         // An npz written by NumPy with both names, and a sharded checkpoint whose index maps both.
         let py = try runProcess("/usr/bin/env", ["python3", "-c", "import numpy as np, sys; np.savez(sys.argv[1], **{'e\\u0301': np.array([5, 6], '<f4'), '\\u00e9': np.array([7, 8], '<f4')})", dir + "/step-1.npz"])
         #expect(py.status == 0, "\(py.err)")
         let ck = dir + "/checkpoint-2"
         try FileManager.default.createDirectory(atPath: ck, withIntermediateDirectories: true)
-        try CLITests.writeSafetensors(ck + "/model-00001-of-00002.safetensors", [(decomposed, "F32", [2], f32([9, 10]))])
-        try CLITests.writeSafetensors(ck + "/model-00002-of-00002.safetensors", [(precomposed, "F32", [2], f32([11, 12]))])
+        try writeSafetensors(ck + "/model-00001-of-00002.safetensors", [(decomposed, "F32", [2], f32([9, 10]))])
+        try writeSafetensors(ck + "/model-00002-of-00002.safetensors", [(precomposed, "F32", [2], f32([11, 12]))])
         try Data(#"{"weight_map": {"e\u0301": "model-00001-of-00002.safetensors", "\u00e9": "model-00002-of-00002.safetensors"}}"#.utf8)
             .write(to: URL(fileURLWithPath: ck + "/model.safetensors.index.json"))
         let run = dir + "/n.psnap"
@@ -143,8 +144,8 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
         let dir = tempDir(); defer { cleanup(dir) }
         let runs = dir + "/runs"
         try FileManager.default.createDirectory(atPath: runs + "/sub", withIntermediateDirectories: true)
-        for k in 0..<2 { try CLITests.writeSafetensors(runs + "/step-\(k).safetensors", [("w", "F32", [2], f32([Float(k), 1]))]) }
-        try CLITests.writeSafetensors(runs + "/sub/step-2.safetensors", [("w", "F32", [2], f32([2, 1]))])
+        for k in 0..<2 { try writeSafetensors(runs + "/step-\(k).safetensors", [("w", "F32", [2], f32([Float(k), 1]))]) }
+        try writeSafetensors(runs + "/sub/step-2.safetensors", [("w", "F32", [2], f32([2, 1]))])
         let fm = FileManager.default
         try fm.createSymbolicLink(atPath: runs + "/dangling.safetensors", withDestinationPath: "gone.safetensors")
         try fm.createSymbolicLink(atPath: runs + "/loop-a", withDestinationPath: "loop-b")
@@ -168,7 +169,7 @@ private func holdsBytes(_ text: String, _ part: String) -> Bool {
 
     @Test func aFIFOInAFolderIsSkippedNotOpened() throws {
         let dir = tempDir(); defer { cleanup(dir) }
-        try CLITests.writeSafetensors(dir + "/step-0.safetensors", [("w", "F32", [1], f32([1]))])
+        try writeSafetensors(dir + "/step-0.safetensors", [("w", "F32", [1], f32([1]))])
         #expect(mkfifo(dir + "/pipe", 0o600) == 0)   // opening it for reading would block until a writer comes
         let c = try runProcess(psnap, ["convert", dir, "-o", dir + "/f.psnap"])
         #expect(c.status == 0 && c.err.contains("note: skipped \(dir)/pipe"), "\(c.err)")

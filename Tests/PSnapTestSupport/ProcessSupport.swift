@@ -1,11 +1,11 @@
 // Test support for CLI tests: runs with a deadline, with stderr on a pseudo-terminal, with extra environment.
 import Foundation
 import Glibc
-@testable import ParamSnap
+import ParamSnap
 
 /// Runs a process with `environment` added to ours; one that is still running after `timeout` seconds is
 /// terminated and reported with `timedOut` (a command that hangs fails its test instead of hanging the suite).
-func runProcess(_ exe: String, _ args: [String], timeout: Double, environment: [String: String] = [:]) throws
+package func runProcess(_ exe: String, _ args: [String], timeout: Double, environment: [String: String] = [:]) throws
     -> (status: Int32, out: String, err: String, timedOut: Bool) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
@@ -35,13 +35,13 @@ func runProcess(_ exe: String, _ args: [String], timeout: Double, environment: [
 private final class OutputBox: @unchecked Sendable {
     private let lock = NSLock()
     private var out = Data(), err = Data()
-    func set(_ d: Data, err isErr: Bool) { lock.lock(); if isErr { err = d } else { out = d }; lock.unlock() }
-    func text(err isErr: Bool) -> String { lock.lock(); defer { lock.unlock() }; return String(decoding: isErr ? err : out, as: UTF8.self) }
+    package func set(_ d: Data, err isErr: Bool) { lock.lock(); if isErr { err = d } else { out = d }; lock.unlock() }
+    package func text(err isErr: Bool) -> String { lock.lock(); defer { lock.unlock() }; return String(decoding: isErr ? err : out, as: UTF8.self) }
 }
 
 /// Runs a process whose stderr is a pseudo-terminal (so `isatty(2)` holds, as in an interactive shell) and whose
 /// stdout goes nowhere; returns the exit status and everything written to the terminal.
-func runWithTerminalStderr(_ exe: String, _ args: [String]) throws -> (status: Int32, err: String) {
+package func runWithTerminalStderr(_ exe: String, _ args: [String]) throws -> (status: Int32, err: String) {
     let master = Glibc.open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
     guard master >= 0, PTY.grantpt(master) == 0, PTY.unlockpt(master) == 0, let name = PTY.ptsname(master) else {
         throw IOError.open(path: "/dev/ptmx", errno: errno)
@@ -73,14 +73,14 @@ func runWithTerminalStderr(_ exe: String, _ args: [String]) throws -> (status: I
 private enum PTY {
     typealias IntCall = @convention(c) (Int32) -> Int32
     typealias NameCall = @convention(c) (Int32) -> UnsafeMutablePointer<CChar>?
-    static func symbol<T>(_ name: String, as: T.Type) -> T { unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)!, to: T.self) }
-    static let grantpt = symbol("grantpt", as: IntCall.self)
-    static let unlockpt = symbol("unlockpt", as: IntCall.self)
-    static let ptsname = symbol("ptsname", as: NameCall.self)
+    package static func symbol<T>(_ name: String, as: T.Type) -> T { unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), name)!, to: T.self) }
+    package static let grantpt = symbol("grantpt", as: IntCall.self)
+    package static let unlockpt = symbol("unlockpt", as: IntCall.self)
+    package static let ptsname = symbol("ptsname", as: NameCall.self)
 }
 
 /// A small run from the demo checkpoints (6 snapshots, 6 f32 tensors, several segments), made by `psnap append`.
-func demoRun(in dir: String) throws -> String {
+package func demoRun(in dir: String) throws -> String {
     let run = dir + "/demo.psnap"
     let demo = repoRoot + "/fixtures/demo-run"
     for f in try FileManager.default.contentsOfDirectory(atPath: demo).sorted() {

@@ -1,6 +1,7 @@
 // CLI tests of what a user reads: name suggestions, progress lines, printed numbers, error wording, help layout.
 import Foundation
 import Testing
+import PSnapTestSupport
 @testable import ParamSnap
 
 @Suite struct CLIUsabilityTests {

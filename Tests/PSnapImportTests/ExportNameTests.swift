@@ -2,6 +2,7 @@
 // anything is written; names too long for a file and NUL in a .npz are refused up front.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec

@@ -2,6 +2,7 @@
 // checkpoints) with the same step rules, and a failed append leaves the run as it was.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -19,12 +20,12 @@ func writeTrainerCheckpoint(_ folder: String, step: Int, sharded: Bool, value: F
         ("head.bias", "F32", [3], f32([value, -value, 0])),
     ]
     if sharded {
-        try CLITests.writeSafetensors(folder + "/model-00001-of-00002.safetensors", Array(tensors[0..<2]))
-        try CLITests.writeSafetensors(folder + "/model-00002-of-00002.safetensors", [tensors[2]])
+        try writeSafetensors(folder + "/model-00001-of-00002.safetensors", Array(tensors[0..<2]))
+        try writeSafetensors(folder + "/model-00002-of-00002.safetensors", [tensors[2]])
         let map = tensors.enumerated().map { "\"\($1.0)\": \"model-0000\($0 < 2 ? 1 : 2)-of-00002.safetensors\"" }.joined(separator: ", ")
         try Data("{\"metadata\": {\"total_size\": 52}, \"weight_map\": {\(map)}}".utf8).write(to: URL(fileURLWithPath: folder + "/model.safetensors.index.json"))
     } else {
-        try CLITests.writeSafetensors(folder + "/model.safetensors", tensors)
+        try writeSafetensors(folder + "/model.safetensors", tensors)
     }
     let state = "{\"global_step\": \(step), \"epoch\": \(Double(step) / 10), \"log_history\": [{\"step\": \(step), \"loss\": \(1.0 / Double(step)), \"learning_rate\": 0.001, \"epoch\": \(Double(step) / 10)}]}"
     try Data(state.utf8).write(to: URL(fileURLWithPath: folder + "/trainer_state.json"))
@@ -96,13 +97,13 @@ private func bytes(_ path: String) -> Data? { FileManager.default.contents(atPat
         try expectRefused(fresh, shards, ["model-00001-of-00002.safetensors", "shard", "model.safetensors.index.json"])
         #expect(!FileManager.default.fileExists(atPath: fresh))
         let run = dir + "/run.psnap"
-        try CLITests.writeSafetensors(dir + "/step-1.safetensors", [("w", "F32", [2], f32([1, 2]))])
+        try writeSafetensors(dir + "/step-1.safetensors", [("w", "F32", [2], f32([1, 2]))])
         #expect(try runProcess(psnap, ["append", run, dir + "/step-1.safetensors"]).status == 0)
         try expectRefused(run, shards, ["shard"])
         // A bad input after a good one: nothing of either is committed (a new run is not created at all).
-        try CLITests.writeSafetensors(dir + "/step-2.safetensors", [("w", "F32", [2], f32([3, 4]))])
-        try CLITests.writeSafetensors(dir + "/step-3.safetensors", [("w", "F32", [3], f32([5, 6, 7]))])
-        try CLITests.writeSafetensors(dir + "/step-4.safetensors", [("w", "F32", [2], f32([1]))])   // truncated
+        try writeSafetensors(dir + "/step-2.safetensors", [("w", "F32", [2], f32([3, 4]))])
+        try writeSafetensors(dir + "/step-3.safetensors", [("w", "F32", [3], f32([5, 6, 7]))])
+        try writeSafetensors(dir + "/step-4.safetensors", [("w", "F32", [2], f32([1]))])   // truncated
         try expectRefused(run, [dir + "/step-2.safetensors", dir + "/step-3.safetensors"], ["step-3.safetensors", "'w'", "shape [3]"])
         try expectRefused(run, [dir + "/step-2.safetensors", dir + "/step-4.safetensors"], ["step-4.safetensors", "'w'", "4 data bytes"])
         try expectRefused(fresh, [dir + "/step-2.safetensors", dir + "/step-4.safetensors"], ["step-4.safetensors"])
@@ -113,7 +114,7 @@ private func bytes(_ path: String) -> Data? { FileManager.default.contents(atPat
     @Test func appendKeepsTheStepRulesOfConvert() throws {
         let dir = tempDir(); defer { cleanup(dir) }
         for s in ["step-3", "step-5", "step-9", "step-10", "step-99999999999999999999", "last"] {
-            try CLITests.writeSafetensors(dir + "/\(s).safetensors", [("w", "F32", [1], f32([1]))])
+            try writeSafetensors(dir + "/\(s).safetensors", [("w", "F32", [1], f32([1]))])
         }
         let f = { (s: String) in dir + "/\(s).safetensors" }
         let run = dir + "/r.psnap"

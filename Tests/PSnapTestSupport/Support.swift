@@ -1,15 +1,15 @@
 // Test support: a seeded RNG, temporary paths, value generators with awkward bit patterns, paths to binaries.
 import Foundation
-@_spi(Internals) @testable import ParamSnap
-@testable import PSnapFormat
-@_spi(Internals) @testable import PSnapCodec
-@testable import PSnapImport
+@_spi(Internals) import ParamSnap
+import PSnapFormat
+@_spi(Internals) import PSnapCodec
+import PSnapImport
 
 /// SplitMix64: small, seeded, reproducible.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+package struct SeededRNG: RandomNumberGenerator {
+    package var state: UInt64
+    package init(seed: UInt64) { state = seed }
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -19,36 +19,36 @@ struct SeededRNG: RandomNumberGenerator {
 }
 
 /// The seed for property tests: PSNAP_SEED if set, else `fallback`.
-func testSeed(_ fallback: UInt64) -> UInt64 {
+package func testSeed(_ fallback: UInt64) -> UInt64 {
     if let s = ProcessInfo.processInfo.environment["PSNAP_SEED"], let v = UInt64(s) { return v }
     return fallback
 }
 
 /// A fresh temporary directory, removed by the caller with `cleanup`.
-func tempDir(_ tag: String = #function) -> String {
+package func tempDir(_ tag: String = #function) -> String {
     let safe = tag.filter { $0.isLetter || $0.isNumber }
     let d = NSTemporaryDirectory() + "psnap-test-\(safe)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
     return d
 }
 
-func cleanup(_ dir: String) { try? FileManager.default.removeItem(atPath: dir) }
+package func cleanup(_ dir: String) { try? FileManager.default.removeItem(atPath: dir) }
 
 /// Repository root (from this file's path).
-let repoRoot: String = {
+package let repoRoot: String = {
     var u = URL(fileURLWithPath: #filePath)
     for _ in 0..<3 { u.deleteLastPathComponent() }
     return u.path
 }()
 
 /// ../shared/data beside the repository (CI has it too).
-let sharedData: String = {
+package let sharedData: String = {
     let candidates = [repoRoot + "/../shared/data", "/work/shared/data"]
     return candidates.first { FileManager.default.fileExists(atPath: $0 + "/README.md") } ?? candidates[0]
 }()
 
 /// Path of a built executable of this package (swift test builds them beside the test bundle).
-func productPath(_ name: String) -> String {
+package func productPath(_ name: String) -> String {
     let bundle = Bundle.main.bundleURL
     var candidates = [bundle.deletingLastPathComponent().appendingPathComponent(name).path,
                       bundle.appendingPathComponent(name).path]
@@ -58,7 +58,7 @@ func productPath(_ name: String) -> String {
 
 /// Runs a process; returns (exit status, stdout, stderr).
 @discardableResult
-func runProcess(_ exe: String, _ args: [String], cwd: String? = nil) throws -> (status: Int32, out: String, err: String) {
+package func runProcess(_ exe: String, _ args: [String], cwd: String? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: exe)
     p.arguments = args
@@ -74,7 +74,7 @@ func runProcess(_ exe: String, _ args: [String], cwd: String? = nil) throws -> (
 }
 
 /// Random bit patterns of `dtype` mixing random walks with NaN payloads, ±0, subnormals, infinities.
-func randomTrajectoryBits(_ rng: inout SeededRNG, dtype: DType, params: Int, snapshots: Int) -> [[UInt8]] {
+package func randomTrajectoryBits(_ rng: inout SeededRNG, dtype: DType, params: Int, snapshots: Int) -> [[UInt8]] {
     // Returns snapshot-major bytes: [snapshot][param * size].
     let e = dtype.size
     var out = [[UInt8]](repeating: [UInt8](repeating: 0, count: params * e), count: snapshots)

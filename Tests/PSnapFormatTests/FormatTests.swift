@@ -1,6 +1,7 @@
 // Tests of the pure layout layer: XXH64 vectors, header/footer/index round trips, codec chains bit-exact.
 import Foundation
 import Testing
+import PSnapTestSupport
 @_spi(Internals) @testable import ParamSnap
 @testable import PSnapFormat
 @_spi(Internals) @testable import PSnapCodec
@@ -65,13 +66,6 @@ import Testing
         #expect(throws: FormatError.self) { try b.withUnsafeBytes { try Footer.decode($0, at: 379) } }
     }
 
-    static let chains: [[CodecStage]] = [
-        [], [.zstd], [.split, .zstd], [.xor, .split, .zstd], [.sub, .split, .bytedelta, .zstd],
-        [.xor, .split, .bytedelta, .zstd], [.xor], [.split, .bytedelta], [.bytedelta, .zstd],
-        [.split, .bytedelta, .zstdPlanes], [.zstdPlanes], [.sub, .split, .zstdPlanes], [.xor, .zstdPlanes],
-        [.linpred, .split, .zstdPlanes], [.linpred], [.linpred, .split, .bytedelta, .zstd], [.linpred, .zstdPlanes],
-        [.linpred, .lenrans], [.lenrans], [.xor, .lenrans], [.split, .lenrans],
-    ]
 
     /// One tile through `codec`: the stored bytes, whether they are raw, and the decoded tile.
     static func encodeDecode(_ codec: TileCodec, _ raw: [UInt8], elementSize e: Int, params: Int, snapshots S: Int) throws -> ([UInt8], Bool, [UInt8]) {
@@ -86,11 +80,11 @@ import Testing
         return (stored, isRaw, back)
     }
 
-    @Test(arguments: 0..<chains.count)
+    @Test(arguments: 0..<codecChainsUnderTest.count)
     func codecChainsAreBitExact(chainIndex: Int) throws {
         let seed = testSeed(0xC0DEC + UInt64(chainIndex))
         var rng = SeededRNG(seed: seed)
-        let chain = try CodecChain(stages: Self.chains[chainIndex], zstdLevel: 1)
+        let chain = try CodecChain(stages: codecChainsUnderTest[chainIndex], zstdLevel: 1)
         let codec = TileCodec(chain: chain)
         for trial in 0..<40 {
             let dtype = DType.allCases[Int(rng.next() % 4)]

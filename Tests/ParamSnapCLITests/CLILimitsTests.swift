@@ -1,6 +1,7 @@
 // CLI tests of option bounds and exit codes: no trap, no runaway memory, one meaning per exit code, no hang.
 import Foundation
 import Testing
+import PSnapTestSupport
 @testable import ParamSnap
 
 @Suite struct CLILimitsTests {
