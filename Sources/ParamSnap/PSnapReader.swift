@@ -325,6 +325,11 @@ public final class PSnapReader: @unchecked Sendable {
     public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
     /// Committed file size (up to the newest footer's end).
     public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
+    /// Committed bytes over live bytes (§10: what merging costs until `psnap compact`); 1 for a compact file.
+    public var writeAmplification: Double {
+        Double(committedSize) / Double(max(1, committedSize - deadBytes))
+    }
+
     /// Committed bytes that no live structure references: replaced tiles and old commits' index/metadata/footers (§10).
     /// §6 does not forbid live tiles that share or overlap stored bytes, so their sum can exceed the committed
     /// bytes: then nothing is counted as dead (0) instead of the subtraction trapping.

@@ -39,9 +39,7 @@ package struct AppendCommand: ParsableCommand {
     package func validate() throws {
         if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single snapshot") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
-        if blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
-            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
-        }
+        try OptionCheck.blockSize(String(blockSize))
         if let epoch, !epoch.isFinite { throw ValidationError("--epoch is a finite number, not \(epoch)") }
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)

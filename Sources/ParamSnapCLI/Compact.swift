@@ -33,9 +33,7 @@ package struct CompactCommand: ParsableCommand {
     package init() {}
 
     package func validate() throws {
-        if let blockSize, blockSize != "auto", !(UInt64(blockSize).map(Spec.isValidBlockSize) ?? false) {
-            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize) or 'auto', not '\(blockSize)'")
-        }
+        try OptionCheck.blockSize(blockSize, allowAuto: true)
         try OptionCheck.memory(memory)
         try OptionCheck.level(level)
         if let codec { try OptionCheck.codec(codec, level: level) }
@@ -98,12 +96,8 @@ package struct VerifyCommand: ParsableCommand {
             let damage = r.verifyAll(progress: { done, total in bar.update(done, total) })
             bar.finish()
             if json {
-                struct D: Encodable { let tile: Int; let tensor: String; let block: Int; let parameters: [Int]; let snapshots: [Int]; let offset: UInt64; let reason: String }
-                struct Out: Encodable { let file: String; let tiles: Int; let ignoredBytes: UInt64; let damaged: [D] }
-                print(CLI.jsonString(Out(file: runPath, tiles: r.tiles.count, ignoredBytes: r.ignoredBytes, damaged: damage.map {
-                    D(tile: $0.tile, tensor: $0.tensor, block: $0.block, parameters: [$0.parameters.lowerBound, $0.parameters.upperBound],
-                      snapshots: [$0.snapshots.lowerBound, $0.snapshots.upperBound], offset: $0.offset, reason: $0.reason)
-                })))
+                struct Out: Encodable { let file: String; let tiles: Int; let ignoredBytes: UInt64; let damaged: [InfoReport.Damage] }
+                print(CLI.jsonString(Out(file: runPath, tiles: r.tiles.count, ignoredBytes: r.ignoredBytes, damaged: damage.map(InfoReport.Damage.init))))
             } else if damage.isEmpty {
                 print("\(runPath): OK (\(r.tiles.count) tiles, \(r.snapshotCount) snapshots\(r.ignoredBytes > 0 ? ", \(r.ignoredBytes) bytes of torn tail ignored" : ""))")
             } else {

@@ -109,9 +109,7 @@ package struct ConvertCommand: ParsableCommand {
         }
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)
-        if let blockSize, blockSize < 1 || !Spec.isValidBlockSize(UInt64(blockSize)) {
-            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize), not \(blockSize)")
-        }
+        try OptionCheck.blockSize(blockSize.map(String.init))
     }
 
     package func run() throws {

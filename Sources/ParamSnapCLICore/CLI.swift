@@ -113,6 +113,14 @@ package enum OptionCheck {
     static let minMemoryMiB = 16
     static var maxMemoryMiB: Int { max(minMemoryMiB, Int(ProcessInfo.processInfo.physicalMemory >> 20)) }
 
+    /// --block-size: a power of two in 1…2^24 (FORMAT §3); `auto` where the command accepts it.
+    package static func blockSize(_ text: String?, allowAuto: Bool = false) throws {
+        guard let text, !(allowAuto && text == "auto") else { return }
+        guard let b = UInt64(text), Spec.isValidBlockSize(b) else {
+            throw ValidationError("--block-size is a power of two in 1…\(Spec.maxBlockSize)\(allowAuto ? " or 'auto'" : ""), not '\(text)'")
+        }
+    }
+
     package static func workers(_ n: Int?) throws {
         guard let n else { return }
         guard (1...maxWorkers).contains(n) else { throw ValidationError("--workers is 1…\(maxWorkers), not \(n)") }

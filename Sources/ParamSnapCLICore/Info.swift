@@ -55,8 +55,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         print("block size  \(r.header.blockSize) parameters  (\(r.tiles.count) tiles)")
         print("codec       \(r.header.codecChain)")
         print("stored      \(CLI.bytes(stored)) of \(CLI.bytes(raw)) raw  (ratio \(CLI.ratio(raw, stored)))")
-        let amp = Double(r.committedSize) / Double(max(1, r.committedSize - r.deadBytes))
-        print("dead space  \(CLI.bytes(r.deadBytes))  (write amplification \(String(format: "%.2f", amp))×; `psnap compact` removes it)")
+        print("dead space  \(CLI.bytes(r.deadBytes))  (write amplification \(String(format: "%.2f", r.writeAmplification))×; `psnap compact` removes it)")
         if r.ignoredBytes > 0 { print("ignored     \(r.ignoredBytes) bytes after the newest commit (torn tail of an interrupted write)") }
         print("")
         let per = InfoReport.perTensor(r)
@@ -97,7 +96,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
 }
 
 /// The `--json` schema psnap-info/1 (spec/SNAPINFO.md).
-struct InfoReport: Encodable {
+package struct InfoReport: Encodable {
     struct Codec: Encodable { let stages: [String]; let zstdLevel: Int32 }
     struct Snapshots: Encodable { let count: Int; let firstStep: Int64?; let lastStep: Int64? }
     struct Tensor: Encodable {
@@ -111,8 +110,13 @@ struct InfoReport: Encodable {
     struct Snapshot: Encodable {
         let index: Int; let step: Int64; let epoch: Double?; let time: Double; let metadata: [String: MetaValue]?
     }
-    struct Damage: Encodable {
+    /// A damaged tile as `--json` reports it (snapinfo --verify, psnap verify).
+    package struct Damage: Encodable {
         let tile: Int; let tensor: String; let block: Int; let parameters: [Int]; let snapshots: [Int]; let offset: UInt64; let reason: String
+        package init(_ d: TileDamage) {
+            tile = d.tile; tensor = d.tensor; block = d.block; parameters = [d.parameters.lowerBound, d.parameters.upperBound]
+            snapshots = [d.snapshots.lowerBound, d.snapshots.upperBound]; offset = d.offset; reason = d.reason
+        }
     }
     let schema = "psnap-info/1"
     let formatVersion: String
@@ -121,7 +125,7 @@ struct InfoReport: Encodable {
     let ignoredBytes: UInt64
     let commitSequence: UInt64
     let blockSize: UInt64
-    package let codec: Codec
+    let codec: Codec
     let parameters: Int
     let snapshots: Snapshots
     let segments: [[Int]]
@@ -147,7 +151,6 @@ struct InfoReport: Encodable {
         let per = perTensor(r)
         let raw = per.reduce(0) { $0 + $1.raw }, stored = per.reduce(0) { $0 + $1.stored }
         func ratio(_ a: UInt64, _ b: UInt64) -> Double { b == 0 ? 0 : (Double(a) / Double(b) * 1e4).rounded() / 1e4 }
-        let live = r.committedSize - r.deadBytes
         return InfoReport(
             formatVersion: "\(r.header.majorVersion).\(r.header.minorVersion)",
             fileBytes: UInt64(r.file.bytes.count), committedBytes: r.committedSize, ignoredBytes: r.ignoredBytes,
@@ -157,7 +160,7 @@ struct InfoReport: Encodable {
             snapshots: Snapshots(count: r.snapshotCount, firstStep: r.snapshots.first?.step, lastStep: r.snapshots.last?.step),
             segments: r.segments.map { [$0.lowerBound, $0.count] },
             tileCount: r.tiles.count, rawBytes: raw, storedBytes: stored, ratio: ratio(raw, stored),
-            deadBytes: r.deadBytes, writeAmplification: ratio(r.committedSize, live),
+            deadBytes: r.deadBytes, writeAmplification: (r.writeAmplification * 1e4).rounded() / 1e4,
             attributes: r.metadata.attributes,
             tensors: r.tensors.enumerated().map { i, t in
                 Tensor(name: t.name, dtype: t.dtype.rawValue, shape: t.shape, parameters: r.layout.parameterCounts[i],
@@ -171,10 +174,7 @@ struct InfoReport: Encodable {
             snapshotList: snapshots ? r.snapshots.enumerated().map {
                 Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch, time: $0.element.time, metadata: $0.element.metadata)
             } : nil,
-            damagedTiles: damage?.map {
-                Damage(tile: $0.tile, tensor: $0.tensor, block: $0.block, parameters: [$0.parameters.lowerBound, $0.parameters.upperBound],
-                       snapshots: [$0.snapshots.lowerBound, $0.snapshots.upperBound], offset: $0.offset, reason: $0.reason)
-            })
+            damagedTiles: damage?.map(Damage.init))
     }
 }
 
