@@ -100,19 +100,7 @@ extension TileCodecError: CustomStringConvertible {
             }
         }
         if terminal == .lenrans {
-            func code<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) -> Int? {
-                lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: T.self), as: T.self, params: params, snapshots: snapshots,
-                                    groupRows: LenRans.defaultGroupRows, into: other, limit: n)
-            }
-            let z: Int?
-            switch elementSize {
-            case 1: z = code(UInt8.self)
-            case 2: z = code(UInt16.self)
-            case 4: z = code(UInt32.self)
-            case 8: z = code(UInt64.self)
-            default: z = nil
-            }
-            guard let z else { return (raw, true) }
+            guard let z = encodeLenrans(cur, into: other, elementSize: elementSize, params: params, snapshots: snapshots, limit: n) else { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         }
         if cctx == nil, terminal != nil { cctx = ZSTD_createCCtx() }
@@ -125,30 +113,51 @@ extension TileCodecError: CustomStringConvertible {
             if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         case .zstdPlanes?:
-            // §5: E plane descriptors, then each plane as a zstd frame, or raw when zstd saves less than 1/32.
-            let e = elementSize
-            let planeBytes = count
-            var out = 8 * e
-            for k in 0..<e {
-                let src = cur.baseAddress! + k * planeBytes
-                let dst = other.baseAddress! + out
-                let z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out)
-                var descriptor: UInt64
-                if ZSTD_isError(z) == 0 && z < planeBytes - planeBytes / 32 {
-                    descriptor = UInt64(z)
-                    out += z
-                } else {
-                    dst.copyMemory(from: src, byteCount: planeBytes)
-                    descriptor = UInt64(planeBytes) | Spec.planeStoredRawBit
-                    out += planeBytes
-                }
-                (other.baseAddress! + 8 * k).storeBytes(of: descriptor.littleEndian, as: UInt64.self)
-            }
+            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count)
             if out >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<out]), false)
         default:
             preconditionFailure("unknown terminal stage")
         }
+    }
+
+    /// The `lenrans` stage (§5.1) of `cur` into `out`: its length, or nil when it would not be below `limit`.
+    private func encodeLenrans(_ cur: UnsafeMutableRawBufferPointer, into out: UnsafeMutableRawBufferPointer, elementSize: Int,
+                               params: Int, snapshots: Int, limit: Int) -> Int? {
+        func code<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) -> Int? {
+            lenransCoder.encode(cur.baseAddress!.assumingMemoryBound(to: T.self), as: T.self, params: params, snapshots: snapshots,
+                                groupRows: LenRans.defaultGroupRows, into: out, limit: limit)
+        }
+        switch elementSize {
+        case 1: return code(UInt8.self)
+        case 2: return code(UInt16.self)
+        case 4: return code(UInt32.self)
+        case 8: return code(UInt64.self)
+        default: return nil
+        }
+    }
+
+    /// The `zstdplanes` stage (§5) of `cur`'s E planes into `out`: E plane descriptors, then each plane as a zstd frame,
+    /// or raw when zstd saves less than 1/32 of it. Returns the bytes written.
+    private func encodePlanes(_ cur: UnsafeMutableRawBufferPointer, into other: UnsafeMutableRawBufferPointer, elementSize e: Int,
+                              planeBytes: Int) -> Int {
+        var out = 8 * e
+        for k in 0..<e {
+            let src = cur.baseAddress! + k * planeBytes
+            let dst = other.baseAddress! + out
+            let z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out)
+            var descriptor: UInt64
+            if ZSTD_isError(z) == 0 && z < planeBytes - planeBytes / 32 {
+                descriptor = UInt64(z)
+                out += z
+            } else {
+                dst.copyMemory(from: src, byteCount: planeBytes)
+                descriptor = UInt64(planeBytes) | Spec.planeStoredRawBit
+                out += planeBytes
+            }
+            (other.baseAddress! + 8 * k).storeBytes(of: descriptor.littleEndian, as: UInt64.self)
+        }
+        return out
     }
 
     // MARK: decode
