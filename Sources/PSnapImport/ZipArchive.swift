@@ -27,13 +27,12 @@ package enum ZipArchive {
         buf.count >= 4 && buf[0] == 0x50 && buf[1] == 0x4B && ((buf[2] == 3 && buf[3] == 4) || (buf[2] == 5 && buf[3] == 6))
     }
 
-    /// Every member of the archive in `buf`, in central-directory order. Encrypted members and archives spanning
-    /// disks are refused; every offset and length is checked against the buffer.
-    package static func members(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> [ZipMember] {
+    /// The central directory's entry count, offset and size, from the end-of-central-directory record (and its zip64
+    /// record), checked against the buffer.
+    private static func centralDirectory(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> (UInt64, UInt64, UInt64) {
         func bad(_ r: String) -> DumpError { .malformed(path: path, reason: "zip: \(r)") }
         let n = buf.count
         let r = ByteReader(base: buf)
-        guard n >= 22 else { throw .truncated(path: path, reason: "\(n) bytes, a zip archive needs at least 22") }
         var eocd = -1
         var o = n - 22
         while o >= max(0, n - 22 - 65535) {
@@ -62,6 +61,17 @@ package enum ZipArchive {
             throw .truncated(path: path, reason: "central directory \(cdOffset)+\(cdSize) outside the \(n)-byte file")
         }
         guard entries <= cdSize / 46 else { throw bad("\(entries) entries cannot fit a \(cdSize)-byte central directory") }
+        return (entries, cdOffset, cdSize)
+    }
+
+    /// Every member of the archive in `buf`, in central-directory order. Encrypted members and archives spanning
+    /// disks are refused; every offset and length is checked against the buffer.
+    package static func members(_ buf: UnsafeRawBufferPointer, path: String) throws(DumpError) -> [ZipMember] {
+        func bad(_ r: String) -> DumpError { .malformed(path: path, reason: "zip: \(r)") }
+        let n = buf.count
+        let r = ByteReader(base: buf)
+        guard n >= 22 else { throw .truncated(path: path, reason: "\(n) bytes, a zip archive needs at least 22") }
+        let (entries, cdOffset, cdSize) = try centralDirectory(buf, path: path)
         var out: [ZipMember] = []
         var c = Int(cdOffset)
         let cdEnd = Int(cdOffset + cdSize)
