@@ -7,6 +7,7 @@
 //   ParamSnap     files: the memory-mapped reader, scans, verify, the training writer, rewrites (re-exports PSnapFormat)
 //   PSnapImport   checkpoint dumps in (safetensors, npy, npz/zip with zlib, HF layouts) and out; conversion
 //   ParamSnapStats  the moments passes over the reader's scan
+//   ParamSnapAnalysis  the principal trajectory modes (BLAS/LAPACK) over whole trajectories
 //   ParamSnapCLICore  command-line plumbing (errors to exit codes, options, progress) and `snapinfo`
 //   ParamSnapCLI  the thin command line of `psnap`
 import PackageDescription
@@ -17,6 +18,7 @@ let package = Package(
         .library(name: "ParamSnap", targets: ["ParamSnap"]),
         .library(name: "PSnapImport", targets: ["PSnapImport"]),
         .library(name: "ParamSnapStats", targets: ["ParamSnapStats"]),
+        .library(name: "ParamSnapAnalysis", targets: ["ParamSnapAnalysis"]),
         // Read-everything routines shared by the fuzz targets (tools/fuzz) and the fuzz-regression tests.
         .library(name: "ParamSnapFuzzSupport", targets: ["ParamSnapFuzzSupport"]),
         .executable(name: "psnap", targets: ["psnap"]),
@@ -29,11 +31,14 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // BLAS (GEMM, SYRK) and LAPACK's symmetric eigensolver for the analysis passes.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .target(name: "PSnapFormat"),
         .target(name: "PSnapCodec", dependencies: ["PSnapFormat", "CZstd"]),
         .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
+        .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "CBLAS"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),
         // The command-line plumbing and `snapinfo`, which only reads .psnap files: no importers linked.
         .target(
@@ -43,7 +48,7 @@ let package = Package(
         .target(
             name: "ParamSnapCLI",
             dependencies: [
-                "ParamSnapCLICore", "ParamSnap", "PSnapImport", "ParamSnapStats",
+                "ParamSnapCLICore", "ParamSnap", "PSnapImport", "ParamSnapStats", "ParamSnapAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -55,6 +60,7 @@ let package = Package(
         .testTarget(name: "ParamSnapTests", dependencies: ["PSnapFormat", "PSnapCodec", "ParamSnap", "PSnapImport", "ParamSnapFuzzSupport", "PSnapTestSupport"]),
         .testTarget(name: "PSnapImportTests", dependencies: ["ParamSnap", "PSnapImport", "PSnapTestSupport"]),
         .testTarget(name: "ParamSnapStatsTests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapStats", "PSnapTestSupport"]),
+        .testTarget(name: "ParamSnapAnalysisTests", dependencies: ["ParamSnap", "ParamSnapAnalysis", "PSnapImport", "PSnapTestSupport"]),
         .testTarget(name: "ParamSnapCLITests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "PSnapTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

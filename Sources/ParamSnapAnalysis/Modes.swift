@@ -1,0 +1,182 @@
+// The principal trajectory modes (PCA over snapshots, as DLDR does in RAM): one streaming pass accumulates the S×S
+// Gram matrix of the per-parameter-centred trajectories (or of their steps) with BLAS SYRK, per worker, merged; then
+// LAPACK's symmetric eigensolver. Memory: one block of trajectories and one S×S matrix per worker.
+import Foundation
+import Synchronization
+import CBLAS
+@_spi(Internals) import ParamSnap
+
+/// What a trajectory is, for the modes: its values, or its steps (consecutive differences).
+public enum TrajectoryView: String, Sendable, CaseIterable {
+    case values, steps
+}
+
+/// The S×S Gram matrix of per-parameter-centred rows, in f64: mergeable (sum of parts), so any split of the
+/// parameters (workers, tile ranges, shards) gives the same matrix up to rounding.
+public struct GramAccumulator: Sendable {
+    /// Row length (snapshots, or snapshots − 1 for steps).
+    public let dimension: Int
+    /// Upper triangle of Σ_p c_p c_pᵀ, row-major (the lower triangle is not kept up to date until `symmetric`).
+    public private(set) var matrix: [Double]
+    /// Rows added.
+    public private(set) var rows: Int = 0
+    /// Rows left out because they held a NaN or an infinity, or values so large their squares overflow f64.
+    public private(set) var nonFiniteRows: Int = 0
+
+    public init(dimension: Int) {
+        self.dimension = dimension
+        matrix = [Double](repeating: 0, count: dimension * dimension)
+    }
+
+    /// Adds `count` rows of `dimension` values (row-major in `rows`): each row is centred on its own mean; rows with a
+    /// non-finite value, or whose squares overflow f64, are counted and left out.
+    public mutating func add(rows buf: UnsafeMutableBufferPointer<Double>, count: Int) {
+        let d = dimension
+        guard d > 0, count > 0 else { return }
+        var kept = 0
+        for r in 0..<count {
+            let row = buf.baseAddress! + r * d
+            var sum = 0.0
+            var finite = true
+            for i in 0..<d { let v = row[i]; if !v.isFinite { finite = false; break }; sum += v }
+            guard finite else { nonFiniteRows += 1; continue }
+            let mean = sum / Double(d)
+            let dst = buf.baseAddress! + kept * d
+            var squares = 0.0
+            for i in 0..<d { let c = row[i] - mean; dst[i] = c; squares += c * c }
+            // A row whose squares overflow f64 would make the whole matrix infinite: left out like a non-finite one.
+            guard squares.isFinite, sum.isFinite else { nonFiniteRows += 1; continue }
+            kept += 1
+        }
+        guard kept > 0 else { return }
+        // G += Cᵀ C for the kept [kept × d] rows C (upper triangle).
+        matrix.withUnsafeMutableBufferPointer { g in
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(d), Int32(kept), 1.0, buf.baseAddress!, Int32(d), 1.0, g.baseAddress!, Int32(d))
+        }
+        rows += kept
+    }
+
+    /// Adds another accumulator's rows.
+    public mutating func merge(_ other: GramAccumulator) {
+        precondition(other.dimension == dimension, "Gram matrices of one dimension")
+        for i in 0..<matrix.count { matrix[i] += other.matrix[i] }
+        rows += other.rows
+        nonFiniteRows += other.nonFiniteRows
+    }
+
+    /// The full symmetric matrix (the lower triangle filled from the upper).
+    public var symmetric: [Double] {
+        var m = matrix
+        let d = dimension
+        for i in 0..<d { for j in 0..<i { m[i * d + j] = m[j * d + i] } }
+        return m
+    }
+}
+
+/// The principal modes of a run's trajectories.
+public struct ModesResult: Sendable {
+    public var view: TrajectoryView
+    /// Snapshots of the run, and the length of a row (snapshots, or snapshots − 1 for steps).
+    public var snapshots: Int
+    public var dimension: Int
+    /// Parameters whose rows entered the matrix, and those left out for holding NaN or infinity.
+    public var parameters: Int
+    public var nonFiniteParameters: Int
+    /// All eigenvalues of the Gram matrix, largest first (Σ = total variance × rows).
+    public var eigenvalues: [Double]
+    /// The first k mode shapes (unit vectors of length `dimension`), sign fixed so the largest component is positive.
+    public var modes: [[Double]]
+    /// eigenvalue / Σ eigenvalues, largest first (sklearn's `explained_variance_ratio_`).
+    public var explainedVarianceRatio: [Double] {
+        let total = eigenvalues.reduce(0) { $0 + max(0, $1) }
+        return eigenvalues.map { total > 0 ? max(0, $0) / total : 0 }
+    }
+}
+
+/// Errors of the analysis passes.
+public enum AnalysisError: ParamSnapError, Equatable {
+    case tooFewSnapshots(needed: Int, got: Int, view: TrajectoryView)
+    case badComponentCount(Int, max: Int)
+    case noParameters
+    case eigensolver(info: Int32)
+
+    public var kind: ErrorKind {
+        switch self {
+        case .tooFewSnapshots, .noParameters: return .corruptData
+        case .badComponentCount: return .usage
+        case .eigensolver: return .io(errno: nil)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .tooFewSnapshots(let n, let g, let v): return "the \(v.rawValue) view needs at least \(n) snapshots, the run has \(g)"
+        case .badComponentCount(let k, let m): return "-k \(k): between 1 and \(m) modes (the row length)"
+        case .noParameters: return "no parameter with finite values in the selection"
+        case .eigensolver(let info): return "LAPACK dsyevd failed (info \(info))"
+        }
+    }
+}
+
+/// The principal trajectory modes pass.
+public enum Modes {
+    /// Accumulates the Gram matrix of the selected tensors' trajectories (per-parameter centred) on `workers`
+    /// threads, then eigendecomposes it; returns all eigenvalues and the first `k` modes.
+    public static func compute(_ reader: PSnapReader, k: Int, view: TrajectoryView = .values, tensors: [Int]? = nil,
+                               workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                               progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> ModesResult {
+        let S = reader.snapshotCount
+        let d = view == .values ? S : S - 1
+        guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
+        guard k >= 1, k <= d else { throw AnalysisError.badComponentCount(k, max: d) }
+        let gram = try accumulate(reader, dimension: d, view: view, tensors: tensors ?? Array(reader.tensors.indices),
+                                  workers: workers, progress: progress)
+        guard gram.rows > 0 else { throw AnalysisError.noParameters }
+        var a = gram.symmetric
+        var w = [Double](repeating: 0, count: d)
+        let info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "V")), Int8(UInt8(ascii: "U")), Int32(d), &a, Int32(d), &w)
+        guard info == 0 else { throw AnalysisError.eigensolver(info: info) }
+        // dsyevd: ascending eigenvalues, eigenvector j in column j.
+        let order = Array((0..<d).reversed())
+        let modes = order.prefix(k).map { j -> [Double] in
+            var v = (0..<d).map { a[$0 * d + j] }
+            if let big = v.max(by: { abs($0) < abs($1) }), big < 0 { v = v.map { -$0 } }
+            return v
+        }
+        return ModesResult(view: view, snapshots: S, dimension: d, parameters: gram.rows, nonFiniteParameters: gram.nonFiniteRows,
+                           eigenvalues: order.map { w[$0] }, modes: modes)
+    }
+
+    /// One pass over the selected tensors' blocks: each worker fills its own accumulator from whole trajectories
+    /// (every segment of a block), the parts are merged at the end.
+    static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], workers: Int,
+                           progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> GramAccumulator {
+        let layout = reader.layout
+        let blocks = tensors.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
+        let n = workerCount(count: blocks.count, workers: workers)
+        let parts = Mutex<[GramAccumulator]>([])
+        let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
+        try parallelForEach(count: blocks.count, workers: n, state: { _ in
+            (gram: GramAccumulator(dimension: d), rows: UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * max(1, d)))
+        }, { w, i in
+            let (t, b) = blocks[i]
+            let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
+            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
+            let S = reader.snapshotCount
+            for p in 0..<params {
+                for s in 0..<d {
+                    w.rows[p * d + s] = view == .values ? values[p * S + s] : values[p * S + s + 1] - values[p * S + s]
+                }
+            }
+            w.gram.add(rows: w.rows, count: params)
+            counter.add(1)
+        }, finish: { w in
+            let g = w.gram
+            parts.withLock { $0.append(g) }
+            w.rows.deallocate()
+        })
+        var total = GramAccumulator(dimension: d)
+        for part in parts.withLock({ $0 }) { total.merge(part) }
+        return total
+    }
+}

@@ -1,0 +1,70 @@
+// The principal modes pass: the Gram matrix merges exactly, bad requests are refused by name, and eigenvalues, ratios
+// and modes agree with numpy's on the shared real runs (both views) and on a run with NaN and infinities.
+import Foundation
+import Testing
+import PSnapTestSupport
+@_spi(Internals) import ParamSnap
+import ParamSnapAnalysis
+
+@Suite struct ModesTests {
+    let psnap = productPath("psnap")
+
+    @Test func gramAccumulatorsMergeToTheOnePassMatrix() {
+        var rng = SeededRNG(seed: testSeed(0x6A4D))
+        let d = 7, n = 50
+        let values = (0..<(n * d)).map { _ in Double(Int64(bitPattern: rng.next()) >> 40) * 1e-6 }
+        func gram(_ rows: Range<Int>) -> GramAccumulator {
+            var g = GramAccumulator(dimension: d)
+            var buf = Array(values[(rows.lowerBound * d)..<(rows.upperBound * d)])
+            buf.withUnsafeMutableBufferPointer { g.add(rows: $0, count: rows.count) }
+            return g
+        }
+        var merged = gram(0..<17)
+        merged.merge(gram(17..<50))
+        let whole = gram(0..<n)
+        #expect(merged.rows == n && whole.rows == n)
+        for (a, b) in zip(merged.symmetric, whole.symmetric) { #expect(abs(a - b) <= 1e-12 * max(1, abs(b))) }
+        // Centred rows: every row of the Gram matrix sums to zero.
+        let g = whole.symmetric
+        for i in 0..<d { #expect(abs((0..<d).reduce(0) { $0 + g[i * d + $1] }) <= 1e-9) }
+    }
+
+    @Test func badRequestsAreRefusedByName() throws {
+        let r = try PSnapReader(path: GoldenFixtures.dir + "/dtypes.psnap")
+        #expect(throws: AnalysisError.badComponentCount(6, max: 5)) { try Modes.compute(r, k: 6) }
+        #expect(throws: AnalysisError.badComponentCount(0, max: 4)) { try Modes.compute(r, k: 0, view: .steps) }
+        let dir = tempDir(); defer { cleanup(dir) }
+        let one = dir + "/one.psnap"
+        let w = try SnapshotWriter.create(path: one, tensors: [TensorInfo(name: "w", dtype: .f32, shape: [3])])
+        try w.append(SnapshotInfo(step: 0), tensors: ["w": [UInt8](repeating: 0, count: 12)])
+        try w.close()
+        #expect(throws: AnalysisError.tooFewSnapshots(needed: 2, got: 1, view: .values)) { try Modes.compute(try PSnapReader(path: one), k: 1) }
+        let cli = try runProcess(psnap, ["modes", one, "-k", "1"])
+        #expect(cli.status == 65 && cli.err.contains("at least 2 snapshots"), "\(cli.err)")
+        let k = try runProcess(psnap, ["modes", GoldenFixtures.dir + "/dtypes.psnap", "-k", "99"])
+        #expect(k.status == 64 && k.err.contains("-k 99"), "\(k.err)")
+    }
+
+    @Test(.enabled(if: numpyAvailable), arguments: ["tiny-gpt", "tiny-gpt-bf16", "mlp-digits", "golden"])
+    func agreesWithNumpy(run: String) throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        var path = GoldenFixtures.dir + "/dtypes.psnap"   // NaN payloads, infinities, subnormals: those rows are left out
+        if run != "golden" {
+            path = dir + "/run.psnap"
+            let c = try runProcess(psnap, ["convert", sharedData + "/" + run, "-o", path, "--quiet"])
+            #expect(c.status == 0, "\(c.err)")
+        }
+        for view in ["values", "steps"] {
+            let out = try runProcess(psnap, ["modes", path, "-k", "4", "--on", view, "--json"])
+            #expect(out.status == 0, "\(out.err)")
+            let json = dir + "/modes-\(view).json"
+            try out.out.write(toFile: json, atomically: true, encoding: .utf8)
+            let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_modes.py", path, json, "--on", view])
+            #expect(check.status == 0, "\(run) \(view): \(check.out) \(check.err)")
+        }
+    }
+}
+
+private let numpyAvailable: Bool = {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
+}()
