@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
-        .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "CBLAS"]),
+        .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "PSnapCodec", "CBLAS"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),
         // The command-line plumbing and `snapinfo`, which only reads .psnap files: no importers linked.
         .target(

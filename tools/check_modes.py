@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Checks `psnap modes --json` against numpy: the same Gram matrix built by numpy in f64 from the independent reader.
 
-usage: check_modes.py RUN.psnap MODES.json [--on values|steps]
+usage: check_modes.py RUN.psnap MODES.json [--on values|steps] [--coefficients OUT.psnap]
 Eigenvalues must agree within 1e-9 relative to the largest, explained-variance ratios within 1e-9, and every printed
 mode whose eigenvalue is separated from its neighbours by more than 1e-6 relative must equal numpy's up to sign
-(within 1e-6). Exits 1 naming the first disagreement.
+(within 1e-6). With --coefficients (an f64 `psnap modes -o` output): every parameter's coefficients equal its centred
+row times the printed modes within 1e-9 relative (numpy matmul), and its R² = Σ coef² / Σ c² within 1e-9; rows left out
+(non-finite) are NaN. Exits 1 naming the first disagreement.
 """
 import json
 import sys
@@ -19,8 +21,9 @@ def main(argv):
     run, out = argv[0], argv[1]
     on = argv[argv.index("--on") + 1] if "--on" in argv else "values"
     r = Psnap(run)
-    rows = []
+    rows, names = [], []
     for t in r.tensors:
+        names.append((t.name, t.count))
         bits = r.tensor_bits(t.name)
         if t.dtype == "bf16":
             vals = (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
@@ -30,11 +33,10 @@ def main(argv):
     m = np.concatenate(rows, axis=0)                      # [parameters × snapshots]
     if on == "steps":
         m = np.diff(m, axis=1)
-    m = m[np.isfinite(m).all(axis=1)]
     with np.errstate(over="ignore", invalid="ignore"):
-        c = m - m.mean(axis=1, keepdims=True)             # each parameter centred on its own mean (PCA's features)
-        keep = np.isfinite(m.sum(axis=1)) & np.isfinite((c * c).sum(axis=1))   # rows whose squares overflow are left out
-    m, c = m[keep], c[keep]
+        c_all = m - m.mean(axis=1, keepdims=True)         # each parameter centred on its own mean (PCA's features)
+        keep = np.isfinite(m).all(axis=1) & np.isfinite(m.sum(axis=1)) & np.isfinite((c_all * c_all).sum(axis=1))
+    m, c = m[keep], c_all[keep]
     g = c.T @ c
     w, v = np.linalg.eigh(g)
     w, v = w[::-1], v[:, ::-1]
@@ -57,6 +59,24 @@ def main(argv):
         if d > 1e-6:
             print(f"mode {i} differs from numpy's by {d:.3e}"); return 1
         checked += 1
+    if "--coefficients" in argv:
+        out_run = Psnap(argv[argv.index("--coefficients") + 1])
+        got_rows = np.concatenate([out_run.tensor_bits(n).view(np.float64) for n, _ in names], axis=0)   # [params × (k+1)]
+        k = len(got["modes"])
+        v_ours = np.array(got["modes"]).T                     # [d × k]
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef = c_all @ v_ours
+            r2 = (coef * coef).sum(axis=1) / (c_all * c_all).sum(axis=1)
+        want = np.concatenate([coef, r2[:, None]], axis=1)
+        want[~keep] = np.nan
+        both = np.isfinite(want) & np.isfinite(got_rows)
+        if not (np.isnan(want) == np.isnan(got_rows)).all():
+            print("coefficients: NaN in different places"); return 1
+        scale = np.abs(want[both]).max()
+        cerr = np.abs(want[both] - got_rows[both]).max() / scale
+        if cerr > 1e-9:
+            print(f"coefficients or R² differ: max error {cerr:.3e} of the largest"); return 1
+        print(f"coefficients and R² of {got_rows.shape[0]} parameters agree with numpy ({cerr:.1e}); median R² {np.nanmedian(got_rows[:, k]):.4f}")
     print(f"{len(w)} eigenvalues (max relative error {err:.1e}), ratios ({rerr:.1e}) and {checked} modes agree with numpy "
           f"over {m.shape[0]} parameters")
     return 0

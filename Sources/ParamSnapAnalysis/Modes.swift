@@ -5,6 +5,7 @@ import Foundation
 import Synchronization
 import CBLAS
 @_spi(Internals) import ParamSnap
+@_spi(Internals) import PSnapCodec
 
 /// What a trajectory is, for the modes: its values, or its steps (consecutive differences).
 public enum TrajectoryView: String, Sendable, CaseIterable {
@@ -178,5 +179,89 @@ public enum Modes {
         var total = GramAccumulator(dimension: d)
         for part in parts.withLock({ $0 }) { total.merge(part) }
         return total
+    }
+}
+
+/// Per-parameter coefficients on the modes, written as a `.psnap` mirroring the input's tensors.
+extension Modes {
+    /// The output's "snapshots": one per mode coefficient, then the R² of the rank-k reconstruction.
+    public static func outputSnapshots(k: Int) -> [SnapshotInfo] {
+        (0..<k).map { SnapshotInfo(step: Int64($0), time: 0, metadata: ["statistic": .string("mode\($0 + 1)")]) }
+            + [SnapshotInfo(step: Int64(k), time: 0, metadata: ["statistic": .string("r2")])]
+    }
+
+    /// A second pass: every selected parameter's centred trajectory (or steps) projected on `result.modes` (BLAS
+    /// dgemm per block): its k coefficients and the R² of its rank-k reconstruction (Σ coef² / Σ c²; NaN for a
+    /// constant or non-finite trajectory), written to `outputPath` (f32 or f64) mirroring the selected tensors. The
+    /// eigenvalues, ratios and mode shapes go into the file's attributes (`modes.json`).
+    public static func writeCoefficients(_ reader: PSnapReader, result: ModesResult, tensors selected: [Int], to outputPath: String,
+                                         dtype: DType = .f32, force: Bool = false,
+                                         workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        precondition(dtype == .f32 || dtype == .f64, "f32 or f64 output")
+        try OutputPath.check(output: outputPath, inputs: [reader.path], force: force)
+        let layout = reader.layout, d = result.dimension, k = result.modes.count, S = reader.snapshotCount
+        let tensors = selected.sorted()
+        var opts = WriterOptions()
+        opts.blockSize = layout.blockSize
+        opts.chain = try CodecChain(stages: [.split, .zstdPlanes], zstdLevel: 1)
+        opts.overwrite = force
+        opts.attributes = ["content": .string("psnap modes: per-parameter coefficients on the principal trajectory modes, then R²"),
+                           "modes.json": .string(result.json), "source": .string(reader.path)]
+        let sink = try CompactTileSink(path: outputPath, tensors: tensors.map { TensorInfo(name: reader.tensors[$0].name, dtype: dtype, shape: reader.tensors[$0].shape) },
+                                       snapshots: outputSnapshots(k: k), options: opts)
+        var v = [Double](repeating: 0, count: d * k)      // [d × k], column j = mode j
+        for j in 0..<k { for i in 0..<d { v[i * k + j] = result.modes[j][i] } }
+        let modes = v
+        let blocks = tensors.enumerated().flatMap { o, t in (0..<layout.blockCounts[t]).map { (o, t, $0) } }
+        let B = layout.blockSize, width = k + 1
+        try parallelForEach(count: blocks.count, workers: workers, state: { _ in
+            (codec: TileCodec(chain: opts.chain), rows: [Double](repeating: 0, count: B * d), coef: [Double](repeating: 0, count: B * k),
+             out: [UInt8](repeating: 0, count: B * width * dtype.size))
+        }, { w, i in
+            let (o, t, b) = blocks[i]
+            let p0 = b * B, params = layout.blockParams(tensor: t, block: b)
+            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
+            var norms = [Double](repeating: .nan, count: params)
+            for p in 0..<params {
+                var sum = 0.0
+                for s in 0..<d {
+                    let x = d == S ? values[p * S + s] : values[p * S + s + 1] - values[p * S + s]
+                    w.rows[p * d + s] = x; sum += x
+                }
+                let mean = sum / Double(d)
+                var sq = 0.0
+                for s in 0..<d { let c = w.rows[p * d + s] - mean; w.rows[p * d + s] = c; sq += c * c }
+                norms[p] = sq
+            }
+            w.rows.withUnsafeBufferPointer { c in modes.withUnsafeBufferPointer { m in w.coef.withUnsafeMutableBufferPointer { out in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(params), Int32(k), Int32(d), 1.0, c.baseAddress!, Int32(d),
+                            m.baseAddress!, Int32(k), 0.0, out.baseAddress!, Int32(k))
+            } } }
+            for p in 0..<params {
+                var row = (0..<k).map { w.coef[p * k + $0] }
+                let explained = row.reduce(0) { $0 + $1 * $1 }
+                let r2 = norms[p].isFinite && norms[p] > 0 ? explained / norms[p] : .nan
+                if !norms[p].isFinite { row = row.map { _ in .nan } }
+                for (j, x) in (row + [r2]).enumerated() {
+                    let at = (p * width + j) * dtype.size
+                    if dtype == .f64 {
+                        withUnsafeBytes(of: x.bitPattern.littleEndian) { for q in 0..<8 { w.out[at + q] = $0[q] } }
+                    } else {
+                        withUnsafeBytes(of: Float(x).bitPattern.littleEndian) { for q in 0..<4 { w.out[at + q] = $0[q] } }
+                    }
+                }
+            }
+            try w.out.withUnsafeBytes { try sink.add(tensor: o, block: b, raw: UnsafeRawBufferPointer(rebasing: $0[0..<(params * width * dtype.size)]), codec: w.codec) }
+        })
+        try sink.finish()
+    }
+}
+
+extension ModesResult {
+    /// The result as compact JSON: view, dimension, eigenvalues, ratios, mode shapes.
+    public var json: String {
+        let ev = eigenvalues.map { "\($0)" }.joined(separator: ","), r = explainedVarianceRatio.map { "\($0)" }.joined(separator: ",")
+        let m = modes.map { "[" + $0.map { "\($0)" }.joined(separator: ",") + "]" }.joined(separator: ",")
+        return "{\"view\":\"\(view.rawValue)\",\"dimension\":\(dimension),\"eigenvalues\":[\(ev)],\"explainedVarianceRatio\":[\(r)],\"modes\":[\(m)]}"
     }
 }

@@ -15,7 +15,7 @@ package struct ModesCommand: ParsableCommand {
         discussion: """
         Accumulates the S×S Gram matrix of every selected parameter's trajectory, centred on its own mean (or of its steps, --on steps), in f64 on all cores, then eigendecomposes it (LAPACK dsyevd). Prints every eigenvalue's share of the variance (sklearn PCA's explained_variance_ratio_ on the snapshot × parameter matrix) and the first K mode shapes. Parameters with a NaN or an infinity, or values so large their squares overflow f64, are left out and counted. Memory: one block of trajectories and one S×S matrix per worker, whatever the run's size.
 
-        Not yet written: the per-parameter coefficients and R² as a .psnap (-o).
+        With -o OUT, a second pass writes OUT: a .psnap mirroring the selected tensors whose "snapshots" are each parameter's K coefficients on the modes (mode1 … modeK) and the R² of its rank-K reconstruction (r2; NaN for a constant or non-finite trajectory), so trajectory, export and moments work on it; the eigenvalues, ratios and mode shapes are in its attributes (modes.json).
 
         Exit codes: 0 ok, 1 failure, 64 usage error (-k out of range, no such tensor), 65 damaged run or too few snapshots.
         """)
@@ -25,6 +25,9 @@ package struct ModesCommand: ParsableCommand {
     @Option(help: "What a trajectory is: values, or steps (consecutive differences).") var on: TrajectoryView = .values
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
+    @Option(name: .shortAndLong, help: "Write each parameter's coefficients and R² to this .psnap (a second pass).") var output: String?
+    @Flag(help: "Write the coefficients as f64 (default f32).") var f64 = false
+    @Flag(help: "Replace an existing OUT (never the run itself).") var force = false
     @Flag(help: "Print JSON: eigenvalues, explained variance ratios, mode shapes.") var json = false
 
     package init() {}
@@ -43,6 +46,10 @@ package struct ModesCommand: ParsableCommand {
             let m = try Modes.compute(r, k: k, view: on, tensors: tensors, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount,
                                       progress: { done, total in bar.update(done, total) })
             bar.finish()
+            if let output {
+                try Modes.writeCoefficients(r, result: m, tensors: tensors, to: output, dtype: f64 ? .f64 : .f32, force: force,
+                                            workers: workers ?? ProcessInfo.processInfo.activeProcessorCount)
+            }
             let ratio = m.explainedVarianceRatio
             if json {
                 struct Out: Encodable {

@@ -1,5 +1,6 @@
-// The principal modes pass: the Gram matrix merges exactly, bad requests are refused by name, and eigenvalues, ratios
-// and modes agree with numpy's on the shared real runs (both views) and on a run with NaN and infinities.
+// The principal modes pass: the Gram matrix merges exactly, bad requests are refused by name, and eigenvalues, ratios,
+// modes, per-parameter coefficients and R² agree with numpy's on the shared real runs (both views) and on a run with NaN
+// and infinities.
 import Foundation
 import Testing
 import PSnapTestSupport
@@ -43,6 +44,13 @@ import ParamSnapAnalysis
         #expect(cli.status == 65 && cli.err.contains("at least 2 snapshots"), "\(cli.err)")
         let k = try runProcess(psnap, ["modes", GoldenFixtures.dir + "/dtypes.psnap", "-k", "99"])
         #expect(k.status == 64 && k.err.contains("-k 99"), "\(k.err)")
+        // The output is never the run itself.
+        let run = dir + "/d.psnap"
+        try FileManager.default.copyItem(atPath: GoldenFixtures.dir + "/dtypes.psnap", toPath: run)
+        let before = try Data(contentsOf: URL(fileURLWithPath: run))
+        let same = try runProcess(psnap, ["modes", run, "-k", "1", "-o", run, "--force"])
+        #expect(same.status == 64 && same.err.contains("is the input"), "\(same.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: run)) == before)
     }
 
     @Test(.enabled(if: numpyAvailable), arguments: ["tiny-gpt", "tiny-gpt-bf16", "mlp-digits", "golden"])
@@ -55,11 +63,13 @@ import ParamSnapAnalysis
             #expect(c.status == 0, "\(c.err)")
         }
         for view in ["values", "steps"] {
-            let out = try runProcess(psnap, ["modes", path, "-k", "4", "--on", view, "--json"])
+            let coefficients = dir + "/coef-\(view).psnap"
+            let out = try runProcess(psnap, ["modes", path, "-k", "4", "--on", view, "--json", "-o", coefficients, "--f64"])
             #expect(out.status == 0, "\(out.err)")
             let json = dir + "/modes-\(view).json"
             try out.out.write(toFile: json, atomically: true, encoding: .utf8)
-            let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_modes.py", path, json, "--on", view])
+            let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_modes.py", path, json, "--on", view,
+                                                        "--coefficients", coefficients])
             #expect(check.status == 0, "\(run) \(view): \(check.out) \(check.err)")
         }
     }
