@@ -100,12 +100,14 @@ public enum AnalysisError: ParamSnapError, Equatable {
     case badComponentCount(Int, max: Int)
     case noParameters
     case eigensolver(info: Int32)
+    case constantQuery(Int)
 
     public var kind: ErrorKind {
         switch self {
         case .tooFewSnapshots, .noParameters: return .corruptData
         case .badComponentCount: return .usage
         case .eigensolver: return .io(errno: nil)
+        case .constantQuery: return .usage
         }
     }
 
@@ -115,6 +117,7 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .badComponentCount(let k, let m): return "-k \(k): between 1 and \(m) modes (the row length)"
         case .noParameters: return "no parameter with finite values in the selection"
         case .eigensolver(let info): return "LAPACK dsyevd failed (info \(info))"
+        case .constantQuery(let i): return "query \(i + 1) is constant (or not finite) in this view: its correlation with anything is undefined"
         }
     }
 }

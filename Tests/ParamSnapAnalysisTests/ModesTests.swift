@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import PSnapTestSupport
 @_spi(Internals) import ParamSnap
-import ParamSnapAnalysis
+@testable import ParamSnapAnalysis
 
 @Suite struct ModesTests {
     let psnap = productPath("psnap")
@@ -78,3 +78,52 @@ import ParamSnapAnalysis
 private let numpyAvailable: Bool = {
     (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
 }()
+
+@Suite struct SimilarTests {
+    let psnap = productPath("psnap")
+
+    @Test func topListsKeepTheBestAndBreakTiesByTheLowerIndex() {
+        var list: [SimilarHit] = []
+        for (g, r) in [(5, 0.5), (3, 0.9), (9, 0.9), (1, 0.1), (7, 0.95), (2, 0.9)] {
+            Similar.insert(SimilarHit(global: g, tensor: 0, index: g, r: r), into: &list, top: 4)
+        }
+        #expect(list.map(\.global) == [7, 2, 3, 9])
+        #expect(Similar.normalised([1, 1, 1][...], view: .values) == nil)          // constant: r undefined
+        #expect(Similar.normalised([1, 2, 3][...], view: .steps) == nil)           // constant steps
+        #expect(Similar.normalised([1, .nan, 3][...], view: .values) == nil)
+    }
+
+    @Test(.enabled(if: numpyAvailable), arguments: ["tiny-gpt", "mlp-digits", "golden"])
+    func agreesWithNumpyBruteForce(run: String) throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        var path = GoldenFixtures.dir + "/dtypes.psnap"   // constant, NaN and infinite rows are left out and counted
+        if run != "golden" {
+            path = dir + "/run.psnap"
+            #expect(try runProcess(psnap, ["convert", sharedData + "/" + run, "-o", path, "--quiet"]).status == 0)
+        }
+        let r = try PSnapReader(path: path)
+        var rng = SeededRNG(seed: testSeed(0x51A1))
+        var checked = 0
+        while checked < 3 {
+            let g = Int(rng.next() % UInt64(r.parameterCount))
+            guard Similar.normalised(try r.trajectory(global: g)[...], view: .steps) != nil else { continue }
+            for view in ["values", "steps"] {
+                let out = try runProcess(psnap, ["similar", path, "--global", "\(g)", "--top", "50", "--on", view, "--json"])
+                #expect(out.status == 0, "\(out.err)")
+                let json = dir + "/s.json"
+                try out.out.write(toFile: json, atomically: true, encoding: .utf8)
+                let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_similar.py", path, json, "\(g)", "--on", view])
+                #expect(check.status == 0, "\(run) query \(g) \(view): \(check.out) \(check.err)")
+            }
+            checked += 1
+        }
+        // A constant query is refused by name.
+        if run == "golden" {
+            let constant = (0..<r.parameterCount).first { (try? Similar.normalised(r.trajectory(global: $0)[...], view: .values)) == .some(nil) }
+            if let c = constant {
+                let out = try runProcess(psnap, ["similar", path, "--global", "\(c)"])
+                #expect(out.status == 64 && out.err.contains("constant"), "\(out.err)")
+            }
+        }
+    }
+}

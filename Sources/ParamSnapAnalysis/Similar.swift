@@ -1,0 +1,113 @@
+// Exact similarity search over every trajectory: Pearson correlation (= z-normalised dot product) of query
+// trajectories against every selected parameter, in one streaming pass (BLAS dgemm per block), top-k per worker merged.
+import Foundation
+import Synchronization
+import CBLAS
+@_spi(Internals) import ParamSnap
+
+/// One parameter found by `Similar.search`.
+public struct SimilarHit: Sendable, Equatable {
+    /// Global parameter index (tensors in file order, row-major), and the tensor and flat index inside it.
+    public let global: Int
+    public let tensor: Int
+    public let index: Int
+    /// Pearson correlation with the query, in [−1, 1].
+    public let r: Double
+}
+
+/// What a search found, per query, best first (ties: the lower global index first).
+public struct SimilarResult: Sendable {
+    public var hits: [[SimilarHit]]
+    /// Parameters left out: constant rows (r undefined) and rows holding NaN or infinity.
+    public var constant: Int
+    public var nonFinite: Int
+    public var searched: Int
+}
+
+/// Exact top-k correlation search.
+public enum Similar {
+    /// The row a trajectory of `S` values gives under `view`, centred and scaled to unit norm; nil when it is constant
+    /// (or not finite): its correlation with anything is undefined.
+    public static func normalised(_ values: ArraySlice<Double>, view: TrajectoryView) -> [Double]? {
+        let v = Array(values)
+        let row = view == .values ? v : zip(v.dropFirst(), v).map { $0 - $1 }
+        guard !row.isEmpty, row.allSatisfy(\.isFinite) else { return nil }
+        let mean = row.reduce(0, +) / Double(row.count)
+        let c = row.map { $0 - mean }
+        let norm = c.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard norm > 0, norm.isFinite else { return nil }
+        return c.map { $0 / norm }
+    }
+
+    /// The `top` parameters (of `tensors`) whose trajectories correlate best with each of `queries` (each a whole
+    /// trajectory of the run's snapshot count), in one pass on `workers` threads.
+    public static func search(_ reader: PSnapReader, queries: [[Double]], top: Int, view: TrajectoryView = .values,
+                              tensors: [Int]? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> SimilarResult {
+        let S = reader.snapshotCount
+        let d = view == .values ? S : S - 1
+        guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
+        guard top >= 1 else { throw AnalysisError.badComponentCount(top, max: Int.max) }
+        var q: [Double] = []
+        for (i, query) in queries.enumerated() {
+            guard query.count == S, let z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
+            q += z
+        }
+        let nq = queries.count
+        let layout = reader.layout
+        let selected = (tensors ?? Array(reader.tensors.indices)).sorted()
+        let blocks = selected.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
+        let offsets = layout.parameterOffsets
+        let parts = Mutex<[(hits: [[SimilarHit]], constant: Int, nonFinite: Int, searched: Int)]>([])
+        let qz = q
+        try parallelForEach(count: blocks.count, workers: workers, state: { _ in
+            (hits: [[SimilarHit]](repeating: [], count: nq), z: [Double](repeating: 0, count: layout.blockSize * d),
+             r: [Double](repeating: 0, count: layout.blockSize * nq), constant: 0, nonFinite: 0, searched: 0)
+        }, { w, i in
+            let (t, b) = blocks[i]
+            let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
+            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
+            var kept: [Int] = []
+            for p in 0..<params {
+                let slice = values[(p * S)..<((p + 1) * S)]
+                guard let z = normalised(slice, view: view) else {
+                    if slice.allSatisfy(\.isFinite) { w.constant += 1 } else { w.nonFinite += 1 }
+                    continue
+                }
+                for s in 0..<d { w.z[kept.count * d + s] = z[s] }
+                kept.append(p)
+            }
+            w.searched += kept.count
+            guard !kept.isEmpty else { return }
+            // R = Z Qᵀ: [kept × nq] correlations of this block's rows with every query.
+            w.z.withUnsafeBufferPointer { z in qz.withUnsafeBufferPointer { qq in w.r.withUnsafeMutableBufferPointer { r in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(kept.count), Int32(nq), Int32(d), 1.0, z.baseAddress!, Int32(d),
+                            qq.baseAddress!, Int32(d), 0.0, r.baseAddress!, Int32(nq))
+            } } }
+            for (row, p) in kept.enumerated() {
+                for j in 0..<nq {
+                    let hit = SimilarHit(global: offsets[t] + p0 + p, tensor: t, index: p0 + p, r: max(-1, min(1, w.r[row * nq + j])))
+                    insert(hit, into: &w.hits[j], top: top)
+                }
+            }
+        }, finish: { w in
+            let part = (w.hits, w.constant, w.nonFinite, w.searched)
+            parts.withLock { $0.append(part) }
+        })
+        var result = SimilarResult(hits: [[SimilarHit]](repeating: [], count: nq), constant: 0, nonFinite: 0, searched: 0)
+        for part in parts.withLock({ $0 }) {
+            for j in 0..<nq { for h in part.hits[j] { insert(h, into: &result.hits[j], top: top) } }
+            result.constant += part.constant; result.nonFinite += part.nonFinite; result.searched += part.searched
+        }
+        return result
+    }
+
+    /// Keeps `list` the best `top` hits, best first: higher r, then the lower global index.
+    static func insert(_ h: SimilarHit, into list: inout [SimilarHit], top: Int) {
+        func better(_ a: SimilarHit, _ b: SimilarHit) -> Bool { a.r != b.r ? a.r > b.r : a.global < b.global }
+        if list.count == top, let last = list.last, !better(h, last) { return }
+        var at = list.count
+        while at > 0 && better(h, list[at - 1]) { at -= 1 }
+        list.insert(h, at: at)
+        if list.count > top { list.removeLast() }
+    }
+}

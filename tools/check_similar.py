@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Checks `psnap similar --json` against a numpy f64 brute force over every trajectory of the run.
+
+usage: check_similar.py RUN.psnap SIMILAR.json GLOBAL [--on values|steps]
+Rows are centred and scaled to unit norm (constant and non-finite rows left out), r = Z @ z_query, ranked by r
+descending then global index ascending. The top list must be numpy's, rank by rank, with r within 1e-12; two adjacent
+entries may only trade places when their r differ by less than 1e-12 (rounding can order a near-tie either way).
+"""
+import json
+import sys
+
+import numpy as np
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from psnap_reader import Psnap  # noqa: E402
+
+
+def main(argv):
+    run, out, g = argv[0], argv[1], int(argv[2])
+    on = argv[argv.index("--on") + 1] if "--on" in argv else "values"
+    r = Psnap(run)
+    rows = []
+    for t in r.tensors:
+        bits = r.tensor_bits(t.name)
+        rows.append((bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64) if t.dtype == "bf16"
+                    else bits.view(t.np_dtype).astype(np.float64))
+    m = np.concatenate(rows, axis=0)
+    if on == "steps":
+        m = np.diff(m, axis=1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        c = m - m.mean(axis=1, keepdims=True)
+        norm = np.sqrt((c * c).sum(axis=1))
+        ok = np.isfinite(m).all(axis=1) & np.isfinite(norm) & (norm > 0)
+        z = c / norm[:, None]
+    idx = np.nonzero(ok)[0]
+    rr = np.clip(z[idx] @ z[g], -1, 1)
+    order = np.lexsort((idx, -rr))
+    got = json.load(open(out))
+    hits = got["hits"]
+    want = [(int(idx[o]), float(rr[o])) for o in order[:len(hits)]]
+    for i, (h, (wg, wr)) in enumerate(zip(hits, want)):
+        if abs(h["r"] - wr) > 1e-12:
+            print(f"rank {i + 1}: r {h['r']} vs numpy {wr}"); return 1
+        if h["global"] != wg:
+            swapped = i + 1 < len(want) and h["global"] == want[i + 1][0] and abs(want[i + 1][1] - wr) < 1e-12
+            swapped |= i > 0 and h["global"] == want[i - 1][0] and abs(want[i - 1][1] - wr) < 1e-12
+            if not swapped:
+                print(f"rank {i + 1}: global {h['global']} vs numpy {wg} (r {wr})"); return 1
+    if got["searched"] != len(idx):
+        print(f"searched {got['searched']} vs numpy {len(idx)}"); return 1
+    print(f"top {len(hits)} of {len(idx)} agree with numpy (query {g}, {on})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
