@@ -31,12 +31,7 @@ package struct SimilarCommand: ParsableCommand {
     package func validate() throws {
         try OptionCheck.workers(workers)
         guard top >= 1 && top <= 1_000_000 else { throw ValidationError("--top is 1…1000000, not \(top)") }
-        if global != nil {
-            guard address.isEmpty else { throw ValidationError("give TENSOR INDEX… or --global N, not both") }
-            return
-        }
-        guard address.count >= 2 else { throw ValidationError("give the query as TENSOR INDEX… or --global N") }
-        for s in address.dropFirst() where Int(s) == nil { throw ValidationError("index '\(s)' is not an integer") }
+        try TrajectoryCommand.checkAddress(address, global: global)
     }
 
     package func run() throws {

@@ -28,7 +28,10 @@ package struct TrajectoryCommand: ParsableCommand {
 
     package init() {}
 
-    package func validate() throws {
+    package func validate() throws { try Self.checkAddress(address, global: global) }
+
+    /// One parameter named by TENSOR INDEX… or by --global N, not both (trajectory, similar).
+    static func checkAddress(_ address: [String], global: Int?) throws {
         if global != nil {
             guard address.isEmpty else { throw ValidationError("give TENSOR INDEX… or --global N, not both (got '\(address.joined(separator: " "))' and --global)") }
             return
