@@ -101,13 +101,14 @@ public enum AnalysisError: ParamSnapError, Equatable {
     case noParameters
     case eigensolver(info: Int32)
     case constantQuery(Int)
+    case selectionTooLarge(Int, max: Int)
 
     public var kind: ErrorKind {
         switch self {
         case .tooFewSnapshots, .noParameters: return .corruptData
         case .badComponentCount: return .usage
         case .eigensolver: return .io(errno: nil)
-        case .constantQuery: return .usage
+        case .constantQuery, .selectionTooLarge: return .usage
         }
     }
 
@@ -117,6 +118,7 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .badComponentCount(let k, let m): return "-k \(k): between 1 and \(m) modes (the row length)"
         case .noParameters: return "no parameter with finite values in the selection"
         case .eigensolver(let info): return "LAPACK dsyevd failed (info \(info))"
+        case .selectionTooLarge(let n, let m): return "\(n) parameters selected: pairs takes at most \(m) (narrow --include)"
         case .constantQuery(let i): return "query \(i + 1) is constant (or not finite) in this view: its correlation with anything is undefined"
         }
     }

@@ -111,3 +111,75 @@ public enum Similar {
         if list.count > top { list.removeLast() }
     }
 }
+
+/// One pair of parameters whose trajectories correlate at least as much as asked.
+public struct CorrelatedPair: Sendable, Equatable {
+    /// Global parameter indices, `a < b`.
+    public let a: Int
+    public let b: Int
+    public let r: Double
+}
+
+extension Similar {
+    /// Memory `pairs` may hold for the selection's unit rows (n × row length doubles).
+    public static let maxPairsBytes = 512 << 20
+
+    /// Every pair inside the selected tensors whose |r| ≥ `minR` (constant and non-finite rows left out), by BLAS
+    /// products of row blocks against the rows after them; sorted by global indices. `limit` caps the pairs returned.
+    public static func pairs(_ reader: PSnapReader, tensors: [Int], minR: Double, view: TrajectoryView = .values,
+                             limit: Int = 10_000_000, workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws
+        -> (pairs: [CorrelatedPair], searched: Int, leftOut: Int, truncated: Bool) {
+        let S = reader.snapshotCount
+        let d = view == .values ? S : S - 1
+        guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
+        let layout = reader.layout
+        let selected = tensors.sorted()
+        let total = selected.reduce(0) { $0 + layout.parameterCounts[$1] }
+        guard total <= maxPairsBytes / (8 * d) else { throw AnalysisError.selectionTooLarge(total, max: maxPairsBytes / (8 * d)) }
+        var z: [Double] = [], globals: [Int] = []
+        z.reserveCapacity(total * d)
+        var leftOut = 0
+        for t in selected {
+            let n = layout.parameterCounts[t]
+            guard n > 0 else { continue }
+            let values = try reader.trajectories(tensor: t, range: 0..<n)
+            for p in 0..<n {
+                guard let row = normalised(values[(p * S)..<((p + 1) * S)], view: view) else { leftOut += 1; continue }
+                z += row
+                globals.append(layout.parameterOffsets[t] + p)
+            }
+        }
+        let n = globals.count, rows = 256, cols = 4096
+        let chunks = (n + rows - 1) / rows
+        let found = Mutex<[CorrelatedPair]>([])
+        let zz = z, gg = globals
+        // Row chunk c against every row from its own first one on, in column tiles: rows × cols doubles per worker.
+        try parallelForEach(count: chunks, workers: workers, state: { _ in [Double](repeating: 0, count: rows * cols) }, { r, c in
+            let i0 = c * rows, m = min(rows, n - i0)
+            var local: [CorrelatedPair] = []
+            var j0 = i0
+            while j0 < n {
+                let w = min(cols, n - j0)
+                zz.withUnsafeBufferPointer { zb in r.withUnsafeMutableBufferPointer { out in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(w), Int32(d), 1.0, zb.baseAddress! + i0 * d, Int32(d),
+                                zb.baseAddress! + j0 * d, Int32(d), 0.0, out.baseAddress!, Int32(w))
+                } }
+                for i in 0..<m {
+                    let first = max(0, i0 + i + 1 - j0)   // only pairs after the row itself
+                    guard first < w else { continue }
+                    for j in first..<w {
+                        let v = max(-1, min(1, r[i * w + j]))
+                        if abs(v) >= minR { local.append(CorrelatedPair(a: gg[i0 + i], b: gg[j0 + j], r: v)) }
+                    }
+                }
+                j0 += w
+            }
+            found.withLock { $0 += local }
+        })
+        var all = found.withLock { $0 }
+        all.sort { ($0.a, $0.b) < ($1.a, $1.b) }
+        let truncated = all.count > limit
+        if truncated { all.removeLast(all.count - limit) }
+        return (all, n, leftOut, truncated)
+    }
+}

@@ -127,3 +127,24 @@ private let numpyAvailable: Bool = {
         }
     }
 }
+
+@Suite struct PairsTests {
+    let psnap = productPath("psnap")
+
+    @Test(.enabled(if: numpyAvailable)) func thePairSetOfA25600ParameterSelectionIsNumpys() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/tiny-gpt", "-o", path, "--quiet"]).status == 0)
+        for (view, minR) in [("values", "0.998"), ("steps", "0.99")] {
+            let out = try runProcess(psnap, ["pairs", path, "--include", "blocks.0.mlp.fc_in.weight", "--min-r", minR, "--on", view, "--csv"])
+            #expect(out.status == 0, "\(out.err)")
+            let csv = dir + "/pairs.csv"
+            try out.out.write(toFile: csv, atomically: true, encoding: .utf8)
+            #expect(out.out.split(separator: "\n").count > 10, "\(view): too few pairs to check anything")
+            let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_pairs.py", path, csv, minR, "blocks.0.mlp.fc_in.weight", "--on", view])
+            #expect(check.status == 0, "\(view): \(check.out) \(check.err)")
+        }
+        let none = try runProcess(psnap, ["pairs", path, "--min-r", "0.9"])
+        #expect(none.status == 64 && none.err.contains("--include"), "\(none.err)")
+    }
+}
