@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks `psnap similar --json` against a numpy f64 brute force over every trajectory of the run.
 
-usage: check_similar.py RUN.psnap SIMILAR.json GLOBAL [--on values|steps]
+usage: check_similar.py RUN.psnap SIMILAR.json GLOBAL… [--on values|steps]   (one GLOBAL per query, in order)
 Rows are centred and scaled to unit norm (constant and non-finite rows left out), r = Z @ z_query, ranked by r
 descending then global index ascending. The top list must be numpy's, rank by rank, with r within 1e-12; two adjacent
 entries may only trade places when their r differ by less than 1e-12 (rounding can order a near-tie either way).
@@ -16,8 +16,9 @@ from psnap_reader import Psnap  # noqa: E402
 
 
 def main(argv):
-    run, out, g = argv[0], argv[1], int(argv[2])
     on = argv[argv.index("--on") + 1] if "--on" in argv else "values"
+    args = [a for i, a in enumerate(argv) if a != "--on" and (i == 0 or argv[i - 1] != "--on")]
+    run, out, queries = args[0], args[1], [int(a) for a in args[2:]]
     r = Psnap(run)
     rows = []
     for t in r.tensors:
@@ -33,24 +34,26 @@ def main(argv):
         ok = np.isfinite(m).all(axis=1) & np.isfinite(norm) & (norm > 0)
         z = c / norm[:, None]
     idx = np.nonzero(ok)[0]
-    rr = np.clip(z[idx] @ z[g], -1, 1)
-    order = np.lexsort((idx, -rr))
     got = json.load(open(out))
-    hits = got["hits"]
-    want = [(int(idx[o]), float(rr[o])) for o in order[:len(hits)]]
-    for i, (h, (wg, wr)) in enumerate(zip(hits, want)):
-        if abs(h["r"] - wr) > 1e-12:
-            print(f"rank {i + 1}: r {h['r']} vs numpy {wr}"); return 1
-        if h["global"] != wg:
-            swapped = i + 1 < len(want) and h["global"] == want[i + 1][0] and abs(want[i + 1][1] - wr) < 1e-12
-            swapped |= i > 0 and h["global"] == want[i - 1][0] and abs(want[i - 1][1] - wr) < 1e-12
-            if not swapped:
-                print(f"rank {i + 1}: global {h['global']} vs numpy {wg} (r {wr})"); return 1
     if got["searched"] != len(idx):
         print(f"searched {got['searched']} vs numpy {len(idx)}"); return 1
-    print(f"top {len(hits)} of {len(idx)} agree with numpy (query {g}, {on})")
+    for q, g in zip(got["queries"], queries):
+        rr = np.clip(z[idx] @ z[g], -1, 1)
+        order = np.lexsort((idx, -rr))
+        hits = q["hits"]
+        want = [(int(idx[o]), float(rr[o])) for o in order[:len(hits)]]
+        for i, (h, (wg, wr)) in enumerate(zip(hits, want)):
+            if abs(h["r"] - wr) > 1e-12:
+                print(f"query {g} rank {i + 1}: r {h['r']} vs numpy {wr}"); return 1
+            if h["global"] != wg:
+                swapped = i + 1 < len(want) and h["global"] == want[i + 1][0] and abs(want[i + 1][1] - wr) < 1e-12
+                swapped |= i > 0 and h["global"] == want[i - 1][0] and abs(want[i - 1][1] - wr) < 1e-12
+                if not swapped:
+                    print(f"query {g} rank {i + 1}: global {h['global']} vs numpy {wg} (r {wr})"); return 1
+    if len(got["queries"]) != len(queries):
+        print(f"{len(got['queries'])} answers for {len(queries)} queries"); return 1
+    print(f"top {len(got['queries'][0]['hits'])} of {len(idx)} agree with numpy for {len(queries)} queries ({on})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -103,19 +103,24 @@ private let numpyAvailable: Bool = {
         }
         let r = try PSnapReader(path: path)
         var rng = SeededRNG(seed: testSeed(0x51A1))
-        var checked = 0
-        while checked < 3 {
+        var queries: [Int] = []
+        while queries.count < 4 {
             let g = Int(rng.next() % UInt64(r.parameterCount))
-            guard Similar.normalised(try r.trajectory(global: g)[...], view: .steps) != nil else { continue }
-            for view in ["values", "steps"] {
-                let out = try runProcess(psnap, ["similar", path, "--global", "\(g)", "--top", "50", "--on", view, "--json"])
+            if Similar.normalised(try r.trajectory(global: g)[...], view: .steps) != nil { queries.append(g) }
+        }
+        // One query on the command line, and all of them through --queries (one pass), both views.
+        let file = dir + "/queries.txt"
+        try (["# seeded queries"] + queries.map(String.init)).joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        for view in ["values", "steps"] {
+            for (args, expected) in [(["--global", "\(queries[0])"], [queries[0]]), (["--queries", file], queries)] {
+                let out = try runProcess(psnap, ["similar", path] + args + ["--top", "50", "--on", view, "--json"])
                 #expect(out.status == 0, "\(out.err)")
                 let json = dir + "/s.json"
                 try out.out.write(toFile: json, atomically: true, encoding: .utf8)
-                let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_similar.py", path, json, "\(g)", "--on", view])
-                #expect(check.status == 0, "\(run) query \(g) \(view): \(check.out) \(check.err)")
+                let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_similar.py", path, json]
+                                           + expected.map(String.init) + ["--on", view])
+                #expect(check.status == 0, "\(run) \(args) \(view): \(check.out) \(check.err)")
             }
-            checked += 1
         }
         // A constant query is refused by name.
         if run == "golden" {
