@@ -36,17 +36,9 @@ public struct GramAccumulator: Sendable {
         guard d > 0, count > 0 else { return }
         var kept = 0
         for r in 0..<count {
-            let row = buf.baseAddress! + r * d
-            var sum = 0.0
-            var finite = true
-            for i in 0..<d { let v = row[i]; if !v.isFinite { finite = false; break }; sum += v }
-            guard finite else { nonFiniteRows += 1; continue }
-            let mean = sum / Double(d)
             let dst = buf.baseAddress! + kept * d
-            var squares = 0.0
-            for i in 0..<d { let c = row[i] - mean; dst[i] = c; squares += c * c }
-            // A row whose squares overflow f64 would make the whole matrix infinite: left out like a non-finite one.
-            guard squares.isFinite, sum.isFinite else { nonFiniteRows += 1; continue }
+            if kept != r { dst.update(from: buf.baseAddress! + r * d, count: d) }
+            guard TrajectoryRows.centre(dst, count: d).isFinite else { nonFiniteRows += 1; continue }
             kept += 1
         }
         guard kept > 0 else { return }
@@ -132,7 +124,7 @@ public enum Modes {
                                workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                                progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> ModesResult {
         let S = reader.snapshotCount
-        let d = view == .values ? S : S - 1
+        let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         guard k >= 1, k <= d else { throw AnalysisError.badComponentCount(k, max: d) }
         let gram = try accumulate(reader, dimension: d, view: view, tensors: tensors ?? Array(reader.tensors.indices),
@@ -168,11 +160,8 @@ public enum Modes {
             let (t, b) = blocks[i]
             let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
             let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
-            let S = reader.snapshotCount
-            for p in 0..<params {
-                for s in 0..<d {
-                    w.rows[p * d + s] = view == .values ? values[p * S + s] : values[p * S + s + 1] - values[p * S + s]
-                }
+            values.withUnsafeBufferPointer { v in
+                for p in 0..<params { TrajectoryRows.fill(v, row: p, snapshots: reader.snapshotCount, view: view, into: w.rows.baseAddress! + p * d) }
             }
             w.gram.add(rows: w.rows, count: params)
             counter.add(1)
@@ -227,16 +216,14 @@ extension Modes {
             let p0 = b * B, params = layout.blockParams(tensor: t, block: b)
             let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
             var norms = [Double](repeating: .nan, count: params)
-            for p in 0..<params {
-                var sum = 0.0
-                for s in 0..<d {
-                    let x = d == S ? values[p * S + s] : values[p * S + s + 1] - values[p * S + s]
-                    w.rows[p * d + s] = x; sum += x
+            values.withUnsafeBufferPointer { v in
+                w.rows.withUnsafeMutableBufferPointer { rows in
+                    for p in 0..<params {
+                        let row = rows.baseAddress! + p * d
+                        TrajectoryRows.fill(v, row: p, snapshots: S, view: result.view, into: row)
+                        norms[p] = TrajectoryRows.centre(row, count: d)
+                    }
                 }
-                let mean = sum / Double(d)
-                var sq = 0.0
-                for s in 0..<d { let c = w.rows[p * d + s] - mean; w.rows[p * d + s] = c; sq += c * c }
-                norms[p] = sq
             }
             w.rows.withUnsafeBufferPointer { c in modes.withUnsafeBufferPointer { m in w.coef.withUnsafeMutableBufferPointer { out in
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(params), Int32(k), Int32(d), 1.0, c.baseAddress!, Int32(d),

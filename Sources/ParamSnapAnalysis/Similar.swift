@@ -29,14 +29,25 @@ public enum Similar {
     /// The row a trajectory of `S` values gives under `view`, centred and scaled to unit norm; nil when it is constant
     /// (or not finite): its correlation with anything is undefined.
     public static func normalised(_ values: ArraySlice<Double>, view: TrajectoryView) -> [Double]? {
-        let v = Array(values)
-        let row = view == .values ? v : zip(v.dropFirst(), v).map { $0 - $1 }
-        guard !row.isEmpty, row.allSatisfy(\.isFinite) else { return nil }
-        let mean = row.reduce(0, +) / Double(row.count)
-        let c = row.map { $0 - mean }
-        let norm = c.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        guard norm > 0, norm.isFinite else { return nil }
-        return c.map { $0 / norm }
+        let S = values.count, d = TrajectoryRows.length(view, snapshots: S)
+        guard d >= 1 else { return nil }
+        var row = [Double](repeating: 0, count: d)
+        let ok = Array(values).withUnsafeBufferPointer { v in row.withUnsafeMutableBufferPointer { unitRow(v, row: 0, snapshots: S, view: view, into: $0.baseAddress!) } }
+        return ok ? row : nil
+    }
+
+    /// Parameter `p`'s row of `values` under `view`, centred and scaled to unit norm, into `dst`; false when the row
+    /// is constant or not finite (its correlation is undefined).
+    @inline(__always)
+    static func unitRow(_ values: UnsafeBufferPointer<Double>, row p: Int, snapshots S: Int, view: TrajectoryView,
+                        into dst: UnsafeMutablePointer<Double>) -> Bool {
+        let d = TrajectoryRows.length(view, snapshots: S)
+        TrajectoryRows.fill(values, row: p, snapshots: S, view: view, into: dst)
+        let squares = TrajectoryRows.centre(dst, count: d)
+        guard squares.isFinite, squares > 0 else { return false }
+        let scale = 1 / squares.squareRoot()
+        for i in 0..<d { dst[i] *= scale }
+        return true
     }
 
     /// The `top` parameters (of `tensors`) whose trajectories correlate best with each of `queries` (each a whole
@@ -44,7 +55,7 @@ public enum Similar {
     public static func search(_ reader: PSnapReader, queries: [[Double]], top: Int, view: TrajectoryView = .values,
                               tensors: [Int]? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> SimilarResult {
         let S = reader.snapshotCount
-        let d = view == .values ? S : S - 1
+        let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         guard top >= 1 else { throw AnalysisError.badComponentCount(top, max: Int.max) }
         var q: [Double] = []
@@ -67,14 +78,13 @@ public enum Similar {
             let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
             let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
             var kept: [Int] = []
-            for p in 0..<params {
-                let slice = values[(p * S)..<((p + 1) * S)]
-                guard let z = normalised(slice, view: view) else {
-                    if slice.allSatisfy(\.isFinite) { w.constant += 1 } else { w.nonFinite += 1 }
-                    continue
+            values.withUnsafeBufferPointer { v in
+                w.z.withUnsafeMutableBufferPointer { z in
+                    for p in 0..<params {
+                        if unitRow(v, row: p, snapshots: S, view: view, into: z.baseAddress! + kept.count * d) { kept.append(p); continue }
+                        if v[(p * S)..<((p + 1) * S)].allSatisfy(\.isFinite) { w.constant += 1 } else { w.nonFinite += 1 }
+                    }
                 }
-                for s in 0..<d { w.z[kept.count * d + s] = z[s] }
-                kept.append(p)
             }
             w.searched += kept.count
             guard !kept.isEmpty else { return }
@@ -130,7 +140,7 @@ extension Similar {
                              limit: Int = 10_000_000, workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws
         -> (pairs: [CorrelatedPair], searched: Int, leftOut: Int, truncated: Bool) {
         let S = reader.snapshotCount
-        let d = view == .values ? S : S - 1
+        let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         let layout = reader.layout
         let selected = tensors.sorted()
@@ -139,14 +149,19 @@ extension Similar {
         var z: [Double] = [], globals: [Int] = []
         z.reserveCapacity(total * d)
         var leftOut = 0
+        var row = [Double](repeating: 0, count: d)
         for t in selected {
             let n = layout.parameterCounts[t]
             guard n > 0 else { continue }
             let values = try reader.trajectories(tensor: t, range: 0..<n)
-            for p in 0..<n {
-                guard let row = normalised(values[(p * S)..<((p + 1) * S)], view: view) else { leftOut += 1; continue }
-                z += row
-                globals.append(layout.parameterOffsets[t] + p)
+            values.withUnsafeBufferPointer { v in
+                row.withUnsafeMutableBufferPointer { r in
+                    for p in 0..<n {
+                        guard unitRow(v, row: p, snapshots: S, view: view, into: r.baseAddress!) else { leftOut += 1; continue }
+                        z.append(contentsOf: r)
+                        globals.append(layout.parameterOffsets[t] + p)
+                    }
+                }
             }
         }
         let n = globals.count, rows = 256, cols = 4096

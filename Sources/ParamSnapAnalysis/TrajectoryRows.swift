@@ -1,0 +1,33 @@
+// The row every analysis pass works on: a parameter's trajectory (or its steps), centred on its own mean. One
+// definition for modes, coefficients, similar and pairs, written into caller-owned scratch (no allocation per row).
+
+/// Rows of a block of trajectories under a view.
+enum TrajectoryRows {
+    /// Row length under `view` for `snapshots` snapshots.
+    static func length(_ view: TrajectoryView, snapshots S: Int) -> Int { view == .values ? S : S - 1 }
+
+    /// Writes parameter `p`'s row of `values` ([parameters × S], row-major) under `view` into `dst`.
+    @inline(__always)
+    static func fill(_ values: UnsafeBufferPointer<Double>, row p: Int, snapshots S: Int, view: TrajectoryView,
+                     into dst: UnsafeMutablePointer<Double>) {
+        let src = values.baseAddress! + p * S
+        if view == .values {
+            dst.update(from: src, count: S)
+        } else {
+            for s in 0..<(S - 1) { dst[s] = src[s + 1] - src[s] }
+        }
+    }
+
+    /// Centres the `d` values at `row` on their mean, in place; returns the sum of their squares, which is not
+    /// finite when the row holds NaN or an infinity or its squares overflow f64 (such a row takes no part).
+    @inline(__always)
+    static func centre(_ row: UnsafeMutablePointer<Double>, count d: Int) -> Double {
+        var sum = 0.0
+        for i in 0..<d { sum += row[i] }
+        guard sum.isFinite else { return .nan }
+        let mean = sum / Double(d)
+        var squares = 0.0
+        for i in 0..<d { let c = row[i] - mean; row[i] = c; squares += c * c }
+        return squares
+    }
+}
