@@ -94,13 +94,14 @@ public enum AnalysisError: ParamSnapError, Equatable {
     case eigensolver(info: Int32)
     case constantQuery(Int)
     case selectionTooLarge(Int, max: Int)
+    case badTop(Int)
 
     public var kind: ErrorKind {
         switch self {
         case .tooFewSnapshots, .noParameters: return .corruptData
         case .badComponentCount: return .usage
         case .eigensolver: return .io(errno: nil)
-        case .constantQuery, .selectionTooLarge: return .usage
+        case .constantQuery, .selectionTooLarge, .badTop: return .usage
         }
     }
 
@@ -110,6 +111,7 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .badComponentCount(let k, let m): return "-k \(k): between 1 and \(m) modes (the row length)"
         case .noParameters: return "no parameter with finite values in the selection"
         case .eigensolver(let info): return "LAPACK dsyevd failed (info \(info))"
+        case .badTop(let n): return "top \(n): at least 1 parameter per query"
         case .selectionTooLarge(let n, let m): return "\(n) parameters selected: pairs takes at most \(m) (narrow --include)"
         case .constantQuery(let i): return "query \(i + 1) is constant (or not finite) in this view: its correlation with anything is undefined"
         }

@@ -57,7 +57,7 @@ public enum Similar {
         let S = reader.snapshotCount
         let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
-        guard top >= 1 else { throw AnalysisError.badComponentCount(top, max: Int.max) }
+        guard top >= 1 else { throw AnalysisError.badTop(top) }
         var q: [Double] = []
         for (i, query) in queries.enumerated() {
             guard query.count == S, let z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }

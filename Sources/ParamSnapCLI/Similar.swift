@@ -44,7 +44,11 @@ package struct SimilarCommand: ParsableCommand {
             let r = try PSnapReader(path: runPath)
             var asked: [(label: String, values: [Double])] = []
             if let queries {
-                guard let text = try? String(contentsOfFile: queries, encoding: .utf8) else { throw IOError.open(path: queries, errno: errno) }
+                // Read as any input file is (a FIFO or a folder refused by name, open errors with their errno).
+                let file = try MappedFile(path: queries)
+                guard let text = String(validating: file.bytes, as: UTF8.self) else {
+                    throw ValidationError("\(queries) is not UTF-8 text (one query per line: NAME INDEX… or a global index)")
+                }
                 for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                     let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
                     let words = line.split(whereSeparator: \.isWhitespace).map(String.init)
