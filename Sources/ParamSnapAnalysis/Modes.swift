@@ -151,6 +151,7 @@ public enum Modes {
     /// (every segment of a block), the parts are merged at the end.
     static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], workers: Int,
                            progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> GramAccumulator {
+        _ = singleThreadedBLAS
         let layout = reader.layout
         let blocks = tensors.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
         let n = workerCount(count: blocks.count, workers: workers)
@@ -194,6 +195,7 @@ extension Modes {
                                          dtype: DType = .f32, force: Bool = false,
                                          workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         precondition(dtype == .f32 || dtype == .f64, "f32 or f64 output")
+        _ = singleThreadedBLAS
         try OutputPath.check(output: outputPath, inputs: [reader.path], force: force)
         let layout = reader.layout, d = result.dimension, k = result.modes.count, S = reader.snapshotCount
         let tensors = selected.sorted()

@@ -63,6 +63,7 @@ public enum Similar {
             guard query.count == S, let z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
             q += z
         }
+        _ = singleThreadedBLAS
         let nq = queries.count
         let layout = reader.layout
         let selected = (tensors ?? Array(reader.tensors.indices)).sorted()
@@ -142,6 +143,7 @@ extension Similar {
         let S = reader.snapshotCount
         let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
+        _ = singleThreadedBLAS
         let layout = reader.layout
         let selected = tensors.sorted()
         let total = selected.reduce(0) { $0 + layout.parameterCounts[$1] }

@@ -1,5 +1,11 @@
 // The row every analysis pass works on: a parameter's trajectory (or its steps), centred on its own mean. One
 // definition for modes, coefficients, similar and pairs, written into caller-owned scratch (no allocation per row).
+import CBLAS
+
+/// The passes parallelise over blocks themselves: OpenBLAS threads inside each worker's small products only
+/// oversubscribe the cores (measured on mlp-digits with the other core busy: modes 0.11 s → 3.2–3.4 s), so BLAS runs
+/// one thread per call. Set once, before the first product of any pass.
+let singleThreadedBLAS: Void = openblas_set_num_threads(1)
 
 /// Rows of a block of trajectories under a view.
 enum TrajectoryRows {
