@@ -2,7 +2,8 @@
 """Checks `psnap modes --json` against numpy: the same Gram matrix built by numpy in f64 from the independent reader.
 
 usage: check_modes.py RUN.psnap MODES.json [--on values|steps] [--coefficients OUT.psnap]
-Eigenvalues must agree within 1e-9 relative to the largest, explained-variance ratios within 1e-9, and every printed
+Explained-variance ratios must also agree within 1e-6 with sklearn PCA on the snapshot × parameter matrix (when sklearn
+is installed). Eigenvalues must agree within 1e-9 relative to the largest, explained-variance ratios within 1e-9, and every printed
 mode whose eigenvalue is separated from its neighbours by more than 1e-6 relative must equal numpy's up to sign
 (within 1e-6). With --coefficients (an f64 `psnap modes -o` output): every parameter's coefficients equal its centred
 row times the printed modes within 1e-9 relative (numpy matmul), and its R² = Σ coef² / Σ c² within 1e-9; rows left out
@@ -50,6 +51,18 @@ def main(argv):
     rerr = abs(np.array(got["explainedVarianceRatio"]) - ratio).max()
     if rerr > 1e-9:
         print(f"explained variance ratios differ by {rerr:.3e}"); return 1
+    try:
+        from sklearn.decomposition import PCA
+    except ImportError:
+        PCA = None
+    if PCA is not None:
+        # sklearn's PCA of the snapshot × parameter matrix (each parameter a feature, centred over the snapshots).
+        pca = PCA(svd_solver="full").fit(m.T)
+        n = len(pca.explained_variance_ratio_)
+        serr = abs(np.array(got["explainedVarianceRatio"])[:n] - pca.explained_variance_ratio_).max()
+        if serr > 1e-6:
+            print(f"explained variance ratios differ from sklearn PCA's by {serr:.3e}"); return 1
+        print(f"explained variance ratios agree with sklearn PCA ({serr:.1e})")
     checked = 0
     for i, mode in enumerate(got["modes"]):
         gap = min(abs(w[i] - w[j]) for j in (i - 1, i + 1) if 0 <= j < len(w)) / scale

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Checks `psnap similar --json` against a numpy f64 brute force over every trajectory of the run.
 
-usage: check_similar.py RUN.psnap SIMILAR.json GLOBAL… [--on values|steps]   (one GLOBAL per query, in order)
+usage: check_similar.py RUN.psnap SIMILAR.json GLOBAL… [--on values|steps] [--remove-modes K]   (one GLOBAL per query)
 Rows are centred and scaled to unit norm (constant and non-finite rows left out), r = Z @ z_query, ranked by r
-descending then global index ascending. The top list must be numpy's, rank by rank, with r within 1e-12; two adjacent
+descending then global index ascending. With --remove-modes K, the K leading eigenvectors of numpy's Gram matrix of the
+centred finite rows are projected out of every unit row, which is then scaled to unit norm again (rows with a residual
+below 1e-10 of their norm left out). The top list must be numpy's, rank by rank, with r within 1e-12; two adjacent
 entries may only trade places when their r differ by less than 1e-12 (rounding can order a near-tie either way).
 """
 import json
@@ -17,7 +19,9 @@ from psnap_reader import Psnap  # noqa: E402
 
 def main(argv):
     on = argv[argv.index("--on") + 1] if "--on" in argv else "values"
-    args = [a for i, a in enumerate(argv) if a != "--on" and (i == 0 or argv[i - 1] != "--on")]
+    remove = int(argv[argv.index("--remove-modes") + 1]) if "--remove-modes" in argv else 0
+    flags = ("--on", "--remove-modes")
+    args = [a for i, a in enumerate(argv) if a not in flags and (i == 0 or argv[i - 1] not in flags)]
     run, out, queries = args[0], args[1], [int(a) for a in args[2:]]
     r = Psnap(run)
     rows = []
@@ -33,6 +37,16 @@ def main(argv):
         norm = np.sqrt((c * c).sum(axis=1))
         ok = np.isfinite(m).all(axis=1) & np.isfinite(norm) & (norm > 0)
         z = c / norm[:, None]
+    if remove:
+        fin = np.isfinite(m).all(axis=1) & np.isfinite((c * c).sum(axis=1))
+        g = c[fin].T @ c[fin]
+        w, v = np.linalg.eigh(g)
+        v = v[:, ::-1][:, :remove]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            res = z - (z @ v) @ v.T
+            sq = (res * res).sum(axis=1)
+            ok &= np.isfinite(sq) & (sq > 1e-20)
+            z = res / np.sqrt(sq)[:, None]
     idx = np.nonzero(ok)[0]
     got = json.load(open(out))
     if got["searched"] != len(idx):

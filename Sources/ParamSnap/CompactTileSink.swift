@@ -66,6 +66,14 @@ public final class CompactTileSink: @unchecked Sendable {
         report.storedBytes += UInt64(stored.count)
     }
 
+    /// Sets a file attribute before `finish` publishes the file (a pass whose summary is known only at its end).
+    public func setAttribute(_ key: String, _ value: MetaValue) {
+        lock.lock()
+        defer { lock.unlock() }
+        precondition(!done, "setAttribute after finish")
+        writer.metadata.attributes = (writer.metadata.attributes ?? [:]).merging([key: value]) { $1 }
+    }
+
     /// Publishes the file (every block must have its tile) and renames it to `path`.
     @discardableResult
     public func finish() throws -> CommitReport {

@@ -67,3 +67,23 @@ package final class ProgressCounter: Sendable {
 
 /// The number of workers `parallelForEach` starts for `count` items.
 package func workerCount(count: Int, workers: Int) -> Int { max(1, min(workers, count)) }
+
+/// `parallelForEach` whose items each produce a part, merged by `merge` in item order (under a lock, as soon as every
+/// earlier part is in): a floating-point reduction then gives the same bits whatever the worker count or timing.
+/// Parts wait only for the slowest earlier item, so at most about `workers` of them are held at once.
+package func parallelOrderedReduce<State, Part: Sendable>(count: Int, workers: Int, state makeState: (_ worker: Int) -> State,
+                                                         _ body: (_ state: inout State, _ item: Int) throws -> Part,
+                                                         merge: (Part) -> Void,
+                                                         finish: (_ state: inout State) -> Void = { _ in }) throws {
+    let ordered = Mutex<(next: Int, pending: [Int: Part])>((0, [:]))
+    try withoutActuallyEscaping(merge) { merge in
+        let m = Unshared(merge)
+        try parallelForEach(count: count, workers: workers, state: makeState, { state, item in
+            let part = try body(&state, item)
+            ordered.withLock { o in
+                o.pending[item] = part
+                while let p = o.pending.removeValue(forKey: o.next) { m.value(p); o.next += 1 }
+            }
+        }, finish: finish)
+    }
+}

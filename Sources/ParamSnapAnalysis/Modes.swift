@@ -1,5 +1,5 @@
 // The principal trajectory modes (PCA over snapshots, as DLDR does in RAM): one streaming pass accumulates the S×S
-// Gram matrix of the per-parameter-centred trajectories (or of their steps) with BLAS SYRK, per worker, merged; then
+// Gram matrix of the per-parameter-centred trajectories (or of their steps) with BLAS SYRK, per chunk of blocks, merged in order; then
 // LAPACK's symmetric eigensolver. Memory: one block of trajectories and one S×S matrix per worker.
 import Foundation
 import Synchronization
@@ -95,13 +95,18 @@ public enum AnalysisError: ParamSnapError, Equatable {
     case constantQuery(Int)
     case selectionTooLarge(Int, max: Int)
     case badTop(Int)
+    case badGroupCount(Int, max: Int?)
+    case badIterations(Int)
+    case noVaryingFeature
+    case featuresMismatch(file: String, detail: String)
 
     public var kind: ErrorKind {
         switch self {
         case .tooFewSnapshots, .noParameters: return .corruptData
         case .badComponentCount: return .usage
         case .eigensolver: return .io(errno: nil)
-        case .constantQuery, .selectionTooLarge, .badTop: return .usage
+        case .constantQuery, .selectionTooLarge, .badTop, .badGroupCount, .badIterations, .featuresMismatch: return .usage
+        case .noVaryingFeature: return .corruptData
         }
     }
 
@@ -111,6 +116,12 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .badComponentCount(let k, let m): return "-k \(k): between 1 and \(m) modes (the row length)"
         case .noParameters: return "no parameter with finite values in the selection"
         case .eigensolver(let info): return "LAPACK dsyevd failed (info \(info))"
+        case .badGroupCount(let k, let m):
+            if let m { return "-k \(k): more groups than the \(m) parameters with a shape (constant and non-finite ones take no part)" }
+            return "-k \(k): at least 1 group"
+        case .badIterations(let n): return "--iterations \(n): at least 0"
+        case .noVaryingFeature: return "no statistic varies across the selected parameters: nothing to group by"
+        case .featuresMismatch(let f, let d): return "\(f): \(d)"
         case .badTop(let n): return "top \(n): at least 1 parameter per query"
         case .selectionTooLarge(let n, let m): return "\(n) parameters selected: pairs takes at most \(m) (narrow --include)"
         case .constantQuery(let i): return "query \(i + 1) is constant (or not finite) in this view: its correlation with anything is undefined"
@@ -147,34 +158,35 @@ public enum Modes {
                            eigenvalues: order.map { w[$0] }, modes: modes)
     }
 
-    /// One pass over the selected tensors' blocks: each worker fills its own accumulator from whole trajectories
-    /// (every segment of a block), the parts are merged at the end.
+    /// One pass over the selected tensors' blocks, whole trajectories (every segment of a block) a block at a time;
+    /// each chunk of blocks makes its own accumulator, merged in chunk order (deterministic).
     static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], workers: Int,
                            progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> GramAccumulator {
         _ = singleThreadedBLAS
         let layout = reader.layout
         let blocks = tensors.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
-        let n = workerCount(count: blocks.count, workers: workers)
-        let parts = Mutex<[GramAccumulator]>([])
+        // Chunks of at least 16·d parameters, each its own Gram matrix, merged in chunk order: the same bits on every
+        // run and worker count, and merging costs little beside the products.
+        let chunkBlocks = max(1, (16 * d + layout.blockSize - 1) / layout.blockSize)
+        let chunks = stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) }
         let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
-        try parallelForEach(count: blocks.count, workers: n, state: { _ in
-            (gram: GramAccumulator(dimension: d), rows: UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * max(1, d)))
-        }, { w, i in
-            let (t, b) = blocks[i]
-            let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
-            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
-            values.withUnsafeBufferPointer { v in
-                for p in 0..<params { TrajectoryRows.fill(v, row: p, snapshots: reader.snapshotCount, view: view, into: w.rows.baseAddress! + p * d) }
-            }
-            w.gram.add(rows: w.rows, count: params)
-            counter.add(1)
-        }, finish: { w in
-            let g = w.gram
-            parts.withLock { $0.append(g) }
-            w.rows.deallocate()
-        })
         var total = GramAccumulator(dimension: d)
-        for part in parts.withLock({ $0 }) { total.merge(part) }
+        try parallelOrderedReduce(count: chunks.count, workers: workers, state: { _ in
+            UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * max(1, d))
+        }, { rows, c in
+            var gram = GramAccumulator(dimension: d)
+            for i in chunks[c] {
+                let (t, b) = blocks[i]
+                let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
+                let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
+                values.withUnsafeBufferPointer { v in
+                    for p in 0..<params { TrajectoryRows.fill(v, row: p, snapshots: reader.snapshotCount, view: view, into: rows.baseAddress! + p * d) }
+                }
+                gram.add(rows: rows, count: params)
+                counter.add(1)
+            }
+            return gram
+        }, merge: { total.merge($0) }, finish: { $0.deallocate() })
         return total
     }
 }

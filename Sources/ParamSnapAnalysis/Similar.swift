@@ -52,15 +52,29 @@ public enum Similar {
 
     /// The `top` parameters (of `tensors`) whose trajectories correlate best with each of `queries` (each a whole
     /// trajectory of the run's snapshot count), in one pass on `workers` threads.
+    ///
+    /// With `removeModes` (modes of the same view, e.g. the first few of `Modes.compute`), every row and query first
+    /// loses its projection on those modes and is scaled to unit norm again: the correlation of what the shared
+    /// movement (the learning-rate schedule, the run's main directions) leaves. A row the modes explain entirely
+    /// (residual below 1e-10 of its norm) has no defined correlation and is left out as constant.
     public static func search(_ reader: PSnapReader, queries: [[Double]], top: Int, view: TrajectoryView = .values,
+                              removeModes: ModesResult? = nil,
                               tensors: [Int]? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> SimilarResult {
         let S = reader.snapshotCount
         let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         guard top >= 1 else { throw AnalysisError.badTop(top) }
+        if let m = removeModes {
+            guard m.view == view, m.dimension == d else { throw AnalysisError.featuresMismatch(file: "modes", detail: "modes of the \(m.view.rawValue) view over \(m.snapshots) snapshots do not fit the \(view.rawValue) view of this run") }
+        }
+        let removal = removeModes.map { ModeRemoval($0) }
         var q: [Double] = []
         for (i, query) in queries.enumerated() {
-            guard query.count == S, let z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
+            guard query.count == S, var z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
+            if let removal {
+                let kept = z.withUnsafeMutableBufferPointer { removal.apply($0.baseAddress!, rows: 1) }
+                guard kept[0] else { throw AnalysisError.constantQuery(i) }
+            }
             q += z
         }
         _ = singleThreadedBLAS
@@ -84,6 +98,17 @@ public enum Similar {
                     for p in 0..<params {
                         if unitRow(v, row: p, snapshots: S, view: view, into: z.baseAddress! + kept.count * d) { kept.append(p); continue }
                         if v[(p * S)..<((p + 1) * S)].allSatisfy(\.isFinite) { w.constant += 1 } else { w.nonFinite += 1 }
+                    }
+                    if let removal, !kept.isEmpty {
+                        // Rows the modes explain entirely drop out (compacted in place, order kept).
+                        let ok = removal.apply(z.baseAddress!, rows: kept.count)
+                        var n = 0
+                        for (i, p) in kept.enumerated() where ok[i] {
+                            if n != i { (z.baseAddress! + n * d).update(from: z.baseAddress! + i * d, count: d) }
+                            kept[n] = p; n += 1
+                        }
+                        w.constant += kept.count - n
+                        kept.removeLast(kept.count - n)
                     }
                 }
             }
@@ -110,6 +135,37 @@ public enum Similar {
             result.constant += part.constant; result.nonFinite += part.nonFinite; result.searched += part.searched
         }
         return result
+    }
+
+    /// Removes the projection on a few modes from unit rows, and scales them to unit norm again.
+    struct ModeRemoval: Sendable {
+        let d: Int, k: Int
+        /// [d × k], column j = mode j.
+        let v: [Double]
+        init(_ m: ModesResult) {
+            d = m.dimension; k = m.modes.count
+            var v = [Double](repeating: 0, count: d * k)
+            for j in 0..<k { for i in 0..<d { v[i * k + j] = m.modes[j][i] } }
+            self.v = v
+        }
+
+        /// Rows [rows × d] at `z`: z ← (z − V Vᵀ z) / ‖…‖; false for a row whose residual is below 1e-10 of its norm.
+        func apply(_ z: UnsafeMutablePointer<Double>, rows n: Int) -> [Bool] {
+            var c = [Double](repeating: 0, count: n * k)
+            v.withUnsafeBufferPointer { vb in c.withUnsafeMutableBufferPointer { cb in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(k), Int32(d), 1.0, z, Int32(d), vb.baseAddress!, Int32(k), 0.0, cb.baseAddress!, Int32(k))
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(d), Int32(k), -1.0, cb.baseAddress!, Int32(k), vb.baseAddress!, Int32(k), 1.0, z, Int32(d))
+            } }
+            return (0..<n).map { r in
+                let row = z + r * d
+                var sq = 0.0
+                for i in 0..<d { sq += row[i] * row[i] }
+                guard sq > 1e-20, sq.isFinite else { return false }
+                let s = 1 / sq.squareRoot()
+                for i in 0..<d { row[i] *= s }
+                return true
+            }
+        }
     }
 
     /// Keeps `list` the best `top` hits, best first: higher r, then the lower global index.

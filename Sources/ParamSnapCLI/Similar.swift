@@ -13,6 +13,8 @@ package struct SimilarCommand: ParsableCommand {
         discussion: """
         The query is a parameter of the run, by tensor name and index (flat or multi-index) or by --global index; --queries FILE takes many at once, one per line (`NAME INDEX…` or a global index; `#` starts a comment), all answered by the same pass (one matrix product per block). Every selected parameter's trajectory (or its steps, --on steps) is centred and scaled to unit norm, and its Pearson correlation with the query is one dot product (a BLAS matrix product per block of parameters): exact, not approximate. Prints the --top best, best first; ties go to the lower global index. Constant trajectories have no defined correlation: they are left out and counted, as are trajectories holding NaN or infinity. The query itself is in the list (r = 1).
 
+        --remove-modes K first computes the K principal modes of the searched selection (as `psnap modes` does, one more pass) and removes every trajectory's projection on them, the query's too, before correlating: raw trajectories of a run all share its schedule (most pairs correlate above 0.99), and what is left shows which parameters move alike beyond it. A trajectory the modes explain entirely is left out as constant.
+
         Exit codes: 0 ok, 1 failure, 64 usage error (no such tensor or index, a constant query), 65 damaged run.
         """)
 
@@ -23,6 +25,7 @@ package struct SimilarCommand: ParsableCommand {
     @Option(help: "How many parameters to print.") var top: Int = 50
     @Option(help: "Correlate values, or steps (consecutive differences).") var on: TrajectoryView = .values
     @Option(help: "Search only tensors whose name matches this glob; repeatable.") var include: [String] = []
+    @Option(name: .customLong("remove-modes"), help: "First remove every trajectory's projection on the K principal modes of the searched selection.") var removeModes: Int?
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
     @Flag(help: "Print CSV (rank,global,tensor,index,r).") var csv = false
     @Flag(help: "Print JSON.") var json = false
@@ -72,24 +75,30 @@ package struct SimilarCommand: ParsableCommand {
                 asked = [("\(name)\(idx)", idx.count == 1 ? try r.trajectory(tensor: name, index: idx[0]) : try r.trajectory(tensor: name, multiIndex: idx))]
             }
             let tensors = try CLI.select(r.tensors.map(\.name), include: include, in: runPath)
-            let res = try Similar.search(r, queries: asked.map(\.values), top: top, view: on, tensors: tensors,
+            var modes: ModesResult?
+            if let removeModes {
+                let d = on == .values ? r.snapshotCount : r.snapshotCount - 1
+                guard removeModes >= 1 && removeModes < d else { throw ValidationError("--remove-modes \(removeModes): 1 … \(max(1, d - 1)) (fewer than the row length, \(d))") }
+                modes = try Modes.compute(r, k: removeModes, view: on, tensors: tensors, workers: workers ?? ProcessInfo.processInfo.activeProcessorCount)
+            }
+            let res = try Similar.search(r, queries: asked.map(\.values), top: top, view: on, removeModes: modes, tensors: tensors,
                                          workers: workers ?? ProcessInfo.processInfo.activeProcessorCount)
             if json {
                 struct Hit: Encodable { let rank: Int; let global: Int; let tensor: String; let index: Int; let r: Double }
                 struct Query: Encodable { let query: String; let hits: [Hit] }
-                struct Out: Encodable { let view: String; let searched: Int; let constant: Int; let nonFinite: Int; let queries: [Query] }
+                struct Out: Encodable { let view: String; let removedModes: Int; let searched: Int; let constant: Int; let nonFinite: Int; let queries: [Query] }
                 let qs = zip(asked, res.hits).map { q, hits in
                     Query(query: q.label, hits: hits.enumerated().map { Hit(rank: $0.offset + 1, global: $0.element.global, tensor: r.tensors[$0.element.tensor].name,
                                                                             index: $0.element.index, r: $0.element.r) })
                 }
-                print(CLI.jsonString(Out(view: on.rawValue, searched: res.searched, constant: res.constant, nonFinite: res.nonFinite, queries: qs)))
+                print(CLI.jsonString(Out(view: on.rawValue, removedModes: removeModes ?? 0, searched: res.searched, constant: res.constant, nonFinite: res.nonFinite, queries: qs)))
             } else if csv {
                 print("query,rank,global,tensor,index,r")
                 for (q, hits) in zip(asked, res.hits) {
                     for (i, h) in hits.enumerated() { print("\"\(q.label)\",\(i + 1),\(h.global),\(r.tensors[h.tensor].name),\(h.index),\(h.r)") }
                 }
             } else {
-                print("\(on.rawValue); \(CLI.group(res.searched)) parameters searched, \(res.constant) constant and \(res.nonFinite) non-finite left out")
+                print("\(on.rawValue)\(removeModes.map { " less \($0) principal mode\($0 == 1 ? "" : "s")" } ?? ""); \(CLI.group(res.searched)) parameters searched, \(res.constant) constant and \(res.nonFinite) non-finite left out")
                 for (q, hits) in zip(asked, res.hits) {
                     print("query \(q.label)")
                     print("rank  r                    global      tensor[index]")
