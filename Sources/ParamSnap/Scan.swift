@@ -64,3 +64,44 @@ extension PSnapReader {
         }, finish: { $0.release.flush() })
     }
 }
+
+/// A streaming pass's per-worker reader of whole blocks: every tile of a block (one per segment it was written in)
+/// decoded with the worker's codec straight into a [parameters × snapshots] matrix of Doubles, checksums verified
+/// as the reader does, and the file pages read dropped in batches (resident memory stays the worker's scratch, as in
+/// `scan`). For passes that need whole trajectories block by block (the analysis passes), in any block order.
+public struct BlockLoader {
+    let reader: PSnapReader
+    let codec: TileCodec
+    var release: ResidentPageReleaser
+
+    public init(_ reader: PSnapReader) {
+        self.reader = reader
+        codec = TileCodec(chain: reader.header.codecChain)
+        release = ResidentPageReleaser(file: reader.file)
+    }
+
+    /// Block `b` of tensor `t` into `dst` (room for blockParams × snapshotCount Doubles); returns its parameter count.
+    public mutating func load(tensor t: Int, block b: Int, into dst: UnsafeMutablePointer<Double>) throws -> Int {
+        let layout = reader.layout, S = reader.snapshotCount
+        let params = layout.blockParams(tensor: t, block: b), dtype = reader.tensors[t].dtype, e = dtype.size
+        for i in reader.tileRange(tensor: t, block: b) {
+            let x = reader.tiles[i]
+            let s = Int(x.snapshotCount), f = Int(x.firstSnapshot)
+            let scratch = codec.rawScratch(Int(x.rawLength))
+            try reader.decodeTile(i, into: scratch, codec: codec)
+            if s == S {
+                ValueConversion.toDoubles(UnsafeRawBufferPointer(scratch), dtype: dtype, into: UnsafeMutableBufferPointer(start: dst, count: params * S))
+            } else {
+                for p in 0..<params {
+                    ValueConversion.toDoubles(UnsafeRawBufferPointer(start: scratch.baseAddress! + p * s * e, count: s * e), dtype: dtype,
+                                              into: UnsafeMutableBufferPointer(start: dst + p * S + f, count: s))
+                }
+            }
+            release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+        }
+        return params
+    }
+
+    /// Drops the pages still held (call when the worker is done).
+    public mutating func flush() { release.flush() }
+}

@@ -346,38 +346,38 @@ final class FeatureSource: @unchecked Sendable {
 
     /// Fills `rows` ([n × dimension]) and `state` for parameters p0..<p0+n of run tensor `t`; `raw` true gives the
     /// statistics before standardisation (the first pass).
-    func fill(_ reader: PSnapReader, tensor t: Int, range: Range<Int>, rows: UnsafeMutablePointer<Double>, state: UnsafeMutablePointer<RowState>,
-              raw: Bool, scratch: inout [Double]) throws {
-        let n = range.count
+    /// `rows` has room for a block's whole trajectories ([blockSize × snapshots]) and more than the features.
+    func fill(_ loader: inout BlockLoader, _ reader: PSnapReader, tensor t: Int, block b: Int, rows: UnsafeMutablePointer<Double>,
+              state: UnsafeMutablePointer<RowState>, raw: Bool, scratch: inout [Double]) throws -> Int {
         switch features {
         case .trajectories(let view):
-            let values = try reader.trajectories(tensor: t, range: range)
-            let d = dimension, S = snapshots
-            values.withUnsafeBufferPointer { v in
-                for p in 0..<n {
-                    if Similar.unitRow(v, row: p, snapshots: S, view: view, into: rows + p * d) { state[p] = .ok; continue }
-                    state[p] = v[(p * S)..<((p + 1) * S)].allSatisfy(\.isFinite) ? .undefined : .nonFinite
-                }
+            let n = try loader.load(tensor: t, block: b, into: rows)
+            let d = dimension
+            TrajectoryRows.inPlace(rows, count: n, snapshots: snapshots, view: view)
+            for p in 0..<n {
+                let u = TrajectoryRows.unit(rows + p * d, count: d)
+                state[p] = u.ok ? .ok : u.constant ? .undefined : .nonFinite
             }
+            return n
         case .modes(let m):
-            let values = try reader.trajectories(tensor: t, range: range)
-            let d = m.dimension, k = m.modes.count, S = snapshots
-            if scratch.count < n * d + d * k { scratch = [Double](repeating: 0, count: n * d + d * k) }
-            scratch.withUnsafeMutableBufferPointer { sc in
-                let c = sc.baseAddress!, v = sc.baseAddress! + n * d
+            let d = m.dimension, k = m.modes.count, S = snapshots, B = reader.layout.blockSize
+            if scratch.count < B * S + d * k { scratch = [Double](repeating: 0, count: B * S + d * k) }
+            return try scratch.withUnsafeMutableBufferPointer { sc in
+                let c = sc.baseAddress!, v = sc.baseAddress! + B * S
+                let n = try loader.load(tensor: t, block: b, into: c)
                 for j in 0..<k { for i in 0..<d { v[i * k + j] = m.modes[j][i] } }
-                values.withUnsafeBufferPointer { vals in
-                    for p in 0..<n {
-                        TrajectoryRows.fill(vals, row: p, snapshots: S, view: m.view, into: c + p * d)
-                        let sq = TrajectoryRows.centre(c + p * d, count: d)
-                        state[p] = !sq.isFinite ? .nonFinite : sq == 0 ? .undefined : .ok
-                        if state[p] != .ok { for i in 0..<d { c[p * d + i] = 0 } }
-                    }
+                TrajectoryRows.inPlace(c, count: n, snapshots: S, view: m.view)
+                for p in 0..<n {
+                    let sq = TrajectoryRows.centre(c + p * d, count: d)
+                    state[p] = !sq.isFinite ? .nonFinite : sq == 0 ? .undefined : .ok
+                    if state[p] != .ok { for i in 0..<d { c[p * d + i] = 0 } }
                 }
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(k), Int32(d), 1.0, c, Int32(d), v, Int32(k), 0.0, rows, Int32(k))
+                return n
             }
         case .moments(let f, _), .modesFile(let f):
-            let values = try f.trajectories(tensor: fileTensor[t]!, range: range)
+            let p0 = b * reader.layout.blockSize, n = reader.layout.blockParams(tensor: t, block: b)
+            let values = try f.trajectories(tensor: fileTensor[t]!, range: p0..<(p0 + n))
             let S = f.snapshotCount
             let cols = columns
             for p in 0..<n {
@@ -399,6 +399,7 @@ final class FeatureSource: @unchecked Sendable {
                 if let r2 = r2Column, values[base + r2].isNaN, finite { state[p] = .undefined; continue }
                 state[p] = finite ? .ok : (isMoments ? .undefined : .nonFinite)
             }
+            return n
         }
     }
 }
@@ -445,19 +446,20 @@ struct Scanner {
         let report = progress
         let counter = ProgressCounter(total: UInt64(blocks.count), report: report.map { r in { @Sendable d, t in r(p, P, d, t) } })
         // Parts merged in chunk order: the sums do not depend on which worker finished first.
+        let S = reader.snapshotCount
         try parallelOrderedReduce(count: chunks.count, workers: workers, state: { _ in
-            (rows: UnsafeMutablePointer<Double>.allocate(capacity: B * max(1, D)), state: UnsafeMutablePointer<RowState>.allocate(capacity: B), scratch: [Double]())
+            (loader: BlockLoader(reader), rows: UnsafeMutablePointer<Double>.allocate(capacity: B * max(1, D, S)),
+             state: UnsafeMutablePointer<RowState>.allocate(capacity: B), scratch: [Double]())
         }, { w, c in
             var part = makePart()
             for i in chunks[c] {
                 let b = blocks[i]
-                let p0 = b.block * B, n = reader.layout.blockParams(tensor: b.tensor, block: b.block)
-                try source.fill(reader, tensor: b.tensor, range: p0..<(p0 + n), rows: w.rows, state: w.state, raw: raw, scratch: &w.scratch)
+                let n = try source.fill(&w.loader, reader, tensor: b.tensor, block: b.block, rows: w.rows, state: w.state, raw: raw, scratch: &w.scratch)
                 try body(&part, b, n, w.rows, w.state)
                 counter.add(1)
             }
             return part
-        }, merge: merge, finish: { w in w.rows.deallocate(); w.state.deallocate() })
+        }, merge: merge, finish: { w in w.loader.flush(); w.rows.deallocate(); w.state.deallocate() })
     }
 
     init(reader: PSnapReader, source: FeatureSource, blocks: [Block], chunks: [Range<Int>], workers: Int, pass: Int, passes: Int,

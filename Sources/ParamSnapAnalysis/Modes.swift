@@ -171,22 +171,20 @@ public enum Modes {
         let chunks = stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) }
         let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
         var total = GramAccumulator(dimension: d)
+        let S = reader.snapshotCount
         try parallelOrderedReduce(count: chunks.count, workers: workers, state: { _ in
-            UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * max(1, d))
-        }, { rows, c in
+            (loader: BlockLoader(reader), rows: UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * S))
+        }, { w, c in
             var gram = GramAccumulator(dimension: d)
             for i in chunks[c] {
                 let (t, b) = blocks[i]
-                let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
-                let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
-                values.withUnsafeBufferPointer { v in
-                    for p in 0..<params { TrajectoryRows.fill(v, row: p, snapshots: reader.snapshotCount, view: view, into: rows.baseAddress! + p * d) }
-                }
-                gram.add(rows: rows, count: params)
+                let params = try w.loader.load(tensor: t, block: b, into: w.rows.baseAddress!)
+                TrajectoryRows.inPlace(w.rows.baseAddress!, count: params, snapshots: S, view: view)
+                gram.add(rows: w.rows, count: params)
                 counter.add(1)
             }
             return gram
-        }, merge: { total.merge($0) }, finish: { $0.deallocate() })
+        }, merge: { total.merge($0) }, finish: { w in w.loader.flush(); w.rows.deallocate() })
         return total
     }
 }
@@ -225,21 +223,16 @@ extension Modes {
         let blocks = tensors.enumerated().flatMap { o, t in (0..<layout.blockCounts[t]).map { (o, t, $0) } }
         let B = layout.blockSize, width = k + 1
         try parallelForEach(count: blocks.count, workers: workers, state: { _ in
-            (codec: TileCodec(chain: opts.chain), rows: [Double](repeating: 0, count: B * d), coef: [Double](repeating: 0, count: B * k),
-             out: [UInt8](repeating: 0, count: B * width * dtype.size))
+            (codec: TileCodec(chain: opts.chain), loader: BlockLoader(reader), rows: [Double](repeating: 0, count: B * S),
+             coef: [Double](repeating: 0, count: B * k), out: [UInt8](repeating: 0, count: B * width * dtype.size))
         }, { w, i in
             let (o, t, b) = blocks[i]
-            let p0 = b * B, params = layout.blockParams(tensor: t, block: b)
-            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
-            var norms = [Double](repeating: .nan, count: params)
-            values.withUnsafeBufferPointer { v in
-                w.rows.withUnsafeMutableBufferPointer { rows in
-                    for p in 0..<params {
-                        let row = rows.baseAddress! + p * d
-                        TrajectoryRows.fill(v, row: p, snapshots: S, view: result.view, into: row)
-                        norms[p] = TrajectoryRows.centre(row, count: d)
-                    }
-                }
+            var norms = [Double](repeating: .nan, count: B)
+            let params = try w.rows.withUnsafeMutableBufferPointer { rows in
+                let n = try w.loader.load(tensor: t, block: b, into: rows.baseAddress!)
+                TrajectoryRows.inPlace(rows.baseAddress!, count: n, snapshots: S, view: result.view)
+                for p in 0..<n { norms[p] = TrajectoryRows.centre(rows.baseAddress! + p * d, count: d) }
+                return n
             }
             w.rows.withUnsafeBufferPointer { c in modes.withUnsafeBufferPointer { m in w.coef.withUnsafeMutableBufferPointer { out in
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(params), Int32(k), Int32(d), 1.0, c.baseAddress!, Int32(d),
@@ -260,7 +253,7 @@ extension Modes {
                 }
             }
             try w.out.withUnsafeBytes { try sink.add(tensor: o, block: b, raw: UnsafeRawBufferPointer(rebasing: $0[0..<(params * width * dtype.size)]), codec: w.codec) }
-        })
+        }, finish: { w in w.loader.flush() })
         try sink.finish()
     }
 }

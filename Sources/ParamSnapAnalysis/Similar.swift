@@ -86,30 +86,33 @@ public enum Similar {
         let parts = Mutex<[(hits: [[SimilarHit]], constant: Int, nonFinite: Int, searched: Int)]>([])
         let qz = q
         try parallelForEach(count: blocks.count, workers: workers, state: { _ in
-            (hits: [[SimilarHit]](repeating: [], count: nq), z: [Double](repeating: 0, count: layout.blockSize * d),
+            (hits: [[SimilarHit]](repeating: [], count: nq), loader: BlockLoader(reader), z: [Double](repeating: 0, count: layout.blockSize * S),
              r: [Double](repeating: 0, count: layout.blockSize * nq), constant: 0, nonFinite: 0, searched: 0)
         }, { w, i in
             let (t, b) = blocks[i]
-            let p0 = b * layout.blockSize, params = layout.blockParams(tensor: t, block: b)
-            let values = try reader.trajectories(tensor: t, range: p0..<(p0 + params))
+            let p0 = b * layout.blockSize
             var kept: [Int] = []
-            values.withUnsafeBufferPointer { v in
-                w.z.withUnsafeMutableBufferPointer { z in
-                    for p in 0..<params {
-                        if unitRow(v, row: p, snapshots: S, view: view, into: z.baseAddress! + kept.count * d) { kept.append(p); continue }
-                        if v[(p * S)..<((p + 1) * S)].allSatisfy(\.isFinite) { w.constant += 1 } else { w.nonFinite += 1 }
+            try w.z.withUnsafeMutableBufferPointer { zb in
+                let z = zb.baseAddress!
+                let params = try w.loader.load(tensor: t, block: b, into: z)
+                TrajectoryRows.inPlace(z, count: params, snapshots: S, view: view)
+                // Unit rows compacted to the front, in order (a row moves only backwards, over rows already read).
+                for p in 0..<params {
+                    let dst = z + kept.count * d
+                    if kept.count != p { dst.update(from: z + p * d, count: d) }
+                    let u = TrajectoryRows.unit(dst, count: d)
+                    if u.ok { kept.append(p) } else if u.constant { w.constant += 1 } else { w.nonFinite += 1 }
+                }
+                if let removal, !kept.isEmpty {
+                    // Rows the modes explain entirely drop out (compacted in place, order kept).
+                    let ok = removal.apply(z, rows: kept.count)
+                    var n = 0
+                    for (i, p) in kept.enumerated() where ok[i] {
+                        if n != i { (z + n * d).update(from: z + i * d, count: d) }
+                        kept[n] = p; n += 1
                     }
-                    if let removal, !kept.isEmpty {
-                        // Rows the modes explain entirely drop out (compacted in place, order kept).
-                        let ok = removal.apply(z.baseAddress!, rows: kept.count)
-                        var n = 0
-                        for (i, p) in kept.enumerated() where ok[i] {
-                            if n != i { (z.baseAddress! + n * d).update(from: z.baseAddress! + i * d, count: d) }
-                            kept[n] = p; n += 1
-                        }
-                        w.constant += kept.count - n
-                        kept.removeLast(kept.count - n)
-                    }
+                    w.constant += kept.count - n
+                    kept.removeLast(kept.count - n)
                 }
             }
             w.searched += kept.count
@@ -119,13 +122,20 @@ public enum Similar {
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(kept.count), Int32(nq), Int32(d), 1.0, z.baseAddress!, Int32(d),
                             qq.baseAddress!, Int32(d), 0.0, r.baseAddress!, Int32(nq))
             } } }
-            for (row, p) in kept.enumerated() {
+            // Per query, rows below its current top-k floor are skipped before any hit is made (most of them).
+            w.r.withUnsafeBufferPointer { rr in
                 for j in 0..<nq {
-                    let hit = SimilarHit(global: offsets[t] + p0 + p, tensor: t, index: p0 + p, r: max(-1, min(1, w.r[row * nq + j])))
-                    insert(hit, into: &w.hits[j], top: top)
+                    var floor = w.hits[j].count == top ? w.hits[j][top - 1].r : -Double.infinity
+                    for (row, p) in kept.enumerated() {
+                        let v = max(-1, min(1, rr[row * nq + j]))
+                        guard v >= floor else { continue }
+                        insert(SimilarHit(global: offsets[t] + p0 + p, tensor: t, index: p0 + p, r: v), into: &w.hits[j], top: top)
+                        if w.hits[j].count == top { floor = w.hits[j][top - 1].r }
+                    }
                 }
             }
         }, finish: { w in
+            w.loader.flush()
             let part = (w.hits, w.constant, w.nonFinite, w.searched)
             parts.withLock { $0.append(part) }
         })

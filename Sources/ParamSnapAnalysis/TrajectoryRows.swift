@@ -24,6 +24,30 @@ enum TrajectoryRows {
         }
     }
 
+    /// Turns `n` whole trajectories at `buf` ([n × S], as `BlockLoader` writes them) into their rows under `view`, in
+    /// place ([n × length(view)]: the steps overwrite the values front to back, never ahead of what is still read).
+    @inline(__always)
+    static func inPlace(_ buf: UnsafeMutablePointer<Double>, count n: Int, snapshots S: Int, view: TrajectoryView) {
+        guard view == .steps else { return }
+        var w = 0
+        for p in 0..<n {
+            let src = buf + p * S
+            for s in 0..<(S - 1) { buf[w] = src[s + 1] - src[s]; w += 1 }
+        }
+    }
+
+    /// Centres the row at `row` and scales it to unit norm; false (row left as is) when it is constant, not finite, or
+    /// its squares overflow: its correlation with anything is undefined. `constant` tells which.
+    @inline(__always)
+    static func unit(_ row: UnsafeMutablePointer<Double>, count d: Int) -> (ok: Bool, constant: Bool) {
+        let squares = centre(row, count: d)
+        guard squares.isFinite else { return (false, false) }
+        guard squares > 0 else { return (false, true) }
+        let scale = 1 / squares.squareRoot()
+        for i in 0..<d { row[i] *= scale }
+        return (true, false)
+    }
+
     /// Centres the `d` values at `row` on their mean, in place; returns the sum of their squares, which is not
     /// finite when the row holds NaN or an infinity or its squares overflow f64 (such a row takes no part).
     @inline(__always)
