@@ -502,44 +502,50 @@ struct Scanner {
                                                      groupObjective: [Double](repeating: 0, count: k), tensorCounts: []) },
                 { part, b, n, rows, state in
             var dots = [Double](repeating: 0, count: n * k)
-            centroids.withUnsafeBufferPointer { c in dots.withUnsafeMutableBufferPointer { o in
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(k), Int32(D), 1.0, rows, Int32(D), c.baseAddress!, Int32(D), 0.0, o.baseAddress!, Int32(k))
-            } }
             var out = write.map { [UInt8](repeating: 0, count: n * 2 * $0.dtype.size) } ?? []
-            var counts = tensorSlots > 0 ? [Int](repeating: 0, count: k) : []
-            centroids.withUnsafeBufferPointer { c in
+            var counts = [Int](repeating: 0, count: k)
+            var objective = 0.0
+            // Unsafe buffers in the loop: it runs k + 2·D operations per parameter on every pass.
+            centroids.withUnsafeBufferPointer { c in norms.withUnsafeBufferPointer { nb in dots.withUnsafeMutableBufferPointer { o in
+            part.sums.withUnsafeMutableBufferPointer { sums in part.groupObjective.withUnsafeMutableBufferPointer { gobj in
+            counts.withUnsafeMutableBufferPointer { cnt in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(k), Int32(D), 1.0, rows, Int32(D), c.baseAddress!, Int32(D), 0.0, o.baseAddress!, Int32(k))
                 for p in 0..<n {
                     var group: Double, distance: Double
                     switch state[p] {
-                    case .undefined: group = Groups.undefinedGroup; distance = .nan; part.undefined += 1
-                    case .nonFinite: group = Groups.nonFiniteGroup; distance = .nan; part.nonFinite += 1
+                    case .undefined: group = Groups.undefinedGroup; distance = .nan
+                    case .nonFinite: group = Groups.nonFiniteGroup; distance = .nan
                     case .ok:
                         var best = 0, bestD = Double.infinity
+                        let dp = o.baseAddress! + p * k
                         for g in 0..<k {
-                            let d = norms[g] - 2 * dots[p * k + g]
+                            let d = nb[g] - 2 * dp[g]
                             if d < bestD { bestD = d; best = g }
                         }
-                        let r = rows + p * D, cc = c.baseAddress! + best * D
+                        let r = rows + p * D, cc = c.baseAddress! + best * D, sm = sums.baseAddress! + best * D
                         var s = 0.0
-                        for j in 0..<D { let e = r[j] - cc[j]; s += e * e; part.sums[best * D + j] += r[j] }
-                        part.sizes[best] += 1
-                        part.objective += s
-                        part.groupObjective[best] += s
-                        if tensorSlots > 0 { counts[best] += 1 }
+                        for j in 0..<D { let e = r[j] - cc[j]; s += e * e; sm[j] += r[j] }
+                        cnt[best] += 1
+                        objective += s
+                        gobj[best] += s
                         group = Double(best); distance = s.squareRoot()
                     }
                     if let write {
-                        for (j, x) in [group, distance].enumerated() {
-                            let at = (p * 2 + j) * write.dtype.size
+                        out.withUnsafeMutableBytes { ob in
                             if write.dtype == .f64 {
-                                withUnsafeBytes(of: x.bitPattern.littleEndian) { for q in 0..<8 { out[at + q] = $0[q] } }
+                                ob.storeBytes(of: group.bitPattern.littleEndian, toByteOffset: p * 16, as: UInt64.self)
+                                ob.storeBytes(of: distance.bitPattern.littleEndian, toByteOffset: p * 16 + 8, as: UInt64.self)
                             } else {
-                                withUnsafeBytes(of: Float(x).bitPattern.littleEndian) { for q in 0..<4 { out[at + q] = $0[q] } }
+                                ob.storeBytes(of: Float(group).bitPattern.littleEndian, toByteOffset: p * 8, as: UInt32.self)
+                                ob.storeBytes(of: Float(distance).bitPattern.littleEndian, toByteOffset: p * 8 + 4, as: UInt32.self)
                             }
                         }
                     }
                 }
-            }
+            } } } } } }
+            for p in 0..<n { if state[p] == .undefined { part.undefined += 1 } else if state[p] == .nonFinite { part.nonFinite += 1 } }
+            part.objective += objective
+            for g in 0..<k { part.sizes[g] += counts[g] }
             if tensorSlots > 0 {
                 if part.tensorCounts.isEmpty { part.tensorCounts = [[Int]](repeating: [], count: tensorSlots) }
                 if part.tensorCounts[b.slot].isEmpty { part.tensorCounts[b.slot] = counts } else { for g in 0..<k { part.tensorCounts[b.slot][g] += counts[g] } }
