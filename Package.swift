@@ -7,7 +7,8 @@
 //   ParamSnap     files: the memory-mapped reader, scans, verify, the training writer, rewrites (re-exports PSnapFormat)
 //   PSnapImport   checkpoint dumps in (safetensors, npy, npz/zip with zlib, HF layouts) and out; conversion
 //   ParamSnapStats  the moments passes over the reader's scan
-//   ParamSnapAnalysis  the principal trajectory modes (BLAS/LAPACK) over whole trajectories
+//   ParamSnapAnalysis  modes, similar, pairs, groups (BLAS/LAPACK) and the density chart's counts, over whole trajectories
+//   PSnapRender   drawing: PNG and SVG charts from plain numbers (no scans)
 //   ParamSnapCLICore  command-line plumbing (errors to exit codes, options, progress) and `snapinfo`
 //   ParamSnapCLI  the thin command line of `psnap`
 import PackageDescription
@@ -39,6 +40,8 @@ let package = Package(
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
         .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "PSnapCodec", "CBLAS"]),
+        // Drawing: PNG (through zlib) and SVG charts from plain numbers; no scans, no file I/O.
+        .target(name: "PSnapRender", dependencies: ["CZlib"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),
         // The command-line plumbing and `snapinfo`, which only reads .psnap files: no importers linked.
         .target(
@@ -48,7 +51,7 @@ let package = Package(
         .target(
             name: "ParamSnapCLI",
             dependencies: [
-                "ParamSnapCLICore", "ParamSnap", "PSnapImport", "ParamSnapStats", "ParamSnapAnalysis",
+                "ParamSnapCLICore", "ParamSnap", "PSnapImport", "ParamSnapStats", "ParamSnapAnalysis", "PSnapRender",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,0 +1,116 @@
+// The density chart: its counts equal the numpy implementation of spec/CHARTS.md exactly (every view, the shared runs,
+// a multi-segment run with NaN and infinities), its PNG and SVG are read by independent decoders, and bad requests
+// get clear errors.
+import Foundation
+import Testing
+import PSnapTestSupport
+@_spi(Internals) import ParamSnap
+@testable import ParamSnapAnalysis
+
+private let numpyAvailable: Bool = {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
+}()
+private let pillowAvailable: Bool = {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", "import PIL"]))?.status == 0
+}()
+
+@Suite struct ChartTests {
+    let psnap = productPath("psnap")
+
+    func checkCounts(_ path: String, view: String, size: [String], in dir: String) throws {
+        let counts = dir + "/counts-\(view).npy", json = dir + "/chart-\(view).json"
+        let out = try runProcess(psnap, ["chart", path, "--view", view, "--counts", counts, "--json", "--force"] + size)
+        #expect(out.status == 0, "\(out.err)")
+        try out.out.write(toFile: json, atomically: true, encoding: .utf8)
+        let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_chart.py", path, counts, json, "--view", view])
+        #expect(check.status == 0, "\(path) \(view): \(check.out) \(check.err)")
+    }
+
+    @Test(.enabled(if: numpyAvailable), arguments: [("tiny-gpt", "values"), ("tiny-gpt", "relative"), ("mlp-digits", "z"),
+                                                     ("mlp-digits", "steps"), ("tiny-gpt-bf16", "values"), ("tiny-gpt-bf16", "z")])
+    func countsEqualTheNumpyRule(run: String, view: String) throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/" + run, "-o", path, "--quiet"]).status == 0)
+        // The default size for one case, smaller grids (and so more points per column) for the others.
+        try checkCounts(path, view: view, size: run == "tiny-gpt" && view == "values" ? [] : ["--width", "300", "--height", "160"], in: dir)
+    }
+
+    @Test(.enabled(if: numpyAvailable)) func nanInfinitiesAndSegmentsFollowTheRule() throws {
+        // The golden run: three segments, constant rows, NaN and ±inf in several dtypes.
+        let dir = tempDir(); defer { cleanup(dir) }
+        for view in ["values", "relative", "z", "steps"] {
+            try checkCounts(GoldenFixtures.dir + "/dtypes.psnap", view: view, size: ["--width", "40", "--height", "30"], in: dir)
+        }
+        let r = try PSnapReader(path: GoldenFixtures.dir + "/dtypes.psnap")
+        let g = try Density.compute(r, view: .z, width: 40, height: 30)
+        #expect(g.constant > 0 && g.nonFinite > 0 && g.series + g.constant + g.nonFinite == r.parameterCount)
+        // Every column holds each drawn series once (a finite one; in range or counted outside).
+        let finite = try Density.compute(r, view: .values, tensors: [0], width: 40, height: 30, fullRange: true)
+        for c in 0..<40 {
+            let total = (0..<30).reduce(UInt64(0)) { $0 + finite.counts[$1 * 40 + c] } + finite.below[c] + finite.above[c]
+            #expect(total <= UInt64(finite.series))
+        }
+    }
+
+    @Test func imagesAreReadByIndependentDecoders() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
+        let png = dir + "/all.png", svg = dir + "/all.svg", lines = dir + "/lines.svg"
+        #expect(try runProcess(psnap, ["chart", path, "-o", png, "--width", "320", "--height", "200"]).status == 0)
+        #expect(try runProcess(psnap, ["chart", path, "-o", svg, "--view", "steps", "--scale", "eq"]).status == 0)
+        let l = try runProcess(psnap, ["chart", path, "--params", "fc1.weight[3,17]", "fc2.bias[5]", "-o", lines])
+        #expect(l.status == 0, "\(l.err)")
+        // Python's XML parser reads the SVG; Pillow decodes the PNG and the SVG's embedded images.
+        guard pillowAvailable else { return }
+        let script = """
+        import sys, base64, io, re
+        import xml.etree.ElementTree as ET
+        from PIL import Image
+        im = Image.open(sys.argv[1]); im.load()
+        assert im.size == (320 + 78 + 96, 200 + 40 + 46), im.size
+        assert im.mode == "RGB"
+        px = im.getpixel((78 + 160, 40 + 100))
+        root = ET.parse(sys.argv[2]).getroot()
+        imgs = [e for e in root.iter() if e.tag.endswith("image")]
+        assert len(imgs) == 2, len(imgs)
+        for e in imgs:
+            href = e.get("href")
+            data = base64.b64decode(href.split(",", 1)[1])
+            Image.open(io.BytesIO(data)).load()
+        lines = ET.parse(sys.argv[3]).getroot()
+        assert sum(1 for e in lines.iter() if e.tag.endswith("polyline")) >= 2
+        print("ok", im.size, px)
+        """
+        let check = try runProcess("/usr/bin/env", ["python3", "-c", script, png, svg, lines])
+        #expect(check.status == 0 && check.out.hasPrefix("ok"), "\(check.out) \(check.err)")
+    }
+
+    @Test func badRequestsGetClearErrors() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let golden = GoldenFixtures.dir + "/dtypes.psnap"
+        let one = dir + "/one.psnap"
+        let w = try SnapshotWriter.create(path: one, tensors: [TensorInfo(name: "w", dtype: .f32, shape: [3])])
+        try w.append(SnapshotInfo(step: 0), tensors: ["w": [UInt8](repeating: 0, count: 12)])
+        try w.close()
+        // An output that is the run under another name (a symbolic link) is refused, even with --force.
+        let copy = dir + "/g.psnap"
+        try FileManager.default.copyItem(atPath: golden, toPath: copy)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/g.svg", withDestinationPath: copy)
+        let cases: [([String], Int32, String)] = [
+            (["chart", one, "-o", dir + "/a.png"], 65, "at least 2 snapshots"),
+            (["chart", golden, "-o", dir + "/a.png", "--width", "100000"], 64, "--width and --height"),
+            (["chart", golden, "-o", dir + "/a.png", "--y-range", "1:0"], 64, "--y-range"),
+            (["chart", golden, "-o", dir + "/a.txt"], 64, ".png or .svg"),
+            (["chart", golden, "-o", dir + "/a.png", "--include", "nothing-like-it"], 64, "nothing-like-it"),
+            (["chart", copy, "-o", dir + "/g.svg", "--force"], 64, "is the input"),
+            (["chart", golden, "--params", "layer.f32[9,9]", "-o", dir + "/l.svg"], 64, "layer.f32"),
+        ]
+        for (args, code, text) in cases {
+            let out = try runProcess(psnap, args)
+            #expect(out.status == code && out.err.contains(text), "\(args): \(out.status) \(out.err)")
+        }
+        #expect(try PSnapReader(path: copy).snapshotCount == 5)   // the run itself untouched
+    }
+}
