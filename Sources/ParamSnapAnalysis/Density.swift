@@ -75,6 +75,8 @@ public enum ChartError: ParamSnapError, Equatable {
 public enum Density {
     /// Cells a grid may have (a worker holds (H + 2) × (W + 1) 8-byte counters).
     public static let maxCells = 16 << 20
+    /// Blocks read for the default value range (evenly spaced over the selection).
+    public static let sampleBlocks = 64
 
     /// Columns of points at `steps` in a grid `width` wide (§2).
     public static func columns(steps: [Int64], width: Int) -> [Int] {
@@ -115,7 +117,7 @@ public enum Density {
         if let range {
             (lo, hi) = range
         } else {
-            let pick = fullRange || blocks.count <= 512 ? blocks : (0..<512).map { blocks[$0 * blocks.count / 512] }
+            let pick = fullRange || blocks.count <= Density.sampleBlocks ? blocks : (0..<Density.sampleBlocks).map { blocks[$0 * blocks.count / Density.sampleBlocks] }
             guard let r = try valueRange(reader, blocks: pick, view: view, quantile: fullRange ? 0 : 0.0005, workers: workers) else {
                 throw ChartError.nothingToDraw
             }
@@ -183,10 +185,10 @@ public enum Density {
     }
 
     /// The q and 1 − q quantiles of the finite series values of `blocks` (q = 0: the minimum and maximum), at most
-    /// about 2²⁰ values kept (every k-th series of a block); nil when there is none.
+    /// about 2¹⁸ values kept (every k-th series of a block); nil when there is none.
     static func valueRange(_ reader: PSnapReader, blocks: [(Int, Int)], view: DensityView, quantile q: Double, workers: Int) throws -> (Double, Double)? {
         let S = reader.snapshotCount, B = reader.layout.blockSize
-        let stride = q == 0 ? 1 : max(1, blocks.count * B * S / (1 << 20))
+        let stride = q == 0 ? 1 : max(1, blocks.count * B * S / (1 << 18))
         let parts = Mutex<[(min: Double, max: Double, values: [Double])]>([])
         try parallelForEach(count: blocks.count, workers: workers, state: { _ in
             (loader: BlockLoader(reader), rows: UnsafeMutablePointer<Double>.allocate(capacity: B * S), series: UnsafeMutablePointer<Double>.allocate(capacity: S),
@@ -240,56 +242,75 @@ struct DensityAccumulator: Sendable {
         constant += o.constant; nonFinite += o.nonFinite; series += o.series
     }
 
-    /// Adds one series of `count` points (its columns are `columns`): §3.
+    /// Adds one series of `count` points (its columns are `columns`): §3. The series is followed as runs of columns in
+    /// one bin: a run stays open across segments while the bin does not change (a parameter that barely moves is a
+    /// single run), and only where the bin changes does a run end (two writes into the difference rows).
     mutating func add(_ y: UnsafePointer<Double>, count N: Int) {
         series += 1
         let W1 = width + 1, H = height, lo = lo, hi = hi
         columns.withUnsafeBufferPointer { col in edges.withUnsafeBufferPointer { e in diff.withUnsafeMutableBufferPointer { d in
-            let span = hi - lo, fH = Double(H)
+            // The bin estimate by a product (numpy divides): the edge comparisons after it decide, as in numpy, and
+            // both estimates are within one bin of the edges' answer.
+            let toBin = Double(H) / (hi - lo)
             @inline(__always) func bin(_ v: Double) -> Int {
                 if v < lo { return -1 }
                 if v > hi { return H }
-                var i = Int((v - lo) / span * fH)
-                if i == H { i -= 1 }
+                var i = Int((v - lo) * toBin)
+                if i >= H { i = H - 1 }
                 if v < e[i] { i -= 1 } else if i != H - 1 && v >= e[i + 1] { i += 1 }
                 return i
             }
-            @inline(__always) func run(_ b: Int, _ c0: Int, _ c1: Int) {
-                let row = (b + 1) * W1
-                d[row + c0] += 1
-                d[row + c1] -= 1
+            @inline(__always) func inBin(_ v: Double, _ b: Int) -> Bool {
+                if b < 0 { return v < lo }
+                if b >= H { return v > hi }
+                return v >= e[b] && (b == H - 1 ? v <= hi : v < e[b + 1])
             }
+            let none = Int.min
+            var cur = none, start = 0
+            @inline(__always) func close(_ end: Int) {
+                guard cur != none, end > start else { return }
+                let row = (cur + 1) * W1
+                d[row + start] += 1
+                d[row + end] -= 1
+            }
+            @inline(__always) func change(to b: Int, at c: Int) {
+                guard b != cur else { return }
+                close(c)
+                cur = b; start = c
+            }
+            var bNext = y[0].isFinite ? bin(y[0]) : none
             for n in 0..<(N - 1) {
                 let c0 = col[n], c1 = col[n + 1]
-                guard c1 > c0 else { continue }
                 let a = y[n], b = y[n + 1]
-                guard a.isFinite && b.isFinite else { continue }
+                let ba = bNext
+                bNext = b.isFinite ? bin(b) : none
+                guard c1 > c0 else { continue }
+                guard a.isFinite && b.isFinite else { close(c0); cur = none; continue }
+                change(to: ba, at: c0)
                 let cspan = Double(c1 - c0), delta = b - a
+                // v(c) lies between a and a + delta (which rounding may put an ulp past b): one bin throughout when both are.
+                if ba == bNext && inBin(a + delta, ba) { continue }
                 @inline(__always) func v(_ c: Int) -> Double { a + (Double(c - c0) / cspan) * delta }
-                let bs = bin(a), be = bin(v(c1 - 1))
-                if bs == be { run(bs, c0, c1); continue }
-                if abs(be - bs) * 3 >= c1 - c0 {
-                    for c in c0..<c1 { run(bin(v(c)), c, c + 1) }
+                if abs(bNext - ba) * 3 >= c1 - c0 {
+                    for c in (c0 + 1)..<c1 { change(to: bin(v(c)), at: c) }
                     continue
                 }
                 // Walk the bin boundaries: the bin of v(c) is monotone in c, so each bin is one run of columns.
-                let up = be > bs
-                var c = c0, cur = bs
-                while c < c1 {
-                    if cur == be { run(cur, c, c1); break }
+                let target = bin(v(c1 - 1)), up = target > ba
+                var c = c0
+                while cur != target {
                     let edge = up ? (cur < 0 ? lo : e[cur + 1]) : (cur >= H ? hi : e[cur])
                     let guess = ((edge - a) / delta * cspan).rounded(.up)
-                    var c2 = guess.isFinite ? c0 + Int(Swift.max(0, Swift.min(cspan, guess))) : c1
-                    c2 = Swift.max(c + 1, Swift.min(c1, c2))
+                    var c2 = guess.isFinite ? c0 + Int(Swift.max(0, Swift.min(cspan, guess))) : c1 - 1
+                    c2 = Swift.max(c + 1, Swift.min(c1 - 1, c2))
                     while c2 > c + 1 && bin(v(c2 - 1)) != cur { c2 -= 1 }
-                    while c2 < c1 && bin(v(c2)) == cur { c2 += 1 }
-                    run(cur, c, c2)
+                    while c2 < c1 - 1 && bin(v(c2)) == cur { c2 += 1 }
+                    change(to: bin(v(c2)), at: c2)
                     c = c2
-                    if c < c1 { cur = bin(v(c)) }
                 }
             }
-            let last = y[N - 1]
-            if last.isFinite { run(bin(last), col[N - 1], col[N - 1] + 1) }
+            let cl = col[N - 1]
+            if y[N - 1].isFinite { change(to: bNext, at: cl); close(cl + 1) } else { close(cl) }
         } } }
     }
 

@@ -17,9 +17,12 @@ the peak RSS belongs to that measurement alone:
     sklearn PCA                   PCA(n_components=8, svd_solver="full").fit(X.T): each parameter a feature (DLDR)
     numpy eigh                    f64 rows centred, G = C.T @ C, np.linalg.eigh(G)
     numpy similar                 f64 rows centred and scaled to unit norm, r = Z @ z_q, top 50 by np.argpartition;
-                                  many queries as Z @ Q.T in blocks of 65,536 rows, top 50 kept per query
+                                  many queries as Q @ Z_b.T (= (Z_b @ Q.T).T, each query's scores contiguous) over
+                                  blocks Z_b of 65,536 rows, a running top 50 kept per query
     faiss IndexFlatIP             f32 unit rows, add + search k=50, one query and --queries queries
-    faiss Kmeans / sklearn KMeans f32 unit rows, K centroids, N and 1 iterations; per iteration (t_N - t_1) / (N - 1)
+    faiss Kmeans / sklearn KMeans f32 unit rows, K centroids, N iterations (total); one iteration: faiss's own
+                                  iteration_stats, (time_N - time_1) / (N - 1); sklearn: KMeans(init=the centres
+                                  of sklearn.cluster.kmeans_plusplus, max_iter=N) timed alone, / n_iter_
   A peer's time is its compute (perf_counter, median of --repeat in one process after one load), its RSS the
   process's ru_maxrss (X included). Constant or non-finite trajectories are left out by every tool, as psnap does.
   ratio = peer time / psnap time (above 1: psnap is faster); the load row compares loading X with `psnap verify`.
@@ -106,27 +109,29 @@ def unit_rows(X, dtype):
     return Z, np.flatnonzero(keep)
 
 
-def top_per_column(R, k):
-    """Row positions of the k largest values of every column of R, shape (k, columns), unsorted."""
-    if R.shape[0] <= k:
-        return np.broadcast_to(np.arange(R.shape[0])[:, None], R.shape).copy()
-    return np.argpartition(-R, k - 1, axis=0)[:k]
+def top_per_row(R, k):
+    """Column positions of the k largest values of every row of R, shape (rows, k), unsorted."""
+    if R.shape[1] <= k:
+        return np.broadcast_to(np.arange(R.shape[1]), R.shape).copy()
+    return np.argpartition(R, -k, axis=1)[:, -k:]
 
 
 def numpy_similar(Z, qrows):
-    """Top-50 rows (best first) for each query row of Z: Z @ Q.T in blocks, a running top 50 per query."""
-    Q = Z[qrows].T.copy()
-    best_r = np.full((0, len(qrows)), -np.inf)
-    best_i = np.zeros((0, len(qrows)), dtype=np.int64)
+    """Top-50 rows of Z (best first, ties to the lower index) for each query row: the product with the queries in
+    blocks of 65,536 rows, computed as Q @ Z_b.T so that each query's scores are contiguous for argpartition, and a
+    running top 50 per query."""
+    Q = Z[qrows]
+    best_r = np.empty((len(qrows), 0))
+    best_i = np.empty((len(qrows), 0), dtype=np.int64)
     for b in range(0, Z.shape[0], BLOCK):
-        R = Z[b:b + BLOCK] @ Q
-        sel = top_per_column(R, TOP)
-        cand_r = np.concatenate([best_r, np.take_along_axis(R, sel, axis=0)])
-        cand_i = np.concatenate([best_i, sel + b])
-        keep = top_per_column(cand_r, TOP)
-        best_r, best_i = np.take_along_axis(cand_r, keep, axis=0), np.take_along_axis(cand_i, keep, axis=0)
-    order = np.lexsort((best_i, -best_r), axis=0)          # best first, ties to the lower index
-    return np.take_along_axis(best_i, order, axis=0).T      # (queries, 50)
+        R = Q @ Z[b:b + BLOCK].T                            # (queries, block)
+        sel = top_per_row(R, TOP)
+        cand_r = np.concatenate([best_r, np.take_along_axis(R, sel, axis=1)], axis=1)
+        cand_i = np.concatenate([best_i, sel + b], axis=1)
+        keep = top_per_row(cand_r, TOP)
+        best_r, best_i = np.take_along_axis(cand_r, keep, axis=1), np.take_along_axis(cand_i, keep, axis=1)
+    order = np.lexsort((best_i, -best_r), axis=1)
+    return np.take_along_axis(best_i, order, axis=1)        # (queries, 50)
 
 # --------------------------------------------------------------------------------------------------- peers (child)
 
@@ -179,17 +184,28 @@ def child(a):
     elif mode in ("faiss_kmeans", "sklearn_kmeans"):
         Z, _ = unit_rows(X, np.float32)
         del X
+        per_iter = []
         def km():
-            if mode == "faiss_kmeans":
+            if mode == "faiss_kmeans":                      # iteration_stats[i].time: seconds since train() began
                 import faiss
                 k = faiss.Kmeans(Z.shape[1], a.k, niter=a.iterations, seed=1, max_points_per_centroid=Z.shape[0] + 1)
                 k.train(Z)
+                st = [s["time"] for s in k.iteration_stats]
+                per_iter.append((st[-1] - st[0]) / (len(st) - 1) if len(st) > 1 else st[0])
                 return float(k.obj[-1]), a.iterations
             from sklearn.cluster import KMeans
             k = KMeans(n_clusters=a.k, init="k-means++", n_init=1, max_iter=a.iterations, tol=0, algorithm="lloyd",
                        random_state=1).fit(Z)
             return float(k.inertia_), int(k.n_iter_)
         out["objective"], out["n_iter"] = timed(km)
+        if mode == "sklearn_kmeans":                        # Lloyd alone, from the same k-means++ centres
+            from sklearn.cluster import KMeans, kmeans_plusplus
+            centres = kmeans_plusplus(Z, a.k, random_state=1)[0]
+            for _ in range(a.repeat):
+                t = time.perf_counter()
+                k = KMeans(n_clusters=a.k, init=centres, n_init=1, max_iter=a.iterations, tol=0, algorithm="lloyd").fit(Z)
+                per_iter.append((time.perf_counter() - t) / k.n_iter_)
+        out["per_iteration_s"] = statistics.median(per_iter)
     else:
         raise SystemExit(f"unknown child mode {mode}")
     res.update(out, compute_s=statistics.median(times), times_s=times, rss_mib=maxrss_mib())
@@ -293,7 +309,7 @@ def bench_run(name, dumps, run, a, tmp):
                       "moments_over_verify": div(t["moments"], t["verify"])}
     peers = {}
     if a.skip_peers:
-        res["checks"] = checks(ps, peers, g, queries)
+        res["checks"] = checks(ps, peers)
         return res
     for mode, q in [("load", None), ("sklearn_pca", None), ("numpy_eigh", None), ("numpy_similar", gfile),
                     ("numpy_similar", qfile), ("faiss_similar", gfile), ("faiss_similar", qfile)]:
@@ -301,14 +317,9 @@ def bench_run(name, dumps, run, a, tmp):
         print(f"[{name}] peer {key}", file=sys.stderr)
         peers[key] = run_child(mode, dumps, q, a)
     for mode in ("faiss_kmeans", "sklearn_kmeans"):
-        for n in sorted({a.iterations, 1}):
-            print(f"[{name}] peer {mode} {n} iterations", file=sys.stderr)
-            peers[f"{mode}{n}"] = run_child(mode, dumps, None, a, iterations=n)
-        hi, lo = peers[f"{mode}{a.iterations}"], peers[f"{mode}1"]
-        if "compute_s" in hi and "compute_s" in lo:
-            d = hi["n_iter"] - lo["n_iter"]
-            peers[mode + "_per_iteration_s"] = (hi["compute_s"] - lo["compute_s"]) / d if d > 0 else hi["compute_s"] / hi["n_iter"]
-    res["checks"] = checks(ps, peers, g, queries)
+        print(f"[{name}] peer {mode}", file=sys.stderr)
+        peers[mode] = run_child(mode, dumps, None, a)
+    res["checks"] = checks(ps, peers)
     for v in peers.values():
         if isinstance(v, dict):
             v.pop("hits", None)
@@ -316,7 +327,7 @@ def bench_run(name, dumps, run, a, tmp):
     return res
 
 
-def checks(ps, peers, g, queries):
+def checks(ps, peers):
     """Do the tools agree? Explained-variance ratios, top-50 overlaps, k-means objectives (Σ squared distance)."""
     c = {}
     if "stdout" in ps["modes"]:
@@ -363,13 +374,13 @@ def table(r, a):
         ("`modes -k 8`", P("modes"), "numpy f64 centred Gram + eigh", E("numpy_eigh")),
         (f"`similar --global {r['global']} --top {TOP}`", P("similar1"), "numpy f64 unit rows, Z @ z, argpartition", E("numpy_similar1")),
         (f"`similar --global {r['global']} --top {TOP}`", P("similar1"), "faiss IndexFlatIP f32 (add + search)", E("faiss_similar1")),
-        (f"`similar --queries` ({r['queries']})", P("similarQ"), "numpy Z @ Q.T, blocks of 65,536 rows", E("numpy_similarQ")),
+        (f"`similar --queries` ({r['queries']})", P("similarQ"), "numpy Q @ Z_b.T, blocks of 65,536 rows", E("numpy_similarQ")),
         (f"`similar --queries` ({r['queries']})", P("similarQ"), "faiss IndexFlatIP f32 (add + search)", E("faiss_similarQ")),
         (f"`groups -k {a.k}` 0 iterations", P("groups0"), None, (None, None)),
-        (f"`groups -k {a.k}` {it} iterations", P("groupsN"), f"faiss Kmeans niter={it}", E(f"faiss_kmeans{it}")),
-        (f"`groups -k {a.k}` {it} iterations", P("groupsN"), f"sklearn KMeans lloyd max_iter={it}", E(f"sklearn_kmeans{it}")),
-        ("`groups` one iteration", (gi, None), "faiss Kmeans one iteration", (pe.get("faiss_kmeans_per_iteration_s"), None)),
-        ("`groups` one iteration", (gi, None), "sklearn KMeans one iteration", (pe.get("sklearn_kmeans_per_iteration_s"), None)),
+        (f"`groups -k {a.k}` {it} iterations", P("groupsN"), f"faiss Kmeans niter={it}", E("faiss_kmeans")),
+        (f"`groups -k {a.k}` {it} iterations", P("groupsN"), f"sklearn KMeans lloyd max_iter={it}", E("sklearn_kmeans")),
+        ("`groups` one iteration", (gi, None), "faiss Kmeans one iteration", E("faiss_kmeans", "per_iteration_s")[:1] + (None,)),
+        ("`groups` one iteration", (gi, None), "sklearn KMeans one iteration", E("sklearn_kmeans", "per_iteration_s")[:1] + (None,)),
         ("`moments --stats moments -o`", P("moments"), None, (None, None)),
     ]
     lines = [f"## {r['name']}: {r['parameters']:,} parameters × {r['snapshots']} snapshots",
@@ -389,9 +400,9 @@ def table(r, a):
     if r.get("checks"):
         lines += ["", "Checks: " + "; ".join(f"{k} = {v:.6g}" for k, v in r["checks"].items()) + "."]
         for k in ("faiss_kmeans", "sklearn_kmeans"):
-            o = pe.get(f"{k}{it}", {}).get("objective")
+            o = pe.get(k, {}).get("objective")
             if o is not None:
-                lines[-1] = lines[-1][:-1] + f"; {k} objective = {o:.6g} ({pe[f'{k}{it}']['n_iter']} iterations)."
+                lines[-1] = lines[-1][:-1] + f"; {k} objective = {o:.6g} ({pe[k]['n_iter']} iterations)."
     if errs:
         lines += ["", "Errors:"] + errs
     return "\n".join(lines)
@@ -452,7 +463,8 @@ def main():
             f"peers: compute time (median of {a.repeat} after one load of X from the dumps) and the process's peak RSS, X "
             "included. Peer times exclude loading X (first row). ratio = peer time / psnap time (above 1: psnap faster). "
             f"k-means: K = {a.k}, unit rows; one iteration = (t_{a.iterations} − t_0) / {a.iterations} for psnap, "
-            f"(t_{a.iterations} − t_1) / (iterations − 1) for the peers (sklearn may stop early at convergence).", ""]
+            "faiss: from its iteration_stats, sklearn: Lloyd alone from k-means++ centres, / n_iter_ (sklearn may stop "
+            "early at convergence).", ""]
     with open(a.out + ".md", "w") as fh:
         fh.write("\n".join(head + [table(r, a) + "\n" for r in runs]))
     print(f"wrote {a.out}.md and {a.out}.json", file=sys.stderr)
