@@ -233,9 +233,9 @@ def run_psnap(args, repeat):
             "rss_mib": max(rss), "stdout": p.stdout}
 
 
-def run_child(mode, dumps, qfile, a, iterations=None):
+def run_child(mode, dumps, qfile, a):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--dumps", dumps, "--repeat", str(a.repeat),
-           "--k", str(a.k), "--iterations", str(iterations or a.iterations)] + (["--queries-file", qfile] if qfile else [])
+           "--k", str(a.k), "--iterations", str(a.iterations)] + (["--queries-file", qfile] if qfile else [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return {"mode": mode, "error": f"exit {p.returncode}: {p.stderr.strip()[-800:]}"}
@@ -279,6 +279,10 @@ def bench_run(name, dumps, run, a, tmp):
     info = subprocess.run([psnap, "info", run], capture_output=True, text=True).stdout
     res = {"name": name, "dumps": dumps, "run": run, "parameters": P, "snapshots": len(files), "global": g,
            "queries": len(queries), "k": a.k, "iterations": a.iterations, "psnap_info": info.splitlines()[:8]}
+    m = re.search(r"\(([\d,]+) parameters\)", info), re.search(r"^snapshots\s+(\d+)", info, re.M)
+    if not all(m) or (int(m[0][1].replace(",", "")), int(m[1][1])) != (P, len(files)):
+        print(f"[{name}] warning: {run} does not look like {dumps} converted (psnap info disagrees)", file=sys.stderr)
+        res["warning"] = "psnap info disagrees with the dumps on parameters or snapshots"
     print(f"[{name}] P={P:,} S={len(files)} G={g}", file=sys.stderr)
     mom = os.path.join(tmp, "bench-mom.psnap")
     cmds = {
@@ -304,7 +308,7 @@ def bench_run(name, dumps, run, a, tmp):
     div = lambda x, y: x / y if x and y else None
     res["derived"] = {"modes_speed_vs_verify": div(t["verify"], t["modes"]),
                       "similar1_speed_vs_verify": div(t["verify"], t["similar1"]),
-                      f"similar{len(queries)}_over_similar1": div(t["similarQ"], t["similar1"]),
+                      "similarQ_over_similar1": div(t["similarQ"], t["similar1"]),
                       "groups_iteration_over_verify": div(res["psnap"].get("groups_per_iteration_s"), t["verify"]),
                       "moments_over_verify": div(t["moments"], t["verify"])}
     peers = {}
@@ -395,7 +399,7 @@ def table(r, a):
     f = lambda x, u="×": "—" if x is None else f"{x:.2f}{u}"
     lines += ["", "psnap against its own decode (`verify`): " + "; ".join([
         f"modes speed {f(d['modes_speed_vs_verify'])}", f"similar (1 query) speed {f(d['similar1_speed_vs_verify'])}",
-        f"t({r['queries']} queries) / t(1 query) {f(list(d.values())[2])}",
+        f"t({r['queries']} queries) / t(1 query) {f(d['similarQ_over_similar1'])}",
         f"groups iteration / verify {f(d['groups_iteration_over_verify'])}", f"moments / verify {f(d['moments_over_verify'])}"]) + "."]
     if r.get("checks"):
         lines += ["", "Checks: " + "; ".join(f"{k} = {v:.6g}" for k, v in r["checks"].items()) + "."]
@@ -403,8 +407,10 @@ def table(r, a):
             o = pe.get(k, {}).get("objective")
             if o is not None:
                 lines[-1] = lines[-1][:-1] + f"; {k} objective = {o:.6g} ({pe[k]['n_iter']} iterations)."
+    if r.get("warning"):
+        errs.append(f"- {r['warning']}")
     if errs:
-        lines += ["", "Errors:"] + errs
+        lines += ["", "Errors and warnings:"] + errs
     return "\n".join(lines)
 
 
@@ -417,7 +423,13 @@ def environment(a):
         fv = "not installed"
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     ver = subprocess.run([a.psnap, "--version"], capture_output=True, text=True).stdout.strip()
-    return {"utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    try:
+        from threadpoolctl import threadpool_info
+        pools = "; ".join(f"{i['internal_api']} {i.get('version') or '-'} ×{i['num_threads']} in "
+                          f"{os.path.basename(i['filepath']).split('-')[0]}" for i in threadpool_info())
+    except ImportError:
+        pools = "unknown"
+    return {"utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "thread_pools": pools,
             "nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "psnap": f"{a.psnap} ({ver})", "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "faiss-cpu": fv}
 
@@ -458,13 +470,14 @@ def main():
     head = [f"# psnap analysis commands against numpy, scikit-learn and faiss", "",
             f"{env['utc']} · nproc {env['nproc']} · {env['cpu']} · psnap {env['psnap']} · Python {env['python']}, "
             f"numpy {env['numpy']}, scipy {env['scipy']}, scikit-learn {env['scikit-learn']}, faiss-cpu {env['faiss-cpu']}", "",
+            f"Thread pools: {env['thread_pools']}", "",
             f"Command: `{' '.join(os.path.relpath(sys.argv[0]) if i == 0 else x for i, x in enumerate(sys.argv))}`", "",
             f"Each measurement in its own process; psnap: median wall of {a.repeat} runs, peak RSS from `/usr/bin/time`; "
             f"peers: compute time (median of {a.repeat} after one load of X from the dumps) and the process's peak RSS, X "
             "included. Peer times exclude loading X (first row). ratio = peer time / psnap time (above 1: psnap faster). "
-            f"k-means: K = {a.k}, unit rows; one iteration = (t_{a.iterations} − t_0) / {a.iterations} for psnap, "
-            "faiss: from its iteration_stats, sklearn: Lloyd alone from k-means++ centres, / n_iter_ (sklearn may stop "
-            "early at convergence).", ""]
+            f"k-means: K = {a.k} on centred unit rows, {a.iterations} iterations. One iteration: psnap "
+            f"(t_{a.iterations} − t_0) / {a.iterations}; faiss from its iteration_stats; sklearn a Lloyd-only fit from "
+            "k-means++ centres / n_iter_ (sklearn may stop early at convergence).", ""]
     with open(a.out + ".md", "w") as fh:
         fh.write("\n".join(head + [table(r, a) + "\n" for r in runs]))
     print(f"wrote {a.out}.md and {a.out}.json", file=sys.stderr)
