@@ -53,6 +53,7 @@ public struct Canvas: Sendable {
 
     /// Text in the 5 × 7 font with its top-left corner at (x, y); `anchor` 0 left, 0.5 centred, 1 right-aligned.
     public mutating func text(_ s: String, x: Int, y: Int, _ c: RGB = .black, anchor: Double = 0, scale: Int = 1) {
+        let s = Self.ascii(s)
         let bytes = Array(s.utf8)
         let w = Self.textWidth(s, scale: scale)
         let x0 = x - Int(Double(w) * anchor)
@@ -68,6 +69,7 @@ public struct Canvas: Sendable {
 
     /// Text drawn rotated a quarter turn anticlockwise (reading bottom to top), centred on (x, y).
     public mutating func verticalText(_ s: String, x: Int, y: Int, _ c: RGB = .black) {
+        let s = Self.ascii(s)
         let bytes = Array(s.utf8)
         let w = Self.textWidth(s)
         let y0 = y + w / 2
@@ -79,7 +81,25 @@ public struct Canvas: Sendable {
         }
     }
 
-    public static func textWidth(_ s: String, scale: Int = 1) -> Int { max(0, s.utf8.count * Font5x7.advance - 1) * scale }
+    public static func textWidth(_ s: String, scale: Int = 1) -> Int { max(0, ascii(s).utf8.count * Font5x7.advance - 1) * scale }
+
+    /// The font is ASCII: common typographic characters spelled in ASCII, anything else a `?`.
+    static func ascii(_ s: String) -> String {
+        var o = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "…": o += "..."
+            case "×": o += "x"
+            case "−", "–", "—": o += "-"
+            case "±": o += "+/-"
+            case "²": o += "^2"
+            case "’", "‘": o += "'"
+            case "“", "”": o += "\""
+            default: o.unicodeScalars.append(u.isASCII ? u : "?")
+            }
+        }
+        return o
+    }
 
     /// The canvas as a PNG file (8-bit RGB, no interlace, filter 0 per row, zlib level 6).
     public func png() -> [UInt8] {

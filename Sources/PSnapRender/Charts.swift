@@ -181,7 +181,9 @@ public struct LineChart: Sendable {
     }
 
     public func svg() -> String {
-        let left = 78.0, right = series.contains(where: \.secondAxis) ? 78.0 : 24.0, top = 40.0, bottom = 46.0
+        // The legend: two entries per line above the plot.
+        let legendRows = (series.count + 1) / 2
+        let left = 78.0, right = series.contains(where: \.secondAxis) ? 78.0 : 24.0, top = 28.0 + 14.0 * Double(max(1, legendRows)), bottom = 46.0
         let pw = Double(width) - left - right, ph = Double(height) - top - bottom
         var s = SVG(width: width, height: height)
         let xr = Self.range(series.flatMap(\.x))
@@ -209,7 +211,9 @@ public struct LineChart: Sendable {
                 if a.isFinite && b.isFinite { run.append((X(a), Y(b, l.secondAxis))) } else { s.polyline(run, color, dashed: l.secondAxis); run = [] }
             }
             s.polyline(run, color, dashed: l.secondAxis)
-            s.text(l.name, x: left + 8 + Double(i % 3) * pw / 3, y: top - 8 + Double(i / 3) * 0, color: color)
+            let lx = left + Double(i % 2) * pw / 2, ly = 30.0 + 14.0 * Double(i / 2)
+            s.line(lx, ly - 4, lx + 14, ly - 4, color)
+            s.text(String(l.name.prefix(60)), x: lx + 18, y: ly, color: color)
         }
         s.text(title, x: left, y: 16, size: 14)
         s.text(xLabel, x: left + pw / 2, y: top + ph + 36, anchor: "middle")

@@ -12,6 +12,17 @@ public enum DensityView: String, Sendable, CaseIterable {
     case values, relative, z, steps
 }
 
+/// One chart of a multi-chart pass: which tensors, the grid's size, and a fixed value range (nil: sampled).
+public struct DensityTarget: Sendable {
+    public var tensors: [Int]
+    public var width: Int
+    public var height: Int
+    public var range: (lo: Double, hi: Double)?
+    public init(tensors: [Int], width: Int, height: Int, range: (lo: Double, hi: Double)? = nil) {
+        self.tensors = tensors; self.width = width; self.height = height; self.range = range
+    }
+}
+
 /// The counts of a density chart, and what was left out.
 public struct DensityGrid: Sendable {
     public let width: Int
@@ -106,44 +117,69 @@ public enum Density {
                                width: Int = 1000, height: Int = 500, range: (lo: Double, hi: Double)? = nil, fullRange: Bool = false,
                                workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                                progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> DensityGrid {
-        guard width >= 16, height >= 16, width <= 16384, height <= 16384, width * height <= maxCells else {
-            throw ChartError.badSize(width: width, height: height)
+        let target = DensityTarget(tensors: (selected ?? Array(reader.tensors.indices)), width: width, height: height, range: range)
+        return try computeMany(reader, view: view, targets: [target], fullRange: fullRange, workers: workers, progress: progress)[0]
+    }
+
+    /// Several charts in one pass (e.g. the whole run and each tensor, for `psnap report`): every block is read once
+    /// and counted into each target holding its tensor. A target without a range gets its own sampled range.
+    /// With `tolerateEmpty`, a target with no finite value gets the range −0.5 … 0.5 instead of an error.
+    public static func computeMany(_ reader: PSnapReader, view: DensityView = .values, targets: [DensityTarget], fullRange: Bool = false,
+                                   workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                                   progress: (@Sendable (UInt64, UInt64) -> Void)? = nil, tolerateEmpty: Bool = false) throws -> [DensityGrid] {
+        for t in targets {
+            guard t.width >= 16, t.height >= 16, t.width <= 16384, t.height <= 16384, t.width * t.height <= maxCells else {
+                throw ChartError.badSize(width: t.width, height: t.height)
+            }
         }
         let steps = try pointSteps(reader, view: view)
-        let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
         let layout = reader.layout
-        let blocks = tensors.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
-        var lo: Double, hi: Double, sampled = false
-        if let range {
-            (lo, hi) = range
-        } else {
-            let pick = fullRange || blocks.count <= Density.sampleBlocks ? blocks : (0..<Density.sampleBlocks).map { blocks[$0 * blocks.count / Density.sampleBlocks] }
-            guard let r = try valueRange(reader, blocks: pick, view: view, quantile: fullRange ? 0 : 0.0005, workers: workers) else {
-                throw ChartError.nothingToDraw
+        var ranges: [(lo: Double, hi: Double, sampled: Bool)] = []
+        var member = [[Int]](repeating: [], count: reader.tensors.count)   // targets of each tensor
+        for (k, target) in targets.enumerated() {
+            for t in Set(target.tensors) { member[t].append(k) }
+            var lo: Double, hi: Double, sampled = false
+            if let range = target.range {
+                (lo, hi) = range
+            } else {
+                let blocks = target.tensors.sorted().flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
+                let pick = fullRange || blocks.count <= sampleBlocks ? blocks : (0..<sampleBlocks).map { blocks[$0 * blocks.count / sampleBlocks] }
+                guard let r = try valueRange(reader, blocks: pick, view: view, quantile: fullRange ? 0 : 0.0005, workers: workers) ?? (tolerateEmpty ? (0, 0) : nil) else {
+                    throw ChartError.nothingToDraw
+                }
+                (lo, hi) = r
+                sampled = !fullRange
+                if !fullRange { let margin = (hi - lo) * 0.02; lo -= margin; hi += margin }
+                if lo == hi { lo -= 0.5; hi += 0.5 }
             }
-            (lo, hi) = r
-            sampled = !fullRange
-            if !fullRange { let margin = (hi - lo) * 0.02; lo -= margin; hi += margin }
-            if lo == hi { lo -= 0.5; hi += 0.5 }
+            guard lo.isFinite, hi.isFinite, lo < hi else { throw ChartError.badRange(lo: lo, hi: hi) }
+            ranges.append((lo, hi, sampled))
         }
-        guard lo.isFinite, hi.isFinite, lo < hi else { throw ChartError.badRange(lo: lo, hi: hi) }
-        let cols = columns(steps: steps, width: width)
+        let used = Set(targets.flatMap(\.tensors)).sorted()
+        let blocks = used.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
+        let cols = targets.map { columns(steps: steps, width: $0.width) }
         let S = reader.snapshotCount
-        let parts = Mutex<[DensityAccumulator]>([])
+        func fresh() -> [DensityAccumulator] {
+            targets.indices.map { DensityAccumulator(width: targets[$0].width, height: targets[$0].height, lo: ranges[$0].lo, hi: ranges[$0].hi, columns: cols[$0]) }
+        }
+        let parts = Mutex<[[DensityAccumulator]]>([])
         let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
         try parallelForEach(count: blocks.count, workers: workers, state: { _ in
             (loader: BlockLoader(reader), rows: UnsafeMutablePointer<Double>.allocate(capacity: layout.blockSize * S),
-             series: UnsafeMutablePointer<Double>.allocate(capacity: S),
-             acc: DensityAccumulator(width: width, height: height, lo: lo, hi: hi, columns: cols))
+             series: UnsafeMutablePointer<Double>.allocate(capacity: S), acc: fresh())
         }, { w, i in
             let (t, b) = blocks[i]
             let n = try w.loader.load(tensor: t, block: b, into: w.rows)
+            let N = cols[0].count
             for p in 0..<n {
-                switch seriesOf(w.rows + p * S, snapshots: S, view: view, into: w.series) {
-                case .constant: w.acc.constant += 1
-                case .nonFinite where view == .z: w.acc.nonFinite += 1
-                case .nonFinite: w.acc.nonFinite += 1; w.acc.add(w.series, count: cols.count)
-                case .ok: w.acc.add(w.series, count: cols.count)
+                let state = seriesOf(w.rows + p * S, snapshots: S, view: view, into: w.series)
+                for k in member[t] {
+                    switch state {
+                    case .constant: w.acc[k].constant += 1
+                    case .nonFinite where view == .z: w.acc[k].nonFinite += 1
+                    case .nonFinite: w.acc[k].nonFinite += 1; w.acc[k].add(w.series, count: N)
+                    case .ok: w.acc[k].add(w.series, count: N)
+                    }
                 }
             }
             counter.add(1)
@@ -152,9 +188,9 @@ public enum Density {
             let a = w.acc
             parts.withLock { $0.append(a) }
         })
-        var total = DensityAccumulator(width: width, height: height, lo: lo, hi: hi, columns: cols)
-        for p in parts.withLock({ $0 }) { total.merge(p) }
-        return total.grid(view: view, steps: steps, sampledRange: sampled)
+        var total = fresh()
+        for p in parts.withLock({ $0 }) { for k in targets.indices { total[k].merge(p[k]) } }
+        return targets.indices.map { total[$0].grid(view: view, steps: steps, sampledRange: ranges[$0].sampled) }
     }
 
     enum SeriesState { case ok, constant, nonFinite }

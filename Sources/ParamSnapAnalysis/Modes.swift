@@ -79,6 +79,11 @@ public struct ModesResult: Sendable {
     public var eigenvalues: [Double]
     /// The first k mode shapes (unit vectors of length `dimension`), sign fixed so the largest component is positive.
     public var modes: [[Double]]
+    public init(view: TrajectoryView, snapshots: Int, dimension: Int, parameters: Int, nonFiniteParameters: Int, eigenvalues: [Double], modes: [[Double]]) {
+        self.view = view; self.snapshots = snapshots; self.dimension = dimension; self.parameters = parameters
+        self.nonFiniteParameters = nonFiniteParameters; self.eigenvalues = eigenvalues; self.modes = modes
+    }
+
     /// eigenvalue / Σ eigenvalues, largest first (sklearn's `explained_variance_ratio_`).
     public var explainedVarianceRatio: [Double] {
         let total = eigenvalues.reduce(0) { $0 + max(0, $1) }

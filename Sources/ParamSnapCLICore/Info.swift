@@ -39,7 +39,10 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         }
     }
 
-    func printHuman(_ r: PSnapReader, damage: [TileDamage]) {
+    /// What `snapinfo` prints for `r`, line by line (also the run summary of `psnap report`).
+    package func humanLines(_ r: PSnapReader, damage: [TileDamage]) -> [String] {
+        var out: [String] = []
+        func print(_ s: String) { out.append(s) }
         let raw = r.tiles.reduce(UInt64(0)) { $0 + $1.rawLength }
         let stored = r.liveTileBytes
         let snaps = r.snapshots
@@ -92,6 +95,11 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
                 }
             }
         }
+        return out
+    }
+
+    func printHuman(_ r: PSnapReader, damage: [TileDamage]) {
+        for line in humanLines(r, damage: damage) { Swift.print(line) }
     }
 }
 

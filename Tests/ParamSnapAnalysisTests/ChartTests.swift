@@ -114,3 +114,42 @@ private let pillowAvailable: Bool = {
         #expect(try PSnapReader(path: copy).snapshotCount == 5)   // the run itself untouched
     }
 }
+
+private let browserAvailable: Bool = {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", "import playwright, shutil, sys; sys.exit(0 if shutil.which('chromium') else 1)"]))?.status == 0
+}()
+
+@Suite struct ReportTests {
+    let psnap = productPath("psnap")
+
+    /// A report from the analysis outputs of a real run, and one computing everything on a run with constant, NaN and
+    /// infinite trajectories: both open in headless Chromium offline with no console error and every image decoded.
+    @Test(.enabled(if: browserAvailable)) func reportsOpenInABrowser() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
+        let m = dir + "/moments.psnap", modes = dir + "/modes.psnap", groups = dir + "/groups.psnap"
+        #expect(try runProcess(psnap, ["moments", path, "-o", m]).status == 0)
+        #expect(try runProcess(psnap, ["modes", path, "-k", "4", "-o", modes]).status == 0)
+        #expect(try runProcess(psnap, ["groups", path, "-k", "6", "--iterations", "4", "-o", groups]).status == 0)
+        let html = dir + "/report.html"
+        let out = try runProcess(psnap, ["report", path, "-o", html, "--moments", m, "--modes", modes, "--groups", groups, "--tensors", "4"])
+        #expect(out.status == 0, "\(out.err)")
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        for section in ["The run", "Every parameter", "Each tensor", "Statistics of each parameter", "Principal modes", "Groups"] {
+            #expect(page.contains(section), "missing section \(section)")
+        }
+        #expect(!page.contains("http://") || page.components(separatedBy: "http://").count == page.components(separatedBy: "http://www.w3.org/2000/svg").count)
+        let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_report.py", html, dir + "/report.png"])
+        #expect(check.status == 0, "\(check.out) \(check.err)")
+
+        let golden = dir + "/golden.html"
+        let g = try runProcess(psnap, ["report", GoldenFixtures.dir + "/dtypes.psnap", "-o", golden, "--groups-k", "2"])
+        #expect(g.status == 0, "\(g.err)")
+        let check2 = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_report.py", golden, dir + "/golden.png"])
+        #expect(check2.status == 0, "\(check2.out) \(check2.err)")
+        // A file of another kind where a modes file is expected is named.
+        let bad = try runProcess(psnap, ["report", path, "-o", dir + "/x.html", "--modes", m])
+        #expect(bad.status == 64 && bad.err.contains("not a `psnap modes -o` file"), "\(bad.err)")
+    }
+}
