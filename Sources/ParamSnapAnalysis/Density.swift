@@ -264,6 +264,10 @@ struct DensityAccumulator: Sendable {
     let lo: Double, hi: Double
     let edges: [Double]
     let columns: [Int]
+    /// τ = (c − cₙ)/(cₙ₊₁ − cₙ) for every column of every segment (segment n's from `tauStart[n]`): the same for
+    /// every series, so computed once (the rule's division, in the rule's order).
+    let taus: [Double]
+    let tauStart: [Int]
     var diff: [Int64]
     var constant = 0, nonFinite = 0, series = 0
 
@@ -271,6 +275,13 @@ struct DensityAccumulator: Sendable {
         self.width = width; self.height = height; self.lo = lo; self.hi = hi; self.columns = columns
         edges = Density.edges(lo: lo, hi: hi, bins: height)
         diff = [Int64](repeating: 0, count: (height + 2) * (width + 1))
+        var taus: [Double] = [], start: [Int] = []
+        for n in 0..<max(0, columns.count - 1) {
+            start.append(taus.count)
+            let c0 = columns[n], c1 = columns[n + 1]
+            if c1 > c0 { for c in c0..<c1 { taus.append(Double(c - c0) / Double(c1 - c0)) } }
+        }
+        self.taus = taus; tauStart = start
     }
 
     mutating func merge(_ o: DensityAccumulator) {
@@ -285,6 +296,7 @@ struct DensityAccumulator: Sendable {
         series += 1
         let W1 = width + 1, H = height, lo = lo, hi = hi
         columns.withUnsafeBufferPointer { col in edges.withUnsafeBufferPointer { e in diff.withUnsafeMutableBufferPointer { d in
+        taus.withUnsafeBufferPointer { tb in tauStart.withUnsafeBufferPointer { ts in
             // The bin estimate by a product (numpy divides): the edge comparisons after it decide, as in numpy, and
             // both estimates are within one bin of the edges' answer.
             let toBin = Double(H) / (hi - lo)
@@ -323,10 +335,10 @@ struct DensityAccumulator: Sendable {
                 guard c1 > c0 else { continue }
                 guard a.isFinite && b.isFinite else { close(c0); cur = none; continue }
                 change(to: ba, at: c0)
-                let cspan = Double(c1 - c0), delta = b - a
+                let cspan = Double(c1 - c0), delta = b - a, tau = tb.baseAddress! + ts[n] - c0
                 // v(c) lies between a and a + delta (which rounding may put an ulp past b): one bin throughout when both are.
                 if ba == bNext && inBin(a + delta, ba) { continue }
-                @inline(__always) func v(_ c: Int) -> Double { a + (Double(c - c0) / cspan) * delta }
+                @inline(__always) func v(_ c: Int) -> Double { a + tau[c] * delta }
                 if abs(bNext - ba) * 3 >= c1 - c0 {
                     for c in (c0 + 1)..<c1 { change(to: bin(v(c)), at: c) }
                     continue
@@ -347,7 +359,7 @@ struct DensityAccumulator: Sendable {
             }
             let cl = col[N - 1]
             if y[N - 1].isFinite { change(to: bNext, at: cl); close(cl + 1) } else { close(cl) }
-        } } }
+        } } } } }
     }
 
     /// The counts: prefix sums of the difference rows.

@@ -85,8 +85,9 @@ package struct ReportCommand: ParsableCommand {
             // Density: the whole selection (values and steps) and its largest tensors, counted in one pass per view.
             let order = selected.sorted { r.layout.parameterCounts[$0] != r.layout.parameterCounts[$1] ? r.layout.parameterCounts[$0] > r.layout.parameterCounts[$1] : $0 < $1 }
             let own = order.prefix(tensors).filter { r.layout.parameterCounts[$0] > 0 }
-            var targets = [DensityTarget(tensors: selected, width: 900, height: 360)]
-            targets += own.map { DensityTarget(tensors: [$0], width: 360, height: 150) }
+            // Grids of modest height: the pass costs in proportion to the bins trajectories cross.
+            var targets = [DensityTarget(tensors: selected, width: 900, height: 300)]
+            targets += own.map { DensityTarget(tensors: [$0], width: 360, height: 120) }
             var views: [(DensityView, [DensityGrid])] = []
             for view in [DensityView.values, .steps] where r.snapshotCount >= (view == .steps ? 3 : 2) {
                 views.append((view, try Density.computeMany(r, view: view, targets: targets, workers: n, progress: { d, t in bar.update(d, t) }, tolerateEmpty: true)))
@@ -216,31 +217,51 @@ package struct ReportCommand: ParsableCommand {
     static func statisticChart(_ f: PSnapReader, statistic: String, run: PSnapReader, tensors: [Int]) throws -> String? {
         let names = f.snapshots.map { s -> String in if case .string(let n)? = s.metadata?["statistic"] { return n } else { return "" } }
         guard let k = names.firstIndex(of: statistic) else { return nil }
-        var per: [(String, [Double])] = []
-        var all: [Double] = []
-        for (t, info) in f.tensors.enumerated() {
-            let n = f.layout.parameterCounts[t]
-            guard n > 0 else { continue }
-            let rows = try f.trajectories(tensor: t, range: 0..<n)
-            let S = f.snapshotCount
-            let v = (0..<n).map { rows[$0 * S + k] }.filter(\.isFinite)
-            all += v
-            if tensors.contains(where: { run.tensors[$0].name == info.name }) { per.append((info.name, v)) }
+        let S = f.snapshotCount
+        let shown = Set(tensors.map { run.tensors[$0].name })
+        // Streamed in slices of 64 Ki parameters: a range from every k-th value (at most ~1 Mi kept), then the counts.
+        let total = f.parameterCount, stride = max(1, total / (1 << 20)), slice = 1 << 16
+        func forEachSlice(_ body: (Int, UnsafeBufferPointer<Double>, Int) -> Void) throws {
+            for t in f.tensors.indices {
+                let n = f.layout.parameterCounts[t]
+                var p0 = 0
+                while p0 < n {
+                    let m = min(slice, n - p0)
+                    let rows = try f.trajectories(tensor: t, range: p0..<(p0 + m))
+                    rows.withUnsafeBufferPointer { body(t, $0, m) }
+                    p0 += m
+                }
+            }
         }
-        guard all.count > 1 else { return nil }
-        let sorted = all.sorted()
-        let lo = sorted[Int(0.005 * Double(sorted.count - 1))], hi = sorted[Int(0.995 * Double(sorted.count - 1))]
+        var sample: [Double] = []
+        var seen = 0
+        try forEachSlice { _, rows, m in
+            for p in 0..<m { if seen % stride == 0, rows[p * S + k].isFinite { sample.append(rows[p * S + k]) }; seen += 1 }
+        }
+        guard sample.count > 1 else { return nil }
+        sample.sort()
+        let lo = sample[Int(0.005 * Double(sample.count - 1))], hi = sample[Int(0.995 * Double(sample.count - 1))]
         guard hi > lo else { return nil }
         let bins = 60
-        func hist(_ v: [Double]) -> [Double] {
-            var h = [Double](repeating: 0, count: bins)
-            for x in v where x >= lo && x <= hi { h[min(bins - 1, Int((x - lo) / (hi - lo) * Double(bins)))] += 1 }
-            let total = max(1, Double(v.count))
-            return h.map { $0 / total }
+        var all = [Double](repeating: 0, count: bins), allCount = 0.0
+        var per: [Int: (counts: [Double], n: Double)] = [:]
+        try forEachSlice { t, rows, m in
+            let mine = shown.contains(f.tensors[t].name)
+            if mine && per[t] == nil { per[t] = ([Double](repeating: 0, count: bins), 0) }
+            for p in 0..<m {
+                let x = rows[p * S + k]
+                guard x.isFinite else { continue }
+                allCount += 1
+                if mine { per[t]!.n += 1 }
+                guard x >= lo && x <= hi else { continue }
+                let b = min(bins - 1, Int((x - lo) / (hi - lo) * Double(bins)))
+                all[b] += 1
+                if mine { per[t]!.counts[b] += 1 }
+            }
         }
         let centres = (0..<bins).map { lo + (Double($0) + 0.5) * (hi - lo) / Double(bins) }
-        var series = [LineSeries(name: "all (\(all.count))", x: centres, y: hist(all))]
-        series += per.map { LineSeries(name: $0.0, x: centres, y: hist($0.1)) }
+        var series = [LineSeries(name: "all (\(Int(allCount)))", x: centres, y: all.map { $0 / max(1, allCount) })]
+        series += per.keys.sorted().map { t in LineSeries(name: f.tensors[t].name, x: centres, y: per[t]!.counts.map { $0 / max(1, per[t]!.n) }) }
         var c = LineChart(series: series, title: "\(statistic) of each parameter's trajectory (0.5–99.5 % range)", xLabel: statistic, yLabel: "share of parameters")
         c.width = 460; c.height = 260
         return c.svg()
