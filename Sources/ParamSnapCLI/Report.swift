@@ -229,6 +229,7 @@ package struct ReportCommand: ParsableCommand {
                     let m = min(slice, n - p0)
                     let rows = try f.trajectories(tensor: t, range: p0..<(p0 + m))
                     rows.withUnsafeBufferPointer { body(t, $0, m) }
+                    f.file.releaseResidentPages()   // streamed: the file's pages do not accumulate
                     p0 += m
                 }
             }

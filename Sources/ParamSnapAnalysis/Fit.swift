@@ -1,0 +1,295 @@
+// Generating functions: every parameter's trajectory (or steps) fitted by least squares to families of laws in the
+// training step, in one streaming pass. The families linear in their coefficients share one design matrix X per
+// run, so a block's coefficients are one BLAS product with X's pseudo-inverse (LAPACK dgelsd, an SVD: what numpy's
+// lstsq uses) and its residuals a second.
+import Foundation
+import Synchronization
+import CBLAS
+@_spi(Internals) import ParamSnap
+@_spi(Internals) import PSnapCodec
+
+/// A family of laws y(t) fitted to every series.
+public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
+    /// a + b·x, x = (t − t₀)/(t_last − t₀).
+    case linear
+    /// a + b·x + c·x².
+    case quadratic
+    /// a + b·L, L the cumulative learning rate (from the snapshots' `lr` or `learning_rate` metadata), normalised.
+    case lr
+    /// a + b·L + c·L².
+    case lr2
+    /// a + Σ bⱼ·vⱼ over the run's first K principal modes (`psnap modes`).
+    case modes(Int)
+
+    public var description: String {
+        switch self {
+        case .linear: return "linear"
+        case .quadratic: return "quadratic"
+        case .lr: return "lr"
+        case .lr2: return "lr2"
+        case .modes(let k): return "modes:\(k)"
+        }
+    }
+
+    /// Parses `linear`, `quadratic`, `lr`, `lr2`, `modes:K`.
+    public init?(_ s: String) {
+        switch s {
+        case "linear": self = .linear
+        case "quadratic": self = .quadratic
+        case "lr": self = .lr
+        case "lr2": self = .lr2
+        default:
+            guard s.hasPrefix("modes:"), let k = Int(s.dropFirst(6)), k >= 1 else { return nil }
+            self = .modes(k)
+        }
+    }
+
+    /// Names of the coefficients.
+    public var coefficientNames: [String] {
+        switch self {
+        case .linear, .lr: return ["a", "b"]
+        case .quadratic, .lr2: return ["a", "b", "c"]
+        case .modes(let k): return ["a"] + (1...k).map { "b\($0)" }
+        }
+    }
+}
+
+/// Errors of the fit pass.
+public enum FitError: ParamSnapError, Equatable {
+    case noLearningRate(family: String)
+    case tooFewPoints(points: Int, family: String, coefficients: Int)
+    case stepsNotIncreasing(index: Int)
+    case noFamily
+
+    public var kind: ErrorKind {
+        switch self {
+        case .noLearningRate, .noFamily: return .usage
+        case .tooFewPoints, .stepsNotIncreasing: return .corruptData
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .noLearningRate(let f): return "family \(f) needs the learning rate at every snapshot after the first (metadata lr or learning_rate), and the run lacks it"
+        case .tooFewPoints(let n, let f, let k): return "family \(f) has \(k) coefficients: it needs more than \(k) points per series, the run gives \(n)"
+        case .stepsNotIncreasing(let i): return "snapshot \(i)'s step does not increase: the fits need increasing steps"
+        case .noFamily: return "no family to fit"
+        }
+    }
+}
+
+/// What the fit pass found, beside the per-parameter output.
+public struct FitSummary: Sendable {
+    public var families: [FitFamily]
+    /// The abscissae used: x (normalised steps) and, when present, L (normalised cumulative learning rate).
+    public var x: [Double]
+    public var cumulativeLR: [Double]?
+    /// Series fitted, and left out (NaN or infinity).
+    public var series: Int
+    public var nonFinite: Int
+    /// Per family: how many series it describes best (lowest AIC), and a histogram of its R² (`Fit.r2Bins` bins over [0, 1],
+    /// values below 0 in the first) for the medians.
+    public var best: [Int]
+    public var r2Histogram: [[Int]]
+    /// Per selected tensor, per family: series it describes best.
+    public var tensorNames: [String]
+    public var tensorBest: [[Int]]
+
+    /// The median R² of family f (the centre of the histogram bin holding the median).
+    public func medianR2(_ f: Int) -> Double {
+        let h = r2Histogram[f], total = h.reduce(0, +)
+        guard total > 0 else { return .nan }
+        var acc = 0
+        for (i, c) in h.enumerated() { acc += c; if 2 * acc >= total { return (Double(i) + 0.5) / Double(h.count) } }
+        return 1
+    }
+}
+
+/// The fit pass.
+public enum Fit {
+    /// Bins of the R² histograms (over [0, 1]; below 0 in the first): the medians printed are good to 1/r2Bins.
+    public static let r2Bins = 1000
+    /// The output's "snapshots", in order: per family its coefficients, sse, r2, aic, bic; then best (the index of the
+    /// family with the lowest AIC, −1 for a series left out).
+    public static func outputNames(_ families: [FitFamily]) -> [String] {
+        families.flatMap { f in f.coefficientNames.map { "\(f).\($0)" } + ["\(f).sse", "\(f).r2", "\(f).aic", "\(f).bic"] } + ["best"]
+    }
+
+    /// The design matrix of `family` ([points × coefficients], row-major) at abscissae `x`, cumulative learning rate
+    /// `L` and modes `modes` (shapes of the run's series under the same view).
+    static func design(_ family: FitFamily, x: [Double], L: [Double]?, modes: [[Double]]) -> [Double] {
+        let n = x.count
+        switch family {
+        case .linear: return (0..<n).flatMap { [1, x[$0]] }
+        case .quadratic: return (0..<n).flatMap { [1, x[$0], x[$0] * x[$0]] }
+        case .lr: return (0..<n).flatMap { [1, L![$0]] }
+        case .lr2: return (0..<n).flatMap { [1, L![$0], L![$0] * L![$0]] }
+        case .modes(let k): return (0..<n).flatMap { i in [1] + (0..<k).map { modes[$0][i] } }
+        }
+    }
+
+    /// The pseudo-inverse of the [m × p] matrix `a` (p × m, row-major), by LAPACK dgelsd against the identity.
+    static func pseudoInverse(_ a: [Double], rows m: Int, columns p: Int) throws -> [Double] {
+        var a = a
+        var b = [Double](repeating: 0, count: max(m, p) * m)
+        for i in 0..<m { b[i * m + i] = 1 }
+        var s = [Double](repeating: 0, count: min(m, p))
+        var rank: Int32 = 0
+        let info = LAPACKE_dgelsd(LAPACK_ROW_MAJOR, Int32(m), Int32(p), Int32(m), &a, Int32(p), &b, Int32(m), &s, -1, &rank)
+        guard info == 0 else { throw AnalysisError.eigensolver(info: info) }
+        return Array(b[0..<(p * m)])
+    }
+
+    /// The abscissae of a run's series under `view`: normalised steps, and the normalised cumulative learning rate
+    /// when every snapshot after the first has one (L₀ = 0, Lₛ = Lₛ₋₁ + lrₛ·(tₛ − tₛ₋₁)).
+    public static func abscissae(_ reader: PSnapReader, view: TrajectoryView) throws -> (x: [Double], L: [Double]?) {
+        let snaps = reader.snapshots
+        for i in 1..<max(1, snaps.count) where snaps[i].step <= snaps[i - 1].step { throw FitError.stepsNotIncreasing(index: i) }
+        var t = snaps.map { Double($0.step) }
+        let lrs = snaps.map { s -> Double? in
+            for k in ["lr", "learning_rate"] { if case .number(let v)? = s.metadata?[k], v.isFinite { return v } }
+            return nil
+        }
+        var L: [Double]? = nil
+        // lr₀ is not used (the first snapshot, often the initial weights, has none).
+        if snaps.count >= 2 && lrs.dropFirst().allSatisfy({ $0 != nil }) {
+            var acc = [0.0]
+            for i in 1..<snaps.count { acc.append(acc[i - 1] + lrs[i]! * (t[i] - t[i - 1])) }
+            if view == .steps { acc.removeFirst() }
+            let first = acc.first ?? 0, span = (acc.last ?? 0) - first
+            if span > 0 { L = acc.map { ($0 - first) / span } }
+        }
+        if view == .steps { t.removeFirst() }
+        guard let t0 = t.first, let t1 = t.last, t1 > t0 else { return (t.map { _ in 0 }, L) }
+        return (t.map { ($0 - t0) / (t1 - t0) }, L)
+    }
+
+    /// Fits every selected parameter's series to `families` and writes `outputPath` (f32 or f64) mirroring the
+    /// selected tensors (`outputNames` are its snapshots); `modes` supplies the shapes for `.modes(K)` (the run's
+    /// principal modes in the same view, at least K of them).
+    public static func run(_ reader: PSnapReader, families: [FitFamily], view: TrajectoryView = .values, tensors selected: [Int]? = nil,
+                           modes: ModesResult? = nil, outputPath: String, dtype: DType = .f32, force: Bool = false,
+                           workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                           progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> FitSummary {
+        precondition(dtype == .f32 || dtype == .f64, "f32 or f64 output")
+        guard !families.isEmpty else { throw FitError.noFamily }
+        _ = singleThreadedBLAS
+        try OutputPath.check(output: outputPath, inputs: [reader.path], force: force)
+        let S = reader.snapshotCount
+        let (x, L) = try abscissae(reader, view: view)
+        let N = x.count
+        for f in families {
+            if case .lr = f, L == nil { throw FitError.noLearningRate(family: f.description) }
+            if case .lr2 = f, L == nil { throw FitError.noLearningRate(family: f.description) }
+            let p = f.coefficientNames.count
+            guard N > p else { throw FitError.tooFewPoints(points: N, family: f.description, coefficients: p) }
+            if case .modes(let k) = f { guard let modes, modes.modes.count >= k, modes.dimension == N else { throw FitError.noFamily } }
+        }
+        let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
+        // Per family: X [N × p] and its pseudo-inverse [p × N].
+        let designs = families.map { design($0, x: x, L: L, modes: modes?.modes ?? []) }
+        let pinvs = try zip(families, designs).map { try pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) }
+        let names = outputNames(families)
+        let width = names.count, F = families.count
+        var opts = WriterOptions()
+        opts.blockSize = reader.layout.blockSize
+        opts.chain = try CodecChain(stages: [.split, .zstdPlanes], zstdLevel: 1)
+        opts.overwrite = force
+        opts.attributes = ["content": .string("psnap fit: per-parameter least-squares fits (coefficients, sse, r2, aic, bic per family; best by AIC)"),
+                           "source": .string(reader.path)]
+        let sink = try CompactTileSink(path: outputPath, tensors: tensors.map { TensorInfo(name: reader.tensors[$0].name, dtype: dtype, shape: reader.tensors[$0].shape) },
+                                       snapshots: names.enumerated().map { SnapshotInfo(step: Int64($0.offset), time: 0, metadata: ["statistic": .string($0.element)]) },
+                                       options: opts)
+        let layout = reader.layout, B = layout.blockSize
+        let blocks = tensors.enumerated().flatMap { o, t in (0..<layout.blockCounts[t]).map { (o, t, $0) } }
+        struct Part: Sendable { var best: [Int]; var hist: [[Int]]; var tensorBest: [Int: [Int]] = [:]; var series = 0; var nonFinite = 0 }
+        let parts = Mutex<[Part]>([])
+        let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
+        let view = view
+        try parallelForEach(count: blocks.count, workers: workers, state: { _ in
+            (loader: BlockLoader(reader), codec: TileCodec(chain: opts.chain), rows: [Double](repeating: 0, count: B * S),
+             coef: [Double](repeating: 0, count: B * 8), fitted: [Double](repeating: 0, count: B * S), out: [Double](repeating: 0, count: B * width),
+             bytes: [UInt8](repeating: 0, count: B * width * dtype.size),
+             part: Part(best: [Int](repeating: 0, count: F), hist: [[Int]](repeating: [Int](repeating: 0, count: Fit.r2Bins), count: F)))
+        }, { w, i in
+            let (o, t, b) = blocks[i]
+            let n = try w.rows.withUnsafeMutableBufferPointer { r in
+                let n = try w.loader.load(tensor: t, block: b, into: r.baseAddress!)
+                TrajectoryRows.inPlace(r.baseAddress!, count: n, snapshots: S, view: view)
+                return n
+            }
+            // Rows with a NaN or an infinity are left out (NaN everywhere, best −1).
+            var finite = [Bool](repeating: true, count: n), sst = [Double](repeating: 0, count: n)
+            for p in 0..<n {
+                var sum = 0.0, ok = true
+                for s in 0..<N { let v = w.rows[p * N + s]; if !v.isFinite { ok = false }; sum += v }
+                finite[p] = ok
+                if ok { let m = sum / Double(N); var q = 0.0; for s in 0..<N { let c = w.rows[p * N + s] - m; q += c * c }; sst[p] = q } else {
+                    for s in 0..<N { w.rows[p * N + s] = 0 }
+                }
+            }
+            var bestAIC = [Double](repeating: .infinity, count: n), bestF = [Int](repeating: -1, count: n)
+            var col = 0
+            for (fi, f) in families.enumerated() {
+                let pc = f.coefficientNames.count
+                if w.coef.count < n * pc { w.coef = [Double](repeating: 0, count: n * pc) }
+                // C = Y · pinv(X)ᵀ  [n × p];  Fitted = C · Xᵀ  [n × N].
+                w.rows.withUnsafeBufferPointer { y in pinvs[fi].withUnsafeBufferPointer { pi in w.coef.withUnsafeMutableBufferPointer { c in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pc), Int32(N), 1.0, y.baseAddress!, Int32(N), pi.baseAddress!, Int32(N), 0.0, c.baseAddress!, Int32(pc))
+                } } }
+                w.coef.withUnsafeBufferPointer { c in designs[fi].withUnsafeBufferPointer { xd in w.fitted.withUnsafeMutableBufferPointer { fit in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(N), Int32(pc), 1.0, c.baseAddress!, Int32(pc), xd.baseAddress!, Int32(pc), 0.0, fit.baseAddress!, Int32(N))
+                } } }
+                let dn = Double(N)
+                for p in 0..<n {
+                    let base = p * width + col
+                    guard finite[p] else { for j in 0..<(pc + 4) { w.out[base + j] = .nan }; continue }
+                    var sse = 0.0
+                    for s in 0..<N { let e = w.rows[p * N + s] - w.fitted[p * N + s]; sse += e * e }
+                    let r2 = sst[p] > 0 ? 1 - sse / sst[p] : .nan
+                    let aic = dn * log(sse / dn) + 2 * Double(pc), bic = dn * log(sse / dn) + Double(pc) * log(dn)
+                    for j in 0..<pc { w.out[base + j] = w.coef[p * pc + j] }
+                    w.out[base + pc] = sse; w.out[base + pc + 1] = r2; w.out[base + pc + 2] = aic; w.out[base + pc + 3] = bic
+                    if aic < bestAIC[p] || (bestF[p] < 0 && !aic.isNaN) { bestAIC[p] = aic; bestF[p] = fi }
+                    if r2.isFinite { w.part.hist[fi][min(Fit.r2Bins - 1, max(0, Int(r2 * Double(Fit.r2Bins))))] += 1 }
+                }
+                col += pc + 4
+            }
+            var tb = w.part.tensorBest[o] ?? [Int](repeating: 0, count: F)
+            for p in 0..<n {
+                w.out[p * width + width - 1] = Double(bestF[p])
+                if finite[p] { w.part.series += 1 } else { w.part.nonFinite += 1 }
+                if bestF[p] >= 0 { w.part.best[bestF[p]] += 1; tb[bestF[p]] += 1 }
+            }
+            w.part.tensorBest[o] = tb
+            for q in 0..<(n * width) {
+                let v = w.out[q]
+                if dtype == .f64 {
+                    withUnsafeBytes(of: v.bitPattern.littleEndian) { for z in 0..<8 { w.bytes[q * 8 + z] = $0[z] } }
+                } else {
+                    withUnsafeBytes(of: Float(v).bitPattern.littleEndian) { for z in 0..<4 { w.bytes[q * 4 + z] = $0[z] } }
+                }
+            }
+            try w.bytes.withUnsafeBytes { try sink.add(tensor: o, block: b, raw: UnsafeRawBufferPointer(rebasing: $0[0..<(n * width * dtype.size)]), codec: w.codec) }
+            counter.add(1)
+        }, finish: { w in
+            w.loader.flush()
+            let p = w.part
+            parts.withLock { $0.append(p) }
+        })
+        var summary = FitSummary(families: families, x: x, cumulativeLR: L, series: 0, nonFinite: 0, best: [Int](repeating: 0, count: F),
+                                 r2Histogram: [[Int]](repeating: [Int](repeating: 0, count: Fit.r2Bins), count: F),
+                                 tensorNames: tensors.map { reader.tensors[$0].name }, tensorBest: [[Int]](repeating: [Int](repeating: 0, count: F), count: tensors.count))
+        for p in parts.withLock({ $0 }) {
+            summary.series += p.series; summary.nonFinite += p.nonFinite
+            for f in 0..<F { summary.best[f] += p.best[f]; for j in 0..<Fit.r2Bins { summary.r2Histogram[f][j] += p.hist[f][j] } }
+            for (o, counts) in p.tensorBest { for f in 0..<F { summary.tensorBest[o][f] += counts[f] } }
+        }
+        let famJSON = families.map { "\"\($0)\"" }.joined(separator: ",")
+        let xs = x.map { "\($0)" }.joined(separator: ","), ls = L.map { "[" + $0.map { "\($0)" }.joined(separator: ",") + "]" } ?? "null"
+        let ms = (modes?.modes ?? []).map { "[" + $0.map { "\($0)" }.joined(separator: ",") + "]" }.joined(separator: ",")
+        sink.setAttribute("fit.json", .string("{\"view\":\"\(view.rawValue)\",\"families\":[\(famJSON)],\"x\":[\(xs)],\"cumulativeLR\":\(ls),\"modes\":[\(ms)]}"))
+        try sink.finish()
+        return summary
+    }
+}

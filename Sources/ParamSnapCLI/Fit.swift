@@ -1,0 +1,97 @@
+// `psnap fit`: every parameter's trajectory fitted to families of laws in the training step, in one pass.
+import ArgumentParser
+import Foundation
+import ParamSnapCLICore
+@_spi(Internals) import ParamSnap
+import ParamSnapAnalysis
+
+/// `psnap fit RUN -o fit.psnap [--family linear,quadratic,lr,lr2,modes:K] [--on values|steps] [--include GLOB…]`.
+package struct FitCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
+        commandName: "fit",
+        abstract: "Fit every parameter's trajectory to families of laws in the training step (least squares, one pass).",
+        discussion: """
+        Families (--family, comma-separated; default linear,quadratic,lr,modes:5 when the snapshots carry a \
+        learning rate, else linear,quadratic,modes:5):
+          linear      a + b·x,           x = (t − t₀)/(t_last − t₀), t the snapshots' steps
+          quadratic   a + b·x + c·x²
+          lr          a + b·L,           L the cumulative learning rate Σ lr·Δt (metadata lr or learning_rate of every snapshot after the first), scaled to 0…1
+          lr2         a + b·L + c·L²
+          modes:K     a + Σ bⱼ·vⱼ        over the run's first K principal modes (computed first: one more pass)
+        Each is linear in its coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
+        as numpy's lstsq), then per block of parameters one matrix product for the coefficients and one for the \
+        residuals. Writes OUT: a .psnap mirroring the selected tensors whose "snapshots" are, per family, its \
+        coefficients, sse, r2, aic (n·ln(sse/n) + 2k) and bic (n·ln(sse/n) + k·ln n), then best (the family with the \
+        lowest AIC, by its index in --family; −1 for a series with NaN or infinity, which gets NaN everywhere). Prints \
+        how many parameters each family describes best and its median R², overall and per tensor (--json).
+
+        Exit codes: 0 ok, 1 failure, 64 usage error (unknown family, lr without learning-rate metadata), 65 damaged \
+        run, too few snapshots for a family, steps that do not increase.
+        """)
+
+    @Argument(help: "The .psnap run.") var runPath: String
+    @Option(name: .shortAndLong, help: "Output .psnap of per-parameter fits.") var output: String
+    @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K.") var family: String?
+    @Option(help: "Fit values, or steps (consecutive differences).") var on: TrajectoryView = .values
+    @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
+    @Option(help: "Worker threads (default: all cores).") var workers: Int?
+    @Flag(help: "Write f64 (default f32).") var f64 = false
+    @Flag(help: "Replace an existing OUT (never the run).") var force = false
+    @Flag(help: "Print the summary as JSON.") var json = false
+
+    package init() {}
+
+    package func validate() throws {
+        try OptionCheck.workers(workers)
+        if let family {
+            for f in family.split(separator: ",") where FitFamily(String(f).trimmingCharacters(in: .whitespaces)) == nil {
+                throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K)")
+            }
+        }
+    }
+
+    package func run() throws {
+        try CLI.guarded {
+            let r = try PSnapReader(path: runPath)
+            let tensors = try CLI.select(r.tensors.map(\.name), include: include, in: runPath)
+            let n = workers ?? ProcessInfo.processInfo.activeProcessorCount
+            var families: [FitFamily]
+            if let family {
+                families = family.split(separator: ",").compactMap { FitFamily(String($0).trimmingCharacters(in: .whitespaces)) }
+            } else {
+                let hasLR = (try? Fit.abscissae(r, view: on))?.L != nil
+                families = hasLR ? [.linear, .quadratic, .lr, .modes(5)] : [.linear, .quadratic, .modes(5)]
+                let points = on == .values ? r.snapshotCount : r.snapshotCount - 1
+                families = families.map { if case .modes(let k) = $0 { return .modes(max(1, min(k, points - 2))) } else { return $0 } }
+            }
+            let maxK = families.compactMap { if case .modes(let k) = $0 { return k } else { return nil } }.max()
+            var modes: ModesResult?
+            if let maxK {
+                let d = on == .values ? r.snapshotCount : r.snapshotCount - 1
+                guard maxK < d else { throw ValidationError("modes:\(maxK): fewer modes than points per series (\(d))") }
+                modes = try Modes.compute(r, k: maxK, view: on, tensors: tensors, workers: n)
+            }
+            let bar = ProgressBar(enabled: CLI.stderrIsTerminal)
+            defer { bar.finish() }
+            let s = try Fit.run(r, families: families, view: on, tensors: tensors, modes: modes, outputPath: output, dtype: f64 ? .f64 : .f32,
+                                force: force, workers: n, progress: { d, t in bar.update(d, t) })
+            bar.finish()
+            if json {
+                struct Fam: Encodable { let family: String; let best: Int; let medianR2: Double }
+                struct Tensor: Encodable { let tensor: String; let best: [String: Int] }
+                struct Out: Encodable { let view: String; let series: Int; let nonFinite: Int; let families: [Fam]; let tensors: [Tensor]; let output: String }
+                print(CLI.jsonString(Out(view: on.rawValue, series: s.series, nonFinite: s.nonFinite,
+                                         families: families.indices.map { Fam(family: "\(families[$0])", best: s.best[$0], medianR2: s.medianR2($0)) },
+                                         tensors: s.tensorNames.indices.map { t in Tensor(tensor: s.tensorNames[t], best: Dictionary(uniqueKeysWithValues: families.indices.map { ("\(families[$0])", s.tensorBest[t][$0]) })) },
+                                         output: output)))
+                return
+            }
+            print("\(CLI.group(s.series)) series (\(on.rawValue)) fitted, \(s.nonFinite) with NaN or infinity left out → \(output)")
+            print("family        best by AIC          median R²")
+            for (i, f) in families.enumerated() {
+                print(CLI.pad("\(f)", 14) + CLI.pad("\(CLI.group(s.best[i])) (\(String(format: "%.1f", 100 * Double(s.best[i]) / Double(max(1, s.series)))) %)", 21)
+                      + String(format: "%.3f", s.medianR2(i)))
+            }
+        }
+    }
+}

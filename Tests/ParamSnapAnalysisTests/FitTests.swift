@@ -1,0 +1,53 @@
+// The fit pass: coefficients, SSE, R², AIC, BIC and the best family agree with numpy lstsq on 10,000 series of each
+// shared run (values and steps, every linear family); series with NaN or infinity are left out; bad requests named.
+import Foundation
+import Testing
+import PSnapTestSupport
+@_spi(Internals) import ParamSnap
+@testable import ParamSnapAnalysis
+
+private let numpyAvailable: Bool = {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
+}()
+
+@Suite struct FitTests {
+    let psnap = productPath("psnap")
+
+    @Test(.enabled(if: numpyAvailable), arguments: [("tiny-gpt", "values", "linear,quadratic,lr,lr2,modes:5"),
+                                                     ("mlp-digits", "steps", "linear,quadratic,modes:3"),
+                                                     ("tiny-gpt-bf16", "values", "linear,lr,modes:4")])
+    func agreesWithNumpyLstsq(run: String, view: String, families: String) throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap", out = dir + "/fit.psnap"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/" + run, "-o", path, "--quiet"]).status == 0)
+        let fit = try runProcess(psnap, ["fit", path, "-o", out, "--f64", "--on", view, "--family", families])
+        #expect(fit.status == 0, "\(fit.err)")
+        let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_fit.py", path, out, "--sample", "10000"])
+        #expect(check.status == 0, "\(run) \(view): \(check.out) \(check.err)")
+    }
+
+    @Test(.enabled(if: numpyAvailable)) func nonFiniteSeriesAreLeftOutAndBadRequestsNamed() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let golden = GoldenFixtures.dir + "/dtypes.psnap", out = dir + "/fit.psnap"
+        let r = try PSnapReader(path: golden)
+        let s = try Fit.run(r, families: [.linear, .quadratic], outputPath: out, dtype: .f64)
+        #expect(s.nonFinite > 0 && s.series + s.nonFinite == r.parameterCount)
+        #expect(s.best.reduce(0, +) == s.series)
+        let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_fit.py", golden, out])
+        #expect(check.status == 0, "\(check.out) \(check.err)")
+        // The golden run has no learning rate: the lr family is refused by name; a two-snapshot run cannot take a quadratic.
+        let noLR = try runProcess(psnap, ["fit", golden, "-o", dir + "/x.psnap", "--family", "lr"])
+        #expect(noLR.status == 64 && noLR.err.contains("needs the learning rate"), "\(noLR.err)")
+        let unknown = try runProcess(psnap, ["fit", golden, "-o", dir + "/x.psnap", "--family", "cubic"])
+        #expect(unknown.status == 64 && unknown.err.contains("unknown family 'cubic'"), "\(unknown.err)")
+        let two = dir + "/two.psnap"
+        let w = try SnapshotWriter.create(path: two, tensors: [TensorInfo(name: "w", dtype: .f32, shape: [3])])
+        for k in 0..<2 { try w.append(SnapshotInfo(step: Int64(k)), tensors: ["w": [UInt8](repeating: UInt8(k), count: 12)]) }
+        try w.close()
+        let short = try runProcess(psnap, ["fit", two, "-o", dir + "/y.psnap", "--family", "quadratic"])
+        #expect(short.status == 65 && short.err.contains("needs more than 3 points"), "\(short.err)")
+        let same = try runProcess(psnap, ["fit", golden, "-o", golden, "--force"])
+        let after = try PSnapReader(path: golden)
+        #expect(same.status == 64 && after.snapshotCount == 5, "\(same.err)")
+    }
+}
