@@ -68,7 +68,7 @@ package struct ReportCommand: ParsableCommand {
             // Loss and learning rate.
             let steps = r.snapshots.map { Double($0.step) }
             var curves: [LineSeries] = []
-            for keys in [["loss", "train_loss"], ["eval_loss"], ["lr", "learning_rate"]] {
+            for keys in [["loss", "train_loss"], ["eval_loss", "test_loss", "val_loss"], ["lr", "learning_rate"]] {
                 for k in keys {
                     let v = r.snapshots.map { s -> Double in if case .number(let x)? = s.metadata?[k] { return x } else { return .nan } }
                     if v.contains(where: \.isFinite) { curves.append(LineSeries(name: k, x: steps, y: v, secondAxis: keys[0] == "lr")); break }
