@@ -20,6 +20,10 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
     case lr2
     /// a + Σ bⱼ·vⱼ over the run's first K principal modes (`psnap modes`).
     case modes(Int)
+    /// a + b·e^(−x/τ): exponential approach (variable projection: linear in a, b for each τ, τ refined in 1-D).
+    case exp
+    /// a + b·s^(−α), s = 1 + (t − t₀)/(t₁ − t₀) (t in units of the first interval, from 1): power law.
+    case power
 
     public var description: String {
         switch self {
@@ -28,6 +32,8 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case .lr: return "lr"
         case .lr2: return "lr2"
         case .modes(let k): return "modes:\(k)"
+        case .exp: return "exp"
+        case .power: return "power"
         }
     }
 
@@ -38,6 +44,8 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case "quadratic": self = .quadratic
         case "lr": self = .lr
         case "lr2": self = .lr2
+        case "exp": self = .exp
+        case "power": self = .power
         default:
             guard s.hasPrefix("modes:"), let k = Int(s.dropFirst(6)), k >= 1 else { return nil }
             self = .modes(k)
@@ -50,8 +58,13 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case .linear, .lr: return ["a", "b"]
         case .quadratic, .lr2: return ["a", "b", "c"]
         case .modes(let k): return ["a"] + (1...k).map { "b\($0)" }
+        case .exp: return ["a", "b", "tau"]
+        case .power: return ["a", "b", "alpha"]
         }
     }
+
+    /// Whether the law is linear in all its coefficients (one design matrix).
+    var isLinear: Bool { if case .exp = self { return false }; if case .power = self { return false }; return true }
 }
 
 /// Errors of the fit pass.
@@ -105,8 +118,123 @@ public struct FitSummary: Sendable {
     }
 }
 
+/// A law y = a + b·g(θ, u) with one nonlinear parameter θ, fitted by variable projection: for each θ the best a, b
+/// are a linear least-squares fit, so the residual depends on θ alone. θ is first chosen on a log-spaced grid shared
+/// by every series (one BLAS product of the centred series with the grid's centred unit bases), then refined by
+/// successive parabolic interpolation on log θ inside the bracket of the grid's best point.
+struct OneParameterLaw: Sendable {
+    enum Kind: Sendable { case exp, power }
+    let kind: Kind
+    /// x ∈ [0, 1] for exp; ln s for power.
+    let u: [Double]
+    /// Grid of log θ, and the centred unit bases there: [N × m], column j.
+    let grid: [Double]
+    let q: [Double]
+
+    static let gridPoints = 48
+
+    init(kind: Kind, abscissa: [Double]) {
+        self.kind = kind
+        u = kind == .exp ? abscissa : abscissa.map { Foundation.log($0) }
+        // τ from 1e-3 to 1e3 (x units); α from 1e-3 to 10.
+        let (lo, hi) = kind == .exp ? (Foundation.log(1e-3), Foundation.log(1e3)) : (Foundation.log(1e-3), Foundation.log(10.0))
+        let m = Self.gridPoints
+        grid = (0..<m).map { lo + (hi - lo) * Double($0) / Double(m - 1) }
+        let N = abscissa.count
+        var q = [Double](repeating: 0, count: N * m)
+        for (j, g) in grid.enumerated() {
+            var b = Self.basis(kind, u: u, logTheta: g)
+            let mean = b.reduce(0, +) / Double(N)
+            var nn = 0.0
+            for i in 0..<N { b[i] -= mean; nn += b[i] * b[i] }
+            let inv = nn > 0 ? 1 / nn.squareRoot() : 0
+            for i in 0..<N { q[i * m + j] = b[i] * inv }
+        }
+        self.q = q
+    }
+
+    static func basis(_ kind: Kind, u: [Double], logTheta: Double) -> [Double] {
+        let th = Foundation.exp(logTheta)
+        switch kind {
+        case .exp: return u.map { Foundation.exp(-$0 / th) }
+        case .power: return u.map { Foundation.exp(-th * $0) }
+        }
+    }
+
+    /// Rows of `y` ([n × N]; non-finite rows skipped): a, b, θ into `coefficients` ([n × 3]) and the fitted values.
+    func fit(_ y: UnsafePointer<Double>, rows n: Int, finite: [Bool], coefficients c: UnsafeMutablePointer<Double>, fitted: UnsafeMutablePointer<Double>) {
+        let N = u.count, m = grid.count
+        var yc = [Double](repeating: 0, count: n * N), means = [Double](repeating: 0, count: n)
+        for p in 0..<n where finite[p] {
+            var s = 0.0
+            for i in 0..<N { s += y[p * N + i] }
+            let mean = s / Double(N)
+            means[p] = mean
+            for i in 0..<N { yc[p * N + i] = y[p * N + i] - mean }
+        }
+        var z = [Double](repeating: 0, count: n * m)
+        yc.withUnsafeBufferPointer { a in q.withUnsafeBufferPointer { b in z.withUnsafeMutableBufferPointer { o in
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(m), Int32(N), 1.0, a.baseAddress!, Int32(N), b.baseAddress!, Int32(m), 0.0, o.baseAddress!, Int32(m))
+        } } }
+        var g = [Double](repeating: 0, count: N)
+        for p in 0..<n {
+            guard finite[p] else { for k in 0..<3 { c[p * 3 + k] = .nan }; for i in 0..<N { fitted[p * N + i] = .nan }; continue }
+            let row = Array(yc[(p * N)..<((p + 1) * N)])
+            // −(projection)² at log θ: the residual less a constant.
+            func f(_ t: Double) -> Double {
+                g = Self.basis(kind, u: u, logTheta: t)
+                let mean = g.reduce(0, +) / Double(N)
+                var dot = 0.0, nn = 0.0
+                for i in 0..<N { let v = g[i] - mean; dot += v * row[i]; nn += v * v }
+                return nn > 0 ? -(dot * dot) / nn : 0
+            }
+            var j = 0, bestZ = -1.0
+            for k in 0..<m { let v = z[p * m + k] * z[p * m + k]; if v > bestZ { bestZ = v; j = k } }
+            var best = grid[j]
+            if j > 0 && j < m - 1 {
+                var a = grid[j - 1], b = grid[j], cc = grid[j + 1]
+                var fa = -z[p * m + j - 1] * z[p * m + j - 1], fb = -bestZ, fc = -z[p * m + j + 1] * z[p * m + j + 1]
+                for _ in 0..<40 {
+                    let den = (b - a) * (fb - fc) - (b - cc) * (fb - fa)
+                    var v = den != 0 ? b - 0.5 * ((b - a) * (b - a) * (fb - fc) - (b - cc) * (b - cc) * (fb - fa)) / den : .nan
+                    // Outside the bracket or too close to b: a golden-section step into the larger side instead.
+                    if !v.isFinite || v <= a || v >= cc || abs(v - b) < 1e-12 {
+                        v = (b - a) > (cc - b) ? b - 0.381966 * (b - a) : b + 0.381966 * (cc - b)
+                    }
+                    let fv = f(v)
+                    if fv < fb {
+                        if v < b { cc = b; fc = fb } else { a = b; fa = fb }
+                        b = v; fb = fv
+                    } else {
+                        if v < b { a = v; fa = fv } else { cc = v; fc = fv }
+                    }
+                    if cc - a < 1e-9 { break }
+                }
+                best = b
+            }
+            // a, b at the chosen θ, and the fitted values.
+            g = Self.basis(kind, u: u, logTheta: best)
+            let gm = g.reduce(0, +) / Double(N)
+            var dot = 0.0, nn = 0.0
+            for i in 0..<N { let v = g[i] - gm; dot += v * row[i]; nn += v * v }
+            let bc = nn > 0 ? dot / nn : 0
+            let ac = means[p] - bc * gm
+            c[p * 3] = ac; c[p * 3 + 1] = bc; c[p * 3 + 2] = Foundation.exp(best)
+            for i in 0..<N { fitted[p * N + i] = ac + bc * g[i] }
+        }
+    }
+}
+
 /// The fit pass.
 public enum Fit {
+    /// s = 1 + (t − t₀)/(t₁ − t₀) for the power law (t in units of the series' first interval).
+    static func powerAbscissa(_ reader: PSnapReader, view: TrajectoryView) throws -> [Double] {
+        var t = reader.snapshots.map { Double($0.step) }
+        if view == .steps { t.removeFirst() }
+        guard t.count >= 2, t[1] > t[0] else { throw FitError.stepsNotIncreasing(index: 1) }
+        return t.map { 1 + ($0 - t[0]) / (t[1] - t[0]) }
+    }
+
     /// Bins of the R² histograms (over [0, 1]; below 0 in the first): the medians printed are good to 1/r2Bins.
     public static let r2Bins = 1000
     /// The output's "snapshots", in order: per family its coefficients, sse, r2, aic, bic; then best (the index of the
@@ -125,6 +253,7 @@ public enum Fit {
         case .lr: return (0..<n).flatMap { [1, L![$0]] }
         case .lr2: return (0..<n).flatMap { [1, L![$0], L![$0] * L![$0]] }
         case .modes(let k): return (0..<n).flatMap { i in [1] + (0..<k).map { modes[$0][i] } }
+        case .exp, .power: return []
         }
     }
 
@@ -188,7 +317,14 @@ public enum Fit {
         let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
         // Per family: X [N × p] and its pseudo-inverse [p × N].
         let designs = families.map { design($0, x: x, L: L, modes: modes?.modes ?? []) }
-        let pinvs = try zip(families, designs).map { try pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) }
+        let pinvs = try zip(families, designs).map { $0.isLinear ? try pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) : [] }
+        let laws = try families.map { f -> OneParameterLaw? in
+            switch f {
+            case .exp: return OneParameterLaw(kind: .exp, abscissa: x)
+            case .power: return OneParameterLaw(kind: .power, abscissa: try powerAbscissa(reader, view: view))
+            default: return nil
+            }
+        }
         let names = outputNames(families)
         let width = names.count, F = families.count
         var opts = WriterOptions()
@@ -233,6 +369,12 @@ public enum Fit {
             for (fi, f) in families.enumerated() {
                 let pc = f.coefficientNames.count
                 if w.coef.count < n * pc { w.coef = [Double](repeating: 0, count: n * pc) }
+                if let law = laws[fi] {
+                    // a, b and θ per row by variable projection; the fitted values straight from them.
+                    w.rows.withUnsafeBufferPointer { y in w.coef.withUnsafeMutableBufferPointer { c in w.fitted.withUnsafeMutableBufferPointer { fit in
+                        law.fit(y.baseAddress!, rows: n, finite: finite, coefficients: c.baseAddress!, fitted: fit.baseAddress!)
+                    } } }
+                } else {
                 // C = Y · pinv(X)ᵀ  [n × p];  Fitted = C · Xᵀ  [n × N].
                 w.rows.withUnsafeBufferPointer { y in pinvs[fi].withUnsafeBufferPointer { pi in w.coef.withUnsafeMutableBufferPointer { c in
                     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pc), Int32(N), 1.0, y.baseAddress!, Int32(N), pi.baseAddress!, Int32(N), 0.0, c.baseAddress!, Int32(pc))
@@ -240,6 +382,7 @@ public enum Fit {
                 w.coef.withUnsafeBufferPointer { c in designs[fi].withUnsafeBufferPointer { xd in w.fitted.withUnsafeMutableBufferPointer { fit in
                     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(N), Int32(pc), 1.0, c.baseAddress!, Int32(pc), xd.baseAddress!, Int32(pc), 0.0, fit.baseAddress!, Int32(N))
                 } } }
+                }
                 let dn = Double(N)
                 for p in 0..<n {
                     let base = p * width + col

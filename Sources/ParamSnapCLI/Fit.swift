@@ -18,7 +18,9 @@ package struct FitCommand: ParsableCommand {
           lr          a + b·L,           L the cumulative learning rate Σ lr·Δt (metadata lr or learning_rate of every snapshot after the first), scaled to 0…1
           lr2         a + b·L + c·L²
           modes:K     a + Σ bⱼ·vⱼ        over the run's first K principal modes (computed first: one more pass)
-        Each is linear in its coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
+          exp         a + b·e^(−x/τ)     exponential approach, τ in 1e-3 … 1e3
+          power       a + b·s^(−α)       power law, s = 1 + (t − t₀)/(t₁ − t₀) (steps in units of the first interval), α in 1e-3 … 10
+        exp and power are fitted by variable projection: for each τ (α) the best a, b are a linear fit, τ is chosen on a         48-point log grid shared by every series (one matrix product) and refined by parabolic interpolation.         The others are linear in their coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
         as numpy's lstsq), then per block of parameters one matrix product for the coefficients and one for the \
         residuals. Writes OUT: a .psnap mirroring the selected tensors whose "snapshots" are, per family, its \
         coefficients, sse, r2, aic (n·ln(sse/n) + 2k) and bic (n·ln(sse/n) + k·ln n), then best (the family with the \
@@ -31,7 +33,7 @@ package struct FitCommand: ParsableCommand {
 
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output .psnap of per-parameter fits.") var output: String
-    @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K.") var family: String?
+    @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K, exp, power.") var family: String?
     @Option(help: "Fit values, or steps (consecutive differences).") var on: TrajectoryView = .values
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
@@ -45,7 +47,7 @@ package struct FitCommand: ParsableCommand {
         try OptionCheck.workers(workers)
         if let family {
             for f in family.split(separator: ",") where FitFamily(String(f).trimmingCharacters(in: .whitespaces)) == nil {
-                throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K)")
+                throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K, exp, power)")
             }
         }
     }
