@@ -225,6 +225,94 @@ struct OneParameterLaw: Sendable {
     }
 }
 
+/// The fitted families of one run: their design matrices and pseudo-inverses (linear laws) or variable-projection
+/// laws (exp, power), and how a block of series is fitted to all of them.
+public struct FitModels: Sendable {
+    public let families: [FitFamily]
+    let designs: [[Double]]
+    let pinvs: [[Double]]
+    let laws: [OneParameterLaw?]
+    /// Points per series, and values per series in the output rows (per family its coefficients, sse, r2, aic, bic; best).
+    public let points: Int
+    public let width: Int
+
+    /// `x` the normalised steps, `L` the normalised cumulative learning rate, `modes` the mode shapes, `power` the
+    /// power law's abscissa s (all of one length).
+    public init(families: [FitFamily], x: [Double], L: [Double]?, modes: [[Double]], power: [Double]) throws {
+        self.families = families
+        let N = x.count
+        points = N
+        designs = families.map { Fit.design($0, x: x, L: L, modes: modes) }
+        pinvs = try zip(families, designs).map { $0.isLinear ? try Fit.pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) : [] }
+        laws = families.map { f -> OneParameterLaw? in
+            switch f {
+            case .exp: return OneParameterLaw(kind: .exp, abscissa: x)
+            case .power: return OneParameterLaw(kind: .power, abscissa: power)
+            default: return nil
+            }
+        }
+        width = Fit.outputNames(families).count
+    }
+
+    /// Fits `n` series ([n × points] in `rows`; rows with NaN or infinity are zeroed and left out) to every family,
+    /// writing each series' output row into `out` ([n × width]). Returns which rows were finite, each row's best family
+    /// (−1 when left out) and each family's R² per row.
+    public func fitRows(_ rows: inout [Double], count n: Int, coef: inout [Double], fitted: inout [Double], out: inout [Double])
+        -> (finite: [Bool], best: [Int], r2: [[Double]]) {
+        let N = points
+        if fitted.count < n * N { fitted = [Double](repeating: 0, count: n * N) }
+        if out.count < n * width { out = [Double](repeating: 0, count: n * width) }
+        var finite = [Bool](repeating: true, count: n), sst = [Double](repeating: 0, count: n)
+        for p in 0..<n {
+            var sum = 0.0, ok = true
+            for s in 0..<N { let v = rows[p * N + s]; if !v.isFinite { ok = false }; sum += v }
+            finite[p] = ok
+            if ok { let m = sum / Double(N); var q = 0.0; for s in 0..<N { let c = rows[p * N + s] - m; q += c * c }; sst[p] = q } else {
+                for s in 0..<N { rows[p * N + s] = 0 }
+            }
+        }
+        var bestAIC = [Double](repeating: .infinity, count: n), bestF = [Int](repeating: -1, count: n)
+        var r2s = [[Double]](repeating: [], count: families.count)
+        var col = 0
+        for (fi, f) in families.enumerated() {
+            let pc = f.coefficientNames.count
+            if coef.count < n * pc { coef = [Double](repeating: 0, count: n * pc) }
+            if let law = laws[fi] {
+                // a, b and θ per row by variable projection; the fitted values straight from them.
+                rows.withUnsafeBufferPointer { y in coef.withUnsafeMutableBufferPointer { c in fitted.withUnsafeMutableBufferPointer { fit in
+                    law.fit(y.baseAddress!, rows: n, finite: finite, coefficients: c.baseAddress!, fitted: fit.baseAddress!)
+                } } }
+            } else {
+                // C = Y · pinv(X)ᵀ  [n × p];  Fitted = C · Xᵀ  [n × N].
+                rows.withUnsafeBufferPointer { y in pinvs[fi].withUnsafeBufferPointer { pi in coef.withUnsafeMutableBufferPointer { c in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pc), Int32(N), 1.0, y.baseAddress!, Int32(N), pi.baseAddress!, Int32(N), 0.0, c.baseAddress!, Int32(pc))
+                } } }
+                coef.withUnsafeBufferPointer { c in designs[fi].withUnsafeBufferPointer { xd in fitted.withUnsafeMutableBufferPointer { fit in
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(N), Int32(pc), 1.0, c.baseAddress!, Int32(pc), xd.baseAddress!, Int32(pc), 0.0, fit.baseAddress!, Int32(N))
+                } } }
+            }
+            let dn = Double(N)
+            var r2f = [Double](repeating: .nan, count: n)
+            for p in 0..<n {
+                let base = p * width + col
+                guard finite[p] else { for j in 0..<(pc + 4) { out[base + j] = .nan }; continue }
+                var sse = 0.0
+                for s in 0..<N { let e = rows[p * N + s] - fitted[p * N + s]; sse += e * e }
+                let r2 = sst[p] > 0 ? 1 - sse / sst[p] : .nan
+                let aic = dn * log(sse / dn) + 2 * Double(pc), bic = dn * log(sse / dn) + Double(pc) * log(dn)
+                for j in 0..<pc { out[base + j] = coef[p * pc + j] }
+                out[base + pc] = sse; out[base + pc + 1] = r2; out[base + pc + 2] = aic; out[base + pc + 3] = bic
+                if aic < bestAIC[p] || (bestF[p] < 0 && !aic.isNaN) { bestAIC[p] = aic; bestF[p] = fi }
+                r2f[p] = r2
+            }
+            r2s[fi] = r2f
+            col += pc + 4
+        }
+        for p in 0..<n { out[p * width + width - 1] = Double(bestF[p]) }
+        return (finite, bestF, r2s)
+    }
+}
+
 /// The fit pass.
 public enum Fit {
     /// s = 1 + (t − t₀)/(t₁ − t₀) for the power law (t in units of the series' first interval).
@@ -316,15 +404,7 @@ public enum Fit {
         }
         let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
         // Per family: X [N × p] and its pseudo-inverse [p × N].
-        let designs = families.map { design($0, x: x, L: L, modes: modes?.modes ?? []) }
-        let pinvs = try zip(families, designs).map { $0.isLinear ? try pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) : [] }
-        let laws = try families.map { f -> OneParameterLaw? in
-            switch f {
-            case .exp: return OneParameterLaw(kind: .exp, abscissa: x)
-            case .power: return OneParameterLaw(kind: .power, abscissa: try powerAbscissa(reader, view: view))
-            default: return nil
-            }
-        }
+        let models = try FitModels(families: families, x: x, L: L, modes: modes?.modes ?? [], power: try powerAbscissa(reader, view: view))
         let names = outputNames(families)
         let width = names.count, F = families.count
         var opts = WriterOptions()
@@ -354,53 +434,12 @@ public enum Fit {
                 TrajectoryRows.inPlace(r.baseAddress!, count: n, snapshots: S, view: view)
                 return n
             }
-            // Rows with a NaN or an infinity are left out (NaN everywhere, best −1).
-            var finite = [Bool](repeating: true, count: n), sst = [Double](repeating: 0, count: n)
-            for p in 0..<n {
-                var sum = 0.0, ok = true
-                for s in 0..<N { let v = w.rows[p * N + s]; if !v.isFinite { ok = false }; sum += v }
-                finite[p] = ok
-                if ok { let m = sum / Double(N); var q = 0.0; for s in 0..<N { let c = w.rows[p * N + s] - m; q += c * c }; sst[p] = q } else {
-                    for s in 0..<N { w.rows[p * N + s] = 0 }
-                }
-            }
-            var bestAIC = [Double](repeating: .infinity, count: n), bestF = [Int](repeating: -1, count: n)
-            var col = 0
-            for (fi, f) in families.enumerated() {
-                let pc = f.coefficientNames.count
-                if w.coef.count < n * pc { w.coef = [Double](repeating: 0, count: n * pc) }
-                if let law = laws[fi] {
-                    // a, b and θ per row by variable projection; the fitted values straight from them.
-                    w.rows.withUnsafeBufferPointer { y in w.coef.withUnsafeMutableBufferPointer { c in w.fitted.withUnsafeMutableBufferPointer { fit in
-                        law.fit(y.baseAddress!, rows: n, finite: finite, coefficients: c.baseAddress!, fitted: fit.baseAddress!)
-                    } } }
-                } else {
-                // C = Y · pinv(X)ᵀ  [n × p];  Fitted = C · Xᵀ  [n × N].
-                w.rows.withUnsafeBufferPointer { y in pinvs[fi].withUnsafeBufferPointer { pi in w.coef.withUnsafeMutableBufferPointer { c in
-                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(pc), Int32(N), 1.0, y.baseAddress!, Int32(N), pi.baseAddress!, Int32(N), 0.0, c.baseAddress!, Int32(pc))
-                } } }
-                w.coef.withUnsafeBufferPointer { c in designs[fi].withUnsafeBufferPointer { xd in w.fitted.withUnsafeMutableBufferPointer { fit in
-                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(N), Int32(pc), 1.0, c.baseAddress!, Int32(pc), xd.baseAddress!, Int32(pc), 0.0, fit.baseAddress!, Int32(N))
-                } } }
-                }
-                let dn = Double(N)
-                for p in 0..<n {
-                    let base = p * width + col
-                    guard finite[p] else { for j in 0..<(pc + 4) { w.out[base + j] = .nan }; continue }
-                    var sse = 0.0
-                    for s in 0..<N { let e = w.rows[p * N + s] - w.fitted[p * N + s]; sse += e * e }
-                    let r2 = sst[p] > 0 ? 1 - sse / sst[p] : .nan
-                    let aic = dn * log(sse / dn) + 2 * Double(pc), bic = dn * log(sse / dn) + Double(pc) * log(dn)
-                    for j in 0..<pc { w.out[base + j] = w.coef[p * pc + j] }
-                    w.out[base + pc] = sse; w.out[base + pc + 1] = r2; w.out[base + pc + 2] = aic; w.out[base + pc + 3] = bic
-                    if aic < bestAIC[p] || (bestF[p] < 0 && !aic.isNaN) { bestAIC[p] = aic; bestF[p] = fi }
-                    if r2.isFinite { w.part.hist[fi][min(Fit.r2Bins - 1, max(0, Int(r2 * Double(Fit.r2Bins))))] += 1 }
-                }
-                col += pc + 4
+            let (finite, bestF, r2s) = models.fitRows(&w.rows, count: n, coef: &w.coef, fitted: &w.fitted, out: &w.out)
+            for (fi, r2) in r2s.enumerated() {
+                for v in r2 where v.isFinite { w.part.hist[fi][min(Fit.r2Bins - 1, max(0, Int(v * Double(Fit.r2Bins))))] += 1 }
             }
             var tb = w.part.tensorBest[o] ?? [Int](repeating: 0, count: F)
             for p in 0..<n {
-                w.out[p * width + width - 1] = Double(bestF[p])
                 if finite[p] { w.part.series += 1 } else { w.part.nonFinite += 1 }
                 if bestF[p] >= 0 { w.part.best[bestF[p]] += 1; tb[bestF[p]] += 1 }
             }
