@@ -60,6 +60,10 @@ public struct GroupsResult: Sendable {
     public var sizes: [Int]
     public var tensorNames: [String]
     public var tensorCounts: [[Int]]
+    /// When the features are trajectories (values or steps): the steps the centroids' points sit at, and the run's
+    /// normalised cumulative learning rate there (when logged), so the centroids can be fitted (`psnap fit --centroids`).
+    public var steps: [Int64]? = nil
+    public var cumulativeLR: [Double]? = nil
 }
 
 /// k-means over parameters.
@@ -150,6 +154,11 @@ public enum Groups {
                                   objectiveHistory: history, objective: last.objective, groupObjective: last.groupObjective,
                                   centroids: (0..<k).map { Array(centroids[($0 * kept)..<(($0 + 1) * kept)]) }, sizes: last.sizes,
                                   tensorNames: tensors.map { reader.tensors[$0].name }, tensorCounts: last.tensorCounts)
+        if case .trajectories(let view) = features {
+            let st = reader.snapshots.map(\.step)
+            result.steps = view == .steps ? Array(st.dropFirst()) : st
+            result.cumulativeLR = (try? Fit.abscissae(reader, view: view))?.L
+        }
         if let sink {
             sink.setAttribute("groups.json", .string(result.json))
             try sink.finish()
@@ -620,7 +629,9 @@ extension GroupsResult {
         s += ",\"groupObjective\":\(list(groupObjective))"
         s += ",\"sizes\":[\(sizes.map(String.init).joined(separator: ","))],\"centroids\":[\(centroids.map(list).joined(separator: ","))]"
         s += ",\"tensors\":[\(tensorNames.map(quoted).joined(separator: ","))]"
-        s += ",\"tensorCounts\":[\(tensorCounts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ","))]}"
+        s += ",\"tensorCounts\":[\(tensorCounts.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }.joined(separator: ","))]"
+        s += ",\"steps\":" + (steps.map { "[" + $0.map(String.init).joined(separator: ",") + "]" } ?? "null")
+        s += ",\"cumulativeLR\":" + (cumulativeLR.map(list) ?? "null") + "}"
         return s
     }
 }

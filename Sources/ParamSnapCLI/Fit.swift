@@ -32,7 +32,9 @@ package struct FitCommand: ParsableCommand {
         """)
 
     @Argument(help: "The .psnap run.") var runPath: String
-    @Option(name: .shortAndLong, help: "Output .psnap of per-parameter fits.") var output: String
+    @Option(name: .shortAndLong, help: "Output .psnap of per-parameter fits.") var output: String?
+    @Flag(help: "RUN is a `psnap groups -o` file: fit its centroids (printed; --json) instead of every parameter.") var centroids = false
+    @Option(name: .customLong("export-centroids"), help: "With --centroids: write the centroids with their steps to FILE.csv or FILE.npy.") var exportCentroids: String?
     @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K, exp, power.") var family: String?
     @Option(help: "Fit values, or steps (consecutive differences).") var on: TrajectoryView = .values
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
@@ -45,6 +47,12 @@ package struct FitCommand: ParsableCommand {
 
     package func validate() throws {
         try OptionCheck.workers(workers)
+        if !centroids && output == nil { throw ValidationError("give -o OUT.psnap (or --centroids for a groups file)") }
+        if centroids && output != nil { throw ValidationError("--centroids prints its fits (--json); -o is for fitting every parameter of a run") }
+        if exportCentroids != nil && !centroids { throw ValidationError("--export-centroids goes with --centroids") }
+        if let e = exportCentroids, !(e.lowercased().hasSuffix(".csv") || e.lowercased().hasSuffix(".npy")) {
+            throw ValidationError("--export-centroids \(e): a .csv or .npy file")
+        }
         if let family {
             for f in family.split(separator: ",") where FitFamily(String(f).trimmingCharacters(in: .whitespaces)) == nil {
                 throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K, exp, power)")
@@ -54,6 +62,8 @@ package struct FitCommand: ParsableCommand {
 
     package func run() throws {
         try CLI.guarded {
+            if centroids { return try fitCentroids() }
+            guard let output else { return }
             let r = try PSnapReader(path: runPath)
             let tensors = try CLI.select(r.tensors.map(\.name), include: include, in: runPath)
             let n = workers ?? ProcessInfo.processInfo.activeProcessorCount
@@ -95,5 +105,73 @@ package struct FitCommand: ParsableCommand {
                       + String(format: "%.3f", s.medianR2(i)))
             }
         }
+    }
+
+    struct GroupsJSON: Decodable { let features: String; let sizes: [Int]; let centroids: [[Double?]]; let steps: [Int64]?; let cumulativeLR: [Double?]? }
+
+    /// `--centroids`: the families fitted to a groups file's centroids, printed; `--export-centroids` writes them.
+    func fitCentroids() throws {
+        let f = try PSnapReader(path: runPath)
+        guard case .string(let j)? = f.metadata.attributes?["groups.json"], let data = j.data(using: .utf8),
+              let g = try? JSONDecoder().decode(GroupsJSON.self, from: data) else {
+            throw ValidationError("\(runPath) is not a `psnap groups -o` file (no groups.json attribute)")
+        }
+        guard let steps = g.steps, steps.count >= 2 else {
+            throw ValidationError("the centroids of \(g.features) features are not series over training: fit groups of values or steps")
+        }
+        let N = steps.count
+        let t = steps.map(Double.init)
+        guard t[N - 1] > t[0], t[1] > t[0] else { throw ValidationError("the centroids' steps do not increase") }
+        let x = t.map { ($0 - t[0]) / (t[N - 1] - t[0]) }
+        let L: [Double]? = g.cumulativeLR.flatMap { l in l.allSatisfy { $0 != nil } ? l.map { $0! } : nil }
+        var families: [FitFamily]
+        if let family {
+            families = family.split(separator: ",").compactMap { FitFamily(String($0).trimmingCharacters(in: .whitespaces)) }
+        } else {
+            families = L != nil ? [.linear, .quadratic, .lr, .exp, .power] : [.linear, .quadratic, .exp, .power]
+        }
+        for fam in families {
+            if case .modes = fam { throw ValidationError("--family \(fam): mode fits need the run (psnap fit RUN), not its centroids") }
+            if (fam == .lr || fam == .lr2) && L == nil { throw FitError.noLearningRate(family: "\(fam)") }
+            guard N > fam.coefficientNames.count else { throw FitError.tooFewPoints(points: N, family: "\(fam)", coefficients: fam.coefficientNames.count) }
+        }
+        let models = try FitModels(families: families, x: x, L: L, modes: [], power: t.map { 1 + ($0 - t[0]) / (t[1] - t[0]) })
+        let k = g.centroids.count
+        var rows = g.centroids.flatMap { $0.map { $0 ?? .nan } }
+        var coef: [Double] = [], fitted: [Double] = [], out: [Double] = []
+        let (_, best, r2) = models.fitRows(&rows, count: k, coef: &coef, fitted: &fitted, out: &out)
+        if let e = exportCentroids {
+            var bytes: [UInt8]
+            if e.lowercased().hasSuffix(".csv") {
+                var csv = (["step"] + (0..<k).map { "group\($0)" }).joined(separator: ",") + "\n"
+                for i in 0..<N { csv += ([String(steps[i])] + (0..<k).map { "\(g.centroids[$0][i] ?? .nan)" }).joined(separator: ",") + "\n" }
+                bytes = Array(csv.utf8)
+            } else {
+                // (k + 1) × N float64: row 0 the steps, row 1 + g group g's centroid.
+                var header = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(k + 1), \(N)), }"
+                while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+                header += "\n"
+                bytes = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
+                for v in t + g.centroids.flatMap({ $0.map { $0 ?? .nan } }) { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+            }
+            try AtomicFile.write(e, inputs: [runPath], force: force) { try $0(bytes) }
+        }
+        let names = Fit.outputNames(families)
+        if json {
+            struct Row: Encodable { let group: Int; let size: Int; let best: String?; let fits: [String: Double?] }
+            let rowsOut = (0..<k).map { i in
+                Row(group: i, size: g.sizes[i], best: best[i] >= 0 ? "\(families[best[i]])" : nil,
+                    fits: Dictionary(uniqueKeysWithValues: names.indices.dropLast().map { (names[$0], out[i * models.width + $0].isFinite ? out[i * models.width + $0] : nil) }))
+            }
+            print(CLI.jsonString(rowsOut))
+            return
+        }
+        print("\(k) centroids of \(g.features) over \(N) points, families: " + families.map { "\($0)" }.joined(separator: ", "))
+        print(CLI.pad("group", 7) + CLI.pad("size", 12) + CLI.pad("best", 11) + families.map { CLI.pad("R² \($0)", 14) }.joined())
+        for i in 0..<k {
+            print(CLI.pad("\(i)", 7) + CLI.pad(CLI.group(g.sizes[i]), 12) + CLI.pad(best[i] >= 0 ? "\(families[best[i]])" : "-", 11)
+                  + families.indices.map { CLI.pad(String(format: "%.4f", r2[$0][i]), 14) }.joined())
+        }
+        if let e = exportCentroids { print("wrote \(e)") }
     }
 }

@@ -53,3 +53,42 @@ private let numpyAvailable: Bool = {
         #expect(same.status == 64 && after.snapshotCount == 5, "\(same.err)")
     }
 }
+
+@Suite struct CentroidFitTests {
+    let psnap = productPath("psnap")
+
+    /// `psnap fit GROUPS --centroids`: the exported centroids (.npy, row 0 the steps) fitted by numpy lstsq give the
+    /// printed coefficients; groups of statistics are refused by name.
+    @Test(.enabled(if: numpyAvailable)) func centroidsFitAsNumpyDoes() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap", groups = dir + "/g.psnap", npy = dir + "/c.npy", json = dir + "/c.json"
+        #expect(try runProcess(psnap, ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
+        #expect(try runProcess(psnap, ["groups", path, "-k", "5", "--iterations", "3", "-o", groups]).status == 0)
+        let fit = try runProcess(psnap, ["fit", groups, "--centroids", "--family", "linear,quadratic,lr,exp", "--json", "--export-centroids", npy])
+        #expect(fit.status == 0, "\(fit.err)")
+        try fit.out.write(toFile: json, atomically: true, encoding: .utf8)
+        let script = """
+        import json, sys
+        import numpy as np
+        a = np.load(sys.argv[1]); t = a[0]; C = a[1:]
+        x = (t - t[0]) / (t[-1] - t[0])
+        rows = json.load(open(sys.argv[2]))
+        assert len(rows) == 5 == C.shape[0]
+        for r in rows:
+            y = C[r["group"]]
+            for fam, X in (("linear", np.stack([np.ones_like(x), x], 1)), ("quadratic", np.stack([np.ones_like(x), x, x * x], 1))):
+                beta = np.linalg.lstsq(X, y, rcond=None)[0]
+                got = [r["fits"][f"{fam}.{c}"] for c in "abc"[:X.shape[1]]]
+                assert np.allclose(got, beta, rtol=1e-9, atol=1e-12 * abs(beta).max()), (fam, got, beta)
+            assert np.isfinite(r["fits"]["exp.sse"]) and r["fits"]["exp.r2"] <= 1 and 1e-3 * (1 - 1e-12) <= r["fits"]["exp.tau"] <= 1e3 * (1 + 1e-12)
+        print("ok")
+        """
+        let check = try runProcess("/usr/bin/env", ["python3", "-c", script, npy, json])
+        #expect(check.status == 0 && check.out.hasPrefix("ok"), "\(check.out) \(check.err)")
+        let m = dir + "/m.psnap", mg = dir + "/mg.psnap"
+        #expect(try runProcess(psnap, ["moments", path, "-o", m]).status == 0)
+        #expect(try runProcess(psnap, ["groups", path, "--on", "moments", "--moments", m, "-k", "3", "--iterations", "2", "-o", mg]).status == 0)
+        let refused = try runProcess(psnap, ["fit", mg, "--centroids"])
+        #expect(refused.status == 64 && refused.err.contains("not series over training"), "\(refused.err)")
+    }
+}
