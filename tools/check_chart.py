@@ -19,13 +19,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from psnap_reader import Psnap  # noqa: E402
 
 
-def values(r, t):
-    bits = r.tensor_bits(t.name)
-    if t.dtype == "bf16":
-        return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    return bits.view(t.np_dtype).astype(np.float64)
-
-
 def series(x, view):
     """(y, drop): the series of §1 and the rows left out (z: constant or non-finite)."""
     S = x.shape[1]
@@ -59,7 +52,7 @@ def main(argv):
     lo, hi = chart["lo"], chart["hi"]
     r = Psnap(run)
     names = set(argv[argv.index("--include-tensors") + 1].split(",")) if "--include-tensors" in argv else None
-    x = np.concatenate([values(r, t) for t in r.tensors if names is None or t.name in names], axis=0)
+    x = np.concatenate([r.tensor_float64(t.name) for t in r.tensors if names is None or t.name in names], axis=0)
     y, drop = series(x, view)
     y = y[~drop]
     steps = np.array([s["step"] for s in r.snapshots], dtype=np.float64)

@@ -23,13 +23,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from psnap_reader import Psnap  # noqa: E402
 
 
-def values(r, t):
-    bits = r.tensor_bits(t.name)
-    if t.dtype == "bf16":
-        return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    return bits.view(t.np_dtype).astype(np.float64)
-
-
 def main(argv):
     run, fit = argv[0], argv[1]
     n_sample = int(argv[argv.index("--sample") + 1]) if "--sample" in argv else 10000
@@ -58,7 +51,7 @@ def main(argv):
         print("cumulative learning rates differ"); return 1
     modes = np.array(info["modes"]) if info["modes"] else None
     names = [s["metadata"]["statistic"] for s in f.snapshots]
-    Y = np.concatenate([values(r, tt) for tt in r.tensors if tt.name in {u.name for u in f.tensors}], axis=0)
+    Y = np.concatenate([r.tensor_float64(tt.name) for tt in r.tensors if tt.name in {u.name for u in f.tensors}], axis=0)
     if view == "steps":
         Y = np.diff(Y, axis=1)
     got = np.concatenate([f.tensor_bits(u.name).view(np.float64) for u in f.tensors], axis=0)

@@ -25,13 +25,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from psnap_reader import Psnap  # noqa: E402
 
 
-def values(r, name, dtype):
-    bits = r.tensor_bits(name)
-    if dtype == "bf16":
-        return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-    return bits.view(np.dtype({"f16": np.float16, "f32": np.float32, "f64": np.float64}[dtype])).astype(np.float64)
-
-
 def arg(argv, name, default=None):
     return argv[argv.index(name) + 1] if name in argv else default
 
@@ -43,7 +36,7 @@ def features(argv, run, got):
     tensors = [t for t in r.tensors if t.name in set(got["tensors"])]
     names = [(t.name, t.count) for t in tensors]
     if on in ("values", "steps"):
-        m = np.concatenate([values(r, t.name, t.dtype) for t in tensors], axis=0)
+        m = np.concatenate([r.tensor_float64(t.name) for t in tensors], axis=0)
         if on == "steps":
             m = np.diff(m, axis=1)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -56,7 +49,7 @@ def features(argv, run, got):
         return x, state, names
     f = Psnap(arg(argv, "--features"))
     stats = [s.get("metadata", {}).get("statistic") for s in f.snapshots]
-    cols = np.concatenate([values(f, t.name, {u.name: u.dtype for u in f.tensors}[t.name]) for t in tensors], axis=0)
+    cols = np.concatenate([f.tensor_float64(t.name) for t in tensors], axis=0)
     if on == "modes":
         use = [i for i, s in enumerate(stats) if s.startswith("mode")]
         x = cols[:, use]

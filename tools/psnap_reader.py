@@ -278,6 +278,14 @@ class Psnap:
                     e[4]:e[4] + e[5]] = self._tile(t, e)
         return out
 
+    def tensor_float64(self, name):
+        """All values of a tensor as a (count, snapshotCount) float64 array (exact for every dtype; bf16 widened)."""
+        t = self._tensor(name)
+        bits = self.tensor_bits(name)
+        if t.dtype == "bf16":
+            return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        return bits.view(t.np_dtype).astype(np.float64)
+
     def tensor_at(self, name, k):
         """Raw little-endian bytes of tensor `name` at snapshot k, row-major."""
         _check(0 <= k < self.snapshot_count, f"snapshot {k} out of range 0..<{self.snapshot_count}")
