@@ -46,6 +46,16 @@ public struct DensityGrid: Sendable {
     public internal(set) var constant = 0
     public internal(set) var nonFinite = 0
 
+    /// Adds the counts of a chart of other trajectories (another selection, tile range or shard) drawn on the same
+    /// grid (size, view, range and columns): integer sums, so any split gives the chart of the whole.
+    public mutating func merge(_ o: DensityGrid) {
+        precondition(o.width == width && o.height == height && o.lo == lo && o.hi == hi && o.view == view && o.pointColumns == pointColumns,
+                     "charts on the same grid")
+        for i in counts.indices { counts[i] += o.counts[i] }
+        for c in 0..<width { below[c] += o.below[c]; above[c] += o.above[c] }
+        series += o.series; constant += o.constant; nonFinite += o.nonFinite
+    }
+
     /// The largest count of a cell.
     public var maxCount: UInt64 { counts.max() ?? 0 }
     /// The step at column c (linear between the first and the last point's steps).

@@ -22,6 +22,14 @@ public struct SimilarResult: Sendable {
     public var constant: Int
     public var nonFinite: Int
     public var searched: Int
+
+    /// Merges the answer of a search over other parameters (another tensor selection, tile range or shard) to the
+    /// same queries: the best `top` of both, ties to the lower global index, as one search over all of them gives.
+    public mutating func merge(_ other: SimilarResult, top: Int) {
+        precondition(other.hits.count == hits.count, "answers to the same queries")
+        for j in hits.indices { for h in other.hits[j] { Similar.insert(h, into: &hits[j], top: top) } }
+        constant += other.constant; nonFinite += other.nonFinite; searched += other.searched
+    }
 }
 
 /// Exact top-k correlation search.

@@ -153,3 +153,25 @@ private let browserAvailable: Bool = {
         #expect(bad.status == 64 && bad.err.contains("not a `psnap modes -o` file"), "\(bad.err)")
     }
 }
+
+/// The analysis results that cross a split of the parameters merge into the whole's: a chart's counts and a search's
+/// top lists computed over two halves of a run's tensors equal those of one pass over all of them.
+@Suite struct MergeTests {
+    @Test func halvesMergeIntoTheWhole() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(productPath("psnap"), ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
+        let r = try PSnapReader(path: path)
+        let all = Array(r.tensors.indices), first = Array(all.prefix(all.count / 2)), second = Array(all.dropFirst(all.count / 2))
+        let range = (-0.5, 0.5)
+        let whole = try Density.compute(r, view: .values, tensors: all, width: 120, height: 60, range: range)
+        var merged = try Density.compute(r, view: .values, tensors: first, width: 120, height: 60, range: range)
+        merged.merge(try Density.compute(r, view: .values, tensors: second, width: 120, height: 60, range: range))
+        #expect(merged.counts == whole.counts && merged.below == whole.below && merged.above == whole.above && merged.series == whole.series)
+        let q = [try r.trajectory(global: 12345), try r.trajectory(global: 777)]
+        let w = try Similar.search(r, queries: q, top: 30, tensors: all)
+        var m = try Similar.search(r, queries: q, top: 30, tensors: first)
+        m.merge(try Similar.search(r, queries: q, top: 30, tensors: second), top: 30)
+        #expect(m.hits == w.hits && m.searched == w.searched && m.constant == w.constant)
+    }
+}
