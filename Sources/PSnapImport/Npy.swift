@@ -82,6 +82,11 @@ package struct NpyHeader: Equatable, Sendable {
         case .f64: descr = "<f8"
         case .bf16: descr = "<u2"
         }
+        return encode(descr: descr, shape: shape)
+    }
+
+    /// The same header for any NumPy type string (`<u8`, `<f8`, …).
+    package static func encode(descr: String, shape: [Int]) -> [UInt8] {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var dict = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = 10 + dict.utf8.count + 1

@@ -14,12 +14,7 @@ package enum SafeTensorsEncoding {
         }
     }
 
-    static func quoted(_ s: String) -> String {
-        // JSONEncoder escapes exactly as JSON requires; encoding a String cannot fail.
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return String(decoding: try! e.encode(s), as: UTF8.self)
-    }
+    static func quoted(_ s: String) -> String { JSONText.quoted(s) }
 
     /// Header bytes (length prefix included) for `tensors` stored in order, with `metadata` as `__metadata__`
     /// (omitted when empty). The JSON is padded with spaces so the data starts on an 8-byte boundary.

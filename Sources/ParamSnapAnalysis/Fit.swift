@@ -73,10 +73,11 @@ public enum FitError: ParamSnapError, Equatable {
     case tooFewPoints(points: Int, family: String, coefficients: Int)
     case stepsNotIncreasing(index: Int)
     case noFamily
+    case modesMissing(family: String, points: Int)
 
     public var kind: ErrorKind {
         switch self {
-        case .noLearningRate, .noFamily: return .usage
+        case .noLearningRate, .noFamily, .modesMissing: return .usage
         case .tooFewPoints, .stepsNotIncreasing: return .corruptData
         }
     }
@@ -87,6 +88,7 @@ public enum FitError: ParamSnapError, Equatable {
         case .tooFewPoints(let n, let f, let k): return "family \(f) has \(k) coefficients: it needs more than \(k) points per series, the run gives \(n)"
         case .stepsNotIncreasing(let i): return "snapshot \(i)'s step does not increase: the fits need increasing steps"
         case .noFamily: return "no family to fit"
+        case .modesMissing(let f, let n): return "family \(f) needs at least that many principal modes of the run's series (\(n) points each), and none or too few were given"
         }
     }
 }
@@ -400,7 +402,9 @@ public enum Fit {
             if case .lr2 = f, L == nil { throw FitError.noLearningRate(family: f.description) }
             let p = f.coefficientNames.count
             guard N > p else { throw FitError.tooFewPoints(points: N, family: f.description, coefficients: p) }
-            if case .modes(let k) = f { guard let modes, modes.modes.count >= k, modes.dimension == N else { throw FitError.noFamily } }
+            if case .modes(let k) = f {
+                guard let modes, modes.modes.count >= k, modes.dimension == N else { throw FitError.modesMissing(family: f.description, points: N) }
+            }
         }
         let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
         // Per family: X [N × p] and its pseudo-inverse [p × N].

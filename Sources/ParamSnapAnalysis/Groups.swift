@@ -163,7 +163,6 @@ public enum Groups {
             sink.setAttribute("groups.json", .string(result.json))
             try sink.finish()
         }
-        result.objectiveHistory = history
         return result
     }
 
@@ -610,17 +609,7 @@ extension GroupsResult {
     /// The result as compact JSON (the output file's `groups.json` attribute).
     public var json: String {
         func list(_ a: [Double]) -> String { "[" + a.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ",") + "]" }
-        func quoted(_ s: String) -> String {
-            var o = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": o += "\\\""
-                case "\\": o += "\\\\"
-                default: if u.value < 0x20 { o += String(format: "\\u%04x", u.value) } else { o.unicodeScalars.append(u) }
-                }
-            }
-            return o + "\""
-        }
+        let quoted = JSONText.quoted
         var s = "{\"features\":\(quoted(features)),\"featureNames\":[\(featureNames.map(quoted).joined(separator: ","))]"
         if let featureMeans, let featureScales { s += ",\"featureMeans\":\(list(featureMeans)),\"featureScales\":\(list(featureScales))" }
         s += ",\"constantFeatures\":[\(constantFeatures.map(quoted).joined(separator: ","))]"

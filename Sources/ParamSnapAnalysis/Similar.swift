@@ -51,11 +51,7 @@ public enum Similar {
                         into dst: UnsafeMutablePointer<Double>) -> Bool {
         let d = TrajectoryRows.length(view, snapshots: S)
         TrajectoryRows.fill(values, row: p, snapshots: S, view: view, into: dst)
-        let squares = TrajectoryRows.centre(dst, count: d)
-        guard squares.isFinite, squares > 0 else { return false }
-        let scale = 1 / squares.squareRoot()
-        for i in 0..<d { dst[i] *= scale }
-        return true
+        return TrajectoryRows.unit(dst, count: d).ok
     }
 
     /// The `top` parameters (of `tensors`) whose trajectories correlate best with each of `queries` (each a whole

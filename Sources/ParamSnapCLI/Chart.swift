@@ -4,6 +4,7 @@ import Foundation
 import ParamSnapCLICore
 @_spi(Internals) import ParamSnap
 import ParamSnapAnalysis
+import PSnapImport
 import PSnapRender
 
 extension DensityView: ExpressibleByArgument {}
@@ -140,10 +141,7 @@ package struct ChartCommand: ParsableCommand {
 
     /// The grid as a little-endian uint64 .npy of shape (height, width).
     static func writeCounts(_ g: DensityGrid, to path: String, inputs: [String], force: Bool) throws {
-        var header = "{'descr': '<u8', 'fortran_order': False, 'shape': (\(g.height), \(g.width)), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
+        var bytes = NpyHeader.encode(descr: "<u8", shape: [g.height, g.width])
         bytes.reserveCapacity(bytes.count + g.counts.count * 8)
         for v in g.counts { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
         try AtomicFile.write(path, inputs: inputs, force: force) { try $0(bytes) }

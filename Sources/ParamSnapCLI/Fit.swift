@@ -4,6 +4,7 @@ import Foundation
 import ParamSnapCLICore
 @_spi(Internals) import ParamSnap
 import ParamSnapAnalysis
+import PSnapImport
 
 /// `psnap fit RUN -o fit.psnap [--family linear,quadratic,lr,lr2,modes:K] [--on values|steps] [--include GLOB…]`.
 package struct FitCommand: ParsableCommand {
@@ -148,10 +149,7 @@ package struct FitCommand: ParsableCommand {
                 bytes = Array(csv.utf8)
             } else {
                 // (k + 1) × N float64: row 0 the steps, row 1 + g group g's centroid.
-                var header = "{'descr': '<f8', 'fortran_order': False, 'shape': (\(k + 1), \(N)), }"
-                while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-                header += "\n"
-                bytes = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)] + Array(header.utf8)
+                bytes = NpyHeader.encode(descr: "<f8", shape: [k + 1, N])
                 for v in t + g.centroids.flatMap({ $0.map { $0 ?? .nan } }) { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
             }
             try AtomicFile.write(e, inputs: [runPath], force: force) { try $0(bytes) }
