@@ -4,8 +4,9 @@
 usage: check_chart.py RUN.psnap COUNTS.npy CHART.json [--view values|relative|z|steps] [--include-tensors a,b,…]
 
 The series are rebuilt from the independent reader (tools/psnap_reader.py) in f64 with the operations of §1 in the
-same order; each column's values are the interpolation of §3 at that column, binned by `np.histogram(v, bins=H,
-range=(lo, hi))` with the range the chart printed (CHART.json, from `psnap chart --json`). Every column must equal
+same order; each point gets its row (§2: `np.searchsorted` on `np.linspace(lo, hi, H + 1)`, the range the chart
+printed in CHART.json, from `psnap chart --json`) and each segment is drawn between its end points' rows in integers
+(§3). Every column must equal
 numpy's exactly, the below/above totals too, and the column of every point not shared with a later point must equal
 `np.histogram` of that point's values. Exits 1 naming the first difference.
 """
@@ -62,29 +63,38 @@ def main(argv):
     cols = np.floor((steps - steps[0]) / (steps[-1] - steps[0]) * (W - 1) + 0.5).astype(np.int64)
     if cols.tolist() != chart["pointColumns"]:
         print(f"point columns differ: {cols.tolist()[:10]}… vs {chart['pointColumns'][:10]}…"); return 1
-    below = above = 0
+    # §2: each finite point's row: its np.histogram bin (edges from np.linspace, the last bin closed), outside the
+    # range ⌊(v − lo)/step⌋ kept within −H … −1 or H … 2H − 1; None for a non-finite point.
+    edges = np.linspace(lo, hi, H + 1)
+    step = (hi - lo) / H
+    fin = np.isfinite(y)
+    yy = np.where(fin, y, lo)
+    rows = np.searchsorted(edges, yy, side="right") - 1
+    rows[yy == hi] = H - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = np.floor((yy - lo) / step)
+    rows = np.where(yy < lo, np.clip(out, -H, -1), rows)
+    rows = np.where(yy > hi, np.clip(out, H, 2 * H - 1), rows).astype(np.int64)
+    want = np.zeros((H + 2, W), dtype=np.int64)       # row 0: below, rows 1…H: the bins, row H + 1: above
+
+    def add(c, r):
+        np.add.at(want[:, c], np.clip(r, -1, H) + 1, 1)
+
+    # §3: segment n covers columns cols[n] ≤ c < cols[n+1]; column cols[n] + j is in row r0 + ⌊(2j(r1 − r0) + L)/(2L)⌋.
+    for n in range(N - 1):
+        L = int(cols[n + 1] - cols[n])
+        ok = fin[:, n] & fin[:, n + 1]
+        r0, r1 = rows[ok, n], rows[ok, n + 1]
+        for j in range(L):
+            add(int(cols[n]) + j, r0 + (2 * j * (r1 - r0) + L) // (2 * L))
+    add(int(cols[N - 1]), rows[fin[:, N - 1], N - 1])
     for c in range(W):
-        # the segment covering column c: the last n with cols[n] <= c < cols[n+1]; the last point's own column
-        v = None
-        for n in range(N - 1):
-            if cols[n] <= c < cols[n + 1]:
-                a, b = y[:, n], y[:, n + 1]
-                ok = np.isfinite(a) & np.isfinite(b)
-                tau = float(c - cols[n]) / float(cols[n + 1] - cols[n])
-                with np.errstate(invalid="ignore", over="ignore"):
-                    v = (a + tau * (b - a))[ok]
-                break
-        if v is None:
-            if c == cols[N - 1]:
-                v = y[:, N - 1][np.isfinite(y[:, N - 1])]
-            else:
-                v = np.array([])
-        want = np.histogram(v, bins=H, range=(lo, hi))[0]
-        if not (got[:, c] == want).all():
-            i = int(np.nonzero(got[:, c] != want)[0][0])
-            print(f"column {c}, bin {i}: {got[i, c]} vs numpy {want[i]}"); return 1
-        below += int((v < lo).sum())
-        above += int((v > hi).sum())
+        if not (got[:, c] == want[1:H + 1, c]).all():
+            i = int(np.nonzero(got[:, c] != want[1:H + 1, c])[0][0])
+            print(f"column {c}, bin {i}: {got[i, c]} vs numpy {want[i + 1, c]}"); return 1
+    if chart.get("belowColumns") is not None and (chart["belowColumns"] != want[0].tolist() or chart["aboveColumns"] != want[H + 1].tolist()):
+        print("the per-column below/above counts differ from numpy's"); return 1
+    below, above = int(want[0].sum()), int(want[H + 1].sum())
     if below != chart["below"] or above != chart["above"]:
         print(f"below/above {chart['below']}/{chart['above']} vs numpy {below}/{above}"); return 1
     checked = 0
