@@ -183,16 +183,26 @@ public enum Density {
             let (t, b) = blocks[i]
             let n = try w.loader.load(tensor: t, block: b, into: w.rows)
             var constant = 0, nonFinite = 0
-            for p in 0..<n {
-                switch seriesOf(w.rows + p * S, snapshots: S, view: view, into: w.series + p * N) {
-                case .constant: constant += 1; w.draw[p] = false
-                case .nonFinite: nonFinite += 1; w.draw[p] = view != .z
-                case .ok: w.draw[p] = true
+            if view == .values {
+                // The series are the values: drawn from the loaded rows, their non-finite ones counted while binned.
+                for p in 0..<n { w.draw[p] = true }
+                for (m, k) in member[t].enumerated() {
+                    let withNonFinite = w.acc[k].addBlock(w.rows, count: n, draw: w.draw)
+                    if m == 0 { nonFinite = withNonFinite }
+                    w.acc[k].nonFinite += nonFinite
                 }
-            }
-            for k in member[t] {
-                w.acc[k].constant += constant; w.acc[k].nonFinite += nonFinite
-                w.acc[k].addBlock(w.series, count: n, draw: w.draw)
+            } else {
+                for p in 0..<n {
+                    switch seriesOf(w.rows + p * S, snapshots: S, view: view, into: w.series + p * N) {
+                    case .constant: constant += 1; w.draw[p] = false
+                    case .nonFinite: nonFinite += 1; w.draw[p] = view != .z
+                    case .ok: w.draw[p] = true
+                    }
+                }
+                for k in member[t] {
+                    w.acc[k].constant += constant; w.acc[k].nonFinite += nonFinite
+                    w.acc[k].addBlock(w.series, count: n, draw: w.draw)
+                }
             }
             counter.add(1)
         }, finish: { w in
@@ -333,13 +343,20 @@ struct DensityAccumulator: Sendable {
 
     /// Adds the series of a block (§3): `y[p · N + n]` is point n of series p (N = `columns.count`); only the series
     /// with `draw[p]` are counted. They are counted when the batch is full, or at `flush()`.
-    mutating func addBlock(_ y: UnsafePointer<Double>, count: Int, draw: UnsafePointer<Bool>) {
+    /// Returns how many of them hold a NaN or an infinity.
+    @discardableResult
+    mutating func addBlock(_ y: UnsafePointer<Double>, count: Int, draw: UnsafePointer<Bool>) -> Int {
         let N = columns.count, H = height, lo = lo, hi = hi, cap = capacity
         if rows.isEmpty { rows = [Int32](repeating: 0, count: stride * N) }
         let none = Self.none
         let step = (hi - lo) / Double(H), toBin = Double(H) / (hi - lo)
-        let below = -Double(H), above = Double(2 * H - 1)
-        var p = 0
+        let below = -Double(H), above = Double(2 * H - 1), hd = Double(H)
+        // t = (v − lo)·toBin is within 5u·H of the exact (v − lo)/((hi − lo)/H) (u = 2⁻⁵³: three roundings in toBin
+        // and the product, one in v − lo), and edge eᵢ = i·δ + lo is within 3u·i + u·M/δ of lo + i(hi − lo)/H in
+        // those units (M = |lo| + |hi|). So a t at least `slack` from every integer is in the bin ⌊t⌋ of the edges;
+        // nearer, the edges decide. 8× margin.
+        let slack = 8 * Double.ulpOfOne / 2 * (8 * hd + (abs(lo) + abs(hi)) / step)
+        var p = 0, withNonFinite = 0
         while p < count {
             var filled = batched
             lower.withUnsafeBufferPointer { lower in upper.withUnsafeBufferPointer { upper in rows.withUnsafeMutableBufferPointer { rw in
@@ -348,18 +365,25 @@ struct DensityAccumulator: Sendable {
                     guard draw[p] else { continue }
                     let yp = y + p * N, i = filled
                     filled += 1
+                    var nonFinite = false
+                    defer { if nonFinite { withNonFinite += 1 } }
                     // §3's row of a finite value: numpy's bin in the range (the estimate by a product is within one
                     // bin of the edges' answer, which decides); outside, ⌊(v − lo)/step⌋ kept within −H … −1 or
                     // H … 2H − 1.
                     for n in 0..<N {
                         let v = yp[n]
                         let r: Int32
-                        if v >= lo && v <= hi {
+                        let t = (v - lo) * toBin
+                        if t >= slack && t < hd - slack, case let k0 = Int(t), case let f = t - Double(k0), f >= slack && f <= 1 - slack {
+                            // Far from an edge: the product's bin is the edges' bin (see `slack`).
+                            r = Int32(k0)
+                        } else if v >= lo && v <= hi {
                             var k = Swift.min(Int((v - lo) * toBin), H - 1)
                             k = k - (v < lower[k] ? 1 : 0) + (v >= upper[k] ? 1 : 0)
                             r = Int32(k)
                         } else if !v.isFinite {
                             r = none
+                            nonFinite = true
                         } else if v < lo {
                             r = Int32(Swift.min(-1, Swift.max(below, ((v - lo) / step).rounded(.down))))
                         } else {
@@ -373,6 +397,7 @@ struct DensityAccumulator: Sendable {
             batched = filled
             if batched == cap { flush() }
         }
+        return withNonFinite
     }
 
     /// Counts the batch.
