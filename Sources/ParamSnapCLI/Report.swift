@@ -82,17 +82,18 @@ package struct ReportCommand: ParsableCommand {
                 html.section("Loss and learning rate", svg: c.svg())
             }
 
-            // Density: the whole selection (values and steps) and its largest tensors, counted in one pass per view.
+            // Density: the whole selection (values and steps) and its largest tensors (values), counted in one pass.
             let order = selected.sorted { r.layout.parameterCounts[$0] != r.layout.parameterCounts[$1] ? r.layout.parameterCounts[$0] > r.layout.parameterCounts[$1] : $0 < $1 }
             let own = order.prefix(tensors).filter { r.layout.parameterCounts[$0] > 0 }
-            // Grids of modest height: the pass costs in proportion to the bins trajectories cross.
-            var targets = [DensityTarget(tensors: selected, width: 900, height: 300)]
-            targets += own.map { DensityTarget(tensors: [$0], width: 360, height: 120) }
-            var views: [(DensityView, [DensityGrid])] = []
-            for view in [DensityView.values, .steps] where r.snapshotCount >= (view == .steps ? 3 : 2) {
-                views.append((view, try Density.computeMany(r, view: view, targets: targets, workers: n, progress: { d, t in bar.update(d, t) }, tolerateEmpty: true)))
-            }
+            // Grids of modest height: the pass costs in proportion to the rows trajectories cross.
+            var targets = [DensityTarget(tensors: selected, width: 900, height: 300, view: .values)]
+            let withSteps = r.snapshotCount >= 3
+            if withSteps { targets.append(DensityTarget(tensors: selected, width: 900, height: 300, view: .steps)) }
+            let first = targets.count
+            targets += own.map { DensityTarget(tensors: [$0], width: 360, height: 120, view: .values) }
+            let all = try Density.computeMany(r, targets: targets, workers: n, progress: { d, t in bar.update(d, t) }, tolerateEmpty: true)
             bar.finish()
+            let views: [(DensityView, [DensityGrid])] = [(.values, [all[0]] + all[first...])] + (withSteps ? [(.steps, [all[1]])] : [])
             for (view, grids) in views {
                 let g = grids[0]
                 var chart = DensityChart(counts: g.counts, width: g.width, height: g.height, x: (Double(g.pointSteps.first!), Double(g.pointSteps.last!)),

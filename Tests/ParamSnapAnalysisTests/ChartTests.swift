@@ -157,6 +157,28 @@ private let browserAvailable: Bool = {
 /// The analysis results that cross a split of the parameters merge into the whole's: a chart's counts and a search's
 /// top lists computed over two halves of a run's tensors equal those of one pass over all of them.
 @Suite struct MergeTests {
+    @Test func onePassOfManyChartsEqualsSeparatePasses() throws {
+        // Two views and a tensor's chart in one pass, with and without pair tables, and with tables drawn and zeroed
+        // after every batch: the same counts as one pass per chart.
+        let dir = tempDir(); defer { cleanup(dir) }
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(productPath("psnap"), ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
+        let r = try PSnapReader(path: path)
+        let all = Array(r.tensors.indices)
+        let targets = [DensityTarget(tensors: all, width: 200, height: 100, view: .values), DensityTarget(tensors: all, width: 200, height: 100, view: .steps),
+                       DensityTarget(tensors: [0], width: 64, height: 32, view: .z)]
+        let separate = try targets.map { try Density.compute(r, view: $0.view!, tensors: $0.tensors, width: $0.width, height: $0.height) }
+        for (budget, redraw) in [(Density.pairTableBudget, UInt64(UInt32.max)), (0, UInt64(UInt32.max)), (Density.pairTableBudget, UInt64(1))] {
+            let together = try Density.computeMany(r, view: .values, targets: targets, fullRange: false, workers: 2, progress: nil, tolerateEmpty: false,
+                                                   pairBudget: budget, pairRedraw: redraw)
+            for (a, b) in zip(together, separate) {
+                #expect(a.view == b.view && a.lo == b.lo && a.hi == b.hi && a.counts == b.counts && a.below == b.below && a.above == b.above)
+                #expect(a.series == b.series && a.constant == b.constant && a.nonFinite == b.nonFinite)
+            }
+        }
+        #expect(separate[1].counts.reduce(0, +) > 0 && separate[2].constant + separate[2].series == r.layout.parameterCounts[0])
+    }
+
     @Test func halvesMergeIntoTheWhole() throws {
         let dir = tempDir(); defer { cleanup(dir) }
         let path = dir + "/run.psnap"
