@@ -9,6 +9,7 @@
 //   ParamSnapStats  the moments passes over the reader's scan
 //   ParamSnapAnalysis  modes, similar, pairs, groups (BLAS/LAPACK) and the density chart's counts, over whole trajectories
 //   PSnapRender   drawing: PNG and SVG charts from plain numbers (no scans)
+//   ParamSnapC    the C ABI (libparamsnap.so) the Python package calls
 //   ParamSnapCLICore  command-line plumbing (errors to exit codes, options, progress) and `snapinfo`
 //   ParamSnapCLI  the thin command line of `psnap`
 import PackageDescription
@@ -22,6 +23,8 @@ let package = Package(
         .library(name: "ParamSnapAnalysis", targets: ["ParamSnapAnalysis"]),
         // Read-everything routines shared by the fuzz targets (tools/fuzz) and the fuzz-regression tests.
         .library(name: "ParamSnapFuzzSupport", targets: ["ParamSnapFuzzSupport"]),
+        // The C ABI the Python package (tools/python) loads: libparamsnap.so.
+        .library(name: "paramsnap", type: .dynamic, targets: ["ParamSnapC"]),
         .executable(name: "psnap", targets: ["psnap"]),
         .executable(name: "snapinfo", targets: ["snapinfo"]),
     ],
@@ -55,6 +58,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // `@_cdecl` functions over the reader for other languages (tools/python); no Swift types cross it.
+        .target(name: "ParamSnapC", dependencies: ["ParamSnap"]),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLICore"]),
         // Helpers every test target shares: seeded values, temporary folders, the built tools, the golden fixtures.

@@ -254,6 +254,34 @@ public final class PSnapReader: @unchecked Sendable {
         return out
     }
 
+    /// Trajectories of parameters `range` of tensor `t` as raw little-endian bit patterns, row-major
+    /// [parameters × snapshots] (each value `dtype.size` bytes), into `out` (exactly that many bytes).
+    public func trajectoriesBytes(tensor t: Int, range: Range<Int>, into out: UnsafeMutableRawBufferPointer) throws {
+        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        guard range.lowerBound >= 0, range.upperBound <= layout.parameterCounts[t] else {
+            throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: range.upperBound - 1, count: layout.parameterCounts[t])
+        }
+        let S = snapshotCount, e = tensors[t].dtype.size
+        precondition(out.count == range.count * S * e, "an output of parameters × snapshots values")
+        guard !range.isEmpty else { return }
+        let B = layout.blockSize
+        try withCodec { codec in
+            for b in (range.lowerBound / B)...((range.upperBound - 1) / B) {
+                let p0 = max(range.lowerBound, b * B), p1 = min(range.upperBound, (b + 1) * B)
+                for i in tileRange(tensor: t, block: b) {
+                    let x = tiles[i]
+                    let s = Int(x.snapshotCount), f = Int(x.firstSnapshot)
+                    let scratch = codec.rawScratch(Int(x.rawLength))
+                    try decodeTile(i, into: scratch, codec: codec)
+                    for p in p0..<p1 {
+                        (out.baseAddress! + ((p - range.lowerBound) * S + f) * e)
+                            .copyMemory(from: scratch.baseAddress! + (p - b * B) * s * e, byteCount: s * e)
+                    }
+                }
+            }
+        }
+    }
+
     /// Tensor `t` at snapshot `k` as raw little-endian bytes in row-major order (rebuilds a checkpoint tensor).
     public func tensorBytes(tensor t: Int, snapshot k: Int) throws -> [UInt8] {
         guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }

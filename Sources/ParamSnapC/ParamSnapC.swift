@@ -1,0 +1,164 @@
+// The C ABI of libparamsnap.so, what tools/python's `paramsnap` package calls through ctypes: open a run, describe it
+// as JSON, read parameters' trajectories and one snapshot of a tensor as raw little-endian values. Every function
+// returns 0 or an error code and writes the library's own message into the caller's buffer; nothing traps on bad
+// input (null handles and pointers, out-of-range indices and sizes are refused by name).
+//
+// Codes: 1 the request (unknown tensor, index out of range, a buffer of the wrong size), 2 damaged data (checksum,
+// decode, malformed file), 3 the system (open, read, map), 4 anything else.
+import Foundation
+import ParamSnap
+
+/// An open run behind an opaque handle.
+final class RunHandle {
+    let reader: PSnapReader
+    init(_ reader: PSnapReader) { self.reader = reader }
+}
+
+private func code(_ error: Error) -> Int32 {
+    guard let e = error as? any ParamSnapError else { return 4 }
+    switch e.kind {
+    case .usage, .conflict: return 1
+    case .corruptData: return 2
+    case .io: return 3
+    }
+}
+
+/// Writes `message` (UTF-8, truncated at a character boundary, NUL-terminated) into `buffer` of `capacity` bytes.
+private func report(_ message: String, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: Int) {
+    guard let buffer, capacity > 0 else { return }
+    var bytes = Array(message.utf8)
+    if bytes.count > capacity - 1 {
+        bytes = Array(bytes[0..<(capacity - 1)])
+        while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }       // a cut continuation byte
+        if let last = bytes.last, last & 0x80 != 0 { bytes.removeLast() }              // its lead byte
+    }
+    for (i, b) in bytes.enumerated() { buffer[i] = CChar(bitPattern: b) }
+    buffer[bytes.count] = 0
+}
+
+private func guarded(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch let e as RequestError {
+        report(e.message, err, cap)
+        return 1
+    } catch {
+        report("\(error)", err, cap)
+        return code(error)
+    }
+}
+
+private struct RequestError: Error { let message: String }
+
+private func run(_ h: UnsafeMutableRawPointer?) throws -> PSnapReader {
+    guard let h else { throw RequestError(message: "no run: the handle is null (closed?)") }
+    return Unmanaged<RunHandle>.fromOpaque(h).takeUnretainedValue().reader
+}
+
+/// Opens the run at `path` (memory-mapped; nothing is read but its index and metadata).
+@_cdecl("psnap_open")
+public func psnap_open(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                       _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        guard let path, let out else { throw RequestError(message: "psnap_open: null path or output") }
+        let reader = try PSnapReader(path: String(cString: path))
+        out.pointee = Unmanaged.passRetained(RunHandle(reader)).toOpaque()
+    }
+}
+
+/// Closes a handle from `psnap_open` (once).
+@_cdecl("psnap_close")
+public func psnap_close(_ h: UnsafeMutableRawPointer?) {
+    guard let h else { return }
+    Unmanaged<RunHandle>.fromOpaque(h).release()
+}
+
+/// The run described as JSON (malloc'd, NUL-terminated; free it with `psnap_free`): its tensors (name, dtype,
+/// shape, parameters), its snapshots (index, step, epoch, time, metadata), block size and file facts.
+@_cdecl("psnap_describe")
+public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+                           _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let r = try run(h)
+        guard let out else { throw RequestError(message: "psnap_describe: null output") }
+        struct Tensor: Encodable { let name: String; let dtype: String; let shape: [Int]; let parameters: Int }
+        struct Snapshot: Encodable { let index: Int; let step: Int64; let epoch: Double?; let time: Double; let metadata: [String: MetaValue]? }
+        struct Run: Encodable {
+            let path: String; let blockSize: Int; let snapshotCount: Int; let parameterCount: Int
+            let tensors: [Tensor]; let snapshots: [Snapshot]; let attributes: [String: MetaValue]?
+        }
+        let d = Run(path: r.path, blockSize: r.layout.blockSize, snapshotCount: r.snapshotCount, parameterCount: r.parameterCount,
+                    tensors: r.tensors.indices.map { Tensor(name: r.tensors[$0].name, dtype: r.tensors[$0].dtype.rawValue, shape: r.tensors[$0].shape,
+                                                             parameters: r.layout.parameterCounts[$0]) },
+                    snapshots: r.snapshots.enumerated().map { Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch,
+                                                                       time: $0.element.time, metadata: $0.element.metadata) },
+                    attributes: r.metadata.attributes)
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let bytes = Array(try encoder.encode(d))
+        let p = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
+        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+        p[bytes.count] = 0
+        out.pointee = p
+    }
+}
+
+/// Frees a string from `psnap_describe`.
+@_cdecl("psnap_free")
+public func psnap_free(_ p: UnsafeMutableRawPointer?) { free(p) }
+
+/// The index of the tensor called `name`; the error names the closest names.
+@_cdecl("psnap_tensor_index")
+public func psnap_tensor_index(_ h: UnsafeMutableRawPointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Int64>?,
+                               _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let r = try run(h)
+        guard let name, let out else { throw RequestError(message: "psnap_tensor_index: null name or output") }
+        out.pointee = Int64(try r.tensorIndex(named: String(cString: name)))
+    }
+}
+
+/// Parameters [first, end) of tensor `tensor`, every snapshot, as raw values: row-major [parameters × snapshots],
+/// `bytes` = (end − first) × snapshots × element size.
+@_cdecl("psnap_read_trajectories")
+public func psnap_read_trajectories(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, _ first: Int64, _ end: Int64,
+                                    _ out: UnsafeMutableRawPointer?, _ bytes: Int64,
+                                    _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let r = try run(h)
+        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
+            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
+        }
+        let t = Int(tensor), n = Int64(r.layout.parameterCounts[t])
+        guard first >= 0, first <= end, end <= n else {
+            throw RequestError(message: "parameters \(first)..<\(end) of tensor '\(r.tensors[t].name)' out of range (it has \(n))")
+        }
+        let need = (end - first).multipliedReportingOverflow(by: Int64(r.snapshotCount * r.tensors[t].dtype.size))
+        guard !need.overflow, need.partialValue == bytes, let out else {
+            throw RequestError(message: "psnap_read_trajectories: the output holds \(bytes) bytes, \(need.partialValue) needed")
+        }
+        try r.trajectoriesBytes(tensor: t, range: Int(first)..<Int(end), into: UnsafeMutableRawBufferPointer(start: out, count: Int(bytes)))
+    }
+}
+
+/// Tensor `tensor` at snapshot `snapshot` as raw values in row-major order (`bytes` = parameters × element size).
+@_cdecl("psnap_read_snapshot")
+public func psnap_read_snapshot(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, _ snapshot: Int64,
+                                _ out: UnsafeMutableRawPointer?, _ bytes: Int64,
+                                _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let r = try run(h)
+        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
+            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
+        }
+        let t = Int(tensor)
+        guard snapshot >= 0, snapshot < Int64(r.snapshotCount) else {
+            throw RequestError(message: "snapshot \(snapshot) out of range (the run has \(r.snapshotCount))")
+        }
+        let need = Int64(r.layout.parameterCounts[t] * r.tensors[t].dtype.size)
+        guard need == bytes, let out else { throw RequestError(message: "psnap_read_snapshot: the output holds \(bytes) bytes, \(need) needed") }
+        let data = try r.tensorBytes(tensor: t, snapshot: Int(snapshot))
+        data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+    }
+}

@@ -1,0 +1,309 @@
+"""ParamSnap from Python: read .psnap training runs through the native library (the same decoder, checksums and errors
+as the `psnap` command).
+
+    import paramsnap
+    run = paramsnap.open("run.psnap")        # memory-mapped: only the index and metadata are read
+    run.tensors                              # names, dtypes, shapes
+    run.snapshots                            # a pandas DataFrame (step, epoch, time, every metadata key), else a list
+    w = run["fc1.weight"]                    # array-like of shape (*shape, snapshots)
+    w[3, 17]                                 # one parameter's trajectory
+    w[:, :5, -1]                             # reads only the blocks of parameters it needs
+    run.snapshot(10)                         # {name: array} of one snapshot (as_torch=True for torch tensors)
+
+Values keep their dtype (f32, f16, f64); bf16 comes as `ml_dtypes.bfloat16` when ml_dtypes is installed, else as
+float32 (exact) with `bf16="float32"`, or as its raw uint16 bit patterns with `bf16="bits"`.
+"""
+import json
+import math
+
+import numpy as np
+
+from . import _native
+from ._native import DamagedRunError, Error, OutOfRangeError, UnknownTensorError
+
+__all__ = ["open", "Run", "TensorArray", "Error", "DamagedRunError", "UnknownTensorError", "OutOfRangeError"]
+
+_lib = None
+_DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "f64": np.dtype("<f8"), "bf16": np.dtype("<u2")}
+# Parameters read per native call when gathering a selection (bounds the scratch memory: × snapshots × element size).
+_CHUNK = 1 << 16
+
+
+def _library():
+    global _lib
+    if _lib is None:
+        _lib, _ = _native.load()
+    return _lib
+
+
+def open(path, bf16=None):
+    """Opens the run at `path`. `bf16`: None (ml_dtypes.bfloat16 if installed, else raw bits with a warning-free
+    uint16 view), "float32" (widened, exact) or "bits" (uint16 bit patterns)."""
+    return Run(path, bf16=bf16)
+
+
+class Tensor:
+    """A tensor of the run: name, dtype (the file's: f32, f16, bf16, f64), shape, parameter count."""
+
+    def __init__(self, index, d):
+        self.index, self.name, self.dtype, self.shape, self.size = index, d["name"], d["dtype"], tuple(d["shape"]), d["parameters"]
+
+    def __repr__(self):
+        return f"Tensor({self.name!r}, {self.dtype}, shape={self.shape})"
+
+
+class Run:
+    """An open .psnap run (see the module's help). Use as a context manager, or call close()."""
+
+    def __init__(self, path, bf16=None):
+        import ctypes
+        lib = _library()
+        self._lib = lib
+        h = ctypes.c_void_p()
+        _native.call(lib.psnap_open, str(path).encode(), ctypes.byref(h))
+        self._h = h
+        out = ctypes.c_void_p()
+        _native.call(lib.psnap_describe, self._h, ctypes.byref(out))
+        try:
+            self._info = json.loads(ctypes.string_at(out.value).decode("utf-8"))
+        finally:
+            lib.psnap_free(out)
+        self.path = str(path)
+        self.tensors = [Tensor(i, t) for i, t in enumerate(self._info["tensors"])]
+        self._by_name = {t.name: t for t in self.tensors}
+        self.snapshot_count = self._info["snapshotCount"]
+        self.block_size = self._info["blockSize"]
+        self.attributes = self._info.get("attributes") or {}
+        if bf16 not in (None, "float32", "bits"):
+            raise ValueError(f"bf16={bf16!r}: None, 'float32' or 'bits'")
+        self._bf16 = bf16
+
+    # -- lifetime
+    def close(self):
+        if getattr(self, "_h", None) is not None and self._h.value:
+            self._lib.psnap_close(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise Error(f"{self.path}: the run is closed")
+        return self._h
+
+    # -- description
+    @property
+    def snapshots(self):
+        """The snapshots: index, step, epoch, time and every metadata key; a pandas DataFrame when pandas is installed."""
+        rows = []
+        for s in self._info["snapshots"]:
+            row = {"index": s["index"], "step": s["step"], "epoch": s.get("epoch"), "time": s.get("time")}
+            for k, v in (s.get("metadata") or {}).items():
+                row[k] = _meta(v)
+            rows.append(row)
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows).set_index("index")
+
+    @property
+    def steps(self):
+        return np.array([s["step"] for s in self._info["snapshots"]], dtype=np.int64)
+
+    def __repr__(self):
+        return (f"<paramsnap.Run {self.path!r}: {len(self.tensors)} tensors, {self._info['parameterCount']:,} parameters, "
+                f"{self.snapshot_count} snapshots>")
+
+    def __contains__(self, name):
+        return name in self._by_name
+
+    def __iter__(self):
+        return iter(t.name for t in self.tensors)
+
+    def _tensor(self, name):
+        if isinstance(name, Tensor):
+            return name
+        t = self._by_name.get(name)
+        if t is None:
+            import ctypes
+            i = ctypes.c_int64()
+            # The library's error names the closest names.
+            _native.call(self._lib.psnap_tensor_index, self._handle(), str(name).encode(), ctypes.byref(i))
+            t = self.tensors[i.value]
+        return t
+
+    # -- reading
+    def __getitem__(self, name):
+        """The tensor `name` as an array-like of shape (*shape, snapshots)."""
+        return TensorArray(self, self._tensor(name))
+
+    def _out_dtype(self, t):
+        if t.dtype != "bf16":
+            return _DTYPES[t.dtype]
+        if self._bf16 == "bits":
+            return np.dtype("<u2")
+        if self._bf16 == "float32":
+            return np.dtype("<f4")
+        try:
+            import ml_dtypes
+            return np.dtype(ml_dtypes.bfloat16)
+        except ImportError:
+            raise Error(f"tensor '{t.name}' is bf16: install ml_dtypes, or open with bf16='float32' (exact) or bf16='bits'")
+
+    def _convert(self, t, raw):
+        """Raw little-endian values (a uint16 array for bf16) as the caller's dtype."""
+        if t.dtype != "bf16":
+            return raw
+        if self._bf16 == "bits":
+            return raw
+        if self._bf16 == "float32":
+            return (raw.astype(np.uint32) << 16).view(np.float32)
+        return raw.view(self._out_dtype(t))
+
+    def trajectories(self, name, start=0, stop=None):
+        """Parameters [start, stop) of tensor `name` (flat, row-major), every snapshot: an array (stop − start, S)."""
+        import ctypes
+        t = self._tensor(name)
+        stop = t.size if stop is None else stop
+        if not (0 <= start <= stop <= t.size):
+            raise OutOfRangeError(f"parameters {start}..<{stop} of tensor '{t.name}' out of range (it has {t.size})")
+        raw = np.empty((stop - start, self.snapshot_count), dtype=_DTYPES[t.dtype])
+        if raw.size:
+            _native.call(self._lib.psnap_read_trajectories, self._handle(), t.index, start, stop,
+                         raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
+        return self._convert(t, raw)
+
+    def snapshot(self, k, tensors=None, as_torch=False):
+        """Snapshot `k` (negative from the end): {name: array of the tensor's shape}, for `tensors` (default all)."""
+        import ctypes
+        S = self.snapshot_count
+        if not -S <= k < S:
+            raise OutOfRangeError(f"snapshot {k} out of range (the run has {S})")
+        k = k % S
+        out = {}
+        for name in (tensors if tensors is not None else [t.name for t in self.tensors]):
+            t = self._tensor(name)
+            raw = np.empty(t.size, dtype=_DTYPES[t.dtype])
+            if raw.size:
+                _native.call(self._lib.psnap_read_snapshot, self._handle(), t.index, k, raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
+            a = self._convert(t, raw).reshape(t.shape)
+            if as_torch:
+                import torch
+                a = torch.from_numpy(a.copy()) if a.dtype != np.uint16 else torch.from_numpy(a.astype(np.int32))
+            out[t.name] = a
+        return out
+
+
+def _meta(v):
+    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
+        return float(v)
+    return v
+
+
+class TensorArray:
+    """A tensor over the run's snapshots, shape (*tensor_shape, S): numpy-style indexing reads only the blocks of
+    parameters the selection touches. Indices per dimension: an int, a slice, `...`, or a list/array of ints
+    (lists select per dimension, as xarray's and zarr's orthogonal indexing, not numpy's pointwise)."""
+
+    def __init__(self, run, tensor):
+        self.run, self.tensor = run, tensor
+        self.shape = tensor.shape + (run.snapshot_count,)
+        self.ndim = len(self.shape)
+        self.dtype = run._out_dtype(tensor) if tensor.dtype != "bf16" or run._bf16 else _bf16_dtype_or_bits()
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"<paramsnap.TensorArray {self.tensor.name!r} shape={self.shape} dtype={self.dtype}>"
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[...]
+        return a.astype(dtype) if dtype is not None else a
+
+    def _keys(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        if sum(k is Ellipsis for k in key) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        if Ellipsis in [k for k in key if k is Ellipsis]:
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
+        if len(key) > self.ndim:
+            raise OutOfRangeError(f"too many indices for '{self.tensor.name}': {len(key)} for {self.ndim} dimensions {self.shape}")
+        key = key + (slice(None),) * (self.ndim - len(key))
+        sel, drop = [], []
+        for d, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, (int, np.integer)):
+                if not -n <= k < n:
+                    raise OutOfRangeError(f"index {k} out of range for dimension {d} of '{self.tensor.name}' (size {n})")
+                sel.append(np.array([k % n])); drop.append(True)
+            elif isinstance(k, slice):
+                sel.append(np.arange(n)[k]); drop.append(False)
+            else:
+                a = np.asarray(k)
+                if a.dtype == bool:
+                    if a.shape != (n,):
+                        raise OutOfRangeError(f"boolean index of shape {a.shape} for dimension {d} of size {n}")
+                    a = np.nonzero(a)[0]
+                if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+                    raise IndexError(f"dimension {d}: indices must be ints, slices, '...' or 1-D integer lists")
+                if a.size and (a.min() < -n or a.max() >= n):
+                    raise OutOfRangeError(f"index out of range for dimension {d} of '{self.tensor.name}' (size {n})")
+                sel.append(a % n if a.size else a.astype(np.int64)); drop.append(False)
+        return sel, drop
+
+    def __getitem__(self, key):
+        sel, drop = self._keys(key)
+        pdims, ssel = sel[:-1], sel[-1]
+        pshape = self.tensor.shape
+        counts = [len(s) for s in pdims]
+        if pshape:
+            grids = np.ix_(*pdims) if pdims else ()
+            flat = np.ravel_multi_index(grids, pshape).reshape(-1) if all(counts) else np.zeros(0, dtype=np.int64)
+        else:
+            flat = np.zeros(1, dtype=np.int64)
+        S = self.run.snapshot_count
+        out = np.empty((flat.size, len(ssel)), dtype=self.run._out_dtype(self.tensor) if self.tensor.dtype != "bf16" or self.run._bf16 else _bf16_dtype_or_bits())
+        if flat.size and len(ssel):
+            order = np.argsort(flat, kind="stable")
+            sorted_flat = flat[order]
+            # The blocks touched, read in runs of consecutive blocks of at most _CHUNK parameters.
+            B = self.run.block_size
+            blocks = np.unique(sorted_flat // B)
+            runs = np.split(blocks, np.nonzero(np.diff(blocks) != 1)[0] + 1)
+            for r in runs:
+                for c0 in range(0, len(r), max(1, _CHUNK // B)):
+                    part = r[c0:c0 + max(1, _CHUNK // B)]
+                    p0, p1 = int(part[0]) * B, min(self.tensor.size, (int(part[-1]) + 1) * B)
+                    rows = self.run.trajectories(self.tensor, p0, p1)
+                    lo, hi = np.searchsorted(sorted_flat, [p0, p1])
+                    pick = sorted_flat[lo:hi] - p0
+                    vals = rows[pick][:, ssel] if len(ssel) != S else rows[pick]
+                    out[order[lo:hi]] = vals
+        out = out.reshape(tuple(counts) + (len(ssel),))
+        squeeze = tuple(d for d, x in enumerate(drop) if x)
+        return out.squeeze(axis=squeeze) if squeeze else out
+
+
+def _bf16_dtype_or_bits():
+    try:
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    except ImportError:
+        raise Error("bf16 tensor: install ml_dtypes, or open with bf16='float32' (exact) or bf16='bits'")
