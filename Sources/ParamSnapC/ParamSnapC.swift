@@ -142,6 +142,28 @@ public func psnap_read_trajectories(_ h: UnsafeMutableRawPointer?, _ tensor: Int
     }
 }
 
+/// One parameter's trajectory (flat index `index` of tensor `tensor`) as raw values (`bytes` = snapshots × element
+/// size), through the reader's tile cache: repeated reads near each other decode a tile once.
+@_cdecl("psnap_read_trajectory")
+public func psnap_read_trajectory(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, _ index: Int64,
+                                  _ out: UnsafeMutableRawPointer?, _ bytes: Int64,
+                                  _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let r = try run(h)
+        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
+            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
+        }
+        let t = Int(tensor)
+        guard index >= 0, index < Int64(r.layout.parameterCounts[t]) else {
+            throw RequestError(message: "parameter \(index) out of range for tensor '\(r.tensors[t].name)' (\(r.layout.parameterCounts[t]) parameters)")
+        }
+        let need = Int64(r.snapshotCount * r.tensors[t].dtype.size)
+        guard need == bytes, let out else { throw RequestError(message: "psnap_read_trajectory: the output holds \(bytes) bytes, \(need) needed") }
+        let data = try r.trajectoryBytes(tensor: t, index: Int(index))
+        data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+    }
+}
+
 /// Tensor `tensor` at snapshot `snapshot` as raw values in row-major order (`bytes` = parameters × element size).
 @_cdecl("psnap_read_snapshot")
 public func psnap_read_snapshot(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, _ snapshot: Int64,

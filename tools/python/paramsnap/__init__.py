@@ -184,6 +184,12 @@ class Run:
                          raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
         return self._convert(t, raw)
 
+    def _trajectory(self, t, p):
+        import ctypes
+        raw = np.empty(self.snapshot_count, dtype=_DTYPES[t.dtype])
+        _native.call(self._lib.psnap_read_trajectory, self._handle(), t.index, p, raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
+        return self._convert(t, raw)
+
     def snapshot(self, k, tensors=None, as_torch=False):
         """Snapshot `k` (negative from the end): {name: array of the tensor's shape}, for `tensors` (default all)."""
         import ctypes
@@ -269,6 +275,15 @@ class TensorArray:
         return sel, drop
 
     def __getitem__(self, key):
+        # One parameter (every index an int): its trajectory through the reader's tile cache.
+        shape = self.tensor.shape
+        if isinstance(key, tuple) and len(key) == len(shape) and shape and all(isinstance(k, (int, np.integer)) for k in key):
+            flat = 0
+            for d, (k, n) in enumerate(zip(key, shape)):
+                if not -n <= k < n:
+                    raise OutOfRangeError(f"index {k} out of range for dimension {d} of '{self.tensor.name}' (size {n})")
+                flat = flat * n + (k % n)
+            return self.run._trajectory(self.tensor, flat)
         sel, drop = self._keys(key)
         pdims, ssel = sel[:-1], sel[-1]
         pshape = self.tensor.shape

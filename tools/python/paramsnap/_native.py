@@ -67,6 +67,8 @@ def _declare(lib):
     lib.psnap_read_trajectories.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                             ctypes.c_int64] + c_err
     lib.psnap_read_trajectories.restype = ctypes.c_int32
+    lib.psnap_read_trajectory.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
+    lib.psnap_read_trajectory.restype = ctypes.c_int32
     lib.psnap_read_snapshot.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
     lib.psnap_read_snapshot.restype = ctypes.c_int32
 

@@ -140,6 +140,11 @@ def test_errors_name_what_and_where(converted, tmp_path):
         with pytest.raises(IndexError):
             a[0, 0, 61]
         with pytest.raises(IndexError):
+            a[80, 0]
+        with pytest.raises(IndexError):
+            a[0, -81]
+        assert np.array_equal(a[-1, -1], a[79, 79]) and a[-1, -1].shape == (61,)
+        with pytest.raises(IndexError):
             a[0, 0, 0, 0]
         with pytest.raises(IndexError):
             run.snapshot(61)

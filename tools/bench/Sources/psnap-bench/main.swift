@@ -179,6 +179,28 @@ func benchRead(args: [String]) throws {
                  tileRaw / 1024, sink.isNaN ? " " : ""))
 }
 
+func benchTensor(args: [String]) throws {
+    // psnap-bench tensor FILE NAME [--repeat 5]: the whole tensor's trajectories as raw values (the read the Python
+    // package's `run[name][...]` and `run.trajectories(name)` make), median MB/s of raw values.
+    let path = args[0], name = args[1]
+    let reps = args.firstIndex(of: "--repeat").map { Int(args[$0 + 1])! } ?? 5
+    let r = try PSnapReader(path: path)
+    let t = try r.tensorIndex(named: name)
+    let n = r.layout.parameterCounts[t], bytes = n * r.snapshotCount * r.tensors[t].dtype.size
+    let out = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 16)
+    defer { out.deallocate() }
+    _ = shell("cat \(path) > /dev/null")
+    var times: [Double] = []
+    for _ in 0..<reps {
+        let t0 = now()
+        try r.trajectoriesBytes(tensor: t, range: 0..<n, into: out)
+        times.append(now() - t0)
+    }
+    let med = times.sorted()[times.count / 2]
+    print(String(format: "tensor %@ of %@: %ld parameters × %ld snapshots, %.1f MB raw in %.3f s (%.0f MB/s, median of %ld)",
+                 name, (path as NSString).lastPathComponent, n, r.snapshotCount, Double(bytes) / 1e6, med, Double(bytes) / 1e6 / med, reps))
+}
+
 func benchOpen(args: [String]) throws {
     // psnap-bench open DIR: a file with ≥ 100,000 tiles (B = 64, 6.4 M params, 2 segments), open time.
     let dir = args.first ?? "/tmp/psnap-bench"
@@ -434,6 +456,7 @@ let argv = Array(CommandLine.arguments.dropFirst())
 guard let cmd = argv.first else {
     print("""
     usage: psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024] [--level 3]
+           psnap-bench tensor FILE NAME [--repeat 5]
            psnap-bench read FILE [--n 1000] [--no-verify]
            psnap-bench open DIR
            psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
@@ -445,6 +468,7 @@ do {
     switch cmd {
     case "append": try benchAppend(args: Array(argv.dropFirst()))
     case "read": try benchRead(args: Array(argv.dropFirst()))
+    case "tensor": try benchTensor(args: Array(argv.dropFirst()))
     case "open": try benchOpen(args: Array(argv.dropFirst()))
     case "kernels": try benchKernels(args: Array(argv.dropFirst()))
     case "scale": try benchScale(args: Array(argv.dropFirst()))
