@@ -184,3 +184,122 @@ public func psnap_read_snapshot(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, 
         data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
     }
 }
+
+// MARK: the training writer
+
+/// A writer behind an opaque handle.
+final class WriterHandle {
+    let writer: SnapshotWriter
+    init(_ writer: SnapshotWriter) { self.writer = writer }
+}
+
+private func writer(_ h: UnsafeMutableRawPointer?) throws -> SnapshotWriter {
+    guard let h else { throw RequestError(message: "no writer: the handle is null (closed?)") }
+    return Unmanaged<WriterHandle>.fromOpaque(h).takeUnretainedValue().writer
+}
+
+private func decodeJSON<T: Decodable>(_ type: T.Type, _ text: UnsafePointer<CChar>?, _ what: String) throws -> T {
+    guard let text else { throw RequestError(message: "\(what): null JSON") }
+    do {
+        return try JSONDecoder().decode(T.self, from: Data(String(cString: text).utf8))
+    } catch {
+        throw RequestError(message: "\(what): malformed JSON (\(error))")
+    }
+}
+
+/// Opens a run for appending: creates it from `tensors` (JSON [{"name", "dtype", "shape"}]), or, when it exists and
+/// `options` says "resume": true, reopens it (a torn tail after its newest commit is cut; a different tensor layout
+/// is refused naming the first difference). `options` JSON: blockSize, memoryBytes, snapshotsPerSegment, workers,
+/// overwrite, resume, attributes.
+@_cdecl("psnap_writer_open")
+public func psnap_writer_open(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePointer<CChar>?, _ options: UnsafePointer<CChar>?,
+                              _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                              _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        guard let path, let out else { throw RequestError(message: "psnap_writer_open: null path or output") }
+        struct Options: Decodable {
+            var blockSize: Int?; var memoryBytes: Int?; var snapshotsPerSegment: Int?; var workers: Int?
+            var overwrite: Bool?; var resume: Bool?; var attributes: [String: MetaValue]?
+        }
+        let given = try decodeJSON([TensorInfo].self, tensors, "tensors")
+        let o = try decodeJSON(Options.self, options, "options")
+        var opts = WriterOptions()
+        if let b = o.blockSize { opts.blockSize = b }
+        if let m = o.memoryBytes {
+            guard m >= 1 << 20 else { throw RequestError(message: "memory \(m) bytes: at least 1 MiB") }
+            opts.memoryBudget = m
+        }
+        if let s = o.snapshotsPerSegment {
+            guard s >= 1 else { throw RequestError(message: "snapshots per segment \(s): at least 1") }
+            opts.snapshotsPerSegment = s
+        }
+        if let w = o.workers, w >= 1 { opts.workers = w }
+        opts.overwrite = o.overwrite ?? false
+        opts.attributes = o.attributes
+        let p = String(cString: path)
+        let w: SnapshotWriter
+        if (o.resume ?? true) && !(o.overwrite ?? false) && FileManager.default.fileExists(atPath: p) {
+            w = try SnapshotWriter.open(path: p, expecting: given, options: opts)
+        } else {
+            w = try SnapshotWriter.create(path: p, tensors: given, options: opts)
+        }
+        out.pointee = Unmanaged.passRetained(WriterHandle(w)).toOpaque()
+    }
+}
+
+/// The writer's tensors in its order (JSON, malloc'd; free with `psnap_free`): append's buffers come in this order.
+@_cdecl("psnap_writer_tensors")
+public func psnap_writer_tensors(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+                                 _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let w = try writer(h)
+        guard let out else { throw RequestError(message: "psnap_writer_tensors: null output") }
+        let bytes = Array(try JSONEncoder().encode(w.layout.tensors)) + [0]
+        let p = malloc(bytes.count)!.assumingMemoryBound(to: CChar.self)
+        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+        out.pointee = p
+    }
+}
+
+/// Stages one snapshot (committed every `snapshotsPerSegment`, or by `psnap_writer_commit`): `info` JSON {step, epoch,
+/// time, metadata}; `buffers[i]` / `sizes[i]` the raw little-endian values of the writer's tensor i.
+@_cdecl("psnap_writer_append")
+public func psnap_writer_append(_ h: UnsafeMutableRawPointer?, _ info: UnsafePointer<CChar>?,
+                                _ buffers: UnsafePointer<UnsafeRawPointer?>?, _ sizes: UnsafePointer<Int64>?, _ count: Int64,
+                                _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let w = try writer(h)
+        let s = try decodeJSON(SnapshotInfo.self, info, "snapshot")
+        guard count >= 0, count == Int64(w.layout.tensors.count), let sizes else {
+            throw RequestError(message: "\(count) buffers for \(w.layout.tensors.count) tensors")
+        }
+        var list: [UnsafeRawBufferPointer] = []
+        for i in 0..<Int(count) {
+            guard sizes[i] >= 0 else { throw RequestError(message: "tensor '\(w.layout.tensors[i].name)': size \(sizes[i])") }
+            let p = buffers?[i]
+            guard p != nil || sizes[i] == 0 else { throw RequestError(message: "tensor '\(w.layout.tensors[i].name)': null buffer") }
+            list.append(UnsafeRawBufferPointer(start: p, count: Int(sizes[i])))
+        }
+        try w.append(s, buffers: list)
+    }
+}
+
+/// Commits the staged snapshots (durable when it returns); `committed` gets the snapshots the file now holds.
+@_cdecl("psnap_writer_commit")
+public func psnap_writer_commit(_ h: UnsafeMutableRawPointer?, _ committed: UnsafeMutablePointer<Int64>?,
+                                _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        let w = try writer(h)
+        _ = try w.commit()
+        committed?.pointee = Int64(w.committedSnapshots)
+    }
+}
+
+/// Commits what is staged and closes the writer; the handle is released even when the commit fails.
+@_cdecl("psnap_writer_close")
+public func psnap_writer_close(_ h: UnsafeMutableRawPointer?, _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guard let h else { return 0 }
+    let box = Unmanaged<WriterHandle>.fromOpaque(h)
+    defer { box.release() }
+    return guarded(err, cap) { try box.takeUnretainedValue().writer.close() }
+}

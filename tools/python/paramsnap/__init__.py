@@ -10,6 +10,9 @@ as the `psnap` command).
     w[:, :5, -1]                             # reads only the blocks of parameters it needs
     run.snapshot(10)                         # {name: array} of one snapshot (as_torch=True for torch tensors)
 
+    with paramsnap.Writer("run.psnap") as w:  # while training: no intermediate checkpoint files
+        w.append(model.state_dict(), step=step, metadata={"loss": loss})
+
 Values keep their dtype (f32, f16, f64); bf16 comes as `ml_dtypes.bfloat16` when ml_dtypes is installed, else as
 float32 (exact) with `bf16="float32"`, or as its raw uint16 bit patterns with `bf16="bits"`.
 """
@@ -21,7 +24,7 @@ import numpy as np
 from . import _native
 from ._native import DamagedRunError, Error, OutOfRangeError, UnknownTensorError
 
-__all__ = ["open", "Run", "TensorArray", "Error", "DamagedRunError", "UnknownTensorError", "OutOfRangeError"]
+__all__ = ["open", "Run", "TensorArray", "Writer", "Error", "DamagedRunError", "UnknownTensorError", "OutOfRangeError"]
 
 _lib = None
 _DTYPES = {"f32": np.dtype("<f4"), "f16": np.dtype("<f2"), "f64": np.dtype("<f8"), "bf16": np.dtype("<u2")}
@@ -322,3 +325,6 @@ def _bf16_dtype_or_bits():
         return np.dtype(ml_dtypes.bfloat16)
     except ImportError:
         raise Error("bf16 tensor: install ml_dtypes, or open with bf16='float32' (exact) or bf16='bits'")
+
+
+from .writer import Writer  # noqa: E402

@@ -69,6 +69,17 @@ def _declare(lib):
     lib.psnap_read_trajectories.restype = ctypes.c_int32
     lib.psnap_read_trajectory.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
     lib.psnap_read_trajectory.restype = ctypes.c_int32
+    vp = ctypes.c_void_p
+    lib.psnap_writer_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(vp)] + c_err
+    lib.psnap_writer_open.restype = ctypes.c_int32
+    lib.psnap_writer_tensors.argtypes = [vp, ctypes.POINTER(vp)] + c_err
+    lib.psnap_writer_tensors.restype = ctypes.c_int32
+    lib.psnap_writer_append.argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(vp), ctypes.POINTER(ctypes.c_int64), ctypes.c_int64] + c_err
+    lib.psnap_writer_append.restype = ctypes.c_int32
+    lib.psnap_writer_commit.argtypes = [vp, ctypes.POINTER(ctypes.c_int64)] + c_err
+    lib.psnap_writer_commit.restype = ctypes.c_int32
+    lib.psnap_writer_close.argtypes = [vp] + c_err
+    lib.psnap_writer_close.restype = ctypes.c_int32
     lib.psnap_read_snapshot.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
     lib.psnap_read_snapshot.restype = ctypes.c_int32
 

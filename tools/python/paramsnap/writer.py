@@ -1,0 +1,157 @@
+"""The training writer from Python: snapshots of a model's parameters appended to a .psnap run while it trains, with
+the library's commit protocol (a commit is durable when it returns; a killed process loses only what was staged).
+
+    with paramsnap.Writer("run.psnap", memory="1GiB") as w:
+        for step in ...:
+            ...
+            if step % 100 == 0:
+                w.append(model.state_dict(), step=step, epoch=epoch, metadata={"loss": loss, "lr": lr})
+
+Tensors are torch tensors or numpy arrays (float32, float16, bfloat16, float64), passed to the library without an
+intermediate file (a CPU tensor's own memory when it is contiguous). The first append fixes the run's tensors; an
+existing run is resumed (the same tensors required) unless `overwrite=True`.
+"""
+import ctypes
+import json
+import re
+import time as _time
+
+import numpy as np
+
+from . import _native
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+
+
+def _bytes(memory):
+    if isinstance(memory, int):
+        return memory
+    m = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", str(memory))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"memory={memory!r}: a byte count or e.g. '512MiB', '1GiB'")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _array(name, x):
+    """(dtype name in the file, a contiguous numpy array holding the raw values) for a torch tensor or an array."""
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        import torch
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        kinds = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.float64: "f64"}
+        if t.dtype not in kinds:
+            raise TypeError(f"tensor '{name}' has dtype {t.dtype}: float32, float16, bfloat16 or float64")
+        kind = kinds[t.dtype]
+        a = t.view(torch.int16).numpy().view(np.uint16) if kind == "bf16" else t.numpy()
+        return kind, a, tuple(t.shape)
+    a = np.asarray(x)
+    if a.dtype.name == "bfloat16":
+        kind = "bf16"
+    else:
+        kind = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.float64): "f64"}.get(a.dtype)
+        if kind is None:
+            raise TypeError(f"tensor '{name}' has dtype {a.dtype}: float32, float16, bfloat16 or float64")
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return kind, np.ascontiguousarray(a), a.shape
+
+
+class Writer:
+    """Appends snapshots to the run at `path` (see the module's help). `memory`: the library's budget (staged
+    snapshots beyond half of it spill to a file beside the run); `snapshots_per_segment`: snapshots staged before an
+    automatic commit (1: every append is durable when it returns); `block_size`: parameters per block of a new run."""
+
+    def __init__(self, path, memory="1GiB", snapshots_per_segment=16, block_size=None, overwrite=False, resume=True,
+                 attributes=None, workers=None):
+        from . import _library
+        self._lib = _library()
+        self.path = str(path)
+        self._options = {"memoryBytes": _bytes(memory), "snapshotsPerSegment": int(snapshots_per_segment),
+                         "overwrite": bool(overwrite), "resume": bool(resume)}
+        if block_size is not None:
+            self._options["blockSize"] = int(block_size)
+        if workers is not None:
+            self._options["workers"] = int(workers)
+        if attributes:
+            self._options["attributes"] = attributes
+        self._h = None
+        self._order = None
+        self.committed = 0
+
+    def _open(self, arrays):
+        tensors = [{"name": n, "dtype": k, "shape": list(s)} for n, (k, a, s) in arrays.items()]
+        h = ctypes.c_void_p()
+        _native.call(self._lib.psnap_writer_open, self.path.encode(), json.dumps(tensors).encode(),
+                     json.dumps(self._options).encode(), ctypes.byref(h))
+        self._h = h
+        out = ctypes.c_void_p()
+        _native.call(self._lib.psnap_writer_tensors, self._h, ctypes.byref(out))
+        try:
+            self._order = [t["name"] for t in json.loads(ctypes.string_at(out.value).decode("utf-8"))]
+        finally:
+            self._lib.psnap_free(out)
+
+    def append(self, tensors, step, epoch=None, time=None, metadata=None):
+        """Stages one snapshot: `tensors` maps names to torch tensors or numpy arrays (e.g. `model.state_dict()`;
+        non-float entries such as integer buffers are refused by name: pass only the parameters)."""
+        arrays = {str(n): _array(n, x) for n, x in tensors.items()}
+        if self._h is None:
+            self._open(arrays)
+        missing = [n for n in self._order if n not in arrays]
+        extra = [n for n in arrays if n not in set(self._order)]
+        if missing or extra:
+            raise _native.Error(f"{self.path}: the snapshot's tensors differ from the run's: "
+                                f"{'missing ' + repr(missing[:3]) if missing else ''}{' ' if missing and extra else ''}"
+                                f"{'not in the run ' + repr(extra[:3]) if extra else ''}")
+        meta = {}
+        for k, v in (metadata or {}).items():
+            if hasattr(v, "item"):
+                v = v.item()
+            meta[str(k)] = v if isinstance(v, str) else float(v)
+        info = {"step": int(step), "time": float(_time.time() if time is None else time)}
+        if epoch is not None:
+            info["epoch"] = float(epoch)
+        if meta:
+            info["metadata"] = meta
+        n = len(self._order)
+        ptrs = (ctypes.c_void_p * n)()
+        sizes = (ctypes.c_int64 * n)()
+        keep = []
+        for i, name in enumerate(self._order):
+            a = arrays[name][1]
+            keep.append(a)
+            ptrs[i] = a.ctypes.data if a.nbytes else None
+            sizes[i] = a.nbytes
+        _native.call(self._lib.psnap_writer_append, self._h, json.dumps(info).encode(), ptrs, sizes, n)
+        del keep
+
+    def commit(self):
+        """Commits the staged snapshots (durable when it returns); returns the snapshots the run holds."""
+        if self._h is None:
+            return self.committed
+        c = ctypes.c_int64()
+        _native.call(self._lib.psnap_writer_commit, self._h, ctypes.byref(c))
+        self.committed = c.value
+        return self.committed
+
+    def close(self):
+        """Commits what is staged and closes the run."""
+        if self._h is not None:
+            h, self._h = self._h, None
+            _native.call(self._lib.psnap_writer_close, h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
