@@ -58,8 +58,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // `@_cdecl` functions over the reader for other languages (tools/python); no Swift types cross it.
-        .target(name: "ParamSnapC", dependencies: ["ParamSnap"]),
+        // `@_cdecl` functions over the reader, the writer and the passes for other languages (tools/python); only C
+        // types and JSON cross it.
+        .target(name: "ParamSnapC", dependencies: ["ParamSnap", "ParamSnapStats", "ParamSnapAnalysis"]),
         .executableTarget(name: "psnap", dependencies: ["ParamSnapCLI"]),
         .executableTarget(name: "snapinfo", dependencies: ["ParamSnapCLICore"]),
         // Helpers every test target shares: seeded values, temporary folders, the built tools, the golden fixtures.

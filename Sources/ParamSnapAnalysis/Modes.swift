@@ -98,6 +98,8 @@ public enum AnalysisError: ParamSnapError, Equatable {
     case noParameters
     case eigensolver(info: Int32)
     case constantQuery(Int)
+    /// Query i has `got` values; a query is a trajectory of `want` (one value per snapshot).
+    case queryLength(Int, got: Int, want: Int)
     case selectionTooLarge(Int, max: Int)
     case badTop(Int)
     case badGroupCount(Int, max: Int?)
@@ -110,7 +112,7 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .tooFewSnapshots, .noParameters: return .corruptData
         case .badComponentCount: return .usage
         case .eigensolver: return .io(errno: nil)
-        case .constantQuery, .selectionTooLarge, .badTop, .badGroupCount, .badIterations, .featuresMismatch: return .usage
+        case .constantQuery, .queryLength, .selectionTooLarge, .badTop, .badGroupCount, .badIterations, .featuresMismatch: return .usage
         case .noVaryingFeature: return .corruptData
         }
     }
@@ -130,6 +132,7 @@ public enum AnalysisError: ParamSnapError, Equatable {
         case .badTop(let n): return "top \(n): at least 1 parameter per query"
         case .selectionTooLarge(let n, let m): return "\(n) parameters selected: pairs takes at most \(m) (narrow --include)"
         case .constantQuery(let i): return "query \(i + 1) is constant (or not finite) in this view: its correlation with anything is undefined"
+        case .queryLength(let i, let g, let w): return "query \(i + 1) has \(g) values: a query is a trajectory, one value per snapshot (\(w)); the steps view takes its steps"
         }
     }
 }

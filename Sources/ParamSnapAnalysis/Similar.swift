@@ -74,7 +74,8 @@ public enum Similar {
         let removal = removeModes.map { ModeRemoval($0) }
         var q: [Double] = []
         for (i, query) in queries.enumerated() {
-            guard query.count == S, var z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
+            guard query.count == S else { throw AnalysisError.queryLength(i, got: query.count, want: S) }
+            guard var z = normalised(query[...], view: view) else { throw AnalysisError.constantQuery(i) }
             if let removal {
                 let kept = z.withUnsafeMutableBufferPointer { removal.apply($0.baseAddress!, rows: 1) }
                 guard kept[0] else { throw AnalysisError.constantQuery(i) }

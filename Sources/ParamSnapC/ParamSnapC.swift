@@ -51,6 +51,13 @@ private func guarded(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: ()
 
 private struct RequestError: Error { let message: String }
 
+/// `guarded` for the passes (their request errors are `PassError`).
+func guardedPass(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () throws -> Void) -> Int32 {
+    guarded(err, cap) {
+        do { try body() } catch let e as PassError { throw RequestError(message: e.message) }
+    }
+}
+
 private func run(_ h: UnsafeMutableRawPointer?) throws -> PSnapReader {
     guard let h else { throw RequestError(message: "no run: the handle is null (closed?)") }
     return Unmanaged<RunHandle>.fromOpaque(h).takeUnretainedValue().reader

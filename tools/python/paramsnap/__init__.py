@@ -214,6 +214,154 @@ class Run:
         return out
 
 
+# -- the analysis passes (native, all cores, streaming)
+
+def _select(run, include):
+    """Tensor names matching the glob(s) in `include` (None: every tensor)."""
+    if include is None:
+        return None
+    import fnmatch
+    pats = [include] if isinstance(include, str) else list(include)
+    names = [t.name for t in run.tensors if any(fnmatch.fnmatchcase(t.name, p) for p in pats)]
+    if not names:
+        raise UnknownTensorError(f"no tensor matches {pats}")
+    return names
+
+
+def _pass(run, request):
+    import ctypes
+    out = ctypes.c_void_p()
+    _native.call(run._lib.psnap_pass, run._handle(), json.dumps({k: v for k, v in request.items() if v is not None}).encode(), ctypes.byref(out))
+    try:
+        return json.loads(ctypes.string_at(out.value).decode("utf-8"))
+    finally:
+        run._lib.psnap_free(out)
+
+
+def _per_tensor(path, bf16=None):
+    """A per-parameter output file (moments, groups, fit) read whole: ({tensor: array (*shape, columns)}, column names)."""
+    with Run(path) as f:
+        names = [s.get("statistic", str(s["index"])) for s in (f.snapshots.reset_index().to_dict("records") if hasattr(f.snapshots, "reset_index") else f.snapshots)]
+        return {t.name: np.asarray(f[t.name]).astype(np.float64, copy=False) for t in f.tensors}, names
+
+
+def _temp_output(run):
+    import os
+    import tempfile
+    fd, path = tempfile.mkstemp(suffix=".psnap", dir=os.path.dirname(os.path.abspath(run.path)) if os.access(os.path.dirname(os.path.abspath(run.path)), os.W_OK) else None)
+    os.close(fd)
+    os.remove(path)
+    return path
+
+
+def _modes(self, k=5, on="values", include=None, workers=None):
+    """The run's k principal trajectory modes (`psnap modes`): eigenvalues, explained variance ratios, modes (k × S)."""
+    r = _pass(self, {"pass": "modes", "k": k, "on": on, "tensors": _select(self, include), "workers": workers})
+    return {"eigenvalues": np.array(r["eigenvalues"]), "explained_variance_ratio": np.array(r["explainedVarianceRatio"]),
+            "modes": np.array(r["modes"]), "parameters": r["parameters"], "non_finite": r["nonFinite"], "on": r["view"]}
+
+
+def _similar(self, query, top=50, on="values", include=None, remove_modes=0, workers=None):
+    """The `top` parameters whose trajectories correlate best with `query` (`psnap similar`, exact Pearson r): a query
+    is (tensor name, index tuple or flat index) or a trajectory of S values (on="steps" takes its steps); a list of queries
+    gives a list of answers. Each answer: a pandas DataFrame (tensor, index, r), else a list of dicts."""
+    many = isinstance(query, list) and query and not isinstance(query[0], (int, float, np.floating, np.integer))
+    qs = query if many else [query]
+    series = []
+    for q in qs:
+        if isinstance(q, tuple) and len(q) == 2 and isinstance(q[0], str):
+            name, idx = q
+            t = self._tensor(name)
+            flat = int(np.ravel_multi_index(idx, t.shape)) if isinstance(idx, tuple) else int(idx)
+            series.append(self.trajectories(name, flat, flat + 1)[0].astype(np.float64).tolist())
+        else:
+            series.append(np.asarray(q, dtype=np.float64).tolist())
+    r = _pass(self, {"pass": "similar", "queries": series, "top": top, "on": on, "tensors": _select(self, include),
+                     "removeModes": remove_modes or None, "workers": workers})
+    out = []
+    for hits in r["hits"]:
+        rows = [{"tensor": h["tensor"], "index": tuple(int(i) for i in np.unravel_index(h["index"], self._tensor(h["tensor"]).shape)) or (h["index"],),
+                 "flat_index": h["index"], "r": h["r"]} for h in hits]
+        try:
+            import pandas as pd
+            out.append(pd.DataFrame(rows, columns=["tensor", "index", "flat_index", "r"]))
+        except ImportError:
+            out.append(rows)
+    return out if many else out[0]
+
+
+def _moments(self, stats=None, include=None, output=None, overwrite=False, workers=None):
+    """Per-parameter statistics of every trajectory (`psnap moments`, f64). With `output`, the file is kept and returned
+    opened (lazy, for big runs); without, {statistic: {tensor: array of the tensor's shape}}."""
+    path = output or _temp_output(self)
+    r = _pass(self, {"pass": "moments", "statistics": list(stats) if stats else None, "tensors": _select(self, include),
+                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
+    if output:
+        return Run(path)
+    try:
+        arrays, names = _per_tensor(path)
+    finally:
+        import os
+        os.path.exists(path) and os.remove(path)
+    return {s: {t: a[..., i] for t, a in arrays.items()} for i, s in enumerate(r["statistics"])}
+
+
+def _groups(self, k=16, on="values", include=None, iterations=25, seed=0, output=None, overwrite=False, workers=None):
+    """k-means groups of trajectory shapes (`psnap groups`): centroids, sizes, rms distances, objective history, and
+    each parameter's group and distance ({tensor: array}; −1 undefined, −2 NaN/inf). With `output` the per-parameter
+    file is kept."""
+    path = output or _temp_output(self)
+    r = _pass(self, {"pass": "groups", "k": k, "on": on, "tensors": _select(self, include), "iterations": iterations, "seed": seed,
+                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
+    try:
+        arrays, _ = _per_tensor(path)
+    finally:
+        if not output:
+            import os
+            os.path.exists(path) and os.remove(path)
+    return {"centroids": np.array(r["centroids"]), "sizes": np.array(r["sizes"]), "rms": np.array(r["rms"], dtype=float),
+            "objective_history": np.array(r["objectiveHistory"]), "iterations": r["iterations"],
+            "group": {t: a[..., 0].astype(np.int64) for t, a in arrays.items()}, "distance": {t: a[..., 1] for t, a in arrays.items()}}
+
+
+def _fit(self, families=("linear", "quadratic", "modes:5"), on="values", include=None, output=None, overwrite=False, workers=None):
+    """Laws fitted to every trajectory (`psnap fit`, f64): {"families", "columns", "best" counts, "x", "values":
+    {tensor: array (*shape, columns)}} (per family its coefficients, sse, r2, aic, bic; then best). With `output` the
+    file is kept and "values" is not read."""
+    path = output or _temp_output(self)
+    r = _pass(self, {"pass": "fit", "families": list(families), "on": on, "tensors": _select(self, include),
+                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
+    res = {"families": r["families"], "best": dict(zip(r["families"], r["best"])), "series": r["series"], "non_finite": r["nonFinite"],
+           "x": np.array(r["x"])}
+    if output:
+        res["run"] = Run(path)
+        return res
+    try:
+        res["values"], res["columns"] = _per_tensor(path)
+    finally:
+        import os
+        os.path.exists(path) and os.remove(path)
+    return res
+
+
+def _chart(self, view="values", width=1000, height=500, include=None, range=None, workers=None):
+    """The density chart's counts (`psnap chart`, spec/CHARTS.md): {"counts": uint64 (height, width), row 0 the lowest
+    values; "lo", "hi", "below", "above" per column, "steps" of the points, "series", "constant", "non_finite"}."""
+    r = _pass(self, {"pass": "chart", "view": view, "width": width, "height": height, "tensors": _select(self, include),
+                     "range": list(range) if range is not None else None, "workers": workers})
+    return {"counts": np.array(r["counts"], dtype=np.uint64).reshape(r["height"], r["width"]), "lo": r["lo"], "hi": r["hi"],
+            "below": np.array(r["below"], dtype=np.uint64), "above": np.array(r["above"], dtype=np.uint64),
+            "steps": np.array(r["pointSteps"]), "series": r["series"], "constant": r["constant"], "non_finite": r["nonFinite"]}
+
+
+Run.modes = _modes
+Run.similar = _similar
+Run.moments = _moments
+Run.groups = _groups
+Run.fit = _fit
+Run.chart = _chart
+
+
 def _meta(v):
     if isinstance(v, str) and v in ("nan", "inf", "-inf"):
         return float(v)

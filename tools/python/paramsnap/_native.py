@@ -80,6 +80,8 @@ def _declare(lib):
     lib.psnap_writer_commit.restype = ctypes.c_int32
     lib.psnap_writer_close.argtypes = [vp] + c_err
     lib.psnap_writer_close.restype = ctypes.c_int32
+    lib.psnap_pass.argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(vp)] + c_err
+    lib.psnap_pass.restype = ctypes.c_int32
     lib.psnap_read_snapshot.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
     lib.psnap_read_snapshot.restype = ctypes.c_int32
 

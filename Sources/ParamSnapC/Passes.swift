@@ -1,0 +1,138 @@
+// The analysis passes through the C ABI: one entry point, a JSON request naming the pass and its options, a JSON
+// answer. Passes that write a per-parameter file (moments, groups, fit) write it where the request says; the caller
+// opens it as a run.
+import Foundation
+import ParamSnap
+import ParamSnapAnalysis
+import ParamSnapStats
+
+struct PassRequest: Decodable {
+    var pass: String
+    var tensors: [String]?
+    var on: String?
+    var k: Int?
+    var top: Int?
+    var queries: [[Double]]?
+    var removeModes: Int?
+    var statistics: [String]?
+    var output: String?
+    var overwrite: Bool?
+    var iterations: Int?
+    var seed: UInt64?
+    var families: [String]?
+    var view: String?
+    var width: Int?
+    var height: Int?
+    var range: [Double]?
+    var workers: Int?
+}
+
+private func view(_ s: String?) throws -> TrajectoryView {
+    guard let v = TrajectoryView(rawValue: s ?? "values") else { throw PassError("on: '\(s ?? "")' is values or steps") }
+    return v
+}
+
+struct PassError: Error { let message: String; init(_ m: String) { message = m } }
+
+private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+    let e = JSONEncoder()
+    e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return Array(try e.encode(value))
+}
+
+func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
+    let workers = max(1, q.workers ?? ProcessInfo.processInfo.activeProcessorCount)
+    let tensors = try q.tensors.map { try $0.map { try r.tensorIndex(named: $0) } }
+    func output() throws -> String {
+        guard let o = q.output, !o.isEmpty else { throw PassError("\(q.pass): an output path is needed") }
+        return o
+    }
+    switch q.pass {
+    case "modes":
+        let m = try Modes.compute(r, k: q.k ?? 5, view: try view(q.on), tensors: tensors, workers: workers)
+        struct Out: Encodable { let view: String; let parameters: Int; let nonFinite: Int; let eigenvalues: [Double]; let explainedVarianceRatio: [Double]; let modes: [[Double]] }
+        return try encode(Out(view: m.view.rawValue, parameters: m.parameters, nonFinite: m.nonFiniteParameters, eigenvalues: m.eigenvalues,
+                              explainedVarianceRatio: m.explainedVarianceRatio, modes: m.modes))
+    case "similar":
+        guard let queries = q.queries, !queries.isEmpty else { throw PassError("similar: no query") }
+        let v = try view(q.on)
+        let remove = try q.removeModes.flatMap { $0 > 0 ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
+        let s = try Similar.search(r, queries: queries, top: q.top ?? 50, view: v, removeModes: remove, tensors: tensors, workers: workers)
+        struct Hit: Encodable { let tensor: String; let index: Int; let r: Double }
+        struct Out: Encodable { let hits: [[Hit]]; let constant: Int; let nonFinite: Int; let searched: Int }
+        return try encode(Out(hits: s.hits.map { $0.map { Hit(tensor: r.tensors[$0.tensor].name, index: $0.index, r: $0.r) } },
+                              constant: s.constant, nonFinite: s.nonFinite, searched: s.searched))
+    case "moments":
+        var o = TrajectoryMomentsOptions()
+        if let names = q.statistics {
+            o.statistics = try names.map { n in
+                guard let s = TrajectoryStatistic(rawValue: n) else {
+                    throw PassError("statistic '\(n)': one of \(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return s
+            }
+        }
+        o.tensors = tensors
+        o.outputDType = .f64
+        o.overwrite = q.overwrite ?? false
+        o.workers = workers
+        let out = try output()
+        _ = try TrajectoryMoments.run(reader: r, outputPath: out, options: o)
+        struct Out: Encodable { let output: String; let statistics: [String] }
+        return try encode(Out(output: out, statistics: o.statistics.map(\.rawValue)))
+    case "groups":
+        let g = try Groups.compute(r, k: q.k ?? 16, features: .trajectories(try view(q.on)), tensors: tensors, iterations: q.iterations ?? 25,
+                                   seed: q.seed ?? 0, outputPath: try output(), dtype: .f64, force: q.overwrite ?? false, workers: workers)
+        struct Out: Encodable { let output: String; let centroids: [[Double]]; let sizes: [Int]; let rms: [Double]; let objectiveHistory: [Double]
+                                let undefined: Int; let nonFinite: Int; let iterations: Int }
+        return try encode(Out(output: try output(), centroids: g.centroids, sizes: g.sizes, rms: g.rmsDistances, objectiveHistory: g.objectiveHistory,
+                              undefined: g.undefined, nonFinite: g.nonFinite, iterations: g.iterations))
+    case "fit":
+        let v = try view(q.on)
+        let names = q.families ?? ["linear", "quadratic", "modes:5"]
+        let families = try names.map { n in
+            guard let f = FitFamily(n) else { throw PassError("family '\(n)': linear, quadratic, lr, lr2, modes:K, exp or power") }
+            return f
+        }
+        let maxK = families.compactMap { if case .modes(let k) = $0 { return k } else { return nil } }.max()
+        let modes = try maxK.map { try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) }
+        let s = try Fit.run(r, families: families, view: v, tensors: tensors, modes: modes, outputPath: try output(), dtype: .f64,
+                            force: q.overwrite ?? false, workers: workers)
+        struct Out: Encodable { let output: String; let families: [String]; let best: [Int]; let series: Int; let nonFinite: Int; let x: [Double] }
+        return try encode(Out(output: try output(), families: s.families.map(\.description), best: s.best, series: s.series,
+                              nonFinite: s.nonFinite, x: s.x))
+    case "chart":
+        guard let dv = DensityView(rawValue: q.view ?? "values") else { throw PassError("view '\(q.view ?? "")': values, relative, z or steps") }
+        var range: (lo: Double, hi: Double)?
+        if let rr = q.range {
+            guard rr.count == 2 else { throw PassError("range: [lo, hi]") }
+            range = (rr[0], rr[1])
+        }
+        let g = try Density.compute(r, view: dv, tensors: tensors, width: q.width ?? 1000, height: q.height ?? 500, range: range, workers: workers)
+        struct Out: Encodable { let width: Int; let height: Int; let lo: Double; let hi: Double; let counts: [UInt64]; let below: [UInt64]
+                                let above: [UInt64]; let pointSteps: [Int64]; let series: Int; let constant: Int; let nonFinite: Int }
+        return try encode(Out(width: g.width, height: g.height, lo: g.lo, hi: g.hi, counts: g.counts, below: g.below, above: g.above,
+                              pointSteps: g.pointSteps, series: g.series, constant: g.constant, nonFinite: g.nonFinite))
+    default:
+        throw PassError("no pass '\(q.pass)' (modes, similar, moments, groups, fit, chart)")
+    }
+}
+
+/// Runs an analysis pass over the run: `request` JSON {"pass": "modes" | "similar" | "moments" | "groups" | "fit" |
+/// "chart", …its options}; the answer JSON is malloc'd into `out` (free with `psnap_free`).
+@_cdecl("psnap_pass")
+public func psnap_pass(_ h: UnsafeMutableRawPointer?, _ request: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+                       _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guardedPass(err, cap) {
+        guard let h, let request, let out else { throw PassError("psnap_pass: null handle, request or output") }
+        let r = Unmanaged<RunHandle>.fromOpaque(h).takeUnretainedValue().reader
+        let q: PassRequest
+        do { q = try JSONDecoder().decode(PassRequest.self, from: Data(String(cString: request).utf8)) } catch {
+            throw PassError("psnap_pass: malformed request (\(error))")
+        }
+        let bytes = try runPass(r, q) + [0]
+        let p = malloc(bytes.count)!.assumingMemoryBound(to: CChar.self)
+        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+        out.pointee = p
+    }
+}
