@@ -1,12 +1,31 @@
 """The Trainer callback driven through the TrainerCallback protocol by a small numpy training loop (the same calls
 transformers.Trainer makes): the run holds a snapshot at the start, every N steps and at each epoch's end, with
 step, epoch, loss and learning rate, and the values the model had then."""
+import json
+import os
+import struct
+import subprocess
 import types
 
 import numpy as np
 
 import paramsnap
+from conftest import psnap_binary
 from paramsnap.hf import ParamSnapCallback
+
+
+def save_safetensors(path, tensors, step):
+    """A checkpoint as a trainer would save it (safetensors, f32)."""
+    header, blobs, off = {}, [], 0
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype=np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b); off += len(b)
+    header["__metadata__"] = {"step": str(step)}
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 class Param:
@@ -38,8 +57,15 @@ def test_callback_protocol(tmp_path):
     state = types.SimpleNamespace(global_step=0, epoch=0.0)
     args, control = object(), object()
     seen = {}
+    dumps = tmp_path / "checkpoints"
+    dumps.mkdir()
+
+    def checkpoint():
+        seen[state.global_step] = model.W.a.copy()
+        save_safetensors(str(dumps / f"step-{state.global_step:04d}.safetensors"), {"W": model.W.a, "b": model.b.a}, state.global_step)
+
     cb.on_train_begin(args, state, control, model=model)
-    seen[0] = model.W.a.copy()
+    checkpoint()
     lr, steps_per_epoch = 0.05, 8
     for epoch in range(2):
         for i in range(steps_per_epoch):
@@ -52,7 +78,7 @@ def test_callback_protocol(tmp_path):
             cb.on_log(args, state, control, logs={"loss": float((err ** 2).mean()), "learning_rate": lr})
             cb.on_step_end(args, state, control, model=model)
             if state.global_step % 4 == 0:
-                seen[state.global_step] = model.W.a.copy()
+                checkpoint()
         cb.on_epoch_end(args, state, control, model=model)     # the same step as the last on_step_end: not twice
     cb.on_train_end(args, state, control, model=model)
     with paramsnap.open(tmp_path / "hf.psnap") as run:
@@ -62,3 +88,10 @@ def test_callback_protocol(tmp_path):
         assert np.allclose(frame["learning_rate"].iloc[1:], lr) and frame["loss"].iloc[-1] < frame["loss"].iloc[1]
         for k, step in enumerate(sorted(seen)):
             assert np.array_equal(run.snapshot(k)["W"], seen[step])
+        # The same run converted from the checkpoints saved along the way: the same values, bit for bit.
+        conv = str(tmp_path / "converted.psnap")
+        subprocess.run([psnap_binary(), "convert", str(dumps), "-o", conv, "--quiet"], check=True)
+        with paramsnap.open(conv) as c:
+            assert list(c.steps) == list(run.steps)
+            for t in ("W", "b"):
+                assert np.array_equal(c.trajectories(t).view(np.uint32), run.trajectories(t).view(np.uint32))
