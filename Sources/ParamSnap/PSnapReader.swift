@@ -223,32 +223,13 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Trajectories of parameters `range` of tensor `t` as a row-major [parameters × snapshots] matrix.
     public func trajectories(tensor t: Int, range: Range<Int>) throws -> [Double] {
-        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
-        guard range.lowerBound >= 0, range.upperBound <= layout.parameterCounts[t] else {
-            throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: range.upperBound - 1, count: layout.parameterCounts[t])
-        }
+        var out = [Double](repeating: 0, count: range.count * snapshotCount)
         let S = snapshotCount
-        let dtype = tensors[t].dtype
-        let e = dtype.size
-        var out = [Double](repeating: 0, count: range.count * S)
-        guard !range.isEmpty else { return out }
-        let B = layout.blockSize
-        try withCodec { codec in
-            for b in (range.lowerBound / B)...((range.upperBound - 1) / B) {
-                let p0 = max(range.lowerBound, b * B), p1 = min(range.upperBound, (b + 1) * B)
-                for i in tileRange(tensor: t, block: b) {
-                    let x = tiles[i]
-                    let s = Int(x.snapshotCount), f = Int(x.firstSnapshot)
-                    let scratch = codec.rawScratch(Int(x.rawLength))
-                    try decodeTile(i, into: scratch, codec: codec)
-                    out.withUnsafeMutableBufferPointer { o in
-                        for p in p0..<p1 {
-                            let src = UnsafeRawBufferPointer(start: scratch.baseAddress! + (p - b * B) * s * e, count: s * e)
-                            let dst = UnsafeMutableBufferPointer(rebasing: o[((p - range.lowerBound) * S + f)..<((p - range.lowerBound) * S + f + s)])
-                            ValueConversion.toDoubles(src, dtype: dtype, into: dst)
-                        }
-                    }
-                }
+        try out.withUnsafeMutableBufferPointer { o in
+            try forEachTrajectoryPart(tensor: t, range: range) { p, f, s, src in
+                let dtype = tensors[t].dtype
+                ValueConversion.toDoubles(UnsafeRawBufferPointer(start: src, count: s * dtype.size), dtype: dtype,
+                                          into: UnsafeMutableBufferPointer(rebasing: o[(p * S + f)..<(p * S + f + s)]))
             }
         }
         return out
@@ -257,14 +238,25 @@ public final class PSnapReader: @unchecked Sendable {
     /// Trajectories of parameters `range` of tensor `t` as raw little-endian bit patterns, row-major
     /// [parameters × snapshots] (each value `dtype.size` bytes), into `out` (exactly that many bytes).
     public func trajectoriesBytes(tensor t: Int, range: Range<Int>, into out: UnsafeMutableRawBufferPointer) throws {
+        let S = snapshotCount
+        guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        let e = tensors[t].dtype.size
+        precondition(out.count == range.count * S * e, "an output of parameters × snapshots values")
+        try forEachTrajectoryPart(tensor: t, range: range) { p, f, s, src in
+            (out.baseAddress! + (p * S + f) * e).copyMemory(from: src, byteCount: s * e)
+        }
+    }
+
+    /// Decodes the tiles holding parameters `range` of tensor `t`; `body(p, first, count, values)` gets each
+    /// parameter's part of each tile: its row p (from the range's start), its first snapshot and snapshot count, and
+    /// the raw values.
+    func forEachTrajectoryPart(tensor t: Int, range: Range<Int>, _ body: (Int, Int, Int, UnsafeRawPointer) -> Void) throws {
         guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
         guard range.lowerBound >= 0, range.upperBound <= layout.parameterCounts[t] else {
             throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: range.upperBound - 1, count: layout.parameterCounts[t])
         }
-        let S = snapshotCount, e = tensors[t].dtype.size
-        precondition(out.count == range.count * S * e, "an output of parameters × snapshots values")
         guard !range.isEmpty else { return }
-        let B = layout.blockSize
+        let e = tensors[t].dtype.size, B = layout.blockSize
         try withCodec { codec in
             for b in (range.lowerBound / B)...((range.upperBound - 1) / B) {
                 let p0 = max(range.lowerBound, b * B), p1 = min(range.upperBound, (b + 1) * B)
@@ -273,10 +265,7 @@ public final class PSnapReader: @unchecked Sendable {
                     let s = Int(x.snapshotCount), f = Int(x.firstSnapshot)
                     let scratch = codec.rawScratch(Int(x.rawLength))
                     try decodeTile(i, into: scratch, codec: codec)
-                    for p in p0..<p1 {
-                        (out.baseAddress! + ((p - range.lowerBound) * S + f) * e)
-                            .copyMemory(from: scratch.baseAddress! + (p - b * B) * s * e, byteCount: s * e)
-                    }
+                    for p in p0..<p1 { body(p - range.lowerBound, f, s, UnsafeRawPointer(scratch.baseAddress! + (p - b * B) * s * e)) }
                 }
             }
         }

@@ -12,7 +12,20 @@ package final class WritableFile {
     package init(path: String, create: Bool, overwrite: Bool = false) throws {
         self.path = path
         var flags = O_RDWR | O_CLOEXEC
-        if create { flags |= O_CREAT | (overwrite ? O_TRUNC : O_EXCL) }
+        if create { flags |= O_CREAT | O_EXCL }
+        if create && overwrite {
+            // Replacing a file: a new file, not the old one truncated. A reader that has the old one mapped keeps
+            // reading it (truncating it under the reader's map would kill that process on its next access), and a
+            // file another writer holds is refused before anything is touched.
+            let old = Glibc.open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK)
+            if old >= 0 {
+                defer { Glibc.close(old) }
+                var st = stat()
+                if fstat(old, &st) == 0, let kind = MappedFile.nonRegularKind(st.st_mode) { throw IOError.notRegularFile(path: path, kind: kind) }
+                guard Self.lock(old) else { throw IOError.locked(path: path) }
+                guard unlink(path) == 0 || errno == ENOENT else { throw IOError.open(path: path, errno: errno) }
+            }
+        }
         // O_NONBLOCK: a FIFO is refused below instead of waiting for its other end (cleared for a regular file).
         let fd = Glibc.open(path, flags | O_NONBLOCK, 0o644)
         guard fd >= 0 else {

@@ -18,7 +18,9 @@ private func code(_ error: Error) -> Int32 {
     guard let e = error as? any ParamSnapError else { return 4 }
     switch e.kind {
     case .usage, .conflict: return 1
-    case .corruptData: return 2
+    // Damage is what the file holds (checksums, tiles, commits: FormatError); data the caller gives that is not
+    // what it must be (a snapshot of the wrong size, an empty name, too few snapshots for a pass) is a request error.
+    case .corruptData: return error is FormatError ? 2 : 1
     case .io: return 3
     }
 }
@@ -58,6 +60,20 @@ func guardedPass(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () thr
     }
 }
 
+/// Tensor `tensor` of the run, checked.
+private func tensorIndex(_ r: PSnapReader, _ tensor: Int64) throws -> Int {
+    guard tensor >= 0, tensor < Int64(r.tensors.count) else {
+        throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
+    }
+    return Int(tensor)
+}
+
+/// `out` when it holds exactly `need` bytes.
+private func output(_ out: UnsafeMutableRawPointer?, _ bytes: Int64, _ need: Int64, _ what: String) throws -> UnsafeMutableRawPointer {
+    guard need == bytes, let out else { throw RequestError(message: "\(what): the output holds \(bytes) bytes, \(need) needed") }
+    return out
+}
+
 private func run(_ h: UnsafeMutableRawPointer?) throws -> PSnapReader {
     guard let h else { throw RequestError(message: "no run: the handle is null (closed?)") }
     return Unmanaged<RunHandle>.fromOpaque(h).takeUnretainedValue().reader
@@ -92,10 +108,11 @@ public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePo
         struct Tensor: Encodable { let name: String; let dtype: String; let shape: [Int]; let parameters: Int }
         struct Snapshot: Encodable { let index: Int; let step: Int64; let epoch: Double?; let time: Double; let metadata: [String: MetaValue]? }
         struct Run: Encodable {
-            let path: String; let blockSize: Int; let snapshotCount: Int; let parameterCount: Int
+            let path: String; let blockSize: Int; let snapshotCount: Int; let parameterCount: Int; let ignoredBytes: UInt64
             let tensors: [Tensor]; let snapshots: [Snapshot]; let attributes: [String: MetaValue]?
         }
         let d = Run(path: r.path, blockSize: r.layout.blockSize, snapshotCount: r.snapshotCount, parameterCount: r.parameterCount,
+                    ignoredBytes: r.ignoredBytes,
                     tensors: r.tensors.indices.map { Tensor(name: r.tensors[$0].name, dtype: r.tensors[$0].dtype.rawValue, shape: r.tensors[$0].shape,
                                                              parameters: r.layout.parameterCounts[$0]) },
                     snapshots: r.snapshots.enumerated().map { Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch,
@@ -134,18 +151,13 @@ public func psnap_read_trajectories(_ h: UnsafeMutableRawPointer?, _ tensor: Int
                                     _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     guarded(err, cap) {
         let r = try run(h)
-        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
-            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
-        }
-        let t = Int(tensor), n = Int64(r.layout.parameterCounts[t])
+        let t = try tensorIndex(r, tensor), n = Int64(r.layout.parameterCounts[t])
         guard first >= 0, first <= end, end <= n else {
             throw RequestError(message: "parameters \(first)..<\(end) of tensor '\(r.tensors[t].name)' out of range (it has \(n))")
         }
         let need = (end - first).multipliedReportingOverflow(by: Int64(r.snapshotCount * r.tensors[t].dtype.size))
-        guard !need.overflow, need.partialValue == bytes, let out else {
-            throw RequestError(message: "psnap_read_trajectories: the output holds \(bytes) bytes, \(need.partialValue) needed")
-        }
-        try r.trajectoriesBytes(tensor: t, range: Int(first)..<Int(end), into: UnsafeMutableRawBufferPointer(start: out, count: Int(bytes)))
+        let dst = try output(out, bytes, need.overflow ? -1 : need.partialValue, "psnap_read_trajectories")
+        try r.trajectoriesBytes(tensor: t, range: Int(first)..<Int(end), into: UnsafeMutableRawBufferPointer(start: dst, count: Int(bytes)))
     }
 }
 
@@ -157,17 +169,13 @@ public func psnap_read_trajectory(_ h: UnsafeMutableRawPointer?, _ tensor: Int64
                                   _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     guarded(err, cap) {
         let r = try run(h)
-        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
-            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
-        }
-        let t = Int(tensor)
+        let t = try tensorIndex(r, tensor)
         guard index >= 0, index < Int64(r.layout.parameterCounts[t]) else {
             throw RequestError(message: "parameter \(index) out of range for tensor '\(r.tensors[t].name)' (\(r.layout.parameterCounts[t]) parameters)")
         }
-        let need = Int64(r.snapshotCount * r.tensors[t].dtype.size)
-        guard need == bytes, let out else { throw RequestError(message: "psnap_read_trajectory: the output holds \(bytes) bytes, \(need) needed") }
+        let dst = try output(out, bytes, Int64(r.snapshotCount * r.tensors[t].dtype.size), "psnap_read_trajectory")
         let data = try r.trajectoryBytes(tensor: t, index: Int(index))
-        data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
     }
 }
 
@@ -178,17 +186,13 @@ public func psnap_read_snapshot(_ h: UnsafeMutableRawPointer?, _ tensor: Int64, 
                                 _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
     guarded(err, cap) {
         let r = try run(h)
-        guard tensor >= 0, tensor < Int64(r.tensors.count) else {
-            throw RequestError(message: "tensor \(tensor) out of range (the run has \(r.tensors.count))")
-        }
-        let t = Int(tensor)
+        let t = try tensorIndex(r, tensor)
         guard snapshot >= 0, snapshot < Int64(r.snapshotCount) else {
             throw RequestError(message: "snapshot \(snapshot) out of range (the run has \(r.snapshotCount))")
         }
-        let need = Int64(r.layout.parameterCounts[t] * r.tensors[t].dtype.size)
-        guard need == bytes, let out else { throw RequestError(message: "psnap_read_snapshot: the output holds \(bytes) bytes, \(need) needed") }
+        let dst = try output(out, bytes, Int64(r.layout.parameterCounts[t] * r.tensors[t].dtype.size), "psnap_read_snapshot")
         let data = try r.tensorBytes(tensor: t, snapshot: Int(snapshot))
-        data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        data.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: data.count) }
     }
 }
 
@@ -248,7 +252,11 @@ public func psnap_writer_open(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePo
         if (o.resume ?? true) && !(o.overwrite ?? false) && FileManager.default.fileExists(atPath: p) {
             w = try SnapshotWriter.open(path: p, expecting: given, options: opts)
         } else {
-            w = try SnapshotWriter.create(path: p, tensors: given, options: opts)
+            do {
+                w = try SnapshotWriter.create(path: p, tensors: given, options: opts)
+            } catch let e as FormatError {
+                throw RequestError(message: "\(e)")     // a block size or tensor list given, not a damaged file
+            }
         }
         out.pointee = Unmanaged.passRetained(WriterHandle(w)).toOpaque()
     }

@@ -18,6 +18,8 @@ float32 (exact) with `bf16="float32"`, or as its raw uint16 bit patterns with `b
 """
 import json
 import math
+import operator
+import warnings
 
 import numpy as np
 
@@ -77,6 +79,13 @@ class Run:
         self.snapshot_count = self._info["snapshotCount"]
         self.block_size = self._info["blockSize"]
         self.attributes = self._info.get("attributes") or {}
+        #: Bytes after the newest valid commit (a torn tail left by a killed writer, or a truncated copy): not part
+        #: of the run, which is what its newest valid commit holds.
+        self.ignored_bytes = self._info.get("ignoredBytes", 0)
+        if self.ignored_bytes:
+            warnings.warn(f"{self.path}: {self.ignored_bytes:,} bytes after the newest valid commit are ignored (a torn tail "
+                          f"left by a killed writer, or a truncated copy); the run is its newest commit: "
+                          f"{self.snapshot_count} snapshots", stacklevel=3)
         if bf16 not in (None, "float32", "bits"):
             raise ValueError(f"bf16={bf16!r}: None, 'float32' or 'bits'")
         self._bf16 = bf16
@@ -112,7 +121,8 @@ class Run:
         for s in self._info["snapshots"]:
             row = {"index": s["index"], "step": s["step"], "epoch": s.get("epoch"), "time": s.get("time")}
             for k, v in (s.get("metadata") or {}).items():
-                row[k] = _meta(v)
+                # A metadata key named like a column keeps its own column ("meta.step"), not the snapshot's.
+                row[f"meta.{k}" if k in ("index", "step", "epoch", "time") or k.startswith("meta.") else k] = _meta(v)
             rows.append(row)
         try:
             import pandas as pd
@@ -140,6 +150,8 @@ class Run:
         t = self._by_name.get(name)
         if t is None:
             import ctypes
+            if "\x00" in str(name):
+                raise UnknownTensorError(f"no tensor named {name!r} (a name holds no NUL)")
             i = ctypes.c_int64()
             # The library's error names the closest names.
             _native.call(self._lib.psnap_tensor_index, self._handle(), str(name).encode(), ctypes.byref(i))
@@ -197,10 +209,13 @@ class Run:
         """Snapshot `k` (negative from the end): {name: array of the tensor's shape}, for `tensors` (default all)."""
         import ctypes
         S = self.snapshot_count
+        k = _index(k, "snapshot")
         if not -S <= k < S:
             raise OutOfRangeError(f"snapshot {k} out of range (the run has {S})")
         k = k % S
         out = {}
+        if isinstance(tensors, str):
+            tensors = [tensors]
         for name in (tensors if tensors is not None else [t.name for t in self.tensors]):
             t = self._tensor(name)
             raw = np.empty(t.size, dtype=_DTYPES[t.dtype])
@@ -228,8 +243,24 @@ def _select(run, include):
     return names
 
 
+_INT_OPTIONS = {"k": (1, 1 << 20), "top": (1, 1 << 30), "iterations": (0, 1 << 20), "seed": (0, (1 << 64) - 1),
+                "width": (1, 1 << 20), "height": (1, 1 << 20), "removeModes": (0, 1 << 20), "workers": (1, 1024)}
+
+
 def _pass(run, request):
     import ctypes
+    for key, (lo, hi) in _INT_OPTIONS.items():
+        v = request.get(key)
+        if v is not None and (not _is_int(v) or not lo <= int(v) <= hi):
+            raise ValueError(f"{key}={v!r}: an integer in {lo} … {hi}")
+        if v is not None:
+            request[key] = int(v)
+    if request.get("statistics") is not None and len(set(request["statistics"])) != len(request["statistics"]):
+        raise ValueError(f"stats={request['statistics']}: a statistic named twice")
+    for key in ("queries", "range"):
+        v = request.get(key)
+        if v is not None and not np.isfinite(np.asarray(v, dtype=np.float64)).all():
+            raise ValueError(f"{key}: NaN or infinity (a query is a trajectory of finite values; a range is two finite numbers)")
     out = ctypes.c_void_p()
     _native.call(run._lib.psnap_pass, run._handle(), json.dumps({k: v for k, v in request.items() if v is not None}).encode(), ctypes.byref(out))
     try:
@@ -280,7 +311,7 @@ def _similar(self, query, top=50, on="values", include=None, remove_modes=0, wor
                      "removeModes": remove_modes or None, "workers": workers})
     out = []
     for hits in r["hits"]:
-        rows = [{"tensor": h["tensor"], "index": tuple(int(i) for i in np.unravel_index(h["index"], self._tensor(h["tensor"]).shape)) or (h["index"],),
+        rows = [{"tensor": h["tensor"], "index": tuple(int(i) for i in np.unravel_index(h["index"], self._tensor(h["tensor"]).shape)),
                  "flat_index": h["index"], "r": h["r"]} for h in hits]
         try:
             import pandas as pd
@@ -406,7 +437,11 @@ class TensorArray:
         key = key + (slice(None),) * (self.ndim - len(key))
         sel, drop = [], []
         for d, (k, n) in enumerate(zip(key, self.shape)):
-            if isinstance(k, (int, np.integer)):
+            if isinstance(k, (bool, np.bool_)) or k is None:
+                raise IndexError(f"dimension {d}: indices are ints, slices, '...' or 1-D integer or boolean lists "
+                                 f"(not {k!r}: no new axes, no boolean scalars)")
+            if _is_int(k):
+                k = operator.index(k)
                 if not -n <= k < n:
                     raise OutOfRangeError(f"index {k} out of range for dimension {d} of '{self.tensor.name}' (size {n})")
                 sel.append(np.array([k % n])); drop.append(True)
@@ -414,6 +449,8 @@ class TensorArray:
                 sel.append(np.arange(n)[k]); drop.append(False)
             else:
                 a = np.asarray(k)
+                if a.size == 0:
+                    a = a.astype(np.intp)
                 if a.dtype == bool:
                     if a.shape != (n,):
                         raise OutOfRangeError(f"boolean index of shape {a.shape} for dimension {d} of size {n}")
@@ -422,15 +459,17 @@ class TensorArray:
                     raise IndexError(f"dimension {d}: indices must be ints, slices, '...' or 1-D integer lists")
                 if a.size and (a.min() < -n or a.max() >= n):
                     raise OutOfRangeError(f"index out of range for dimension {d} of '{self.tensor.name}' (size {n})")
-                sel.append(a % n if a.size else a.astype(np.int64)); drop.append(False)
+                a = a.astype(np.intp)
+                sel.append(a % n if a.size else a); drop.append(False)
         return sel, drop
 
     def __getitem__(self, key):
         # One parameter (every index an int): its trajectory through the reader's tile cache.
         shape = self.tensor.shape
-        if isinstance(key, tuple) and len(key) == len(shape) and shape and all(isinstance(k, (int, np.integer)) for k in key):
+        if isinstance(key, tuple) and len(key) == len(shape) and shape and all(_is_int(k) for k in key):
             flat = 0
             for d, (k, n) in enumerate(zip(key, shape)):
+                k = operator.index(k)
                 if not -n <= k < n:
                     raise OutOfRangeError(f"index {k} out of range for dimension {d} of '{self.tensor.name}' (size {n})")
                 flat = flat * n + (k % n)
@@ -460,11 +499,23 @@ class TensorArray:
                     rows = self.run.trajectories(self.tensor, p0, p1)
                     lo, hi = np.searchsorted(sorted_flat, [p0, p1])
                     pick = sorted_flat[lo:hi] - p0
-                    vals = rows[pick][:, ssel] if len(ssel) != S else rows[pick]
+                    whole = len(ssel) == S and np.array_equal(ssel, np.arange(S))
+                    vals = rows[pick] if whole else rows[pick][:, ssel]
                     out[order[lo:hi]] = vals
         out = out.reshape(tuple(counts) + (len(ssel),))
         squeeze = tuple(d for d, x in enumerate(drop) if x)
         return out.squeeze(axis=squeeze) if squeeze else out
+
+
+def _is_int(k):
+    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+
+
+def _index(k, what):
+    """An integer index (any int type; not a bool or a float), as a Python int."""
+    if not _is_int(k):
+        raise TypeError(f"{what} {k!r}: an integer")
+    return operator.index(k)
 
 
 def _bf16_dtype_or_bits():

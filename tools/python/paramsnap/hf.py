@@ -40,7 +40,7 @@ class ParamSnapCallback(_Base):
             return
         if self.writer is None:
             self.writer = Writer(self.path, **self._writer_args)
-        meta = {k: v for k, v in self._logs.items() if isinstance(v, (int, float))}
+        meta = {k: v for k, v in self._logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.writer.append(self._params(model), step=state.global_step, epoch=state.epoch, metadata=meta)
         self._last_step = state.global_step
 

@@ -49,15 +49,33 @@ def _array(name, x):
         a = t.view(torch.int16).numpy().view(np.uint16) if kind == "bf16" else t.numpy()
         return kind, a, tuple(t.shape)
     a = np.asarray(x)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
     if a.dtype.name == "bfloat16":
         kind = "bf16"
     else:
         kind = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.float64): "f64"}.get(a.dtype)
         if kind is None:
             raise TypeError(f"tensor '{name}' has dtype {a.dtype}: float32, float16, bfloat16 or float64")
-    if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
     return kind, np.ascontiguousarray(a), a.shape
+
+
+def _number(v):
+    """A metadata number as the format writes it: finite as is, NaN and infinities as "nan", "inf", "-inf"."""
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def _int64(v, what):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{what}={v!r}: an integer")
+    v = int(v)
+    if not -(1 << 63) <= v < (1 << 63):
+        raise ValueError(f"{what}={v}: outside the 64-bit range")
+    return v
 
 
 class Writer:
@@ -70,6 +88,10 @@ class Writer:
         from . import _library
         self._lib = _library()
         self.path = str(path)
+        if _bytes(memory) >= 1 << 62:
+            raise ValueError(f"memory={memory!r}: too large")
+        if attributes:
+            attributes = {str(k): (v if isinstance(v, str) else _number(float(v))) for k, v in attributes.items()}
         self._options = {"memoryBytes": _bytes(memory), "snapshotsPerSegment": int(snapshots_per_segment),
                          "overwrite": bool(overwrite), "resume": bool(resume)}
         if block_size is not None:
@@ -80,6 +102,8 @@ class Writer:
             self._options["attributes"] = attributes
         self._h = None
         self._order = None
+        self._layout = None
+        self._closed = False
         self.committed = 0
 
     def _open(self, arrays):
@@ -91,14 +115,26 @@ class Writer:
         out = ctypes.c_void_p()
         _native.call(self._lib.psnap_writer_tensors, self._h, ctypes.byref(out))
         try:
-            self._order = [t["name"] for t in json.loads(ctypes.string_at(out.value).decode("utf-8"))]
+            declared = json.loads(ctypes.string_at(out.value).decode("utf-8"))
         finally:
             self._lib.psnap_free(out)
+        self._order = [t["name"] for t in declared]
+        self._layout = {t["name"]: (t["dtype"], tuple(t["shape"])) for t in declared}
 
     def append(self, tensors, step, epoch=None, time=None, metadata=None):
         """Stages one snapshot: `tensors` maps names to torch tensors or numpy arrays (e.g. `model.state_dict()`;
         non-float entries such as integer buffers are refused by name: pass only the parameters)."""
-        arrays = {str(n): _array(n, x) for n, x in tensors.items()}
+        if self._closed:
+            raise _native.Error(f"{self.path}: the writer is closed")
+        arrays = {}
+        for n, x in tensors.items():
+            name = str(n)
+            if name in arrays:
+                raise ValueError(f"tensor name '{name}' given twice")
+            if "\x00" in name:
+                raise ValueError(f"tensor name {name!r}: a name holds no NUL")
+            arrays[name] = _array(name, x)
+        step = _int64(step, "step")
         if self._h is None:
             self._open(arrays)
         missing = [n for n in self._order if n not in arrays]
@@ -107,14 +143,26 @@ class Writer:
             raise _native.Error(f"{self.path}: the snapshot's tensors differ from the run's: "
                                 f"{'missing ' + repr(missing[:3]) if missing else ''}{' ' if missing and extra else ''}"
                                 f"{'not in the run ' + repr(extra[:3]) if extra else ''}")
+        for name, (kind, a, shape) in arrays.items():
+            want = self._layout.get(name)
+            if want is not None and (kind, tuple(shape)) != want:
+                raise ValueError(f"tensor '{name}' is {kind} {tuple(shape)}; the run holds {want[0]} {want[1]}")
         meta = {}
         for k, v in (metadata or {}).items():
             if hasattr(v, "item"):
                 v = v.item()
-            meta[str(k)] = v if isinstance(v, str) else float(v)
-        info = {"step": int(step), "time": float(_time.time() if time is None else time)}
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise TypeError(f"metadata '{k}': a number or a string, not {type(v).__name__}")
+            meta[str(k)] = v if isinstance(v, str) else _number(float(v))
+        t = float(_time.time() if time is None else time)
+        if not np.isfinite(t):
+            raise ValueError(f"time={time!r}: a finite number of seconds")
+        info = {"step": step, "time": t}
         if epoch is not None:
-            info["epoch"] = float(epoch)
+            e = float(epoch)
+            if not np.isfinite(e):
+                raise ValueError(f"epoch={epoch!r}: a finite number")
+            info["epoch"] = e
         if meta:
             info["metadata"] = meta
         n = len(self._order)
@@ -140,6 +188,7 @@ class Writer:
 
     def close(self):
         """Commits what is staged and closes the run."""
+        self._closed = True
         if self._h is not None:
             h, self._h = self._h, None
             _native.call(self._lib.psnap_writer_close, h)

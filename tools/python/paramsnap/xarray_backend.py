@@ -78,15 +78,18 @@ class ParamSnapBackendEntrypoint(BackendEntrypoint):
             variables[t.name] = v
         frame = run.snapshots
         rows = frame.reset_index().to_dict("records") if hasattr(frame, "reset_index") else frame
+        if "snapshot" in variables:
+            raise ValueError(f"{run.path}: a tensor is named 'snapshot', the dimension of the snapshots")
         coords = {"snapshot": np.arange(S)}
         for key in (rows[0].keys() if rows else []):
             if key == "index":
                 continue
+            name = f"snapshot_{key}" if key in variables else key       # a tensor named like a coordinate keeps its name
             vals = [r.get(key) for r in rows]
             try:
-                coords[key] = ("snapshot", np.array([np.nan if v is None else v for v in vals], dtype=float if key != "step" else np.int64))
+                coords[name] = ("snapshot", np.array([np.nan if v is None else v for v in vals], dtype=float if key != "step" else np.int64))
             except (TypeError, ValueError):
-                coords[key] = ("snapshot", np.array(["" if v is None else str(v) for v in vals], dtype=object))
+                coords[name] = ("snapshot", np.array(["" if v is None else str(v) for v in vals], dtype=object))
         ds = xr.Dataset(variables, coords=coords, attrs={"source": run.path, **{k: str(v) for k, v in run.attributes.items()
                                                                              if isinstance(v, (str, int, float)) and len(str(v)) < 256}})
         ds.set_close(run.close)
