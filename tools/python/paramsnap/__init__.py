@@ -221,10 +221,14 @@ class Run:
             raw = np.empty(t.size, dtype=_DTYPES[t.dtype])
             if raw.size:
                 _native.call(self._lib.psnap_read_snapshot, self._handle(), t.index, k, raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
-            a = self._convert(t, raw).reshape(t.shape)
             if as_torch:
                 import torch
-                a = torch.from_numpy(a.copy()) if a.dtype != np.uint16 else torch.from_numpy(a.astype(np.int32))
+                if t.dtype == "bf16":
+                    a = torch.from_numpy(raw.view(np.int16).copy()).view(torch.bfloat16).reshape(t.shape)
+                else:
+                    a = torch.from_numpy(raw.copy()).reshape(t.shape)
+            else:
+                a = self._convert(t, raw).reshape(t.shape)
             out[t.name] = a
         return out
 

@@ -58,8 +58,12 @@ def test_training_loop_equals_converted_checkpoints(tmp_path, dtype):
         # The last snapshot is the model as it was then (6 optimizer steps before the end: step 30).
         assert a.snapshots["loss"].iloc[-1] > 0
     with paramsnap.open(run, bf16="bits") as a:
-        last = a.snapshot(-1, as_torch=False)
-        assert set(last) == {n for n, _ in model.named_parameters()}
+        # As torch tensors: the model's parameters as they were at step 30 (the checkpoint saved then).
+        from safetensors.torch import load_file
+        last, saved = a.snapshot(-1, as_torch=True), load_file(str(ckpt / "step-030.safetensors"))
+        assert set(last) == set(saved) == {n for n, _ in model.named_parameters()}
+        for n in saved:
+            assert last[n].dtype == dt and torch.equal(last[n], saved[n]), n
 
 
 CHILD = textwrap.dedent("""
