@@ -384,7 +384,10 @@ struct DensityAccumulator: Sendable {
         // About one series per 64 bytes of counts: a big grid gets a batch big enough to reuse its cells; with pair
         // tables, 8× that, so a segment's table takes many counts while it is in cache (measured: the steps view of
         // tiny-gpt ×30, 1000 × 500: 4.3 s → 3.5 s; without the tables 5.8 s).
-        capacity = Swift.max(256, Swift.min(8192, (height + 2) * (width + 1) / 64)) * (pairTables ? 8 : 1)
+        // The batch's rows take at most 32 MiB whatever the snapshot count (a run of thousands of snapshots gets a
+        // smaller batch), and at least 16 series.
+        let wanted = Swift.max(256, Swift.min(8192, (height + 2) * (width + 1) / 64)) * (pairTables ? 8 : 1)
+        capacity = Swift.max(16, Swift.min(wanted, (32 << 20) / (4 * Swift.max(1, columns.count))))
         // One cache line more than the batch between points: a series' N rows then fall in different cache sets
         // (a stride of a multiple of 4 KiB put them all in one).
         stride = capacity + 16
