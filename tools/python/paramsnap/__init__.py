@@ -57,7 +57,7 @@ class Tensor:
         return f"Tensor({self.name!r}, {self.dtype}, shape={self.shape})"
 
 
-class Run:
+class Run(_native.Closing):
     """An open .psnap run (see the module's help). Use as a context manager, or call close()."""
 
     def __init__(self, path, bf16=None):
@@ -95,18 +95,6 @@ class Run:
         if getattr(self, "_h", None) is not None and self._h.value:
             self._lib.psnap_close(self._h)
             self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _handle(self):
         if self._h is None:

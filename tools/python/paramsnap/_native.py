@@ -5,6 +5,22 @@ import os
 _ERR = 4096
 
 
+class Closing:
+    """A context manager that closes itself (also when collected): for the run and the writer."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Error(Exception):
     """An error of the native library, with its message (which names what and where)."""
 

@@ -78,7 +78,7 @@ def _int64(v, what):
     return v
 
 
-class Writer:
+class Writer(_native.Closing):
     """Appends snapshots to the run at `path` (see the module's help). `memory`: the library's budget (staged
     snapshots beyond half of it spill to a file beside the run); `snapshots_per_segment`: snapshots staged before an
     automatic commit (1: every append is durable when it returns); `block_size`: parameters per block of a new run."""
@@ -192,15 +192,3 @@ class Writer:
         if self._h is not None:
             h, self._h = self._h, None
             _native.call(self._lib.psnap_writer_close, h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
