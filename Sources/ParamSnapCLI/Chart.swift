@@ -19,8 +19,9 @@ package struct ChartCommand: ParsableCommand {
         The density chart counts every selected trajectory into a --width × --height grid: x is the training step \
         (the snapshots' step metadata), y the value (--view values), its change since the first snapshot \
         (relative), its z-normalised shape (z) or its step-to-step change (steps); each cell counts the \
-        trajectories passing through it, every segment between two snapshots linearly interpolated at each column \
-        (the rule is spec/CHARTS.md; tools/check_chart.py implements it with numpy). One streaming pass on all cores, \
+        trajectories passing through it: each snapshot's value in its bin, and every segment between two snapshots \
+        as a line between the bins of its ends, one count per column (the rule is spec/CHARTS.md; \
+        tools/check_chart.py implements it with numpy). One streaming pass on all cores, \
         memory independent of the run's size. The colour is log(1 + count) (--scale log) or histogram-equalised \
         (--scale eq). The value range is --y-range LO:HI, or the 0.05–99.95 % quantiles of a sample of the run \
         widened by 2 % (values outside are counted and reported, not drawn), or with --full-range every value's \
@@ -124,7 +125,7 @@ package struct ChartCommand: ParsableCommand {
                                          output: output, counts: counts)))
             } else {
                 print("\(CLI.group(g.series)) trajectories (\(g.constant) constant, \(g.nonFinite) with NaN or infinity) in a \(g.width) × \(g.height) grid, \(view.rawValue) in [\(g.lo), \(g.hi)]\(g.sampledRange ? " (from a sample)" : "")")
-                if outside > 0 { print("\(CLI.group(Int(outside))) interpolated points outside the range were counted, not drawn") }
+                if outside > 0 { print("\(CLI.group(Int(outside))) points of the lines outside the range were counted, not drawn") }
                 for p in [output, counts].compactMap({ $0 }) { print("wrote \(p)") }
             }
         }

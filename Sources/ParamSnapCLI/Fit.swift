@@ -21,7 +21,9 @@ package struct FitCommand: ParsableCommand {
           modes:K     a + Σ bⱼ·vⱼ        over the run's first K principal modes (computed first: one more pass)
           exp         a + b·e^(−x/τ)     exponential approach, τ in 1e-3 … 1e3
           power       a + b·s^(−α)       power law, s = 1 + (t − t₀)/(t₁ − t₀) (steps in units of the first interval), α in 1e-3 … 10
-        exp and power are fitted by variable projection: for each τ (α) the best a, b are a linear fit, τ is chosen on a         48-point log grid shared by every series (one matrix product) and refined by parabolic interpolation.         The others are linear in their coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
+        exp and power are fitted by variable projection: for each τ (α) the best a, b are a linear fit, τ is chosen \
+        on a 48-point log grid shared by every series (one matrix product) and refined by parabolic interpolation. \
+        The others are linear in their coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
         as numpy's lstsq), then per block of parameters one matrix product for the coefficients and one for the \
         residuals. Writes OUT: a .psnap mirroring the selected tensors whose "snapshots" are, per family, its \
         coefficients, sse, r2, aic (n·ln(sse/n) + 2k) and bic (n·ln(sse/n) + k·ln n), then best (the family with the \
