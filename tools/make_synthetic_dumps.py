@@ -9,29 +9,13 @@ learning-rate schedule, with a per-parameter drift (a slowly converging AdamW-li
 decay, so trajectories look like real fine-tuning ones: mostly small relative moves, shared high bytes.
 """
 import argparse
-import json
 import os
-import struct
+import sys
 
 import numpy as np
 
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    offset = 0
-    for name, arr in tensors:
-        n = arr.nbytes
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for _, arr in tensors:
-            f.write(np.ascontiguousarray(arr, dtype="<f4").tobytes())
-    os.replace(tmp, path)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import write_safetensors  # noqa: E402
 
 
 def main():
@@ -60,7 +44,7 @@ def main():
                 noise = rng.standard_normal(size=(rows, cols), dtype=np.float32)
                 state[i] += np.float32(lr) * (0.3 * drift[i] + noise) - np.float32(lr * 0.01) * state[i]
         write_safetensors(os.path.join(a.out, f"step-{k * 100:05d}.safetensors"),
-                          list(zip(names, state)), {"format": "pt", "synthetic": "random-walk"})
+                          {n: np.asarray(x, dtype=np.float32) for n, x in zip(names, state)}, {"format": "pt", "synthetic": "random-walk"})
     total = steps * rows * cols * 4 * len(names)
     print(f"{steps} snapshots x {len(names)} tensors of {rows}x{cols} float32 = {total / 2**30:.2f} GiB raw in {a.out}")
 

@@ -212,16 +212,12 @@ public enum Density {
             let n = try w.loader.load(tensor: t, block: b, into: w.rows)
             for (vi, view) in views.enumerated() where !memberByView[t][vi].isEmpty {
                 let ks = memberByView[t][vi]
-                var constant = 0, nonFinite = 0
                 if view == .values {
                     // The series are the values: drawn from the loaded rows, their non-finite ones counted while binned.
                     for p in 0..<n { w.draw[p] = true }
-                    for (m, k) in ks.enumerated() {
-                        let withNonFinite = w.acc[k].addBlock(w.rows, count: n, draw: w.draw)
-                        if m == 0 { nonFinite = withNonFinite }
-                        w.acc[k].nonFinite += nonFinite
-                    }
+                    for k in ks { w.acc[k].nonFinite += w.acc[k].addBlock(w.rows, count: n, draw: w.draw) }
                 } else {
+                    var constant = 0, nonFinite = 0
                     let N = view == .steps ? S - 1 : S
                     for p in 0..<n {
                         switch seriesOf(w.rows + p * S, snapshots: S, view: view, into: w.series + p * N) {

@@ -38,7 +38,7 @@ private func report(_ message: String, _ buffer: UnsafeMutablePointer<CChar>?, _
     buffer[bytes.count] = 0
 }
 
-private func guarded(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () throws -> Void) -> Int32 {
+func guarded(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () throws -> Void) -> Int32 {
     do {
         try body()
         return 0
@@ -51,13 +51,19 @@ private func guarded(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: ()
     }
 }
 
-private struct RequestError: Error { let message: String }
+/// A request the caller got wrong (code 1), with the message to report.
+struct RequestError: Error {
+    let message: String
+    init(message: String) { self.message = message }
+    init(_ message: String) { self.message = message }
+}
 
-/// `guarded` for the passes (their request errors are `PassError`).
-func guardedPass(_ err: UnsafeMutablePointer<CChar>?, _ cap: Int, _ body: () throws -> Void) -> Int32 {
-    guarded(err, cap) {
-        do { try body() } catch let e as PassError { throw RequestError(message: e.message) }
-    }
+/// `bytes` as a malloc'd NUL-terminated string the caller frees with `psnap_free`.
+func mallocString(_ bytes: [UInt8]) -> UnsafeMutablePointer<CChar> {
+    let p = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
+    for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+    p[bytes.count] = 0
+    return p
 }
 
 /// Tensor `tensor` of the run, checked.
@@ -120,11 +126,7 @@ public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePo
                     attributes: r.metadata.attributes)
         let encoder = JSONEncoder()
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        let bytes = Array(try encoder.encode(d))
-        let p = malloc(bytes.count + 1)!.assumingMemoryBound(to: CChar.self)
-        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
-        p[bytes.count] = 0
-        out.pointee = p
+        out.pointee = mallocString(Array(try encoder.encode(d)))
     }
 }
 
@@ -269,10 +271,7 @@ public func psnap_writer_tensors(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMut
     guarded(err, cap) {
         let w = try writer(h)
         guard let out else { throw RequestError(message: "psnap_writer_tensors: null output") }
-        let bytes = Array(try JSONEncoder().encode(w.layout.tensors)) + [0]
-        let p = malloc(bytes.count)!.assumingMemoryBound(to: CChar.self)
-        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
-        out.pointee = p
+        out.pointee = mallocString(Array(try JSONEncoder().encode(w.layout.tensors)))
     }
 }
 

@@ -28,11 +28,10 @@ struct PassRequest: Decodable {
 }
 
 private func view(_ s: String?) throws -> TrajectoryView {
-    guard let v = TrajectoryView(rawValue: s ?? "values") else { throw PassError("on: '\(s ?? "")' is values or steps") }
+    guard let v = TrajectoryView(rawValue: s ?? "values") else { throw RequestError("on: '\(s ?? "")' is values or steps") }
     return v
 }
 
-struct PassError: Error { let message: String; init(_ m: String) { message = m } }
 
 private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
     let e = JSONEncoder()
@@ -44,7 +43,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
     let workers = max(1, q.workers ?? ProcessInfo.processInfo.activeProcessorCount)
     let tensors = try q.tensors.map { try $0.map { try r.tensorIndex(named: $0) } }
     func output() throws -> String {
-        guard let o = q.output, !o.isEmpty else { throw PassError("\(q.pass): an output path is needed") }
+        guard let o = q.output, !o.isEmpty else { throw RequestError("\(q.pass): an output path is needed") }
         return o
     }
     switch q.pass {
@@ -54,7 +53,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(view: m.view.rawValue, parameters: m.parameters, nonFinite: m.nonFiniteParameters, eigenvalues: m.eigenvalues,
                               explainedVarianceRatio: m.explainedVarianceRatio, modes: m.modes))
     case "similar":
-        guard let queries = q.queries, !queries.isEmpty else { throw PassError("similar: no query") }
+        guard let queries = q.queries, !queries.isEmpty else { throw RequestError("similar: no query") }
         let v = try view(q.on)
         let remove = try q.removeModes.flatMap { $0 > 0 ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
         let s = try Similar.search(r, queries: queries, top: q.top ?? 50, view: v, removeModes: remove, tensors: tensors, workers: workers)
@@ -67,7 +66,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         if let names = q.statistics {
             o.statistics = try names.map { n in
                 guard let s = TrajectoryStatistic(rawValue: n) else {
-                    throw PassError("statistic '\(n)': one of \(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw RequestError("statistic '\(n)': one of \(TrajectoryStatistic.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 return s
             }
@@ -91,7 +90,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         let v = try view(q.on)
         let names = q.families ?? ["linear", "quadratic", "modes:5"]
         let families = try names.map { n in
-            guard let f = FitFamily(n) else { throw PassError("family '\(n)': linear, quadratic, lr, lr2, modes:K, exp or power") }
+            guard let f = FitFamily(n) else { throw RequestError("family '\(n)': linear, quadratic, lr, lr2, modes:K, exp or power") }
             return f
         }
         let maxK = families.compactMap { if case .modes(let k) = $0 { return k } else { return nil } }.max()
@@ -102,10 +101,10 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(output: try output(), families: s.families.map(\.description), best: s.best, series: s.series,
                               nonFinite: s.nonFinite, x: s.x))
     case "chart":
-        guard let dv = DensityView(rawValue: q.view ?? "values") else { throw PassError("view '\(q.view ?? "")': values, relative, z or steps") }
+        guard let dv = DensityView(rawValue: q.view ?? "values") else { throw RequestError("view '\(q.view ?? "")': values, relative, z or steps") }
         var range: (lo: Double, hi: Double)?
         if let rr = q.range {
-            guard rr.count == 2 else { throw PassError("range: [lo, hi]") }
+            guard rr.count == 2 else { throw RequestError("range: [lo, hi]") }
             range = (rr[0], rr[1])
         }
         let g = try Density.compute(r, view: dv, tensors: tensors, width: q.width ?? 1000, height: q.height ?? 500, range: range, workers: workers)
@@ -114,7 +113,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(width: g.width, height: g.height, lo: g.lo, hi: g.hi, counts: g.counts, below: g.below, above: g.above,
                               pointSteps: g.pointSteps, series: g.series, constant: g.constant, nonFinite: g.nonFinite))
     default:
-        throw PassError("no pass '\(q.pass)' (modes, similar, moments, groups, fit, chart)")
+        throw RequestError("no pass '\(q.pass)' (modes, similar, moments, groups, fit, chart)")
     }
 }
 
@@ -123,16 +122,13 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
 @_cdecl("psnap_pass")
 public func psnap_pass(_ h: UnsafeMutableRawPointer?, _ request: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
                        _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
-    guardedPass(err, cap) {
-        guard let h, let request, let out else { throw PassError("psnap_pass: null handle, request or output") }
+    guarded(err, cap) {
+        guard let h, let request, let out else { throw RequestError("psnap_pass: null handle, request or output") }
         let r = Unmanaged<RunHandle>.fromOpaque(h).takeUnretainedValue().reader
         let q: PassRequest
         do { q = try JSONDecoder().decode(PassRequest.self, from: Data(String(cString: request).utf8)) } catch {
-            throw PassError("psnap_pass: malformed request (\(error))")
+            throw RequestError("psnap_pass: malformed request (\(error))")
         }
-        let bytes = try runPass(r, q) + [0]
-        let p = malloc(bytes.count)!.assumingMemoryBound(to: CChar.self)
-        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
-        out.pointee = p
+        out.pointee = mallocString(try runPass(r, q))
     }
 }

@@ -46,32 +46,17 @@ enum MomentsOutput {
 
     /// JSON: an array of {"tensor", "index", <statistic>: value …}, one object per parameter, statistics in order.
     static func printJSON(_ m: PSnapReader, names: [String]) throws {
-        let keys = names.map(quoted)
+        let keys = names.map(JSONText.quoted)
         var first = true
+        var name: (String, String)? = nil      // the current tensor's name and its JSON literal (encoded once per tensor)
         print("[")
         try forEachParameter(m, names: names, json: true) { tensor, p, values in
+            if name?.0 != tensor { name = (tensor, JSONText.quoted(tensor)) }
             let fields = zip(keys, values).map { "\($0): \($1)" }.joined(separator: ", ")
-            print("\(first ? "" : ",\n")  {\"tensor\": \(quoted(tensor)), \"index\": \(p), \(fields)}", terminator: "")
+            print("\(first ? "" : ",\n")  {\"tensor\": \(name!.1), \"index\": \(p), \(fields)}", terminator: "")
             first = false
         }
         print(first ? "]" : "\n]")
-    }
-
-    /// `s` as a JSON string literal.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
     }
 
     /// What `--npy DIR` wrote, as DIR/stats.json: the row order of every .npy and which file holds which tensor.

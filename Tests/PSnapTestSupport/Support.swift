@@ -104,3 +104,8 @@ package func randomTrajectoryBits(_ rng: inout SeededRNG, dtype: DType, params: 
     }
     return out
 }
+
+/// Whether `python3 -c code` succeeds here (the references a test checks against are installed).
+package func pythonSucceeds(_ code: String) -> Bool {
+    (try? runProcess("/usr/bin/env", ["python3", "-c", code]))?.status == 0
+}

@@ -7,12 +7,8 @@ import PSnapTestSupport
 @_spi(Internals) import ParamSnap
 @testable import ParamSnapAnalysis
 
-private let numpyAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
-}()
-private let pillowAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import PIL"]))?.status == 0
-}()
+private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
+private let pillowAvailable = pythonSucceeds("import PIL")
 
 @Suite struct ChartTests {
     let psnap = productPath("psnap")
@@ -115,9 +111,7 @@ private let pillowAvailable: Bool = {
     }
 }
 
-private let browserAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import playwright, shutil, sys; sys.exit(0 if shutil.which('chromium') else 1)"]))?.status == 0
-}()
+private let browserAvailable = pythonSucceeds("import playwright, shutil, sys; sys.exit(0 if shutil.which('chromium') else 1)")
 
 @Suite struct ReportTests {
     let psnap = productPath("psnap")

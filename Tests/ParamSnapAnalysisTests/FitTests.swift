@@ -7,9 +7,7 @@ import PSnapTestSupport
 @_spi(Internals) import ParamSnap
 @testable import ParamSnapAnalysis
 
-private let numpyAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
-}()
+private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
 
 @Suite struct FitTests {
     let psnap = productPath("psnap")

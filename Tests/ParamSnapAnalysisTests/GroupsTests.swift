@@ -7,9 +7,7 @@ import PSnapTestSupport
 @_spi(Internals) import ParamSnap
 @testable import ParamSnapAnalysis
 
-private let referencesAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard, faiss, sklearn"]))?.status == 0
-}()
+private let referencesAvailable = pythonSucceeds("import numpy, zstandard, faiss, sklearn")
 
 @Suite struct GroupsTests {
     let psnap = productPath("psnap")

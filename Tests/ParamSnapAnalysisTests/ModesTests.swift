@@ -75,9 +75,7 @@ import PSnapTestSupport
     }
 }
 
-private let numpyAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, zstandard"]))?.status == 0
-}()
+private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
 
 @Suite struct SimilarTests {
     let psnap = productPath("psnap")

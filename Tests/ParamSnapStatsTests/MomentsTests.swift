@@ -243,6 +243,4 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
     }
 }
 
-private let scipyAvailable: Bool = {
-    (try? runProcess("/usr/bin/env", ["python3", "-c", "import numpy, scipy, zstandard"]))?.status == 0
-}()
+private let scipyAvailable = pythonSucceeds("import numpy, scipy, zstandard")

@@ -17,10 +17,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import paramsnap  # noqa: E402
-from test_read import read_safetensors  # noqa: E402
+from safetensors_io import read_safetensors  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -35,7 +34,7 @@ def main(argv):
         for f in files:
             subprocess.run([psnap, "append", cli_run, f], check=True, stdout=subprocess.DEVNULL)
         cli = (time.perf_counter() - t0) / len(files)
-        snaps = [{k: v.view(np.float32) for k, v in read_safetensors(f).items()} for f in files]
+        snaps = [{k: v.view(np.float32) for k, v in read_safetensors(f)[0].items()} for f in files]
         with paramsnap.open(cli_run) as r:
             steps = list(r.steps)
         py_run = os.path.join(d, "py.psnap")

@@ -16,7 +16,7 @@ as the `psnap` command).
 Values keep their dtype (f32, f16, f64); bf16 comes as `ml_dtypes.bfloat16` when ml_dtypes is installed, else as
 float32 (exact) with `bf16="float32"`, or as its raw uint16 bit patterns with `bf16="bits"`.
 """
-import json
+import ctypes
 import math
 import operator
 import warnings
@@ -24,7 +24,8 @@ import warnings
 import numpy as np
 
 from . import _native
-from ._native import DamagedRunError, Error, OutOfRangeError, UnknownTensorError
+from ._native import DamagedRunError, Error, OutOfRangeError, UnknownTensorError, is_int
+from .passes import Passes
 
 __all__ = ["open", "Run", "TensorArray", "Writer", "Error", "DamagedRunError", "UnknownTensorError", "OutOfRangeError"]
 
@@ -57,22 +58,18 @@ class Tensor:
         return f"Tensor({self.name!r}, {self.dtype}, shape={self.shape})"
 
 
-class Run(_native.Closing):
+class Run(Passes, _native.Closing):
     """An open .psnap run (see the module's help). Use as a context manager, or call close()."""
 
     def __init__(self, path, bf16=None):
-        import ctypes
-        lib = _library()
-        self._lib = lib
+        if bf16 not in (None, "float32", "bits"):
+            raise ValueError(f"bf16={bf16!r}: None, 'float32' or 'bits'")
+        self._bf16 = bf16
+        self._lib = _library()
         h = ctypes.c_void_p()
-        _native.call(lib.psnap_open, str(path).encode(), ctypes.byref(h))
+        _native.call(self._lib.psnap_open, str(path).encode(), ctypes.byref(h))
         self._h = h
-        out = ctypes.c_void_p()
-        _native.call(lib.psnap_describe, self._h, ctypes.byref(out))
-        try:
-            self._info = json.loads(ctypes.string_at(out.value).decode("utf-8"))
-        finally:
-            lib.psnap_free(out)
+        self._info = _native.call_json(self._lib, self._lib.psnap_describe, self._h)
         self.path = str(path)
         self.tensors = [Tensor(i, t) for i, t in enumerate(self._info["tensors"])]
         self._by_name = {t.name: t for t in self.tensors}
@@ -86,9 +83,6 @@ class Run(_native.Closing):
             warnings.warn(f"{self.path}: {self.ignored_bytes:,} bytes after the newest valid commit are ignored (a torn tail "
                           f"left by a killed writer, or a truncated copy); the run is its newest commit: "
                           f"{self.snapshot_count} snapshots", stacklevel=3)
-        if bf16 not in (None, "float32", "bits"):
-            raise ValueError(f"bf16={bf16!r}: None, 'float32' or 'bits'")
-        self._bf16 = bf16
 
     # -- lifetime
     def close(self):
@@ -137,7 +131,6 @@ class Run(_native.Closing):
             return name
         t = self._by_name.get(name)
         if t is None:
-            import ctypes
             if "\x00" in str(name):
                 raise UnknownTensorError(f"no tensor named {name!r} (a name holds no NUL)")
             i = ctypes.c_int64()
@@ -176,7 +169,6 @@ class Run(_native.Closing):
 
     def trajectories(self, name, start=0, stop=None):
         """Parameters [start, stop) of tensor `name` (flat, row-major), every snapshot: an array (stop − start, S)."""
-        import ctypes
         t = self._tensor(name)
         stop = t.size if stop is None else stop
         if not (0 <= start <= stop <= t.size):
@@ -188,14 +180,12 @@ class Run(_native.Closing):
         return self._convert(t, raw)
 
     def _trajectory(self, t, p):
-        import ctypes
         raw = np.empty(self.snapshot_count, dtype=_DTYPES[t.dtype])
         _native.call(self._lib.psnap_read_trajectory, self._handle(), t.index, p, raw.ctypes.data_as(ctypes.c_void_p), raw.nbytes)
         return self._convert(t, raw)
 
     def snapshot(self, k, tensors=None, as_torch=False):
         """Snapshot `k` (negative from the end): {name: array of the tensor's shape}, for `tensors` (default all)."""
-        import ctypes
         S = self.snapshot_count
         k = _index(k, "snapshot")
         if not -S <= k < S:
@@ -221,170 +211,6 @@ class Run(_native.Closing):
         return out
 
 
-# -- the analysis passes (native, all cores, streaming)
-
-def _select(run, include):
-    """Tensor names matching the glob(s) in `include` (None: every tensor)."""
-    if include is None:
-        return None
-    import fnmatch
-    pats = [include] if isinstance(include, str) else list(include)
-    names = [t.name for t in run.tensors if any(fnmatch.fnmatchcase(t.name, p) for p in pats)]
-    if not names:
-        raise UnknownTensorError(f"no tensor matches {pats}")
-    return names
-
-
-_INT_OPTIONS = {"k": (1, 1 << 20), "top": (1, 1 << 30), "iterations": (0, 1 << 20), "seed": (0, (1 << 64) - 1),
-                "width": (1, 1 << 20), "height": (1, 1 << 20), "removeModes": (0, 1 << 20), "workers": (1, 1024)}
-
-
-def _pass(run, request):
-    import ctypes
-    for key, (lo, hi) in _INT_OPTIONS.items():
-        v = request.get(key)
-        if v is not None and (not _is_int(v) or not lo <= int(v) <= hi):
-            raise ValueError(f"{key}={v!r}: an integer in {lo} … {hi}")
-        if v is not None:
-            request[key] = int(v)
-    if request.get("statistics") is not None and len(set(request["statistics"])) != len(request["statistics"]):
-        raise ValueError(f"stats={request['statistics']}: a statistic named twice")
-    for key in ("queries", "range"):
-        v = request.get(key)
-        if v is not None and not np.isfinite(np.asarray(v, dtype=np.float64)).all():
-            raise ValueError(f"{key}: NaN or infinity (a query is a trajectory of finite values; a range is two finite numbers)")
-    out = ctypes.c_void_p()
-    _native.call(run._lib.psnap_pass, run._handle(), json.dumps({k: v for k, v in request.items() if v is not None}).encode(), ctypes.byref(out))
-    try:
-        return json.loads(ctypes.string_at(out.value).decode("utf-8"))
-    finally:
-        run._lib.psnap_free(out)
-
-
-def _per_tensor(path, bf16=None):
-    """A per-parameter output file (moments, groups, fit) read whole: ({tensor: array (*shape, columns)}, column names)."""
-    with Run(path) as f:
-        names = [s.get("statistic", str(s["index"])) for s in (f.snapshots.reset_index().to_dict("records") if hasattr(f.snapshots, "reset_index") else f.snapshots)]
-        return {t.name: np.asarray(f[t.name]).astype(np.float64, copy=False) for t in f.tensors}, names
-
-
-def _temp_output(run):
-    import os
-    import tempfile
-    fd, path = tempfile.mkstemp(suffix=".psnap", dir=os.path.dirname(os.path.abspath(run.path)) if os.access(os.path.dirname(os.path.abspath(run.path)), os.W_OK) else None)
-    os.close(fd)
-    os.remove(path)
-    return path
-
-
-def _modes(self, k=5, on="values", include=None, workers=None):
-    """The run's k principal trajectory modes (`psnap modes`): eigenvalues, explained variance ratios, modes (k × S)."""
-    r = _pass(self, {"pass": "modes", "k": k, "on": on, "tensors": _select(self, include), "workers": workers})
-    return {"eigenvalues": np.array(r["eigenvalues"]), "explained_variance_ratio": np.array(r["explainedVarianceRatio"]),
-            "modes": np.array(r["modes"]), "parameters": r["parameters"], "non_finite": r["nonFinite"], "on": r["view"]}
-
-
-def _similar(self, query, top=50, on="values", include=None, remove_modes=0, workers=None):
-    """The `top` parameters whose trajectories correlate best with `query` (`psnap similar`, exact Pearson r): a query
-    is (tensor name, index tuple or flat index) or a trajectory of S values (on="steps" takes its steps); a list of queries
-    gives a list of answers. Each answer: a pandas DataFrame (tensor, index, r), else a list of dicts."""
-    many = isinstance(query, list) and query and not isinstance(query[0], (int, float, np.floating, np.integer))
-    qs = query if many else [query]
-    series = []
-    for q in qs:
-        if isinstance(q, tuple) and len(q) == 2 and isinstance(q[0], str):
-            name, idx = q
-            t = self._tensor(name)
-            flat = int(np.ravel_multi_index(idx, t.shape)) if isinstance(idx, tuple) else int(idx)
-            series.append(self.trajectories(name, flat, flat + 1)[0].astype(np.float64).tolist())
-        else:
-            series.append(np.asarray(q, dtype=np.float64).tolist())
-    r = _pass(self, {"pass": "similar", "queries": series, "top": top, "on": on, "tensors": _select(self, include),
-                     "removeModes": remove_modes or None, "workers": workers})
-    out = []
-    for hits in r["hits"]:
-        rows = [{"tensor": h["tensor"], "index": tuple(int(i) for i in np.unravel_index(h["index"], self._tensor(h["tensor"]).shape)),
-                 "flat_index": h["index"], "r": h["r"]} for h in hits]
-        try:
-            import pandas as pd
-            out.append(pd.DataFrame(rows, columns=["tensor", "index", "flat_index", "r"]))
-        except ImportError:
-            out.append(rows)
-    return out if many else out[0]
-
-
-def _moments(self, stats=None, include=None, output=None, overwrite=False, workers=None):
-    """Per-parameter statistics of every trajectory (`psnap moments`, f64). With `output`, the file is kept and returned
-    opened (lazy, for big runs); without, {statistic: {tensor: array of the tensor's shape}}."""
-    path = output or _temp_output(self)
-    r = _pass(self, {"pass": "moments", "statistics": list(stats) if stats else None, "tensors": _select(self, include),
-                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
-    if output:
-        return Run(path)
-    try:
-        arrays, names = _per_tensor(path)
-    finally:
-        import os
-        os.path.exists(path) and os.remove(path)
-    return {s: {t: a[..., i] for t, a in arrays.items()} for i, s in enumerate(r["statistics"])}
-
-
-def _groups(self, k=16, on="values", include=None, iterations=25, seed=0, output=None, overwrite=False, workers=None):
-    """k-means groups of trajectory shapes (`psnap groups`): centroids, sizes, rms distances, objective history, and
-    each parameter's group and distance ({tensor: array}; −1 undefined, −2 NaN/inf). With `output` the per-parameter
-    file is kept."""
-    path = output or _temp_output(self)
-    r = _pass(self, {"pass": "groups", "k": k, "on": on, "tensors": _select(self, include), "iterations": iterations, "seed": seed,
-                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
-    try:
-        arrays, _ = _per_tensor(path)
-    finally:
-        if not output:
-            import os
-            os.path.exists(path) and os.remove(path)
-    return {"centroids": np.array(r["centroids"]), "sizes": np.array(r["sizes"]), "rms": np.array(r["rms"], dtype=float),
-            "objective_history": np.array(r["objectiveHistory"]), "iterations": r["iterations"],
-            "group": {t: a[..., 0].astype(np.int64) for t, a in arrays.items()}, "distance": {t: a[..., 1] for t, a in arrays.items()}}
-
-
-def _fit(self, families=("linear", "quadratic", "modes:5"), on="values", include=None, output=None, overwrite=False, workers=None):
-    """Laws fitted to every trajectory (`psnap fit`, f64): {"families", "columns", "best" counts, "x", "values":
-    {tensor: array (*shape, columns)}} (per family its coefficients, sse, r2, aic, bic; then best). With `output` the
-    file is kept and "values" is not read."""
-    path = output or _temp_output(self)
-    r = _pass(self, {"pass": "fit", "families": list(families), "on": on, "tensors": _select(self, include),
-                     "output": str(path), "overwrite": overwrite or output is None, "workers": workers})
-    res = {"families": r["families"], "best": dict(zip(r["families"], r["best"])), "series": r["series"], "non_finite": r["nonFinite"],
-           "x": np.array(r["x"])}
-    if output:
-        res["run"] = Run(path)
-        return res
-    try:
-        res["values"], res["columns"] = _per_tensor(path)
-    finally:
-        import os
-        os.path.exists(path) and os.remove(path)
-    return res
-
-
-def _chart(self, view="values", width=1000, height=500, include=None, range=None, workers=None):
-    """The density chart's counts (`psnap chart`, spec/CHARTS.md): {"counts": uint64 (height, width), row 0 the lowest
-    values; "lo", "hi", "below", "above" per column, "steps" of the points, "series", "constant", "non_finite"}."""
-    r = _pass(self, {"pass": "chart", "view": view, "width": width, "height": height, "tensors": _select(self, include),
-                     "range": list(range) if range is not None else None, "workers": workers})
-    return {"counts": np.array(r["counts"], dtype=np.uint64).reshape(r["height"], r["width"]), "lo": r["lo"], "hi": r["hi"],
-            "below": np.array(r["below"], dtype=np.uint64), "above": np.array(r["above"], dtype=np.uint64),
-            "steps": np.array(r["pointSteps"]), "series": r["series"], "constant": r["constant"], "non_finite": r["nonFinite"]}
-
-
-Run.modes = _modes
-Run.similar = _similar
-Run.moments = _moments
-Run.groups = _groups
-Run.fit = _fit
-Run.chart = _chart
-
-
 def _meta(v):
     if isinstance(v, str) and v in ("nan", "inf", "-inf"):
         return float(v)
@@ -400,7 +226,7 @@ class TensorArray:
         self.run, self.tensor = run, tensor
         self.shape = tensor.shape + (run.snapshot_count,)
         self.ndim = len(self.shape)
-        self.dtype = run._out_dtype(tensor) if tensor.dtype != "bf16" or run._bf16 else _bf16_dtype_or_bits()
+        self.dtype = run._out_dtype(tensor)
 
     @property
     def size(self):
@@ -432,7 +258,7 @@ class TensorArray:
             if isinstance(k, (bool, np.bool_)) or k is None:
                 raise IndexError(f"dimension {d}: indices are ints, slices, '...' or 1-D integer or boolean lists "
                                  f"(not {k!r}: no new axes, no boolean scalars)")
-            if _is_int(k):
+            if is_int(k):
                 k = operator.index(k)
                 if not -n <= k < n:
                     raise OutOfRangeError(f"index {k} out of range for dimension {d} of '{self.tensor.name}' (size {n})")
@@ -458,7 +284,7 @@ class TensorArray:
     def __getitem__(self, key):
         # One parameter (every index an int): its trajectory through the reader's tile cache.
         shape = self.tensor.shape
-        if isinstance(key, tuple) and len(key) == len(shape) and shape and all(_is_int(k) for k in key):
+        if isinstance(key, tuple) and len(key) == len(shape) and shape and all(is_int(k) for k in key):
             flat = 0
             for d, (k, n) in enumerate(zip(key, shape)):
                 k = operator.index(k)
@@ -476,7 +302,7 @@ class TensorArray:
         else:
             flat = np.zeros(1, dtype=np.int64)
         S = self.run.snapshot_count
-        out = np.empty((flat.size, len(ssel)), dtype=self.run._out_dtype(self.tensor) if self.tensor.dtype != "bf16" or self.run._bf16 else _bf16_dtype_or_bits())
+        out = np.empty((flat.size, len(ssel)), dtype=self.dtype)
         if flat.size and len(ssel):
             order = np.argsort(flat, kind="stable")
             sorted_flat = flat[order]
@@ -499,23 +325,12 @@ class TensorArray:
         return out.squeeze(axis=squeeze) if squeeze else out
 
 
-def _is_int(k):
-    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
-
-
 def _index(k, what):
     """An integer index (any int type; not a bool or a float), as a Python int."""
-    if not _is_int(k):
+    if not is_int(k):
         raise TypeError(f"{what} {k!r}: an integer")
     return operator.index(k)
 
-
-def _bf16_dtype_or_bits():
-    try:
-        import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
-    except ImportError:
-        raise Error("bf16 tensor: install ml_dtypes, or open with bf16='float32' (exact) or bf16='bits'")
 
 
 from .writer import Writer  # noqa: E402

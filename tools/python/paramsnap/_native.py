@@ -1,5 +1,6 @@
 """Loading libparamsnap.so (the Swift library's C ABI, Sources/ParamSnapC) and declaring its functions for ctypes."""
 import ctypes
+import json
 import os
 
 _ERR = 4096
@@ -100,6 +101,22 @@ def _declare(lib):
     lib.psnap_pass.restype = ctypes.c_int32
     lib.psnap_read_snapshot.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64] + c_err
     lib.psnap_read_snapshot.restype = ctypes.c_int32
+
+
+def is_int(k):
+    """An integer of any Python or numpy type, not a bool."""
+    import numpy as np
+    return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+
+
+def call_json(lib, fn, *args):
+    """Calls a native function that answers a malloc'd JSON string (its last argument before the error buffer)."""
+    out = ctypes.c_void_p()
+    call(fn, *args, ctypes.byref(out))
+    try:
+        return json.loads(ctypes.string_at(out.value).decode("utf-8"))
+    finally:
+        lib.psnap_free(out)
 
 
 def call(fn, *args):

@@ -112,12 +112,7 @@ class Writer(_native.Closing):
         _native.call(self._lib.psnap_writer_open, self.path.encode(), json.dumps(tensors).encode(),
                      json.dumps(self._options).encode(), ctypes.byref(h))
         self._h = h
-        out = ctypes.c_void_p()
-        _native.call(self._lib.psnap_writer_tensors, self._h, ctypes.byref(out))
-        try:
-            declared = json.loads(ctypes.string_at(out.value).decode("utf-8"))
-        finally:
-            self._lib.psnap_free(out)
+        declared = _native.call_json(self._lib, self._lib.psnap_writer_tensors, self._h)
         self._order = [t["name"] for t in declared]
         self._layout = {t["name"]: (t["dtype"], tuple(t["shape"])) for t in declared}
 

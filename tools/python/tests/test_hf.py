@@ -1,9 +1,6 @@
 """The Trainer callback driven through the TrainerCallback protocol by a small numpy training loop (the same calls
 transformers.Trainer makes): the run holds a snapshot at the start, every N steps and at each epoch's end, with
 step, epoch, loss and learning rate, and the values the model had then."""
-import json
-import os
-import struct
 import subprocess
 import types
 
@@ -12,20 +9,7 @@ import numpy as np
 import paramsnap
 from conftest import psnap_binary
 from paramsnap.hf import ParamSnapCallback
-
-
-def save_safetensors(path, tensors, step):
-    """A checkpoint as a trainer would save it (safetensors, f32)."""
-    header, blobs, off = {}, [], 0
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b); off += len(b)
-    header["__metadata__"] = {"step": str(step)}
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+from safetensors_io import write_safetensors
 
 
 class Param:
@@ -62,7 +46,7 @@ def test_callback_protocol(tmp_path):
 
     def checkpoint():
         seen[state.global_step] = model.W.a.copy()
-        save_safetensors(str(dumps / f"step-{state.global_step:04d}.safetensors"), {"W": model.W.a, "b": model.b.a}, state.global_step)
+        write_safetensors(str(dumps / f"step-{state.global_step:04d}.safetensors"), {"W": model.W.a, "b": model.b.a}, {"step": state.global_step})
 
     cb.on_train_begin(args, state, control, model=model)
     checkpoint()

@@ -1,5 +1,4 @@
 """Hostile inputs to the package, each once found wrong: they get the right values or a clear error, never a crash."""
-import os
 import shutil
 import warnings
 

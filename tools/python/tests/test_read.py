@@ -1,15 +1,14 @@
 """The Python package against the independent spec reader (tools/psnap_reader.py) and the source checkpoints: every
 value bit for bit, slices as numpy's orthogonal indexing, snapshots equal to the checkpoints, errors by name."""
-import json
 import os
 import shutil
-import struct
 
 import numpy as np
 import pytest
 
 import paramsnap
 from psnap_reader import Psnap
+from safetensors_io import read_safetensors
 from conftest import checkpoint_files
 
 BITS = {"f32": np.uint32, "f16": np.uint16, "bf16": np.uint16, "f64": np.uint64}
@@ -72,20 +71,6 @@ def test_slices_are_orthogonal_numpy_indexing(converted):
                 assert got.shape == want.shape and np.array_equal(bits(got), bits(want)), (t.name, k)
 
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    header.pop("__metadata__", None)
-    out = {}
-    for name, h in header.items():
-        a, b = h["data_offsets"]
-        dt = {"F32": np.uint32, "F16": np.uint16, "BF16": np.uint16, "F64": np.uint64}[h["dtype"]]
-        out[name] = np.frombuffer(data[a:b], dtype=dt).reshape(h["shape"])
-    return out
-
-
 @pytest.mark.parametrize("name", ["tiny-gpt", "tiny-gpt-bf16"])
 def test_snapshot_equals_its_checkpoint(converted, name):
     if name not in converted:
@@ -94,7 +79,7 @@ def test_snapshot_equals_its_checkpoint(converted, name):
     files = checkpoint_files(src)
     with paramsnap.open(path, bf16="bits") as run:
         for k in (0, len(files) // 2, len(files) - 1):
-            want = read_safetensors(files[k])
+            want, _, _ = read_safetensors(files[k])
             got = run.snapshot(k)
             assert set(got) == set(want)
             for n in want:
@@ -156,7 +141,6 @@ def test_errors_name_what_and_where(converted, tmp_path):
         paramsnap.open(str(tmp_path / "missing.psnap"))
     assert "missing.psnap" in str(e.value)
     # A damaged tile: one byte flipped in the middle of the stored tiles.
-    ref = Psnap(path)
     bad = str(tmp_path / "bad.psnap")
     shutil.copy(path, bad)
     size = os.path.getsize(bad)

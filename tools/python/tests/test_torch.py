@@ -36,11 +36,12 @@ def test_training_loop_equals_converted_checkpoints(tmp_path, dtype):
     ckpt = tmp_path / "checkpoints"
     ckpt.mkdir()
     run = str(tmp_path / "run.psnap")
+    loss = None
     with paramsnap.Writer(run, snapshots_per_segment=4) as w:
         for step in range(31):
             if step % 5 == 0:
                 params = dict(model.named_parameters())
-                w.append(params, step=step, metadata={"loss": 0.0 if step == 0 else loss.item(), "lr": 1e-2})
+                w.append(params, step=step, metadata={"loss": 0.0 if loss is None else loss.item(), "lr": 1e-2})
                 save_file({n: p.detach().clone() for n, p in params.items()}, str(ckpt / f"step-{step:03d}.safetensors"))
             i = (step * 32) % 256
             loss = torch.nn.functional.cross_entropy(model(X[i:i + 32]).float(), y[i:i + 32])

@@ -13,9 +13,9 @@ import pytest
 
 import paramsnap
 from conftest import checkpoint_files, REPO
-from test_read import bits, read_safetensors
+from safetensors_io import read_safetensors
+from test_read import bits
 
-DT = {np.uint32: np.float32, np.uint64: np.float64}
 
 
 def as_values(raw, dtype_name):
@@ -39,7 +39,7 @@ def test_written_run_equals_the_converted_run(converted, tmp_path, name):
         steps = list(ref.steps)
         with paramsnap.Writer(out, memory="64MiB", snapshots_per_segment=8) as w:
             for k, f in enumerate(checkpoint_files(src)):
-                raw = read_safetensors(f)
+                raw, _, _ = read_safetensors(f)
                 w.append({n: as_values(a, dtypes[n]) for n, a in raw.items()}, step=steps[k], metadata={"loss": 1.0 / (k + 1)})
         with paramsnap.open(out, bf16="bits") as got:
             assert [t.name for t in got.tensors] == [t.name for t in ref.tensors]

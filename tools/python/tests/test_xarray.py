@@ -2,7 +2,6 @@
 reductions equal `psnap moments` (f64) within 1e-12; Dask chunks are whole rows of about the asked size, aligned to
 the run's blocks."""
 import json
-import os
 import subprocess
 
 import numpy as np
