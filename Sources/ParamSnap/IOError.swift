@@ -12,6 +12,8 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
     case truncate(path: String, errno: Int32)
     case mmap(path: String, errno: Int32)
     case rename(from: String, to: String, errno: Int32)
+    /// The old file at `path` could not be removed to replace it (nothing was written).
+    case replace(path: String, errno: Int32)
     case locked(path: String)
     case exists(path: String)
     /// The path names a directory, FIFO, device or socket where a file's bytes are needed.
@@ -38,6 +40,7 @@ public enum IOError: Error, Equatable, CustomStringConvertible, Sendable {
         case .truncate(let p, let e): return "cannot truncate '\(p)': \(Self.text(e))"
         case .mmap(let p, let e): return "cannot memory-map '\(p)': \(Self.text(e))"
         case .rename(let f, let t, let e): return "cannot rename '\(f)' to '\(t)': \(Self.text(e))"
+        case .replace(let p, let e): return "cannot replace '\(p)' (removing the old file): \(Self.text(e)); it is left as it was"
         case .locked(let p): return "'\(p)' is locked by another writer"
         case .exists(let p): return "'\(p)' already exists (use --force to replace it)"
         case .outputIsInput(let o, let i): return "the output '\(o)' is the input '\(i)' (the same file): an output never replaces an input; choose another output path"
@@ -64,7 +67,7 @@ extension IOError: ParamSnapError {
     public var kind: ErrorKind {
         switch self {
         case .open(_, let e), .read(_, _, let e), .write(_, _, let e), .sync(_, let e), .truncate(_, let e), .mmap(_, let e),
-             .rename(_, _, let e), .attributes(_, let e):
+             .rename(_, _, let e), .replace(_, let e), .attributes(_, let e):
             return .io(errno: e)
         case .notRegularFile, .changed, .closed, .incomplete: return .io(errno: nil)
         case .locked, .exists: return .conflict

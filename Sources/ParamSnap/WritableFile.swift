@@ -23,7 +23,7 @@ package final class WritableFile {
                 var st = stat()
                 if fstat(old, &st) == 0, let kind = MappedFile.nonRegularKind(st.st_mode) { throw IOError.notRegularFile(path: path, kind: kind) }
                 guard Self.lock(old) else { throw IOError.locked(path: path) }
-                guard unlink(path) == 0 || errno == ENOENT else { throw IOError.open(path: path, errno: errno) }
+                guard unlink(path) == 0 || errno == ENOENT else { throw IOError.replace(path: path, errno: errno) }
             }
         }
         // O_NONBLOCK: a FIFO is refused below instead of waiting for its other end (cleared for a regular file).

@@ -141,7 +141,7 @@ class Writer(_native.Closing):
         for name, (kind, a, shape) in arrays.items():
             want = self._layout.get(name)
             if want is not None and (kind, tuple(shape)) != want:
-                raise ValueError(f"tensor '{name}' is {kind} {tuple(shape)}; the run holds {want[0]} {want[1]}")
+                raise ValueError(f"{self.path}: tensor '{name}' is {kind} {tuple(shape)}; the run holds {want[0]} {want[1]}")
         meta = {}
         for k, v in (metadata or {}).items():
             if hasattr(v, "item"):
