@@ -37,9 +37,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // BLAS (GEMM, SYRK) and LAPACK's symmetric eigensolver for the analysis passes.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        // Hole punching, SEEK_DATA and open-file-description locks (need _GNU_SOURCE, absent from Swift's Glibc).
+        .target(name: "CFileSpace"),
         .target(name: "PSnapFormat"),
         .target(name: "PSnapCodec", dependencies: ["PSnapFormat", "CZstd"]),
-        .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", "CFileSpace", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
         .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "PSnapCodec", "CBLAS"]),

@@ -2,29 +2,60 @@
 import PSnapFormat
 @_spi(Internals) import PSnapCodec
 import Glibc
+import CFileSpace
 
 /// A read-only `mmap` of a file as it was when opened. Bytes appended later are not visible.
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     /// Mapped bytes (empty for an empty file).
     public let bytes: UnsafeRawBufferPointer
+    /// The descriptor kept open for a reader's lock (§9), or -1.
+    let descriptor: Int32
 
-    /// Maps `path`, or the first `length` bytes if given.
-    public init(path: String, length: UInt64? = nil) throws {
+    /// Maps `path`, or the first `length` bytes if given. `keepDescriptor` keeps the file open while mapped, for
+    /// `lockShared(at:)` and `currentSize()`.
+    public init(path: String, length: UInt64? = nil, keepDescriptor: Bool = false) throws {
         self.path = path
         // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused below.
         let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw IOError.open(path: path, errno: errno) }
-        defer { Glibc.close(fd) }
+        descriptor = keepDescriptor ? fd : -1
+        var ok = false
+        defer { if !keepDescriptor || !ok { Glibc.close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw IOError.open(path: path, errno: errno) }
         if let kind = Self.nonRegularKind(st.st_mode) { throw IOError.notRegularFile(path: path, kind: kind) }
         let size = length ?? UInt64(st.st_size)
-        guard size > 0 else { bytes = UnsafeRawBufferPointer(start: nil, count: 0); return }
+        guard size > 0 else { bytes = UnsafeRawBufferPointer(start: nil, count: 0); ok = true; return }
         guard let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
             throw IOError.mmap(path: path, errno: errno)
         }
         bytes = UnsafeRawBufferPointer(start: p, count: Int(size))
+        ok = true
+    }
+
+    /// §9: a reader's shared lock on the byte at `offset` (its commit's footer), held until this mapping is released.
+    /// A writer returns the space of tiles an older commit still uses only when no such lock lies below its newest
+    /// footer. Best effort: where the filesystem has no such locks, writers do not punch tiles either.
+    func lockShared(at offset: UInt64) {
+        if descriptor >= 0 { _ = psnap_lock_shared(descriptor, Int64(offset), 1) }
+    }
+
+    /// Allocated bytes (st_blocks × 512), size and filesystem block size of the file now; nil when unknown.
+    func allocation() -> (allocated: UInt64, size: UInt64, block: UInt64)? {
+        var st = stat()
+        let fd = descriptor >= 0 ? descriptor : Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { if fd != descriptor { Glibc.close(fd) } }
+        guard fstat(fd, &st) == 0 else { return nil }
+        return (UInt64(st.st_blocks) * 512, UInt64(st.st_size), UInt64(st.st_blksize))
+    }
+
+    /// The file's size now (it may have grown since it was mapped), or nil without a kept descriptor.
+    func currentSize() -> UInt64? {
+        var st = stat()
+        guard descriptor >= 0, fstat(descriptor, &st) == 0 else { return nil }
+        return UInt64(st.st_size)
     }
 
     /// What a file of mode `mode` is, when it is not a regular file (nil for a regular file).
@@ -42,6 +73,7 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let b = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: b), bytes.count) }
+        if descriptor >= 0 { Glibc.close(descriptor) }
     }
 
     /// Drops this process's resident pages of the mapping (they stay in the page cache and fault back in on

@@ -2,6 +2,7 @@
 import PSnapFormat
 @_spi(Internals) import PSnapCodec
 import Foundation
+import Glibc
 
 /// Reads a `.psnap` file through a read-only memory map. The index is parsed once at open; every
 /// size and offset from the file is checked before use. Safe to use from many threads.
@@ -44,10 +45,44 @@ public final class PSnapReader: @unchecked Sendable {
     /// a damaged newest commit throws `FormatError.damagedCommit` (never a silent fall-back to an older one).
     /// `verifyChecksums` checks each tile's XXH64 as it is read.
     public convenience init(path: String, verifyChecksums: Bool = true) throws {
-        let file = try MappedFile(path: path)
-        let header = try Self.header(of: file)
-        let commit = try CommitSearch.newest(file.bytes, blockSize: Int(header.blockSize))
+        let (file, header, commit) = try Self.openNewest(path: path)
         self.init(path: path, file: file, header: header, commit: commit, verifyChecksums: verifyChecksums)
+    }
+
+    /// Attempts at opening the newest commit while a writer keeps publishing newer ones (then the space of the
+    /// commit being opened may be returned under the reader; after the last attempt the reader goes on as it is).
+    static let openAttempts = 20
+
+    /// §9 readers: the newest commit, with a shared lock on its footer's first byte held for as long as the mapping
+    /// lives. A writer returns the space of tiles only older commits use when no such lock lies below its newest
+    /// footer, and only after publishing that footer; so once the lock is taken, the commit is safe if it was still
+    /// the newest at that moment. If a newer one appeared meanwhile (or the commit read as damaged while the file
+    /// grew: its space may have been returned between the footer and the index), the reader opens again.
+    static func openNewest(path: String) throws -> (MappedFile, FileHeader, Commit) {
+        var file = try MappedFile(path: path, keepDescriptor: true)
+        var attempt = 1
+        while true {
+            let grew = { (f: MappedFile) in (f.currentSize() ?? UInt64(f.bytes.count)) != UInt64(f.bytes.count) }
+            let header = try Self.header(of: file)
+            let commit: Commit
+            do {
+                commit = try CommitSearch.newest(file.bytes, blockSize: Int(header.blockSize))
+            } catch {
+                guard attempt < openAttempts, grew(file) else { throw error }
+                attempt += 1
+                file = try MappedFile(path: path, keepDescriptor: true)
+                continue
+            }
+            file.lockShared(at: commit.footerOffset)
+            guard attempt < openAttempts, grew(file) else { return (file, header, commit) }
+            let again = try MappedFile(path: path, keepDescriptor: true)
+            if let h = try? Self.header(of: again), let c = try? CommitSearch.newest(again.bytes, blockSize: Int(h.blockSize)),
+               c.footerOffset == commit.footerOffset {
+                return (file, header, commit)
+            }
+            attempt += 1
+            file = again
+        }
     }
 
     /// Opens a given commit of `path` (found by `CommitSearch.survey` or rebuilt by `FooterSalvage`: repair).
@@ -342,6 +377,12 @@ public final class PSnapReader: @unchecked Sendable {
     public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
     /// Committed file size (up to the newest footer's end).
     public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
+    /// Disk space the file occupies (allocated blocks, what `du` reports) when it is smaller than the file by at least
+    /// one filesystem block: a writer returned dead space as holes (§9 "Space"). Nil otherwise (or if unknown).
+    public var allocatedBytes: UInt64? {
+        guard let (allocated, size, block) = file.allocation() else { return nil }
+        return allocated + max(4096, block) <= size ? allocated : nil
+    }
     /// Committed bytes over live bytes (§10: what merging costs until `psnap compact`); 1 for a compact file.
     public var writeAmplification: Double {
         Double(committedSize) / Double(max(1, committedSize - deadBytes))

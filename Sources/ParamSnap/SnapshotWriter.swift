@@ -18,6 +18,8 @@ public struct WriterOptions: Sendable {
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
     /// Tiered merging of small trailing segments (§10).
     public var merge: Bool = true
+    /// Return dead space to the filesystem after each commit (§9 "Space": hole punching).
+    public var reclaimSpace: Bool = true
     /// File-level attributes of a new file.
     public var attributes: [String: MetaValue]? = nil
     /// Replace an existing file on create.
@@ -39,6 +41,8 @@ public struct CommitReport: Sendable, Equatable {
     public var storedBytes: UInt64 = 0
     /// Bytes appended to the file, tiles + index + metadata + footer.
     public var bytesAppended: UInt64 = 0
+    /// Dead bytes returned to the filesystem after the commit (§9 "Space": holes punched).
+    public var bytesReclaimed: UInt64 = 0
 }
 
 /// Appends snapshots to a `.psnap` file with bounded memory. One writer per file (an exclusive lock).
@@ -63,6 +67,7 @@ public final class SnapshotWriter {
     var commitSequence: UInt64
     var staging: Staging
     var stagedInfos: [SnapshotInfo] = []
+    var reclaimer = SpaceReclaimer()
 
     /// Snapshots committed so far.
     public var committedSnapshots: Int { segments.last?.upperBound ?? 0 }
@@ -281,12 +286,17 @@ public final class SnapshotWriter {
         try file.write(tail, at: indexOffset)
         try file.write(footer.encode(), at: footerOffset)
         try file.sync()
+        let previous = lastFooter.map { (indexOffset: $0.indexOffset, footerOffset: lastFooterOffset) }
         tiles = all
         end = footerOffset + UInt64(Spec.footerSize)
         lastFooterOffset = footerOffset
         lastFooter = footer
         commitSequence += 1
         lastCommit = report
+        if options.reclaimSpace {
+            lastCommit.bytesReclaimed = reclaimer.reclaim(fd: file.fd, tiles: all, indexOffset: indexOffset,
+                                                          footerOffset: footerOffset, previous: previous)
+        }
     }
 
     /// Commits what is staged and releases the file.

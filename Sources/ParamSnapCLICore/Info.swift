@@ -59,6 +59,9 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         print("codec       \(r.header.codecChain)")
         print("stored      \(CLI.bytes(stored)) of \(CLI.bytes(raw)) raw  (ratio \(CLI.ratio(raw, stored)))")
         print("dead space  \(CLI.bytes(r.deadBytes))  (write amplification \(String(format: "%.2f", r.writeAmplification))×; `psnap compact` removes it)")
+        if let a = r.allocatedBytes {
+            print("on disk     \(CLI.bytes(a)) allocated of \(CLI.bytes(UInt64(r.file.bytes.count)))  (the writer returned dead space to the filesystem as holes)")
+        }
         if r.ignoredBytes > 0 { print("ignored     \(r.ignoredBytes) bytes after the newest commit (torn tail of an interrupted write)") }
         print("")
         let per = InfoReport.perTensor(r)
@@ -143,6 +146,7 @@ package struct InfoReport: Encodable {
     let ratio: Double
     let deadBytes: UInt64
     let writeAmplification: Double
+    let allocatedBytes: UInt64?
     let attributes: [String: MetaValue]?
     let tensors: [Tensor]
     let tiles: [Tile]?
@@ -169,6 +173,7 @@ package struct InfoReport: Encodable {
             segments: r.segments.map { [$0.lowerBound, $0.count] },
             tileCount: r.tiles.count, rawBytes: raw, storedBytes: stored, ratio: ratio(raw, stored),
             deadBytes: r.deadBytes, writeAmplification: (r.writeAmplification * 1e4).rounded() / 1e4,
+            allocatedBytes: r.allocatedBytes,
             attributes: r.metadata.attributes,
             tensors: r.tensors.enumerated().map { i, t in
                 Tensor(name: t.name, dtype: t.dtype.rawValue, shape: t.shape, parameters: r.layout.parameterCounts[i],
