@@ -69,7 +69,7 @@ def _check(cond, msg):
 HEADER = struct.Struct("<8sHHIQ8si20sQ")                 # §3, 64 bytes
 FOOTER = struct.Struct("<8sHHIQQQQQQQQQQQ8sQ8s")         # §8, 128 bytes
 ENTRY = struct.Struct("<IIQQQQQQQ")                       # §6, 64 bytes
-STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 5: "linpred", 16: "zstd", 17: "zstdplanes", 18: "lenrans"}  # §5
+STAGES = {1: "xor", 2: "sub", 3: "split", 4: "bytedelta", 5: "linpred", 6: "lead", 16: "zstd", 17: "zstdplanes", 18: "lenrans"}  # §5
 TERMINAL = (16, 17, 18)
 DTYPES = {"f32": (4, "<f4"), "f16": (2, "<f2"), "bf16": (2, "<u2"), "f64": (8, "<f8")}  # §1.2
 UINT = {2: "<u2", 4: "<u4", 8: "<u8"}
@@ -253,6 +253,11 @@ class Psnap:
                         a, axis=1, dtype=UINT[E])
                 elif stage == 5:               # linpred: order-2 prediction on order-preserving ints, zigzag
                     a = _unlinpred(np.frombuffer(buf, UINT[E]).reshape(P, S), E)
+                elif stage == 6:               # lead: elements (p, 0) first, then (p, s ≥ 1) parameter-major
+                    flat = np.frombuffer(buf, UINT[E])
+                    a = np.empty((P, S), UINT[E])
+                    a[:, 0] = flat[:P]
+                    a[:, 1:] = flat[P:].reshape(P, S - 1)
                 elif stage == 3:               # split: byte k of element i is at k·N + i
                     a = np.frombuffer(buf, np.uint8).reshape(E, N).T
                 else:                          # bytedelta: per-plane running byte sum mod 256

@@ -24,10 +24,16 @@ extension TileCodec {
     }
 
     /// Whether `decodeRow` can decode one parameter without reconstructing the whole tile: the chain must be
-    /// (in encoding order) an optional temporal stage (xor, sub or linpred), `split`, an optional `bytedelta`, an optional terminal stage.
+    /// (in encoding order) an optional temporal stage (xor, sub or linpred), an optional `lead`, `split`, an optional
+    /// `bytedelta` (not after `lead`), an optional terminal stage.
     package var rowDecodable: Bool {
         var st = transforms[...]
         if st.first == .xor || st.first == .sub || st.first == .linpred { st = st.dropFirst() }
+        // `lead` (a permutation) is followed by index arithmetic; with bytedelta a row would need two running sums.
+        if st.first == .lead {
+            st = st.dropFirst()
+            return st == [.split] || (st.isEmpty && terminal != .zstdPlanes)
+        }
         return st == [.split] || st == [.split, .bytedelta] || (st.isEmpty && terminal != .zstdPlanes) || lenransRows
     }
 
@@ -54,8 +60,9 @@ extension TileCodec {
             return
         }
         // Planes are inflated only up to this row's end.
+        let lead = transforms.contains(.lead)
         guard let planes = try inflate(stored, storedRaw: false, elementSize: e, params: params, snapshots: S, keep: false,
-                                       prefix: (row + 1) * S) else {
+                                       prefix: S == 0 ? 0 : Transforms.leadIndex(row, S - 1, params: params, snapshots: S, lead: lead) + 1) else {
             let full = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 64)
             defer { full.deallocate() }
             try decode(stored, storedRaw: false, into: full, elementSize: e, params: params, snapshots: S)
@@ -85,6 +92,7 @@ extension TileCodec {
             return InflatedTile(storage: buf, planes: [UnsafeRawPointer(buf.baseAddress!)], split: false, final: true)
         }
         let count = params * S
+        let lead = transforms.contains(.lead)
         let split = transforms.contains(.split)
         var pointers: [UnsafeRawPointer] = []
         pointers.reserveCapacity(e)
@@ -116,7 +124,7 @@ extension TileCodec {
                 if keep { buf.deallocate() }
                 throw error
             }
-            return InflatedTile(storage: keep ? buf : nil, planes: pointers, split: split)
+            return InflatedTile(storage: keep ? buf : nil, planes: pointers, split: split, lead: lead, params: params)
         default:
             let base: UnsafeRawPointer
             var owned: UnsafeMutableRawBufferPointer? = nil
@@ -134,7 +142,7 @@ extension TileCodec {
                 if keep { owned = buf }
             }
             for k in 0..<(split ? e : 1) { pointers.append(base + k * count) }
-            return InflatedTile(storage: owned, planes: pointers, split: split)
+            return InflatedTile(storage: owned, planes: pointers, split: split, lead: lead, params: params)
         }
     }
 
@@ -149,7 +157,22 @@ extension TileCodec {
             out.copyMemory(from: t.planes[0] + row * S * e, byteCount: n * e)
             return
         }
-        if t.split {
+        if t.lead {
+            // Element 0 of the row is at `row`, elements 1... at P + row·(S − 1) (§5 stage 6).
+            let P = t.params
+            if t.split {
+                let o = out.assumingMemoryBound(to: UInt8.self)
+                for k in 0..<e {
+                    let plane = t.planes[k].assumingMemoryBound(to: UInt8.self)
+                    if n > 0 { o[k] = plane[row] }
+                    let rest = P + row * (S - 1) - 1
+                    for s in 1..<max(1, n) { o[s * e + k] = plane[rest + s] }
+                }
+            } else {
+                if n > 0 { out.copyMemory(from: t.planes[0] + row * e, byteCount: e) }
+                if n > 1 { (out + e).copyMemory(from: t.planes[0] + (P + row * (S - 1)) * e, byteCount: (n - 1) * e) }
+            }
+        } else if t.split {
             let first = row * S
             let o = out.assumingMemoryBound(to: UInt8.self)
             let delta = transforms.contains(.bytedelta)
@@ -215,11 +238,16 @@ extension TileCodec {
     @_spi(Internals) public var bytes: Int { storage?.count ?? 0 }
     let planes: [UnsafeRawPointer]
     let split: Bool
+    /// Elements in `lead` order (§5 stage 6) in a tile of `params` rows.
+    let lead: Bool
+    let params: Int
     /// The raw tile itself (every stage undone): planes[0] is the parameter-major tile.
     @_spi(Internals) public let final: Bool
 
-    init(storage: UnsafeMutableRawBufferPointer?, planes: [UnsafeRawPointer], split: Bool, final: Bool = false) {
+    init(storage: UnsafeMutableRawBufferPointer?, planes: [UnsafeRawPointer], split: Bool, final: Bool = false,
+         lead: Bool = false, params: Int = 0) {
         self.storage = storage; self.planes = planes; self.split = split; self.final = final
+        self.lead = lead; self.params = params
     }
 
     deinit { storage?.deallocate() }

@@ -90,6 +90,9 @@ extension TileCodecError: CustomStringConvertible {
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
             case .linpred:
                 Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: true)
+            case .lead:
+                Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: true)
+                swap(&cur, &other)
             case .split:
                 Transforms.split(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
                 swap(&cur, &other)
@@ -113,7 +116,8 @@ extension TileCodecError: CustomStringConvertible {
             if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         case .zstdPlanes?:
-            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count)
+            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count,
+                                   firstBlock: transforms.contains(.lead) && transforms.contains(.split) ? params : 0)
             if out >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<out]), false)
         default:
@@ -139,13 +143,15 @@ extension TileCodecError: CustomStringConvertible {
 
     /// The `zstdplanes` stage (§5) of `cur`'s E planes into `out`: E plane descriptors, then each plane as a zstd frame,
     /// or raw when zstd saves less than 1/32 of it. Returns the bytes written.
+    /// `firstBlock` > 0: the first zstd block of each plane ends there (the leading column of a `lead` tile, so that
+    /// it decodes from a short prefix and its statistics do not mix with the residuals after it).
     private func encodePlanes(_ cur: UnsafeMutableRawBufferPointer, into other: UnsafeMutableRawBufferPointer, elementSize e: Int,
-                              planeBytes: Int) -> Int {
+                              planeBytes: Int, firstBlock: Int = 0) -> Int {
         var out = 8 * e
         for k in 0..<e {
             let src = cur.baseAddress! + k * planeBytes
             let dst = other.baseAddress! + out
-            let z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out)
+            let z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock)
             var descriptor: UInt64
             if ZSTD_isError(z) == 0 && z < planeBytes - planeBytes / 32 {
                 descriptor = UInt64(z)
@@ -219,16 +225,17 @@ extension TileCodecError: CustomStringConvertible {
     /// One zstd frame of `n` bytes whose blocks each cover at most `planeBlockBytes` of input, so that a reader can
     /// stop after the blocks it needs. Returns the frame size, a zstd error code (as `ZSTD_compressCCtx`), or Int.max
     /// when the frame does not fit `capacity`.
-    func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int) -> Int {
+    func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, firstBlock: Int = 0) -> Int {
         let blockBytes = Self.planeBlockBytes
-        if blockBytes <= 0 || n <= blockBytes { return ZSTD_compressCCtx(cctx, dst, capacity, src, n, chain.zstdLevel) }
+        let first = firstBlock > 0 && firstBlock < n ? firstBlock : 0
+        if first == 0 && (blockBytes <= 0 || n <= blockBytes) { return ZSTD_compressCCtx(cctx, dst, capacity, src, n, chain.zstdLevel) }
         _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
         _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, chain.zstdLevel)
         _ = ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(n))
         var output = ZSTD_outBuffer(dst: dst, size: capacity, pos: 0)
         var at = 0
         while at < n {
-            let len = min(blockBytes, n - at)
+            let len = at == 0 && first > 0 ? first : min(blockBytes, n - at)
             let last = at + len == n
             var input = ZSTD_inBuffer(src: src + at, size: len, pos: 0)
             while true {
@@ -299,7 +306,7 @@ extension TileCodecError: CustomStringConvertible {
         Self.ensure(&a, n)
         let count = params * snapshots
         // The result must land in `out`: start in `out` or in `a` depending on how many buffer swaps follow.
-        let swaps = transforms.filter { $0 == .split }.count
+        let swaps = transforms.filter { $0 == .split || $0 == .lead }.count
         var cur = swaps % 2 == 0 ? out : UnsafeMutableRawBufferPointer(rebasing: a[0..<n])
         var other = swaps % 2 == 0 ? UnsafeMutableRawBufferPointer(rebasing: a[0..<n]) : out
         try inflate(stored, into: cur.baseAddress!, n: n, elementSize: elementSize, snapshots: snapshots)
@@ -316,6 +323,9 @@ extension TileCodecError: CustomStringConvertible {
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: false)
             case .linpred:
                 Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: false)
+            case .lead:
+                Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: false)
+                swap(&cur, &other)
             case .split:
                 Transforms.unsplit(from: cur.baseAddress!, to: other.baseAddress!, count: count, elementSize: elementSize)
                 swap(&cur, &other)

@@ -134,6 +134,39 @@ enum Transforms {
         }
     }
 
+    // MARK: leading column first (§5 stage 6)
+
+    /// `lead`: element (p, 0) of each of the `params` rows first, then every row's elements 1..<S, parameter-major.
+    static func lead(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, params P: Int, snapshots S: Int, elementSize e: Int, encode: Bool) {
+        func run<T>(_: T.Type) {
+            let s = src.assumingMemoryBound(to: T.self), d = dst.assumingMemoryBound(to: T.self)
+            for p in 0..<P {
+                let row = p * S, rest = P + p * (S - 1)
+                if encode {
+                    d[p] = s[row]
+                    (d + rest).update(from: s + row + 1, count: S - 1)
+                } else {
+                    d[row] = s[p]
+                    (d + row + 1).update(from: s + rest, count: S - 1)
+                }
+            }
+        }
+        guard S > 0 else { return }
+        switch e {
+        case 1: run(UInt8.self)
+        case 2: run(UInt16.self)
+        case 4: run(UInt32.self)
+        case 8: run(UInt64.self)
+        default: preconditionFailure("element size \(e)")
+        }
+    }
+
+    /// Where element (p, s) of a P × S tile lies after `lead` (the identity without it).
+    @inline(__always) static func leadIndex(_ p: Int, _ s: Int, params P: Int, snapshots S: Int, lead: Bool) -> Int {
+        guard lead else { return p * S + s }
+        return s == 0 ? p : P + p * (S - 1) + s - 1
+    }
+
     // MARK: byte-plane split (§5 stage 3)
 
     static func split(from src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, count n: Int, elementSize e: Int) {

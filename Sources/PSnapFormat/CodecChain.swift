@@ -7,6 +7,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case split = 3
     case bytedelta = 4
     case linpred = 5
+    case lead = 6
     case zstd = 16
     case zstdPlanes = 17
     case lenrans = 18
@@ -18,6 +19,7 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .split: return "split"
         case .bytedelta: return "bytedelta"
         case .linpred: return "linpred"
+        case .lead: return "lead"
         case .zstd: return "zstd"
         case .zstdPlanes: return "zstdplanes"
         case .lenrans: return "lenrans"
@@ -39,8 +41,10 @@ public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     public let stages: [CodecStage]
     public let zstdLevel: Int32
 
-    /// §5 default: linpred, split, zstdplanes at level 3 (spec/RATIONALE.md §A).
-    public static let `default` = try! CodecChain(stages: [.linpred, .split, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
+    /// §5 default: linpred, lead, split, zstdplanes at level 3 (spec/RATIONALE.md §A, §A.7).
+    public static let `default` = try! CodecChain(stages: [.linpred, .lead, .split, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
+    /// The default before `lead` existed (kept for the golden fixtures and comparisons).
+    public static let linpredSplit = try! CodecChain(stages: [.linpred, .split, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
     /// The default of format 1.0 before `linpred` existed (kept for the golden fixtures and comparisons).
     public static let splitByteDelta = try! CodecChain(stages: [.split, .bytedelta, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)
 

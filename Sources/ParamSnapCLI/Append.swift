@@ -28,7 +28,7 @@ package struct AppendCommand: ParsableCommand {
     @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
     @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
     @Option(help: "Parameters per block for a new run (power of two).") var blockSize: Int = Spec.defaultBlockSize
-    @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,split,zstdplanes"
+    @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
     @Flag(help: "Do not merge small trailing segments (spec §10).") var noMerge = false
     @Option(help: "Memory budget in MiB for staging and encoding.") var memory: Int = 1024

@@ -143,7 +143,8 @@ import PSnapTestSupport
 
     /// Every row decoded alone (the uncached trajectory path: one lenrans group, or zstdplanes planes inflated only up
     /// to the row's end) equals the row of the whole tile, for the row-decodable chains and every element size.
-    @Test(arguments: [1, 2, 4, 8], [[CodecStage.linpred, .lenrans], [.linpred, .split, .zstdPlanes], [.split, .bytedelta, .zstdPlanes]])
+    @Test(arguments: [1, 2, 4, 8], [[CodecStage.linpred, .lenrans], [.linpred, .split, .zstdPlanes], [.split, .bytedelta, .zstdPlanes],
+                                    [.linpred, .lead, .split, .zstdPlanes], [.linpred, .lead, .zstd], [.lead, .split, .bytedelta, .zstdPlanes]])
     func rowsDecodeAloneAndMatchTheTile(elementSize e: Int, stages: [CodecStage]) throws {
         var rng = SeededRNG(seed: testSeed(0x1E_2A + UInt64(e)))
         let codec = TileCodec(chain: try CodecChain(stages: stages.filter { e > 1 || $0 != .linpred }))

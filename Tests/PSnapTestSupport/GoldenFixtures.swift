@@ -80,10 +80,19 @@ package enum GoldenFixtures {
             try w.close()
         }),
         ("linpred.psnap", { path in
-            // The default chain (linpred, split, zstdplanes): every dtype, two segments, a block big enough to compress.
-            var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 4; o.chain = .default
+            // The default chain before `lead` (linpred, split, zstdplanes): every dtype, two segments, a block big enough to compress.
+            var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 4; o.chain = .linpredSplit
             let w = try SnapshotWriter.create(path: path, tensors: dtypeTensors, options: o)
             for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: dtypeTensors)) { try w.append(info(k), buffers: $0) } }
+            try w.close()
+        }),
+        ("lead.psnap", { path in
+            // The default chain (linpred, lead, split, zstdplanes): every dtype, two segments, and a 2,000-parameter
+            // tensor in blocks of 1,024 whose planes hold the leading column in a zstd block of its own.
+            var o = WriterOptions(); o.blockSize = 1024; o.snapshotsPerSegment = 4; o.chain = .default
+            let t = dtypeTensors + [TensorInfo(name: "wide", dtype: .f32, shape: [40, 50])]
+            let w = try SnapshotWriter.create(path: path, tensors: t, options: o)
+            for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) } }
             try w.close()
         }),
         ("lenrans.psnap", { path in

@@ -70,6 +70,8 @@ package let codecChainsUnderTest: [[CodecStage]] = [
     [.split, .bytedelta, .zstdPlanes], [.zstdPlanes], [.sub, .split, .zstdPlanes], [.xor, .zstdPlanes],
     [.linpred, .split, .zstdPlanes], [.linpred], [.linpred, .split, .bytedelta, .zstd], [.linpred, .zstdPlanes],
     [.linpred, .lenrans], [.lenrans], [.xor, .lenrans], [.split, .lenrans],
+    [.linpred, .lead, .split, .zstdPlanes], [.lead], [.linpred, .lead, .zstd], [.lead, .split, .bytedelta, .zstd],
+    [.xor, .lead, .split, .zstdPlanes], [.linpred, .lead, .lenrans],
 ]
 
 /// Snapshots held in memory, for `writeCompact`.
