@@ -30,12 +30,12 @@ public enum Spec {
     /// §4.1: default parameters per block of a run written by appends (snapshot count unknown).
     public static let defaultBlockSize = 1024
     /// §4.1: raw bytes of a tile that a writer knowing the snapshot count aims at (convert, compact).
-    public static let compactTileTargetBytes = 64 << 10
+    public static let compactTileTargetBytes = 256 << 10
     /// §4.1: bounds of the chosen block size.
     public static let compactBlockSizeRange = 64...4096
 
     /// §4.1: the block size for a compact run of `snapshots` snapshots whose parameters are mostly `elementSize`
-    /// bytes: the largest power of two B with B · snapshots · elementSize ≤ 64 KiB, kept within 64 … 4096.
+    /// bytes: the largest power of two B with B · snapshots · elementSize ≤ 256 KiB, kept within 64 … 4096.
     public static func compactBlockSize(snapshots: Int, elementSize: Int) -> Int {
         let perParam = max(1, snapshots) * max(1, elementSize)
         var b = compactBlockSizeRange.lowerBound

@@ -24,7 +24,7 @@ package struct CompactCommand: ParsableCommand {
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output file (default: replace RUN).") var output: String?
     @Flag(help: "Replace an existing output file (never RUN itself: omit -o to compact in place).") var force = false
-    @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 64 KiB, within 64…4096 (spec §4.1; what convert uses). Default: the input's.") var blockSize: String?
+    @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1; what convert uses). Default: the input's.") var blockSize: String?
     @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024

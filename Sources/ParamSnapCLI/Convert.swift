@@ -69,7 +69,7 @@ package struct ConvertCommand: ParsableCommand {
     @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
     @Flag(help: "Take the union of the snapshots' tensors; fill absent ones with NaN and list them in the snapshot's metadata (missing_tensors).") var allowMissing = false
     @Option(help: "Memory budget in MiB (resident memory stays under it).") var memory: Int = 1024
-    @Option(help: "Parameters per block (power of two). Default: the largest B whose tile (B × snapshots × element size) fits 64 KiB, within 64…4096 (spec §4.1): ~50–100 µs uncached single-trajectory reads up to 256 f32 snapshots. Larger B: slightly smaller files, slower random reads.") var blockSize: Int?
+    @Option(help: "Parameters per block (power of two). Default: the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1): under 100 µs uncached single-trajectory reads up to 1,000 f32 snapshots. Larger B: slightly smaller files, slower random reads.") var blockSize: Int?
     @Option(help: "Codec chain, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level.") var level: Int32 = Spec.defaultZstdLevel
     @Flag(help: "Replace OUT if it exists.") var force = false

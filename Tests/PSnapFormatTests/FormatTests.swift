@@ -8,10 +8,11 @@ import PSnapTestSupport
 @testable import PSnapImport
 
 @Suite struct FormatTests {
-    /// §4.1: the largest power of two B with B · S · e ≤ 64 KiB, within 64 … 4096.
+    /// §4.1: the largest power of two B with B · S · e ≤ 256 KiB, within 64 … 4096.
     @Test func compactBlockSizeFollowsTheTileTarget() {
-        for (s, e, want) in [(61, 4, 256), (64, 4, 256), (65, 4, 128), (61, 2, 512), (101, 4, 128), (16, 4, 1024),
-                             (1, 4, 4096), (1, 1, 4096), (0, 4, 4096), (1000, 4, 64), (100_000, 8, 64), (128, 2, 256)] {
+        for (s, e, want) in [(61, 4, 1024), (64, 4, 1024), (65, 4, 512), (61, 2, 2048), (101, 4, 512), (16, 4, 4096),
+                             (41, 4, 1024), (41, 2, 2048), (1, 4, 4096), (1, 1, 4096), (0, 4, 4096), (1000, 4, 64),
+                             (1001, 4, 64), (100_000, 8, 64), (128, 2, 1024)] {
             let b = Spec.compactBlockSize(snapshots: s, elementSize: e)
             #expect(b == want, "S=\(s) e=\(e)")
             #expect(b.nonzeroBitCount == 1 && Spec.compactBlockSizeRange.contains(b))
@@ -20,8 +21,8 @@ import PSnapTestSupport
         }
         // Mixed dtypes: the element size holding most parameters decides.
         let t = [TensorInfo(name: "a", dtype: .bf16, shape: [10]), TensorInfo(name: "b", dtype: .f32, shape: [3, 3])]
-        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t) == 512)
-        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t + [TensorInfo(name: "c", dtype: .f32, shape: [2])]) == 256)
+        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t) == 2048)
+        #expect(Spec.compactBlockSize(snapshots: 61, tensors: t + [TensorInfo(name: "c", dtype: .f32, shape: [2])]) == 1024)
     }
 
     @Test func xxh64KnownVectors() {

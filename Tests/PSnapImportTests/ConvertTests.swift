@@ -196,9 +196,9 @@ private func write(_ bytes: [UInt8], _ path: String) throws { try Data(bytes).wr
         }
         // mlp-digits' log has no steps: its entries are matched by epoch.
         let mlp = try PSnapReader(path: dir + "/mlp-digits.psnap")
-        // The block size follows §4.1: 101 f32 snapshots → 128 (tiles of 51,712 bytes); 61 bf16 → 512 (62,464 bytes).
-        #expect(mlp.header.blockSize == 128)
-        #expect(try PSnapReader(path: dir + "/tiny-gpt-bf16.psnap").header.blockSize == 512)
+        // The block size follows §4.1: 101 f32 snapshots → 512 (tiles of 206,848 bytes); 61 bf16 → 2048 (249,856 bytes).
+        #expect(mlp.header.blockSize == 512)
+        #expect(try PSnapReader(path: dir + "/tiny-gpt-bf16.psnap").header.blockSize == 2048)
         #expect(mlp.snapshots[10].epoch == 10 && mlp.snapshots[10].metadata?["test_accuracy"] != nil)
     }
 

@@ -38,11 +38,11 @@ import PSnapTestSupport
         #expect(compact.status == 0, "\(compact.err)")
         #expect(try PSnapReader(path: run).segments.count == 1)
         #expect(try runProcess(psnap, ["verify", run]).status == 0)
-        // An appended run keeps B = 1024; `--block-size auto` applies FORMAT §4.1: 6 f32 snapshots → 2048.
+        // An appended run keeps B = 1024; `--block-size auto` applies FORMAT §4.1: 6 f32 snapshots → 4096.
         #expect(try PSnapReader(path: run).header.blockSize == 1024)
         let auto = try runProcess(psnap, ["compact", run, "-o", dir + "/auto.psnap", "--block-size", "auto"])
         #expect(auto.status == 0, "\(auto.err)")
-        #expect(try PSnapReader(path: dir + "/auto.psnap").header.blockSize == 2048)
+        #expect(try PSnapReader(path: dir + "/auto.psnap").header.blockSize == 4096)
         #expect(try runProcess(psnap, ["trajectory", dir + "/auto.psnap", "fc3.weight", "3", "17"]).out == traj.out)
         let bad = try runProcess(psnap, ["compact", run, "-o", dir + "/bad.psnap", "--block-size", "big"])
         #expect(bad.status == 64 && bad.err.contains("'auto'"))

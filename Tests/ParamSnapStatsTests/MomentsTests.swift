@@ -119,8 +119,8 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
             outputs.append(try PSnapReader(path: dir + "/\(tag).moments.psnap"))
         }
         #expect(outputs[0].snapshotCount == TrajectoryStatistic.allCases.count)
-        // Output tiles gather input blocks (MOMENTS.md §3): 15 f64 statistics → B = 512, one tile per tensor here.
-        #expect(outputs[0].header.blockSize == 512 && outputs[0].tiles.count == 2)
+        // Output tiles gather input blocks (MOMENTS.md §3): 15 f64 statistics → B = 2048, one tile per tensor here.
+        #expect(outputs[0].header.blockSize == 2048 && outputs[0].tiles.count == 2)
         let exact: Set<String> = ["count", "min", "max", "argmin", "argmax", "first", "last"]
         for (k, info) in outputs[0].snapshots.enumerated() {
             guard case .string(let name)? = info.metadata?["statistic"] else { Issue.record("no statistic name"); continue }
@@ -187,9 +187,10 @@ private func index(_ s: TrajectoryStatistic) -> Int { TrajectoryStatistic.allCas
             try TrajectoryMoments.run(reader: try PSnapReader(path: path), outputPath: dir + "/m\(B).psnap", options: opts)
             outs.append(try PSnapReader(path: dir + "/m\(B).psnap"))
         }
-        // 4 f32 statistics → output B 4096 (64 input blocks per tile); 15 → 1024. The B = 8192 input keeps its own B.
-        #expect(outs[0].header.blockSize == (stats == ["moments"] ? 4096 : 1024) && outs[1].header.blockSize == 8192)
-        #expect(outs[0].tiles.count == (stats == ["moments"] ? 2 : 4))
+        // 4 and 15 f32 statistics → output B 4096 (64 input blocks per tile; §4.1 caps B at 4096). The B = 8192 input
+        // keeps its own B.
+        #expect(outs[0].header.blockSize == 4096 && outs[1].header.blockSize == 8192)
+        #expect(outs[0].tiles.count == 2)
         #expect(outs[0].verifyAll().isEmpty)
         for t in 0..<2 {
             for k in 0..<outs[0].snapshotCount {

@@ -154,12 +154,14 @@ func benchAppend(args: [String]) throws {
 }
 
 func benchRead(args: [String]) throws {
-    // psnap-bench read FILE [--n 1000] [--no-verify]
+    // psnap-bench read FILE [--n 1000] [--no-verify] [--no-cache]: random single-trajectory reads, warm page cache;
+    // --no-cache turns the reader's inflated-tile cache off, so every read inflates its rows (the first read of a tile).
     let path = args[0]
     let n = args.firstIndex(of: "--n").map { Int(args[$0 + 1])! } ?? 1000
     let verify = !args.contains("--no-verify")
     let t0 = now()
     let r = try PSnapReader(path: path, verifyChecksums: verify)
+    if args.contains("--no-cache") { r.cacheBytes = 0 }
     let openMs = (now() - t0) * 1000
     var rng = Rng(s: 99)
     var lat: [Double] = []
@@ -457,7 +459,7 @@ guard let cmd = argv.first else {
     print("""
     usage: psnap-bench append DIR [--gib 4] [--snapshots 64] [--per-segment 16] [--memory-mib 1024] [--level 3]
            psnap-bench tensor FILE NAME [--repeat 5]
-           psnap-bench read FILE [--n 1000] [--no-verify]
+           psnap-bench read FILE [--n 1000] [--no-verify] [--no-cache]
            psnap-bench open DIR
            psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
            psnap-bench real DATA_DIR OUT_DIR [--runs tiny-gpt,mlp-digits] [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
