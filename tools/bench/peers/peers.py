@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-# ParamSnap against the tools a user would pick instead (zarr, blosc2, HDF5, raw .npy, the safetensors folder, zstd).
+# ParamSnap against the tools a user would pick instead (zarr, blosc2, HDF5, pcodec, fpzip, raw .npy, the safetensors
+# folder, zstd).
 """Usage (through run.sh, which makes the venv and the release builds):
-  peers.py bench --psnap BIN --probe BIN [--data DIR] [--runs tiny-gpt,tiny-gpt-bf16,mlp-digits,synthetic]
+  peers.py bench --psnap BIN --probe BIN [--data DIR[:DIR…]] [--runs tiny-gpt,tiny-gpt-bf16,mlp-digits,synthetic]
                  [--gib 1] [--repeat 3] [--work /tmp/psnap-peers] [--out results] [--contenders a,b,…]
   peers.py worker ACTION CONTENDER RUNDIR      (internal: one measurement in a fresh process, one JSON line out)
 
@@ -55,6 +56,11 @@ CONTENDERS = [
     ("blosc2_bytedelta", "blosc2, shuffle + bytedelta + zstd", "b2nd, ZSTD L3, SHUFFLE + BYTEDELTA, 2 threads"),
     ("h5_gzip", "HDF5, shuffle + gzip", "h5py chunked, shuffle + gzip level 4 (h5py default)"),
     ("h5_zstd", "HDF5, shuffle + zstd", "h5py chunked, shuffle + hdf5plugin.Zstd(clevel=3)"),
+    ("pcodec", "pcodec, automatic config", "pcodec.standalone.simple_compress of each chunk flattened row-major (each "
+     "parameter's trajectory in turn), ChunkConfig() defaults: level 8, automatic mode and delta; bf16 as uint16 bit "
+     "patterns (integer modes); chunks packed in one file + an offset index"),
+    ("fpzip", "fpzip, lossless", "fpzip.compress(chunk [B, S] as 2-D, precision=0); f32 only; chunks packed in one file "
+     "+ an offset index"),
     ("npy_pmajor", "raw .npy, parameter-major", "one [P, S] .npy, numpy memmap"),
     ("npy_smajor", "raw .npy, snapshot-major", "one [S, P] .npy, numpy memmap"),
     ("safetensors", "safetensors folder (the input)", "the dumps as they are; safetensors.safe_open / memmap"),
@@ -380,9 +386,77 @@ class SafetensorsFolder(Chunked):
                 yield t, a, self.dumps.gather(t, a, b)
 
 
+class PackedChunks(Chunked):
+    """Codecs with no store format of their own (pcodec, fpzip): each (B × S) chunk compressed on its own, the blobs
+    of all tensors concatenated in <path>/chunks.bin, their byte offsets in <path>/index.npy (one int64 per chunk
+    boundary, all tensors in order). A read maps chunks.bin and decompresses the chunks it needs."""
+
+    def compress(self, X):
+        if self.name == "pcodec":
+            from pcodec import ChunkConfig, standalone
+            return standalone.simple_compress(np.ascontiguousarray(X).reshape(-1), ChunkConfig())
+        import fpzip
+        return fpzip.compress(np.ascontiguousarray(X), precision=0, order="C")
+
+    def decompress(self, blob, rows):
+        if self.name == "pcodec":
+            from pcodec import standalone
+            out = standalone.simple_decompress(blob)
+        else:
+            import fpzip
+            out = fpzip.decompress(blob, order="C")
+        return np.asarray(out).reshape(rows, self.S)
+
+    def write(self, dumps):
+        os.makedirs(self.path, exist_ok=True)
+        offsets, pos = [0], 0
+        B = self.run["chunk"]
+        with open(os.path.join(self.path, "chunks.bin"), "wb") as fh:
+            for t in self.run["tensors"]:
+                for a in range(0, t["n"], SLAB):
+                    b = min(t["n"], a + SLAB)
+                    X = dumps.gather(t, a, b)
+                    for c in range(0, b - a, B):
+                        blob = self.compress(X[c: c + B])
+                        fh.write(blob)
+                        pos += len(blob)
+                        offsets.append(pos)
+        np.save(os.path.join(self.path, "index.npy"), np.asarray(offsets, dtype=np.int64))
+
+    def open(self):
+        self.data = np.memmap(os.path.join(self.path, "chunks.bin"), dtype=np.uint8, mode="r")
+        self.index = np.load(os.path.join(self.path, "index.npy"))
+        B = self.run["chunk"]
+        self.first_chunk, k = {}, 0
+        for t in self.run["tensors"]:
+            self.first_chunk[t["key"]] = k
+            k += -(-t["n"] // B)
+
+    def chunk(self, t, c):
+        """Rows [c·B, min((c+1)·B, n)) of tensor t: [rows, S]."""
+        B = self.run["chunk"]
+        j = self.first_chunk[t["key"]] + c
+        return self.decompress(self.data[self.index[j]: self.index[j + 1]].tobytes(), min(B, t["n"] - c * B))
+
+    def trajectory(self, t, i):
+        B = self.run["chunk"]
+        return self.chunk(t, i // B)[i % B]
+
+    def tensor_at(self, t, k):
+        B = self.run["chunk"]
+        return np.concatenate([self.chunk(t, c)[:, k] for c in range(-(-t["n"] // B))])
+
+    def scan(self):
+        B = self.run["chunk"]
+        for t in self.run["tensors"]:
+            for a in range(0, t["n"], SLAB):
+                b = min(t["n"], a + SLAB)
+                yield t, a, np.concatenate([self.chunk(t, c) for c in range(a // B, -(-b // B))])
+
+
 IMPL = {"zarr_zstd": Zarr, "zarr_shuf_zstd": Zarr, "blosc2_shuf": Blosc2, "blosc2_bytedelta": Blosc2,
         "h5_gzip": HDF5, "h5_zstd": HDF5, "npy_pmajor": NpyParamMajor, "npy_smajor": NpySnapMajor,
-        "safetensors": SafetensorsFolder}
+        "safetensors": SafetensorsFolder, "pcodec": PackedChunks, "fpzip": PackedChunks}
 STORE_NAME = {"zarr_zstd": "zarr_zstd.zarr", "zarr_shuf_zstd": "zarr_shuf_zstd.zarr", "blosc2_shuf": "blosc2_shuf",
               "blosc2_bytedelta": "blosc2_bytedelta", "h5_gzip": "h5_gzip.h5", "h5_zstd": "h5_zstd.h5",
               "npy_pmajor": "pmajor.npy", "npy_smajor": "smajor.npy"}
@@ -492,7 +566,7 @@ def available():
     """Contender → None if its Python packages import, else the error."""
     need = {"zarr_zstd": ["zarr"], "zarr_shuf_zstd": ["zarr", "numcodecs"], "blosc2_shuf": ["blosc2"],
             "blosc2_bytedelta": ["blosc2"], "h5_gzip": ["h5py"], "h5_zstd": ["h5py", "hdf5plugin"],
-            "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "psnap_v1": [], "psnap_xor": [], "zstd_cli": []}
+            "pcodec": ["pcodec"], "fpzip": ["fpzip"], "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "psnap_v1": [], "psnap_xor": [], "zstd_cli": []}
     out = {}
     for c, mods in need.items():
         err = None
@@ -509,7 +583,8 @@ def available():
 
 def versions():
     v = {"python": platform.python_version()}
-    for m in ["numpy", "scipy", "zarr", "numcodecs", "blosc2", "h5py", "hdf5plugin", "zstandard", "safetensors"]:
+    for m in ["numpy", "scipy", "zarr", "numcodecs", "blosc2", "h5py", "hdf5plugin", "zstandard", "safetensors", "pcodec",
+              "fpzip"]:
         try:
             mod = __import__(m)
             v[m] = getattr(mod, "__version__", None) or str(getattr(mod, "version", "?"))
@@ -544,6 +619,8 @@ def bench_run(a, run, rundir, avail, contenders):
         codec = ["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []
         r = {"label": LABEL[c], "how": DESC[c]}
         res[c] = r
+        if c == "fpzip" and run["dtype"] != "F32" and not avail.get(c):
+            avail = dict(avail, fpzip="fpzip compresses float32/float64 only (bf16 has no type it reads)")
         if avail.get(c):
             r["unavailable"] = avail[c]
             log(f"  {c}: unavailable ({avail[c]})")
@@ -773,7 +850,10 @@ def bench(a):
                             "--snapshots", "64"], check=True, stdout=sys.stderr)
             note = f"tools/make_synthetic_dumps.py --gib {a.gib} --snapshots 64"
         else:
-            dd = os.path.join(a.data, rname)
+            # --data may list several folders (a:b:c); a run is taken from the first that holds it.
+            dirs = a.data.split(":")
+            dd = next((os.path.join(d, rname) for d in dirs if os.path.isdir(os.path.join(d, rname))),
+                      os.path.join(dirs[0], rname))
         files = sorted(glob.glob(os.path.join(dd, "*.safetensors")))
         run = describe_run(rname, files)
         run["dumps_dir"] = dd
@@ -808,7 +888,8 @@ def main():
     ap.add_argument("cmd", choices=["bench"])
     ap.add_argument("--psnap", required=True)
     ap.add_argument("--probe", required=True)
-    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"),
+                    help="folder of the runs, or several separated by ':' (each run from the first that holds it)")
     ap.add_argument("--runs", default="tiny-gpt,tiny-gpt-bf16,mlp-digits,synthetic")
     ap.add_argument("--gib", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
