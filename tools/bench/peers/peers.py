@@ -8,7 +8,7 @@
 
 Every contender stores the same run: each tensor flattened to n parameters, as a parameter-major array
 [n, snapshots] with chunks of (B parameters × all snapshots), B = ParamSnap's block size for the run (FORMAT §4.1:
-a tile of about 64 KiB; --chunk B forces one size), so chunks match ParamSnap's tiles (one segment). bf16 runs are stored as their uint16 bit patterns
+a tile of up to 256 KiB; --chunk B forces one size), so chunks match ParamSnap's tiles (one segment). bf16 runs are stored as their uint16 bit patterns
 (numpy has no bf16), losslessly.
 """
 import argparse
@@ -32,11 +32,12 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 SLAB = 65536          # parameters gathered / scanned per step (whole chunks: every chunk size divides it)
 
 
-def psnap_block(S, itemsize):
+def psnap_block(S, itemsize, tile=262144):
     """ParamSnap's block size for a converted run (spec/FORMAT.md §4.1, Spec.compactBlockSize): the largest power of
-    two B with B * S * itemsize <= 64 KiB, within 64 ... 4096. The chunked contenders use the same chunk."""
+    two B with B * S * itemsize <= 256 KiB, within 64 ... 4096. The chunked contenders use the same chunk.
+    tile=65536 gives the rule before 2026-12-04 (the previous default, contender psnap_prev)."""
     b = 64
-    while b * 2 <= 4096 and b * 2 * max(1, S) * itemsize <= 65536:
+    while b * 2 <= 4096 and b * 2 * max(1, S) * itemsize <= tile:
         b *= 2
     return b
 N_TRAJ = 1000         # random trajectories per latency measurement
@@ -46,10 +47,11 @@ SEED = 20261129
 
 CONTENDERS = [
     # name, label, description
-    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + split + zstdplanes L3, B auto (64 KiB tiles, spec §4.1)"),
-    ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B auto (64 KiB tiles, spec §4.1), groups of 32 parameters"),
-    ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B auto (64 KiB tiles, spec §4.1)"),
-    ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B auto (64 KiB tiles, spec §4.1)"),
+    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + lead + split + zstdplanes L3, B auto (tiles up to 256 KiB, spec §4.1)"),
+    ("psnap_prev", "ParamSnap, previous default", "psnap convert --codec linpred,split,zstdplanes with the 64 KiB tile rule (the default until 2026-12-04)"),
+    ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B auto (tiles up to 256 KiB, spec §4.1), groups of 32 parameters"),
+    ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B auto (tiles up to 256 KiB, spec §4.1)"),
+    ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B auto (tiles up to 256 KiB, spec §4.1)"),
     ("zarr_zstd", "zarr v3, zstd", "ZstdCodec(level=3)"),
     ("zarr_shuf_zstd", "zarr v3, shuffle + zstd", "Shuffle(elementsize) + ZstdCodec(level=3)"),
     ("blosc2_shuf", "blosc2, shuffle + zstd", "b2nd, ZSTD L3, SHUFFLE, 2 threads"),
@@ -68,7 +70,7 @@ CONTENDERS = [
 ]
 LABEL = {c[0]: c[1] for c in CONTENDERS}
 # ParamSnap contenders: the codec chain each converts with (None: the default).
-PSNAP_CHAINS = {"psnap": None, "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
+PSNAP_CHAINS = {"psnap": None, "psnap_prev": "linpred,split,zstdplanes", "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
                 "psnap_xor": "xor,split,zstd"}
 DESC = {c[0]: c[2] for c in CONTENDERS}
 
@@ -566,7 +568,7 @@ def available():
     """Contender → None if its Python packages import, else the error."""
     need = {"zarr_zstd": ["zarr"], "zarr_shuf_zstd": ["zarr", "numcodecs"], "blosc2_shuf": ["blosc2"],
             "blosc2_bytedelta": ["blosc2"], "h5_gzip": ["h5py"], "h5_zstd": ["h5py", "hdf5plugin"],
-            "pcodec": ["pcodec"], "fpzip": ["fpzip"], "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_lenrans": [], "psnap_v1": [], "psnap_xor": [], "zstd_cli": []}
+            "pcodec": ["pcodec"], "fpzip": ["fpzip"], "npy_pmajor": [], "npy_smajor": [], "safetensors": ["safetensors"], "psnap": [], "psnap_prev": [], "psnap_lenrans": [], "psnap_v1": [], "psnap_xor": [], "zstd_cli": []}
     out = {}
     for c, mods in need.items():
         err = None
@@ -635,7 +637,7 @@ def bench_run(a, run, rundir, avail, contenders):
                     if os.path.exists(psnap_file):
                         os.unlink(psnap_file)
                     _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet",
-                                              "--block-size", str(run["chunk"])] + codec)
+                                              "--block-size", str(run["chunk_prev"] if c == "psnap_prev" else run["chunk"])] + codec)
                     w.append((wall, rss))
                 r["write_s"] = med([x[0] for x in w]); r["write_rss_mib"] = max(x[1] for x in w)
                 r["bytes"] = os.path.getsize(psnap_file)
@@ -825,7 +827,7 @@ def write_markdown(results, path):
         L.append("")
     L += ["Contenders: " + "; ".join(f"{LABEL[c]}: {DESC[c]}" for c, _, _ in CONTENDERS) + ". Chunked stores hold one "
           "[parameters, snapshots] array per tensor, chunked like ParamSnap's tiles: B parameters × all snapshots, B = "
-          "ParamSnap's block size for the run (spec/FORMAT.md §4.1: a tile of about 64 KiB), unless --chunk is given.", ""]
+          "ParamSnap's block size for the run (spec/FORMAT.md §4.1: a tile of up to 256 KiB), unless --chunk is given.", ""]
     open(path, "w").write("\n".join(L))
 
 
@@ -859,6 +861,7 @@ def bench(a):
         run["dumps_dir"] = dd
         run["note"] = note
         run["chunk"] = a.chunk or psnap_block(run["snapshots"], run["itemsize"])
+        run["chunk_prev"] = a.chunk or psnap_block(run["snapshots"], run["itemsize"], tile=65536)
         big = max(run["tensors"], key=lambda t: t["n"])
         run["probe_tensor"], run["probe_snapshot"] = big["name"], run["snapshots"] // 2
         json.dump(run, open(os.path.join(rundir, "run.json"), "w"))
