@@ -2,6 +2,7 @@
 """The training writer's disk use while appending: `psnap append` once per checkpoint, as a training script calls it.
 
 Usage: append_disk_use.py RUN_DIR [--psnap BIN] [--work DIR] [--every K] [--no-compact] [--out FILE.md]
+                          [--append-args '--block-size 2048']
 
 RUN_DIR holds one checkpoint per snapshot (`*.safetensors`, in name order: `step-000.safetensors`, ...). After each
 append it records the space the run occupies on disk (allocated blocks, what `du` counts), the file's length, and
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--every", type=int, default=1, help="measure the compact size every K appends")
     ap.add_argument("--no-compact", action="store_true", help="do not measure the compact size (appends only)")
     ap.add_argument("--out", help="also write the report here")
+    ap.add_argument("--append-args", default="", help="extra options for psnap append, e.g. '--block-size 2048'")
     a = ap.parse_args()
     files = sorted(glob.glob(os.path.join(a.run_dir, "*.safetensors")))
     if not files:
@@ -48,7 +50,7 @@ def main():
     rows, append_secs, worst = [], 0.0, 0.0
     for k, f in enumerate(files):
         t = time.perf_counter()
-        out = subprocess.run([a.psnap, "append", run, f, "--json"], capture_output=True, text=True)
+        out = subprocess.run([a.psnap, "append", run, f, "--json"] + a.append_args.split(), capture_output=True, text=True)
         dt = time.perf_counter() - t
         if out.returncode != 0:
             sys.exit(f"append of {f} failed: {out.stderr.strip()}")
