@@ -11,7 +11,9 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         discussion: """
         Reads the newest valid commit (a torn tail left by a killed writer is ignored and reported). --json \
         prints the stable schema documented in spec/SNAPINFO.md; --tiles lists the physical layout; --verify \
-        checks every tile's checksum and decode and names each damaged tile (with a progress line on a terminal).
+        checks every tile's checksum and decode and names each damaged tile (with a progress line on a terminal). \
+        When the writer has returned dead space to the filesystem (holes), the space on disk is shown beside the \
+        file's length.
 
         Exit codes: 0 ok, 1 failure (I/O), 64 usage error, 65 damaged or invalid file.
         """)
