@@ -375,6 +375,8 @@ public final class PSnapReader: @unchecked Sendable {
     public var liveTileBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.storedLength) ?? .max } }
     /// Bytes of the newest commit's index, metadata and footer.
     public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
+    /// The file's length as mapped at open.
+    public var fileBytes: UInt64 { UInt64(file.bytes.count) }
     /// Committed file size (up to the newest footer's end).
     public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
     /// Disk space the file occupies (allocated blocks, what `du` reports) when it is smaller than the file by at least

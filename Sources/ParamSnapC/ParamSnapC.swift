@@ -113,9 +113,14 @@ public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePo
         guard let out else { throw RequestError(message: "psnap_describe: null output") }
         struct Tensor: Encodable { let name: String; let dtype: String; let shape: [Int]; let parameters: Int }
         struct Snapshot: Encodable { let index: Int; let step: Int64; let epoch: Double?; let time: Double; let metadata: [String: MetaValue]? }
+        // Sizes as `snapinfo --json` names them (spec/SNAPINFO.md).
+        struct Storage: Encodable {
+            let fileBytes: UInt64; let committedBytes: UInt64; let rawBytes: UInt64; let storedBytes: UInt64
+            let deadBytes: UInt64; let allocatedBytes: UInt64?
+        }
         struct Run: Encodable {
             let path: String; let blockSize: Int; let snapshotCount: Int; let parameterCount: Int; let ignoredBytes: UInt64
-            let tensors: [Tensor]; let snapshots: [Snapshot]; let attributes: [String: MetaValue]?
+            let tensors: [Tensor]; let snapshots: [Snapshot]; let attributes: [String: MetaValue]?; let storage: Storage
         }
         let d = Run(path: r.path, blockSize: r.layout.blockSize, snapshotCount: r.snapshotCount, parameterCount: r.parameterCount,
                     ignoredBytes: r.ignoredBytes,
@@ -123,7 +128,10 @@ public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePo
                                                              parameters: r.layout.parameterCounts[$0]) },
                     snapshots: r.snapshots.enumerated().map { Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch,
                                                                        time: $0.element.time, metadata: $0.element.metadata) },
-                    attributes: r.metadata.attributes)
+                    attributes: r.metadata.attributes,
+                    storage: Storage(fileBytes: r.fileBytes, committedBytes: r.committedSize,
+                                     rawBytes: r.tiles.reduce(0) { $0 + $1.rawLength }, storedBytes: r.liveTileBytes,
+                                     deadBytes: r.deadBytes, allocatedBytes: r.allocatedBytes))
         let encoder = JSONEncoder()
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         out.pointee = mallocString(Array(try encoder.encode(d)))

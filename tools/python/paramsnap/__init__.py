@@ -97,6 +97,15 @@ class Run(Passes, _native.Closing):
 
     # -- description
     @property
+    def storage(self):
+        """Sizes in bytes, named as `snapinfo --json` names them: fileBytes, committedBytes, rawBytes and storedBytes
+        (of the live tiles), deadBytes (replaced tiles and old commits), allocatedBytes (the space on disk, present
+        when the writer returned dead space to the filesystem as holes, else None)."""
+        s = dict(self._info["storage"])
+        s.setdefault("allocatedBytes", None)
+        return s
+
+    @property
     def snapshots(self):
         """The snapshots: index, step, epoch, time and every metadata key; a pandas DataFrame when pandas is installed."""
         rows = []

@@ -71,6 +71,31 @@ def test_resume_and_layout_checks(tmp_path):
         paramsnap.Writer(str(tmp_path / "m.psnap"), memory="lots")
 
 
+def test_storage_matches_snapinfo_and_merged_space_is_returned(tmp_path):
+    """`Run.storage` gives snapinfo's sizes; a run written one snapshot per commit (merging at 4 and 8) occupies
+    less disk than its length: the writer returned the merged-away tiles and old indexes as holes."""
+    import json
+    from conftest import psnap_binary
+    path = str(tmp_path / "s.psnap")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(300_000).astype(np.float32)
+    with paramsnap.Writer(path, snapshots_per_segment=1) as w:
+        for s in range(8):
+            x = x + rng.standard_normal(x.size).astype(np.float32) * 1e-3
+            w.append({"w": x}, step=s)
+    info = json.loads(subprocess.run([os.path.join(os.path.dirname(psnap_binary()), "snapinfo"), path, "--json"],
+                                     check=True, capture_output=True, text=True).stdout)
+    with paramsnap.open(path) as r:
+        st = r.storage
+        assert r.snapshot_count == 8
+        assert np.array_equal(r["w"][:, 7], x)
+    for k in ("fileBytes", "committedBytes", "rawBytes", "storedBytes", "deadBytes"):
+        assert st[k] == info[k], k
+    assert st["deadBytes"] > st["storedBytes"] // 2           # merges rewrote the early snapshots
+    assert st["allocatedBytes"] is not None and st["allocatedBytes"] == info["allocatedBytes"]
+    assert st["allocatedBytes"] < st["fileBytes"] - st["deadBytes"] // 2
+
+
 CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[2])
