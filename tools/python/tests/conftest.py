@@ -10,7 +10,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tools", "python"))
 sys.path.insert(0, os.path.join(REPO, "tools"))            # psnap_reader: the independent reader of spec/FORMAT.md
-SHARED = os.environ.get("PARAMSNAP_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
+# ../shared/data beside the repository (as the Swift tests look for it), else /work/shared/data.
+SHARED = os.environ.get("PARAMSNAP_SHARED_DATA") or next(
+    (d for d in (os.path.join(REPO, "..", "shared", "data"), "/work/shared/data") if os.path.isdir(d)),
+    os.path.join(REPO, "..", "shared", "data"))
 RUNS = ["tiny-gpt", "mlp-digits", "tiny-gpt-bf16"]
 
 
