@@ -43,3 +43,17 @@ def test_groups_cover_every_tensor_once_and_include_selects(converted, client):
     assert list(got["mean"]) == [n for n in names if n.startswith("blocks.0.")]
     with pytest.raises(ValueError):
         pdask.moments(path, client=client, parts=0)
+
+
+def test_moments_written_per_task_equal_one_process(converted, client, tmp_path):
+    path, _ = converted["mlp-digits"]
+    with paramsnap.open(path) as r:
+        want = r.moments(stats=["mean", "variance"], output=str(tmp_path / "one.psnap"))
+        names = [t.name for t in r.tensors]
+    parts = pdask.moments(path, stats=["mean", "variance"], client=client, parts=3, output=str(tmp_path / "parts"))
+    assert list(parts) == names
+    assert len({id(p) for p in parts.values()}) == 3
+    for t in names:
+        assert np.array_equal(parts[t][t][...], want[t][...], equal_nan=True), t
+    with pytest.raises(Exception, match="exists"):
+        pdask.moments(path, stats=["mean"], client=client, parts=3, output=str(tmp_path / "parts"))
