@@ -37,6 +37,14 @@ public enum CommitSearch {
         }
     }
 
+    /// Where the newest footer record lies (§8.1), without checking it: what a reader compares with the commit it
+    /// opened to learn whether a newer one was published since.
+    package static func newestRecord(_ buf: UnsafeRawBufferPointer) -> Int? {
+        guard buf.count >= Spec.headerSize + Spec.footerSize else { return nil }
+        var scanner = RecordScanner(buf)
+        return scanner.next()
+    }
+
     /// The record at `r` as a commit: footer checks (§8, §11 caps), then index, metadata (§6, §7).
     package static func check(_ buf: UnsafeRawBufferPointer, record r: Int, blockSize: Int) throws(FormatError) -> Commit {
         let f = try decodeFooter(buf, at: r)

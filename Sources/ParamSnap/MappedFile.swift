@@ -41,7 +41,8 @@ public final class MappedFile: @unchecked Sendable {
         if descriptor >= 0 { _ = psnap_lock_shared(descriptor, Int64(offset), 1) }
     }
 
-    /// Allocated bytes (st_blocks × 512), size and filesystem block size of the file now; nil when unknown.
+    /// Allocated bytes (st_blocks × 512), size and filesystem block size of the file now (through the kept
+    /// descriptor, else the path); nil when unknown.
     func allocation() -> (allocated: UInt64, size: UInt64, block: UInt64)? {
         var st = stat()
         let fd = descriptor >= 0 ? descriptor : Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -52,11 +53,7 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     /// The file's size now (it may have grown since it was mapped), or nil without a kept descriptor.
-    func currentSize() -> UInt64? {
-        var st = stat()
-        guard descriptor >= 0, fstat(descriptor, &st) == 0 else { return nil }
-        return UInt64(st.st_size)
-    }
+    func currentSize() -> UInt64? { descriptor >= 0 ? allocation()?.size : nil }
 
     /// What a file of mode `mode` is, when it is not a regular file (nil for a regular file).
     static func nonRegularKind(_ mode: mode_t) -> String? {

@@ -2,7 +2,6 @@
 import PSnapFormat
 @_spi(Internals) import PSnapCodec
 import Foundation
-import Glibc
 
 /// Reads a `.psnap` file through a read-only memory map. The index is parsed once at open; every
 /// size and offset from the file is checked before use. Safe to use from many threads.
@@ -75,11 +74,9 @@ public final class PSnapReader: @unchecked Sendable {
             }
             file.lockShared(at: commit.footerOffset)
             guard attempt < openAttempts, grew(file) else { return (file, header, commit) }
+            // Only the newest footer record's place is needed here (not the whole commit loaded again).
             let again = try MappedFile(path: path, keepDescriptor: true)
-            if let h = try? Self.header(of: again), let c = try? CommitSearch.newest(again.bytes, blockSize: Int(h.blockSize)),
-               c.footerOffset == commit.footerOffset {
-                return (file, header, commit)
-            }
+            if CommitSearch.newestRecord(again.bytes) == Int(commit.footerOffset) { return (file, header, commit) }
             attempt += 1
             file = again
         }
@@ -375,6 +372,8 @@ public final class PSnapReader: @unchecked Sendable {
     public var liveTileBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.storedLength) ?? .max } }
     /// Bytes of the newest commit's index, metadata and footer.
     public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
+    /// Raw bytes of the live tiles (parameters × snapshots × element sizes; saturating like `liveTileBytes`).
+    public var liveRawBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.rawLength) ?? .max } }
     /// The file's length as mapped at open.
     public var fileBytes: UInt64 { UInt64(file.bytes.count) }
     /// Committed file size (up to the newest footer's end).

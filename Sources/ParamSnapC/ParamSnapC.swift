@@ -130,7 +130,7 @@ public func psnap_describe(_ h: UnsafeMutableRawPointer?, _ out: UnsafeMutablePo
                                                                        time: $0.element.time, metadata: $0.element.metadata) },
                     attributes: r.metadata.attributes,
                     storage: Storage(fileBytes: r.fileBytes, committedBytes: r.committedSize,
-                                     rawBytes: r.tiles.reduce(0) { $0 + $1.rawLength }, storedBytes: r.liveTileBytes,
+                                     rawBytes: r.liveRawBytes, storedBytes: r.liveTileBytes,
                                      deadBytes: r.deadBytes, allocatedBytes: r.allocatedBytes))
         let encoder = JSONEncoder()
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")

@@ -45,7 +45,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
     package func humanLines(_ r: PSnapReader, damage: [TileDamage]) -> [String] {
         var out: [String] = []
         func print(_ s: String) { out.append(s) }
-        let raw = r.tiles.reduce(UInt64(0)) { $0 + $1.rawLength }
+        let raw = r.liveRawBytes
         let stored = r.liveTileBytes
         let snaps = r.snapshots
         print("file        \(file)  (\(CLI.bytes(UInt64(r.file.bytes.count))), format \(r.header.majorVersion).\(r.header.minorVersion), commit \(r.footer.commitSequence))")
