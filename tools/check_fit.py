@@ -8,10 +8,11 @@ cumulative learning rate Σ lr_s·(t_s − t_{s−1}) scaled to 0…1) and compa
 (fit.json); the mode shapes are the ones it records (`psnap modes` is checked against numpy elsewhere). For each
 sampled series: coefficients within 1e-9 of numpy's (relative to the largest coefficient of the fit), SSE within
 1e-9 relative (or 1e-12 of the series' sum of squares), R², AIC, BIC by their formulas, and best = the lowest AIC
-(ties to the first family; allowed to differ only where two AICs are within 1e-9). exp and power (fitted by variable
-projection): the SSE of the written a, b, θ recomputed, and at most scipy `least_squares`' SSE (trf, from a = last
-value, b = first − last, τ = 0.3 / α = 0.5, θ bounded to the range psnap searches) + 1e-9 relative on ≥ 99 % of the
-first --nonlinear-sample series (default: all sampled). Exits 1 naming the first difference.
+(ties to the first family; allowed to differ only where two AICs are within 1e-9). exp, power and logistic (fitted by
+variable projection): the SSE of the written coefficients recomputed, and at most scipy `least_squares`' SSE (trf, from
+a = last value, b = first − last, τ = 0.3 / α = 0.5; logistic from a = first value, b = last − first, m = 0.5,
+w = 0.1; the nonlinear coefficients bounded to the ranges psnap searches) + 1e-9 relative on ≥ 99 % of the first
+--nonlinear-sample series (default: all sampled). Exits 1 naming the first difference.
 """
 import json
 import os
@@ -21,6 +22,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from psnap_reader import Psnap  # noqa: E402
+
+
+# The laws fitted by variable projection, and their coefficient counts.
+NONLINEAR = {"exp": 3, "power": 3, "logistic": 4}
 
 
 def main(argv):
@@ -65,12 +70,12 @@ def main(argv):
         elif fam == "quadratic": X = np.stack([np.ones(N), x, x * x], 1)
         elif fam == "lr": X = np.stack([np.ones(N), L], 1)
         elif fam == "lr2": X = np.stack([np.ones(N), L, L * L], 1)
-        elif fam in ("exp", "power"): X = None
+        elif fam in NONLINEAR: X = None
         else:
             k = int(fam.split(":")[1]); X = np.concatenate([np.ones((N, 1)), modes[:k].T], 1)
         designs.append(X)
     worst = 0.0
-    nonlinear = {fam: [0, 0] for fam in families if fam in ("exp", "power")}   # [series at least as good as scipy, checked]
+    nonlinear = {fam: [0, 0] for fam in families if fam in NONLINEAR}   # [series at least as good as scipy, checked]
     from scipy.optimize import least_squares
     for count, i in enumerate(idx):
         y = Y[i]
@@ -82,14 +87,20 @@ def main(argv):
         sst = ((y - y.mean()) ** 2).sum()
         for fam, X in zip(families, designs):
             if X is None:
-                # exp / power: the SSE of our a, b, θ recomputed, and compared with scipy least_squares from a
-                # generic start (a = last value, b = first − last, τ = 0.3 or α = 0.5).
-                p = 3
-                a_, b_, th = got[i, col:col + 3]
-                u = x if fam == "exp" else s_pow
-                model = (lambda q: q[0] + q[1] * np.exp(-u / q[2])) if fam == "exp" else (lambda q: q[0] + q[1] * u ** (-q[2]))
-                sse = float(((y - model([a_, b_, th])) ** 2).sum())
-                o_sse = got[i, col + 3]
+                # exp / power / logistic: the SSE of our coefficients recomputed, and compared with scipy
+                # least_squares from a generic start.
+                p = NONLINEAR[fam]
+                coefs = got[i, col:col + p]
+                th = coefs[2:]
+                if fam == "exp":
+                    model = lambda q: q[0] + q[1] * np.exp(-x / q[2])
+                elif fam == "power":
+                    model = lambda q: q[0] + q[1] * s_pow ** (-q[2])
+                else:
+                    model = lambda q: q[0] + q[1] / (1 + np.exp(-(x - q[2]) / q[3]))
+                with np.errstate(over="ignore"):
+                    sse = float(((y - model(coefs)) ** 2).sum())
+                o_sse = got[i, col + p]
                 # (equal infinities: values whose squares overflow f64 give an infinite SSE either way)
                 if not (o_sse == sse or (np.isfinite(o_sse) and abs(o_sse - sse) <= max(1e-9 * sse, 1e-12 * (y @ y)))):
                     print(f"series {i} {fam}: sse {o_sse} vs recomputed {sse}"); return 1
@@ -99,13 +110,18 @@ def main(argv):
                     aics_skip = True
                 else:
                     aics_skip = False
-                start = [y[-1], y[0] - y[-1], 0.3 if fam == "exp" else 0.5]
-                hi = 1e3 if fam == "exp" else 10.0
+                if fam == "logistic":
+                    start = [y[0], y[-1] - y[0], 0.5, 0.1]
+                    bounds = ([-np.inf, -np.inf, 0.0, 1e-3], [np.inf, np.inf, 1.0, 10.0])
+                else:
+                    start = [y[-1], y[0] - y[-1], 0.3 if fam == "exp" else 0.5]
+                    bounds = ([-np.inf, -np.inf, 1e-3], [np.inf, np.inf, 1e3 if fam == "exp" else 10.0])
                 try:
                     if aics_skip:
                         raise StopIteration
-                    ref = least_squares(lambda q: model(q) - y, start, method="trf", bounds=([-np.inf, -np.inf, 1e-3], [np.inf, np.inf, hi]),
-                                        xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
+                    with np.errstate(over="ignore"):
+                        ref = least_squares(lambda q: model(q) - y, start, method="trf", bounds=bounds,
+                                            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=2000)
                     s_sse = float((ref.fun ** 2).sum()) if ref.success and np.isfinite(ref.fun).all() else np.inf
                 except StopIteration:
                     s_sse = None
@@ -120,7 +136,7 @@ def main(argv):
                 if o_sse <= s_sse * (1 + 1e-9) + 1e-15 * (y @ y):
                     nonlinear[fam][0] += 1
                 elif "--verbose" in argv:
-                    print(f"  {fam} series {i}: ours {o_sse:.6e} (θ {th:.4g}) scipy {s_sse:.6e} (θ {ref.x[2]:.4g})")
+                    print(f"  {fam} series {i}: ours {o_sse:.6e} (θ {th}) scipy {s_sse:.6e} (θ {ref.x[2:]})")
                 o_sse, o_r2, o_aic, o_bic = got[i, col + p: col + p + 4]
             else:
                 p = X.shape[1]

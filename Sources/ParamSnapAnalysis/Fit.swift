@@ -24,6 +24,9 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
     case exp
     /// a + b·s^(−α), s = 1 + (t − t₀)/(t₁ − t₀) (t in units of the first interval, from 1): power law.
     case power
+    /// a + b·σ((x − m)/w), σ(z) = 1/(1 + e^(−z)): a transition of width w centred at m, both in units of the run's
+    /// span (m in 0 … 1, w in 1e-3 … 10; variable projection in the two nonlinear coefficients).
+    case logistic
 
     public var description: String {
         switch self {
@@ -34,6 +37,7 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case .modes(let k): return "modes:\(k)"
         case .exp: return "exp"
         case .power: return "power"
+        case .logistic: return "logistic"
         }
     }
 
@@ -46,6 +50,7 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case "lr2": self = .lr2
         case "exp": self = .exp
         case "power": self = .power
+        case "logistic": self = .logistic
         default:
             guard s.hasPrefix("modes:"), let k = Int(s.dropFirst(6)), k >= 1 else { return nil }
             self = .modes(k)
@@ -60,11 +65,17 @@ public enum FitFamily: Sendable, Equatable, CustomStringConvertible {
         case .modes(let k): return ["a"] + (1...k).map { "b\($0)" }
         case .exp: return ["a", "b", "tau"]
         case .power: return ["a", "b", "alpha"]
+        case .logistic: return ["a", "b", "m", "w"]
         }
     }
 
     /// Whether the law is linear in all its coefficients (one design matrix).
-    var isLinear: Bool { if case .exp = self { return false }; if case .power = self { return false }; return true }
+    var isLinear: Bool {
+        switch self {
+        case .exp, .power, .logistic: return false
+        default: return true
+        }
+    }
 }
 
 /// Errors of the fit pass.
@@ -228,12 +239,12 @@ struct OneParameterLaw: Sendable {
 }
 
 /// The fitted families of one run: their design matrices and pseudo-inverses (linear laws) or variable-projection
-/// laws (exp, power), and how a block of series is fitted to all of them.
+/// laws (exp, power, logistic), and how a block of series is fitted to all of them.
 public struct FitModels: Sendable {
     public let families: [FitFamily]
     let designs: [[Double]]
     let pinvs: [[Double]]
-    let laws: [OneParameterLaw?]
+    let laws: [(any NonlinearLaw)?]
     /// Points per series, and values per series in the output rows (per family its coefficients, sse, r2, aic, bic; best).
     public let points: Int
     public let width: Int
@@ -246,10 +257,11 @@ public struct FitModels: Sendable {
         points = N
         designs = families.map { Fit.design($0, x: x, L: L, modes: modes) }
         pinvs = try zip(families, designs).map { $0.isLinear ? try Fit.pseudoInverse($1, rows: N, columns: $0.coefficientNames.count) : [] }
-        laws = families.map { f -> OneParameterLaw? in
+        laws = families.map { f -> (any NonlinearLaw)? in
             switch f {
             case .exp: return OneParameterLaw(kind: .exp, abscissa: x)
             case .power: return OneParameterLaw(kind: .power, abscissa: power)
+            case .logistic: return LogisticLaw(abscissa: x)
             default: return nil
             }
         }
@@ -280,7 +292,7 @@ public struct FitModels: Sendable {
             let pc = f.coefficientNames.count
             if coef.count < n * pc { coef = [Double](repeating: 0, count: n * pc) }
             if let law = laws[fi] {
-                // a, b and θ per row by variable projection; the fitted values straight from them.
+                // a, b and the nonlinear coefficients per row by variable projection; the fitted values straight from them.
                 rows.withUnsafeBufferPointer { y in coef.withUnsafeMutableBufferPointer { c in fitted.withUnsafeMutableBufferPointer { fit in
                     law.fit(y.baseAddress!, rows: n, finite: finite, coefficients: c.baseAddress!, fitted: fit.baseAddress!)
                 } } }
@@ -343,7 +355,7 @@ public enum Fit {
         case .lr: return (0..<n).flatMap { [1, L![$0]] }
         case .lr2: return (0..<n).flatMap { [1, L![$0], L![$0] * L![$0]] }
         case .modes(let k): return (0..<n).flatMap { i in [1] + (0..<k).map { modes[$0][i] } }
-        case .exp, .power: return []
+        case .exp, .power, .logistic: return []
         }
     }
 

@@ -90,7 +90,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         let v = try view(q.on)
         let names = q.families ?? ["linear", "quadratic", "modes:5"]
         let families = try names.map { n in
-            guard let f = FitFamily(n) else { throw RequestError("family '\(n)': linear, quadratic, lr, lr2, modes:K, exp or power") }
+            guard let f = FitFamily(n) else { throw RequestError("family '\(n)': linear, quadratic, lr, lr2, modes:K, exp, power or logistic") }
             return f
         }
         let maxK = families.compactMap { if case .modes(let k) = $0 { return k } else { return nil } }.max()

@@ -21,8 +21,11 @@ package struct FitCommand: ParsableCommand {
           modes:K     a + Σ bⱼ·vⱼ        over the run's first K principal modes (computed first: one more pass)
           exp         a + b·e^(−x/τ)     exponential approach, τ in 1e-3 … 1e3
           power       a + b·s^(−α)       power law, s = 1 + (t − t₀)/(t₁ − t₀) (steps in units of the first interval), α in 1e-3 … 10
-        exp and power are fitted by variable projection: for each τ (α) the best a, b are a linear fit, τ is chosen \
-        on a 48-point log grid shared by every series (one matrix product) and refined by parabolic interpolation. \
+          logistic    a + b·σ((x − m)/w) a transition, σ(z) = 1/(1 + e^(−z)), centred at m in 0 … 1 with width w in 1e-3 … 10
+        exp, power and logistic are fitted by variable projection: for each τ (α; m and w) the best a, b are a linear \
+        fit. τ is chosen on a 48-point log grid shared by every series (one matrix product) and refined by parabolic \
+        interpolation; m and w start from a grid of a few hundred points (transitions at the midpoints between \
+        snapshots, widths doubling) and are refined by Newton's method with the exact Hessian, inside their ranges. \
         The others are linear in their coefficients: one design matrix per run, its pseudo-inverse from LAPACK dgelsd (an SVD, \
         as numpy's lstsq), then per block of parameters one matrix product for the coefficients and one for the \
         residuals. Writes OUT: a .psnap mirroring the selected tensors whose "snapshots" are, per family, its \
@@ -38,7 +41,7 @@ package struct FitCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .psnap of per-parameter fits.") var output: String?
     @Flag(help: "RUN is a `psnap groups -o` file: fit its centroids (printed; --json) instead of every parameter.") var centroids = false
     @Option(name: .customLong("export-centroids"), help: "With --centroids: write the centroids with their steps to FILE.csv or FILE.npy.") var exportCentroids: String?
-    @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K, exp, power.") var family: String?
+    @Option(help: "Families, comma-separated: linear, quadratic, lr, lr2, modes:K, exp, power, logistic.") var family: String?
     @Option(help: "Fit values, or steps (consecutive differences).") var on: TrajectoryView = .values
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
@@ -58,7 +61,7 @@ package struct FitCommand: ParsableCommand {
         }
         if let family {
             for f in family.split(separator: ",") where FitFamily(String(f).trimmingCharacters(in: .whitespaces)) == nil {
-                throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K, exp, power)")
+                throw ValidationError("--family: unknown family '\(f)' (linear, quadratic, lr, lr2, modes:K, exp, power, logistic)")
             }
         }
     }
@@ -131,7 +134,7 @@ package struct FitCommand: ParsableCommand {
         if let family {
             families = family.split(separator: ",").compactMap { FitFamily(String($0).trimmingCharacters(in: .whitespaces)) }
         } else {
-            families = L != nil ? [.linear, .quadratic, .lr, .exp, .power] : [.linear, .quadratic, .exp, .power]
+            families = L != nil ? [.linear, .quadratic, .lr, .exp, .power, .logistic] : [.linear, .quadratic, .exp, .power, .logistic]
         }
         for fam in families {
             if case .modes = fam { throw ValidationError("--family \(fam): mode fits need the run (psnap fit RUN), not its centroids") }

@@ -1,6 +1,6 @@
 // The fit pass: coefficients, SSE, R², AIC, BIC and the best family agree with numpy lstsq on 10,000 series of each
-// shared run (values and steps, every linear family), and exp / power reach scipy least_squares' SSE on ≥ 99 % of
-// 1,000; series with NaN or infinity are left out; bad requests named.
+// shared run (values and steps, every linear family), and exp / power / logistic reach scipy least_squares' SSE on
+// ≥ 99 % of 1,000; series with NaN or infinity are left out; bad requests named.
 import Foundation
 import Testing
 import PSnapTestSupport
@@ -12,9 +12,9 @@ private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
 @Suite struct FitTests {
     let psnap = productPath("psnap")
 
-    @Test(.enabled(if: numpyAvailable), arguments: [("tiny-gpt", "values", "linear,quadratic,lr,lr2,modes:5,exp,power"),
-                                                     ("mlp-digits", "steps", "linear,quadratic,modes:3,exp,power"),
-                                                     ("tiny-gpt-bf16", "values", "linear,lr,modes:4,exp")])
+    @Test(.enabled(if: numpyAvailable), arguments: [("tiny-gpt", "values", "linear,quadratic,lr,lr2,modes:5,exp,power,logistic"),
+                                                     ("mlp-digits", "steps", "linear,quadratic,modes:3,exp,power,logistic"),
+                                                     ("tiny-gpt-bf16", "values", "linear,lr,modes:4,exp,logistic")])
     func agreesWithNumpyLstsq(run: String, view: String, families: String) throws {
         let dir = tempDir(); defer { cleanup(dir) }
         let path = dir + "/run.psnap", out = dir + "/fit.psnap"
@@ -30,7 +30,7 @@ private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
         let dir = tempDir(); defer { cleanup(dir) }
         let golden = GoldenFixtures.dir + "/dtypes.psnap", out = dir + "/fit.psnap"
         let r = try PSnapReader(path: golden)
-        let s = try Fit.run(r, families: [.linear, .quadratic, .exp, .power], outputPath: out, dtype: .f64)
+        let s = try Fit.run(r, families: [.linear, .quadratic, .exp, .power, .logistic], outputPath: out, dtype: .f64)
         #expect(s.nonFinite > 0 && s.series + s.nonFinite == r.parameterCount)
         #expect(s.best.reduce(0, +) == s.series)
         let check = try runProcess("/usr/bin/env", ["python3", repoRoot + "/tools/check_fit.py", golden, out])
@@ -49,6 +49,39 @@ private let numpyAvailable = pythonSucceeds("import numpy, zstandard")
         let same = try runProcess(psnap, ["fit", golden, "-o", golden, "--force"])
         let after = try PSnapReader(path: golden)
         #expect(same.status == 64 && after.snapshotCount == 5, "\(same.err)")
+    }
+}
+
+@Suite struct LogisticLawTests {
+    /// A series that is a logistic law is recovered; a step between two snapshots goes to the sharpest width allowed;
+    /// a constant series gets b = 0; every answer stays inside the box (m in 0 … 1, w in 1e-3 … 10) and finite.
+    @Test func recoversLawsAndKeepsToItsBox() {
+        let N = 41
+        let x = (0..<N).map { Double($0) / Double(N - 1) }
+        let law = LogisticLaw(abscissa: x)
+        func sigma(_ z: Double) -> Double { 1 / (1 + Foundation.exp(-z)) }
+        var rows: [[Double]] = [
+            x.map { 2 + 3 * sigma(($0 - 0.4) / 0.05) },           // a law inside the box
+            x.map { $0 < 0.51 ? 1.0 : -1.0 },                      // a step between snapshots 20 and 21
+            [Double](repeating: 0.25, count: N),                   // constant
+            x.map { -7 + 0.5 * sigma(($0 - 0.9) / 2) },            // wide: almost linear over the run
+        ]
+        var g = SplitMix64(seed: 7)
+        for _ in 0..<200 { var v = 0.0; rows.append((0..<N).map { _ in v += g.unit() - 0.5; return v }) }
+        let n = rows.count
+        let flat = rows.flatMap { $0 }
+        var c = [Double](repeating: 0, count: n * 4), fitted = [Double](repeating: 0, count: n * N)
+        law.fit(flat, rows: n, finite: [Bool](repeating: true, count: n), coefficients: &c, fitted: &fitted)
+        func sse(_ p: Int) -> Double { (0..<N).reduce(0) { $0 + (flat[p * N + $1] - fitted[p * N + $1]) * (flat[p * N + $1] - fitted[p * N + $1]) } }
+        #expect(abs(c[0] - 2) < 1e-6 && abs(c[1] - 3) < 1e-6 && abs(c[2] - 0.4) < 1e-6 && abs(c[3] - 0.05) < 1e-6, "\(c[0..<4])")
+        #expect(sse(0) < 1e-18)
+        #expect(c[7] <= LogisticLaw.wLow * (1 + 1e-12) && c[6] > 0.5 && c[6] < 0.525 && sse(1) < 1e-9, "\(c[4..<8]) \(sse(1))")
+        #expect(c[9] == 0 && c[8] == 0.25 && sse(2) == 0)
+        #expect(sse(3) < 1e-18, "\(c[12..<16]) \(sse(3))")
+        for p in 0..<n {
+            #expect((0...1).contains(c[p * 4 + 2]) && c[p * 4 + 3] >= LogisticLaw.wLow && c[p * 4 + 3] <= LogisticLaw.wHigh)
+            #expect((0..<4).allSatisfy { c[p * 4 + $0].isFinite })
+        }
     }
 }
 

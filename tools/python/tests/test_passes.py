@@ -56,9 +56,9 @@ def test_groups_fit_chart_equal_the_command(mlp, tmp_path):
         want = json.loads(cli("groups", mlp, "-k", "4", "--iterations", "3", "--seed", "1", "--json"))
         assert g["sizes"].tolist() == want["sizes"]
         assert sum(int((a >= 0).sum()) for a in g["group"].values()) == sum(want["sizes"])
-        f = run.fit(families=["linear", "quadratic"], include="fc3.*")
+        f = run.fit(families=["linear", "quadratic", "logistic"], include="fc3.*")
         out = str(tmp_path / "fit.psnap")
-        cli("fit", mlp, "-o", out, "--f64", "--family", "linear,quadratic", "--include", "fc3.*")
+        cli("fit", mlp, "-o", out, "--f64", "--family", "linear,quadratic,logistic", "--include", "fc3.*")
         with paramsnap.open(out) as cf:
             assert np.array_equal(f["values"]["fc3.weight"], np.asarray(cf["fc3.weight"]))
         c = run.chart(width=200, height=100)
