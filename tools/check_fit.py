@@ -101,6 +101,8 @@ def main(argv):
                 with np.errstate(over="ignore"):
                     sse = float(((y - model(coefs)) ** 2).sum())
                 o_sse = got[i, col + p]
+                if not (np.isfinite(coefs).all() and not np.isnan(o_sse)):
+                    print(f"series {i} {fam}: a finite series got coefficients {coefs}, sse {o_sse}"); return 1
                 # (equal infinities: values whose squares overflow f64 give an infinite SSE either way)
                 if not (o_sse == sse or (np.isfinite(o_sse) and abs(o_sse - sse) <= max(1e-9 * sse, 1e-12 * (y @ y)))):
                     print(f"series {i} {fam}: sse {o_sse} vs recomputed {sse}"); return 1
