@@ -29,6 +29,15 @@ public struct GramAccumulator: Sendable {
         matrix = [Double](repeating: 0, count: dimension * dimension)
     }
 
+    /// A matrix summed elsewhere (the partitions of a distributed pass): `matrix` d × d row-major, upper triangle used.
+    public init(dimension: Int, matrix: [Double], rows: Int, nonFiniteRows: Int) {
+        precondition(matrix.count == dimension * dimension, "a d × d matrix")
+        self.dimension = dimension
+        self.matrix = matrix
+        self.rows = rows
+        self.nonFiniteRows = nonFiniteRows
+    }
+
     /// Adds `count` rows of `dimension` values (row-major in `rows`): each row is centred on its own mean; rows with a
     /// non-finite value, or whose squares overflow f64, are counted and left out.
     public mutating func add(rows buf: UnsafeMutableBufferPointer<Double>, count: Int) {
@@ -148,8 +157,20 @@ public enum Modes {
         let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         guard k >= 1, k <= d else { throw AnalysisError.badComponentCount(k, max: d) }
-        let gram = try accumulate(reader, dimension: d, view: view, tensors: tensors ?? Array(reader.tensors.indices),
-                                  workers: workers, progress: progress)
+        let selection = tensors ?? Array(reader.tensors.indices)
+        let parts = try accumulate(reader, dimension: d, view: view, tensors: selection,
+                                   partitions: 0..<partitionCount(reader, dimension: d, tensors: selection), workers: workers, progress: progress)
+        var gram = GramAccumulator(dimension: d)
+        for p in parts { gram.merge(p) }
+        return try fromGram(gram, k: k, view: view, snapshots: S)
+    }
+
+    /// The modes of a summed Gram matrix (`accumulate`'s partitions merged in order): all eigenvalues and the first
+    /// `k` unit mode shapes, each signed so its largest component is positive.
+    public static func fromGram(_ gram: GramAccumulator, k: Int, view: TrajectoryView, snapshots S: Int) throws -> ModesResult {
+        let d = gram.dimension
+        guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
+        guard k >= 1, k <= d else { throw AnalysisError.badComponentCount(k, max: d) }
         guard gram.rows > 0 else { throw AnalysisError.noParameters }
         var a = gram.symmetric
         var w = [Double](repeating: 0, count: d)
@@ -166,25 +187,45 @@ public enum Modes {
                            eigenvalues: order.map { w[$0] }, modes: modes)
     }
 
-    /// One pass over the selected tensors' blocks, whole trajectories (every segment of a block) a block at a time;
-    /// each chunk of blocks makes its own accumulator, merged in chunk order (deterministic).
-    static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], workers: Int,
-                           progress: (@Sendable (UInt64, UInt64) -> Void)?) throws -> GramAccumulator {
-        _ = singleThreadedBLAS
+    /// Chunks of blocks of a selection, each its own Gram matrix: at least 16·d parameters, so merging costs little
+    /// beside the products. `partitionChunks` consecutive chunks make a partition.
+    static func chunks(_ reader: PSnapReader, dimension d: Int, tensors: [Int]) -> (blocks: [(Int, Int)], chunks: [Range<Int>]) {
         let layout = reader.layout
         let blocks = tensors.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
-        // Chunks of at least 16·d parameters, each its own Gram matrix, merged in chunk order: the same bits on every
-        // run and worker count, and merging costs little beside the products.
         let chunkBlocks = max(1, (16 * d + layout.blockSize - 1) / layout.blockSize)
-        let chunks = stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) }
-        let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
-        var total = GramAccumulator(dimension: d)
+        return (blocks, stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) })
+    }
+
+    /// Chunks per partition: the unit a distributed modes pass hands to one task.
+    public static let partitionChunks = 64
+
+    /// How many partitions the selection's Gram matrix is summed in.
+    public static func partitionCount(_ reader: PSnapReader, dimension d: Int, tensors: [Int]) -> Int {
+        (chunks(reader, dimension: d, tensors: tensors).chunks.count + partitionChunks - 1) / partitionChunks
+    }
+
+    /// One pass over the blocks of `partitions` of the selection, whole trajectories (every segment of a block) a block
+    /// at a time: one Gram matrix per partition, the sum of its chunks' matrices in chunk order. The whole selection's
+    /// matrix is the sum of its partitions' in partition order, from zero: the same bits on every run, worker count,
+    /// and way of cutting the partitions into tasks (`paramsnap.dask.modes`).
+    public static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], partitions: Range<Int>,
+                                  workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> [GramAccumulator] {
+        _ = singleThreadedBLAS
+        let layout = reader.layout
+        let (blocks, allChunks) = chunks(reader, dimension: d, tensors: tensors)
+        let P = partitionChunks
+        let first = min(allChunks.count, partitions.lowerBound * P), end = min(allChunks.count, partitions.upperBound * P)
+        guard first < end else { return [] }
+        let counter = ProgressCounter(total: UInt64(allChunks[first..<end].reduce(0) { $0 + $1.count }), report: progress)
+        var parts: [GramAccumulator] = []
+        var current = GramAccumulator(dimension: d)
+        var merged = 0
         let S = reader.snapshotCount
-        try parallelOrderedReduce(count: chunks.count, workers: workers, state: { _ in
+        try parallelOrderedReduce(count: end - first, workers: workers, state: { _ in
             (loader: BlockLoader(reader), rows: UnsafeMutableBufferPointer<Double>.allocate(capacity: layout.blockSize * S))
         }, { w, c in
             var gram = GramAccumulator(dimension: d)
-            for i in chunks[c] {
+            for i in allChunks[first + c] {
                 let (t, b) = blocks[i]
                 let params = try w.loader.load(tensor: t, block: b, into: w.rows.baseAddress!)
                 TrajectoryRows.inPlace(w.rows.baseAddress!, count: params, snapshots: S, view: view)
@@ -192,8 +233,16 @@ public enum Modes {
                 counter.add(1)
             }
             return gram
-        }, merge: { total.merge($0) }, finish: { w in w.loader.flush(); w.rows.deallocate() })
-        return total
+        }, merge: { g in
+            // In chunk order: a partition is complete after its last chunk (or the selection's).
+            current.merge(g)
+            merged += 1
+            if (first + merged) % P == 0 || first + merged == end {
+                parts.append(current)
+                current = GramAccumulator(dimension: d)
+            }
+        }, finish: { w in w.loader.flush(); w.rows.deallocate() })
+        return parts
     }
 }
 

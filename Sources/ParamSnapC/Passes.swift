@@ -25,6 +25,10 @@ struct PassRequest: Decodable {
     var height: Int?
     var range: [Double]?
     var workers: Int?
+    var partitions: [Int]?
+    var gram: [Double]?
+    var rows: Int?
+    var nonFinite: Int?
 }
 
 private func view(_ s: String?) throws -> TrajectoryView {
@@ -49,6 +53,30 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
     switch q.pass {
     case "modes":
         let m = try Modes.compute(r, k: q.k ?? 5, view: try view(q.on), tensors: tensors, workers: workers)
+        struct Out: Encodable { let view: String; let parameters: Int; let nonFinite: Int; let eigenvalues: [Double]; let explainedVarianceRatio: [Double]; let modes: [[Double]] }
+        return try encode(Out(view: m.view.rawValue, parameters: m.parameters, nonFinite: m.nonFiniteParameters, eigenvalues: m.eigenvalues,
+                              explainedVarianceRatio: m.explainedVarianceRatio, modes: m.modes))
+    case "gram":
+        // The Gram matrices of partitions [a, b) of the selection (Modes.accumulate): summed in partition order from
+        // zero they give the matrix `modes` decomposes, bit for bit. Without partitions: only how many there are.
+        let v = try view(q.on)
+        let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
+        guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: v == .values ? 2 : 3, got: r.snapshotCount, view: v) }
+        let selection = tensors ?? Array(r.tensors.indices)
+        let count = Modes.partitionCount(r, dimension: d, tensors: selection)
+        var grams: [GramAccumulator] = []
+        if let p = q.partitions {
+            guard p.count == 2, p[0] >= 0, p[0] <= p[1], p[1] <= count else { throw RequestError("gram: partitions [a, b] with 0 ≤ a ≤ b ≤ \(count)") }
+            grams = try Modes.accumulate(r, dimension: d, view: v, tensors: selection, partitions: p[0]..<p[1], workers: workers)
+        }
+        struct Out: Encodable { let dimension: Int; let partitions: Int; let grams: [[Double]]; let rows: [Int]; let nonFinite: [Int] }
+        return try encode(Out(dimension: d, partitions: count, grams: grams.map(\.matrix), rows: grams.map(\.rows), nonFinite: grams.map(\.nonFiniteRows)))
+    case "modesFromGram":
+        let v = try view(q.on)
+        let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
+        guard let g = q.gram, g.count == d * d, let rows = q.rows, rows >= 0 else { throw RequestError("modesFromGram: gram (\(d) × \(d) values) and rows") }
+        let m = try Modes.fromGram(GramAccumulator(dimension: d, matrix: g, rows: rows, nonFiniteRows: max(0, q.nonFinite ?? 0)), k: q.k ?? 5, view: v,
+                                   snapshots: r.snapshotCount)
         struct Out: Encodable { let view: String; let parameters: Int; let nonFinite: Int; let eigenvalues: [Double]; let explainedVarianceRatio: [Double]; let modes: [[Double]] }
         return try encode(Out(view: m.view.rawValue, parameters: m.parameters, nonFinite: m.nonFiniteParameters, eigenvalues: m.eigenvalues,
                               explainedVarianceRatio: m.explainedVarianceRatio, modes: m.modes))
@@ -113,12 +141,12 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(width: g.width, height: g.height, lo: g.lo, hi: g.hi, counts: g.counts, below: g.below, above: g.above,
                               pointSteps: g.pointSteps, series: g.series, constant: g.constant, nonFinite: g.nonFinite))
     default:
-        throw RequestError("no pass '\(q.pass)' (modes, similar, moments, groups, fit, chart)")
+        throw RequestError("no pass '\(q.pass)' (modes, gram, modesFromGram, similar, moments, groups, fit, chart)")
     }
 }
 
-/// Runs an analysis pass over the run: `request` JSON {"pass": "modes" | "similar" | "moments" | "groups" | "fit" |
-/// "chart", …its options}; the answer JSON is malloc'd into `out` (free with `psnap_free`).
+/// Runs an analysis pass over the run: `request` JSON {"pass": "modes" | "gram" | "modesFromGram" | "similar" |
+/// "moments" | "groups" | "fit" | "chart", …its options}; the answer JSON is malloc'd into `out` (free with `psnap_free`).
 @_cdecl("psnap_pass")
 public func psnap_pass(_ h: UnsafeMutableRawPointer?, _ request: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
                        _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {

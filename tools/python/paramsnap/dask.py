@@ -5,11 +5,21 @@
     client = Client("tcp://scheduler:8786")             # or Client(LocalCluster(...)); None: dask's current scheduler
     m = paramsnap.dask.moments("run.psnap", stats=["mean", "variance"], client=client)
 
-Every worker must see the run at the same path (a shared filesystem) and have the paramsnap package. Per-parameter
-statistics do not depend on which other parameters a task reads, so the answer is the single-process `Run.moments`
-answer, bit for bit. Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise.
-With `output=FOLDER` each task writes its part as a moments file and nothing large crosses the scheduler (the way
-to run it on big runs). Only moments are distributed so far, by tensors of one file; a tensor is never split.
+    modes = paramsnap.dask.modes("run.psnap", k=5, client=client)
+    hits = paramsnap.dask.similar("run.psnap", ("fc1.weight", (3, 7)), top=20, client=client)
+
+Every worker must see the run at the same path (a shared filesystem) and have the paramsnap package. Each answer is
+the single-process one (`Run.moments`, `Run.modes`, `Run.similar`), bit for bit:
+- moments: per-parameter statistics do not depend on which other parameters a task reads; one task per group of
+  tensors. With `output=FOLDER` each task writes its part as a moments file and nothing large crosses the scheduler.
+- modes: the library sums the Gram matrix in fixed partitions of the selection (64 chunks of blocks each) and adds
+  the partitions in order from zero; a task computes a run of partitions, the client adds them in the same order
+  and the library decomposes the sum, so the cut into tasks changes no bit.
+- similar: a parameter's correlation with the query depends on its block alone; one task per group of tensors
+  keeps its top hits and the client keeps the best of all, ties to the lower place in the selection, as the
+  library does.
+Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise. Passes run on one file;
+a tensor's blocks are never split between tasks except by modes' partitions.
 """
 import glob as _glob
 
@@ -42,6 +52,104 @@ def _moments_part(path, stats, names, output, overwrite):
         return output
 
 
+def _parts(client, parts):
+    if parts is None:
+        parts = 2 * len(client.scheduler_info()["workers"]) if client is not None else 8
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+        raise ValueError(f"parts={parts!r}: a positive integer")
+    return parts
+
+
+def _compute(tasks, client, progress):
+    """The delayed `tasks`' results, in order, on `client` (else dask's current scheduler)."""
+    import dask
+    if client is not None:
+        futures = client.compute(tasks)
+        if progress:
+            from distributed import progress as _progress
+            _progress(futures)
+        return client.gather(futures)
+    if progress:
+        from dask.diagnostics import ProgressBar
+        with ProgressBar():
+            return list(dask.compute(*tasks))
+    return list(dask.compute(*tasks))
+
+
+def _gram_part(path, on, names, a, b):
+    with paramsnap.open(path) as r:
+        res = r._pass({"pass": "gram", "on": on, "tensors": names, "partitions": [a, b], "workers": 1})
+    return res["grams"], res["rows"], res["nonFinite"]
+
+
+def modes(path, k=5, on="values", include=None, client=None, parts=None, progress=False):
+    """`Run.modes` (the k principal trajectory modes) with the Gram matrix summed by Dask tasks: each task sums a
+    run of the library's partitions of the selection, the client adds them in partition order and the library
+    decomposes the sum. The same answer as one process, bit for bit, whatever `parts` (default: 2 per worker of
+    `client`, else 8)."""
+    import dask
+    import numpy as np
+    path = str(path)
+    parts = _parts(client, parts)
+    with paramsnap.open(path) as r:
+        names = r._select(include)
+        info = r._pass({"pass": "gram", "on": on, "tensors": names})
+    count, d = info["partitions"], info["dimension"]
+    cuts = sorted({count * i // parts for i in range(parts + 1)})
+    tasks = [dask.delayed(_gram_part, pure=False)(path, on, names, a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    total, rows, non_finite = np.zeros(d * d), 0, 0
+    for grams, rs, nfs in _compute(tasks, client, progress):
+        for g, n, f in zip(grams, rs, nfs):
+            total = total + np.asarray(g, dtype=np.float64)
+            rows += n
+            non_finite += f
+    with paramsnap.open(path) as r:
+        res = r._pass({"pass": "modesFromGram", "on": on, "k": k, "gram": total.tolist(), "rows": rows, "nonFinite": non_finite})
+    return {"eigenvalues": np.array(res["eigenvalues"]), "explained_variance_ratio": np.array(res["explainedVarianceRatio"]),
+            "modes": np.array(res["modes"]), "parameters": res["parameters"], "non_finite": res["nonFinite"], "on": res["view"]}
+
+
+def _similar_part(path, series, top, on, names):
+    with paramsnap.open(path) as r:
+        res = r._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": names, "workers": 1})
+    return res["hits"]
+
+
+def similar(path, query, top=50, on="values", include=None, client=None, parts=None, progress=False):
+    """`Run.similar` (the `top` parameters whose trajectories correlate best with each query, exact Pearson r) as one
+    Dask task per group of tensors, the best of every task's top hits kept (ties to the lower place in the
+    selection). `query` as for `Run.similar`: (tensor name, index) or a trajectory, or a list of them. The answer is
+    the single-process one, bit for bit. Removing modes first (`remove_modes`) is not distributed yet: use
+    `Run.similar` for it."""
+    import dask
+    path = str(path)
+    parts = _parts(client, parts)
+    with paramsnap.open(path) as r:
+        many, series = r._query_series(query)
+        names = r._select(include)
+        selected = names if names is not None else [t.name for t in r.tensors]
+        sizes = {t.name: t.size for t in r.tensors}
+        # Each tensor's place in the selection: ties go to the lower (tensor order, then flat index).
+        place, offset = {}, 0
+        for n in [t.name for t in r.tensors if t.name in set(selected)]:
+            place[n] = offset
+            offset += sizes[n]
+        if not series:
+            raise ValueError("similar: no query")
+        wanted = set(selected)
+        groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
+        groups = [g for g in groups if g]
+        tasks = [dask.delayed(_similar_part, pure=False)(path, series, top, on, g) for g in groups]
+        results = _compute(tasks, client, progress)
+        merged = []
+        for q in range(len(series)):
+            hits = [h for part in results for h in part[q]]
+            hits.sort(key=lambda h: (-h["r"], place[h["tensor"]] + h["index"]))
+            merged.append(hits[:top])
+        out = r._similar_answers(merged)
+    return out if many else out[0]
+
+
 def moments(path, stats=None, include=None, client=None, parts=None, progress=False, output=None, overwrite=False):
     """`Run.moments` (f64 statistics of every trajectory: {statistic: {tensor: array of the tensor's shape}}), computed
     as one Dask task per group of tensors. `include`: tensor name globs; `parts`: how many tasks (default: 2 per
@@ -56,10 +164,7 @@ def moments(path, stats=None, include=None, client=None, parts=None, progress=Fa
     path = str(path)
     if output is not None:
         os.makedirs(output, exist_ok=True)
-    if parts is None:
-        parts = 2 * len(client.scheduler_info()["workers"]) if client is not None else 8
-    if not isinstance(parts, int) or parts < 1:
-        raise ValueError(f"parts={parts!r}: a positive integer")
+    parts = _parts(client, parts)
     with paramsnap.open(path) as r:
         names = r._select(include) if include is not None else [t.name for t in r.tensors]
     wanted = set(names)
@@ -68,18 +173,7 @@ def moments(path, stats=None, include=None, client=None, parts=None, progress=Fa
     outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"moments-{k:03d}.psnap") for k in range(len(groups))]
     tasks = [dask.delayed(_moments_part, pure=False)(path, list(stats) if stats else None, g, o, overwrite)
              for g, o in zip(groups, outs)]
-    if client is not None:
-        futures = client.compute(tasks)
-        if progress:
-            from distributed import progress as _progress
-            _progress(futures)
-        results = client.gather(futures)
-    elif progress:
-        from dask.diagnostics import ProgressBar
-        with ProgressBar():
-            results = dask.compute(*tasks)
-    else:
-        results = dask.compute(*tasks)
+    results = _compute(tasks, client, progress)
     if output is not None:
         opened = {}
         for g, p in zip(groups, results):

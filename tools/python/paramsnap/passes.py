@@ -77,6 +77,14 @@ class Passes:
         query is (tensor name, index tuple or flat index) or a trajectory of S values (on="steps" takes its steps); a
         list of queries gives a list of answers. Each answer: a pandas DataFrame (tensor, index, flat_index, r), else a
         list of dicts."""
+        many, series = self._query_series(query)
+        r = self._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": self._select(include),
+                        "removeModes": remove_modes or None, "workers": workers})
+        out = self._similar_answers(r["hits"])
+        return out if many else out[0]
+
+    def _query_series(self, query):
+        """(whether `query` is a list of queries, each query as a list of S floats)."""
         many = isinstance(query, list) and query and not isinstance(query[0], (int, float, np.floating, np.integer))
         series = []
         for q in (query if many else [query]):
@@ -87,10 +95,12 @@ class Passes:
                 series.append(self.trajectories(name, flat, flat + 1)[0].astype(np.float64).tolist())
             else:
                 series.append(np.asarray(q, dtype=np.float64).tolist())
-        r = self._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": self._select(include),
-                        "removeModes": remove_modes or None, "workers": workers})
+        return many, series
+
+    def _similar_answers(self, hit_lists):
+        """The library's hits ({tensor, index, r} per query) as DataFrames (tensor, index, flat_index, r), else lists."""
         out = []
-        for hits in r["hits"]:
+        for hits in hit_lists:
             rows = [{"tensor": h["tensor"], "index": tuple(int(i) for i in np.unravel_index(h["index"], self._tensor(h["tensor"]).shape)),
                      "flat_index": h["index"], "r": h["r"]} for h in hits]
             try:
@@ -98,7 +108,7 @@ class Passes:
                 out.append(pd.DataFrame(rows, columns=["tensor", "index", "flat_index", "r"]))
             except ImportError:
                 out.append(rows)
-        return out if many else out[0]
+        return out
 
     def moments(self, stats=None, include=None, output=None, overwrite=False, workers=None):
         """Per-parameter statistics of every trajectory (`psnap moments`, f64). With `output`, the file is kept and

@@ -57,3 +57,33 @@ def test_moments_written_per_task_equal_one_process(converted, client, tmp_path)
         assert np.array_equal(parts[t][t][...], want[t][...], equal_nan=True), t
     with pytest.raises(Exception, match="exists"):
         pdask.moments(path, stats=["mean"], client=client, parts=3, output=str(tmp_path / "parts"))
+
+
+@pytest.mark.parametrize("name,on", [("tiny-gpt", "values"), ("mlp-digits", "steps")])
+def test_modes_on_a_cluster_equal_one_process(converted, client, name, on):
+    path, _ = converted[name]
+    with paramsnap.open(path) as r:
+        want = r.modes(k=4, on=on)
+    for parts in (1, 3, 7):
+        got = pdask.modes(path, k=4, on=on, client=client, parts=parts)
+        assert got["parameters"] == want["parameters"] and got["non_finite"] == want["non_finite"] and got["on"] == on
+        for key in ("eigenvalues", "explained_variance_ratio", "modes"):
+            assert np.array_equal(got[key], want[key]), (parts, key)
+    sel = pdask.modes(path, k=2, include="*.bias", client=client, parts=2)
+    with paramsnap.open(path) as r:
+        assert np.array_equal(sel["modes"], r.modes(k=2, include="*.bias")["modes"])
+
+
+def test_similar_on_a_cluster_equals_one_process(converted, client):
+    path, _ = converted["tiny-gpt"]
+    with paramsnap.open(path) as r:
+        t = r.tensors[3]
+        queries = [(t.name, 5), (r.tensors[10].name, 0)]
+        want = r.similar(queries, top=25)
+        want_steps = r.similar(queries[0], top=10, on="steps", include="blocks.*")
+    got = pdask.similar(path, queries, top=25, client=client, parts=5)
+    got_steps = pdask.similar(path, queries[0], top=10, on="steps", include="blocks.*", client=client, parts=3)
+    for g, w in zip(got + [got_steps], want + [want_steps]):
+        assert list(g["tensor"]) == list(w["tensor"]) and list(g["flat_index"]) == list(w["flat_index"])
+        assert np.array_equal(np.asarray(g["r"]), np.asarray(w["r"]))
+    assert got[0]["r"].iloc[0] == 1.0 or abs(got[0]["r"].iloc[0] - 1) < 1e-12   # the query itself
