@@ -72,7 +72,8 @@ let package = Package(
         .testTarget(name: "PSnapImportTests", dependencies: ["ParamSnap", "PSnapImport", "PSnapTestSupport"]),
         .testTarget(name: "ParamSnapStatsTests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapStats", "PSnapTestSupport"]),
         .testTarget(name: "ParamSnapAnalysisTests", dependencies: ["ParamSnap", "ParamSnapAnalysis", "PSnapImport", "PSnapTestSupport"]),
-        .testTarget(name: "ParamSnapCLITests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "PSnapTestSupport"]),
+        .testTarget(name: "ParamSnapCLITests", dependencies: ["ParamSnap", "PSnapImport", "ParamSnapCLICore", "ParamSnapCLI", "ParamSnapStats",
+                                                         "ParamSnapAnalysis", "PSnapTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

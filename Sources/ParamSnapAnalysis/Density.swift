@@ -94,6 +94,14 @@ public enum ChartError: ParamSnapError, Equatable {
     }
 }
 
+/// Work done on every block's trajectories in the density pass's read, so a caller that needs more than the charts
+/// (`psnap report`: statistics and the modes' Gram matrix) reads the run once. One observer per worker; `observe`
+/// sees each block the worker loads: `rows` holds `count` trajectories of every snapshot ([count × snapshots], the
+/// values), read only.
+public protocol DensityBlockObserver: AnyObject {
+    func observe(tensor: Int, block: Int, rows: UnsafePointer<Double>, count: Int)
+}
+
 /// The density pass.
 public enum Density {
     /// Cells a grid may have (a worker holds (H + 2) × (W + 1) 8-byte counters).
@@ -140,17 +148,22 @@ public enum Density {
     /// is read once and counted into each target holding its tensor, in the target's view (`view` when it names none).
     /// A target without a range gets its own sampled range.
     /// With `tolerateEmpty`, a target with no finite value gets the range −0.5 … 0.5 instead of an error.
+    /// `observer` (called once per worker) gives each worker an observer of the blocks it reads, beside the counts.
     public static func computeMany(_ reader: PSnapReader, view: DensityView = .values, targets: [DensityTarget], fullRange: Bool = false,
                                    workers: Int = ProcessInfo.processInfo.activeProcessorCount,
-                                   progress: (@Sendable (UInt64, UInt64) -> Void)? = nil, tolerateEmpty: Bool = false) throws -> [DensityGrid] {
+                                   progress: (@Sendable (UInt64, UInt64) -> Void)? = nil, tolerateEmpty: Bool = false,
+                                   observer: (@Sendable (_ worker: Int) -> any DensityBlockObserver)? = nil) throws -> [DensityGrid] {
         try computeMany(reader, view: view, targets: targets, fullRange: fullRange, workers: workers, progress: progress, tolerateEmpty: tolerateEmpty,
-                        pairBudget: pairTableBudget, pairRedraw: UInt64(UInt32.max))
+                        pairBudget: pairTableBudget, pairRedraw: UInt64(UInt32.max), observer: observer)
     }
 
     /// `computeMany` with the pair tables' budget per worker and the segments a table takes before it is drawn and
     /// zeroed (below 2³², so no cell overflows) set: the counts do not depend on them (tested).
     static func computeMany(_ reader: PSnapReader, view: DensityView, targets: [DensityTarget], fullRange: Bool, workers: Int,
-                            progress: (@Sendable (UInt64, UInt64) -> Void)?, tolerateEmpty: Bool, pairBudget: Int, pairRedraw: UInt64) throws -> [DensityGrid] {
+                            progress: (@Sendable (UInt64, UInt64) -> Void)?, tolerateEmpty: Bool, pairBudget: Int, pairRedraw: UInt64,
+                            observer: (@Sendable (_ worker: Int) -> any DensityBlockObserver)? = nil) throws -> [DensityGrid] {
+        // An observer may call BLAS from the workers (the report's Gram matrix): one BLAS thread each.
+        if observer != nil { _ = singleThreadedBLAS }
         for t in targets {
             guard t.width >= 16, t.height >= 16, t.width <= 16384, t.height <= 16384, t.width * t.height <= maxCells else {
                 throw ChartError.badSize(width: t.width, height: t.height)
@@ -203,13 +216,14 @@ public enum Density {
         let memberByView = member.map { ks in views.indices.map { vi in ks.filter { viewIndex[$0] == vi } } }
         let parts = Mutex<[[DensityAccumulator]]>([])
         let counter = ProgressCounter(total: UInt64(blocks.count), report: progress)
-        try parallelForEach(count: blocks.count, workers: workers, state: { _ in
+        try parallelForEach(count: blocks.count, workers: workers, state: { k in
             (loader: BlockLoader(reader), rows: UnsafeMutablePointer<Double>.allocate(capacity: layout.blockSize * S),
              series: UnsafeMutablePointer<Double>.allocate(capacity: layout.blockSize * S),
-             draw: UnsafeMutablePointer<Bool>.allocate(capacity: layout.blockSize), acc: fresh())
+             draw: UnsafeMutablePointer<Bool>.allocate(capacity: layout.blockSize), acc: fresh(), observer: observer?(k))
         }, { w, i in
             let (t, b) = blocks[i]
             let n = try w.loader.load(tensor: t, block: b, into: w.rows)
+            w.observer?.observe(tensor: t, block: b, rows: w.rows, count: n)
             for (vi, view) in views.enumerated() where !memberByView[t][vi].isEmpty {
                 let ks = memberByView[t][vi]
                 if view == .values {

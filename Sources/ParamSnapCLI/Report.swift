@@ -8,6 +8,7 @@ import ParamSnapCLICore
 import ParamSnapAnalysis
 import ParamSnapStats
 import PSnapRender
+import Synchronization
 
 /// `psnap report RUN -o report.html [--moments M] [--modes M] [--groups G | --groups-k K]`.
 package struct ReportCommand: ParsableCommand {
@@ -16,13 +17,14 @@ package struct ReportCommand: ParsableCommand {
         abstract: "One self-contained HTML page about a run: summary, loss, every parameter's density, statistics, modes, groups.",
         discussion: """
         Sections: the run (what snapinfo prints); loss and learning rate from the snapshots' metadata; the density \
-        chart of every parameter (values and steps) and of each of the --tensors largest tensors (their columns at \
-        the snapshots are the per-tensor histograms over training); the distribution of each parameter's std, \
-        kurtosis, net change and path length (from --moments FILE, else computed: one pass); the principal modes \
-        (from --modes FILE, else computed: one pass) with their shapes and explained variance; the groups (from \
-        --groups FILE, or computed with --groups-k K) with each centroid's shape ± its spread and size. The density \
-        charts of the run and of every tensor are counted in one pass. Images are inline (PNG as data: URLs, SVG as \
-        markup): the file opens offline, alone.
+        chart of every parameter (values; steps too with --steps) and of each of the --tensors largest tensors (their \
+        columns at the snapshots are the per-tensor histograms over training); the distribution of each parameter's \
+        std, kurtosis, net change and path length (from --moments FILE, else computed); the principal modes (from \
+        --modes FILE, else computed) with their shapes and explained variance; the groups (from --groups FILE, or \
+        computed with --groups-k K) with each centroid's shape ± its spread and size. The run is read once for the \
+        density charts, the statistics (binned over the 0.5–99.5 % range of a sample of 64 blocks) and the modes' \
+        Gram matrix; groups computed with --groups-k take their own passes. Images are inline (PNG as data: URLs, SVG \
+        as markup): the file opens offline, alone.
 
         Exit codes: 0 ok, 1 failure, 64 usage error (a file that does not belong to the run, an output that is an \
         input), 65 damaged run or too few snapshots.
@@ -35,6 +37,7 @@ package struct ReportCommand: ParsableCommand {
     @Option(help: "A `psnap groups RUN -o FILE` output to show.") var groups: String?
     @Option(name: .customLong("groups-k"), help: "Compute groups of this many (when no --groups file).") var groupsK: Int?
     @Option(help: "Tensors with their own density chart (the largest first).") var tensors: Int = 24
+    @Flag(name: .customLong("steps"), help: "Also the density of every parameter's steps (counting it costs 2–6× a verify pass more).") var stepsChart = false
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Option(help: "Worker threads (default: all cores).") var workers: Int?
     @Flag(help: "Replace an existing output (never an input).") var force = false
@@ -82,17 +85,34 @@ package struct ReportCommand: ParsableCommand {
                 html.section("Loss and learning rate", svg: c.svg())
             }
 
-            // Density: the whole selection (values and steps) and its largest tensors (values), counted in one pass.
-            let order = selected.sorted { r.layout.parameterCounts[$0] != r.layout.parameterCounts[$1] ? r.layout.parameterCounts[$0] > r.layout.parameterCounts[$1] : $0 < $1 }
-            let own = order.prefix(tensors).filter { r.layout.parameterCounts[$0] > 0 }
+            // One read of the run: the density of the whole selection (values, and steps with --steps) and of its largest
+            // tensors, and beside them each parameter's statistics (binned) and the modes' Gram matrix, unless files
+            // were given for them.
+            let counts: [Int] = r.layout.parameterCounts
+            let order = selected.sorted { (a: Int, b: Int) -> Bool in counts[a] != counts[b] ? counts[a] > counts[b] : a < b }
+            let own = order.prefix(tensors).filter { counts[$0] > 0 }
+            let shown = Array(own.prefix(6))
             // Grids of modest height: the pass costs in proportion to the rows trajectories cross.
             var targets = [DensityTarget(tensors: selected, width: 900, height: 300, view: .values)]
-            let withSteps = r.snapshotCount >= 3
+            let withSteps = stepsChart && r.snapshotCount >= 3
             if withSteps { targets.append(DensityTarget(tensors: selected, width: 900, height: 300, view: .steps)) }
             let first = targets.count
             targets += own.map { DensityTarget(tensors: [$0], width: 360, height: 120, view: .values) }
-            let all = try Density.computeMany(r, targets: targets, workers: n, progress: { d, t in bar.update(d, t) }, tolerateEmpty: true)
+            let statRanges = moments == nil ? try ReportObserver.statisticRanges(r, tensors: selected) : nil
+            let modesK = min(5, r.snapshotCount)
+            let observers = ReportObserver.Registry()
+            let wantGram = modes == nil && r.snapshotCount >= 2
+            var makeObserver: (@Sendable (Int) -> any DensityBlockObserver)? = nil
+            if statRanges != nil || wantGram {
+                makeObserver = { (_: Int) -> any DensityBlockObserver in
+                    let o = ReportObserver(reader: r, ranges: statRanges, shown: shown, gram: wantGram)
+                    observers.add(o)
+                    return o
+                }
+            }
+            let all = try Density.computeMany(r, targets: targets, workers: n, progress: { d, t in bar.update(d, t) }, tolerateEmpty: true, observer: makeObserver)
             bar.finish()
+            let gathered = observers.all
             let views: [(DensityView, [DensityGrid])] = [(.values, [all[0]] + all[first...])] + (withSteps ? [(.steps, [all[1]])] : [])
             for (view, grids) in views {
                 let g = grids[0]
@@ -114,32 +134,20 @@ package struct ReportCommand: ParsableCommand {
                 html.close()
             }
 
-            // Statistics per parameter.
-            var statsReader: PSnapReader
-            var temp: TempFile?
-            if let moments {
-                statsReader = try PSnapReader(path: moments)
-            } else {
-                let t = TempFile(beside: output, .output)
-                temp = t
-                var o = TrajectoryMomentsOptions()
-                o.statistics = [.std, .kurtosis, .netChange, .pathLength]
-                o.tensors = selected
-                o.workers = n
-                o.overwrite = true
-                o.progress = { d, tot in bar.update(d, tot) }
-                try TrajectoryMoments.run(reader: r, outputPath: t.path, options: o)
-                bar.finish()
-                statsReader = try PSnapReader(path: t.path)
-            }
-            defer { temp?.remove() }
+            // Statistics per parameter: from --moments FILE, else binned in the pass above.
             html.open("Statistics of each parameter's trajectory", text: "Distribution over the parameters of each statistic (spec/MOMENTS.md), for the whole selection and its largest tensors.")
-            for stat in ["std", "kurtosis", "net_change", "path_length"] {
-                if let svg = try Self.statisticChart(statsReader, statistic: stat, run: r, tensors: Array(own.prefix(6))) { html.figure(svg: svg, caption: stat) }
+            for (k, stat) in ReportObserver.statistics.enumerated() {
+                let h: StatisticHistogram?
+                if let moments {
+                    h = try Self.statisticHistogram(try PSnapReader(path: moments), statistic: stat, run: r, tensors: shown)
+                } else {
+                    h = ReportObserver.merged(gathered, statistic: k)
+                }
+                if let h { html.figure(svg: Self.statisticChart(stat, h, sampledRange: moments == nil), caption: stat) }
             }
             html.close()
 
-            // Modes.
+            // Modes: from --modes FILE, else from the Gram matrix summed in the pass above.
             let m: ModesResult
             if let modes {
                 let f = try PSnapReader(path: modes)
@@ -150,7 +158,9 @@ package struct ReportCommand: ParsableCommand {
                 m = ModesResult(view: TrajectoryView(rawValue: parsed.view) ?? .values, snapshots: r.snapshotCount, dimension: parsed.dimension,
                                 parameters: 0, nonFiniteParameters: 0, eigenvalues: parsed.eigenvalues, modes: parsed.modes)
             } else {
-                m = try Modes.compute(r, k: min(5, r.snapshotCount), view: .values, tensors: selected, workers: n)
+                var gram = GramAccumulator(dimension: r.snapshotCount)
+                for o in gathered { if let g = o.gram { gram.merge(g) } }
+                m = try Modes.fromGram(gram, k: modesK, view: .values, snapshots: r.snapshotCount)
             }
             let ratio = m.explainedVarianceRatio
             let modeSteps = m.view == .steps ? Array(steps.dropFirst()) : steps
@@ -214,12 +224,12 @@ package struct ReportCommand: ParsableCommand {
         return parts.joined(separator: "; ")
     }
 
-    /// A histogram of `statistic` over every parameter of the stats file, and over each of `tensors`, as lines.
-    static func statisticChart(_ f: PSnapReader, statistic: String, run: PSnapReader, tensors: [Int]) throws -> String? {
+    /// A histogram of `statistic` over every parameter of a `psnap moments -o` file, and over each of `tensors`.
+    static func statisticHistogram(_ f: PSnapReader, statistic: String, run: PSnapReader, tensors: [Int]) throws -> StatisticHistogram? {
         let names = f.snapshots.map { s -> String in if case .string(let n)? = s.metadata?["statistic"] { return n } else { return "" } }
         guard let k = names.firstIndex(of: statistic) else { return nil }
         let S = f.snapshotCount
-        let shown = Set(tensors.map { run.tensors[$0].name })
+        let shown = tensors.map { run.tensors[$0].name }
         // Streamed in slices of 64 Ki parameters: a range from every k-th value (at most ~1 Mi kept), then the counts.
         let total = f.parameterCount, stride = max(1, total / (1 << 20)), slice = 1 << 16
         func forEachSlice(_ body: (Int, UnsafeBufferPointer<Double>, Int) -> Void) throws {
@@ -240,33 +250,166 @@ package struct ReportCommand: ParsableCommand {
         try forEachSlice { _, rows, m in
             for p in 0..<m { if seen % stride == 0, rows[p * S + k].isFinite { sample.append(rows[p * S + k]) }; seen += 1 }
         }
+        guard var h = StatisticHistogram(sample: &sample, shown: shown) else { return nil }
+        try forEachSlice { t, rows, m in
+            let slot = shown.firstIndex(of: f.tensors[t].name)
+            for p in 0..<m { h.add(rows[p * S + k], slot: slot) }
+        }
+        return h
+    }
+
+    /// A statistic's histograms as lines: the whole selection and each shown tensor, as shares of their parameters.
+    static func statisticChart(_ statistic: String, _ h: StatisticHistogram, sampledRange: Bool) -> String {
+        let bins = StatisticHistogram.bins
+        let centres = (0..<bins).map { h.lo + (Double($0) + 0.5) * (h.hi - h.lo) / Double(bins) }
+        var series = [LineSeries(name: "all (\(Int(h.count)))", x: centres, y: h.all.map { $0 / max(1, h.count) })]
+        for (i, name) in h.shown.enumerated() where h.shownCount[i] > 0 {
+            series.append(LineSeries(name: name, x: centres, y: h.perShown[i].map { $0 / max(1, h.shownCount[i]) }))
+        }
+        var c = LineChart(series: series, title: "\(statistic) of each parameter's trajectory (0.5–99.5 % range\(sampledRange ? " of a sample" : ""))",
+                          xLabel: statistic, yLabel: "share of parameters")
+        c.width = 460; c.height = 260
+        return c.svg()
+    }
+}
+
+/// Counts of one statistic's values in `bins` equal bins over [lo, hi], for all parameters and per shown tensor; values
+/// outside count in the totals only.
+struct StatisticHistogram: Sendable {
+    static let bins = 60
+    let lo: Double, hi: Double
+    let shown: [String]
+    var all: [Double]
+    var count = 0.0
+    var perShown: [[Double]]
+    var shownCount: [Double]
+
+    init(lo: Double, hi: Double, shown: [String]) {
+        self.lo = lo; self.hi = hi; self.shown = shown
+        all = [Double](repeating: 0, count: Self.bins)
+        perShown = [[Double]](repeating: [Double](repeating: 0, count: Self.bins), count: shown.count)
+        shownCount = [Double](repeating: 0, count: shown.count)
+    }
+
+    /// The range of a sample of finite values (its 0.5 % and 99.5 % quantiles); nil when it holds no spread.
+    init?(sample: inout [Double], shown: [String]) {
         guard sample.count > 1 else { return nil }
         sample.sort()
         let lo = sample[Int(0.005 * Double(sample.count - 1))], hi = sample[Int(0.995 * Double(sample.count - 1))]
         guard hi > lo else { return nil }
-        let bins = 60
-        var all = [Double](repeating: 0, count: bins), allCount = 0.0
-        var per: [Int: (counts: [Double], n: Double)] = [:]
-        try forEachSlice { t, rows, m in
-            let mine = shown.contains(f.tensors[t].name)
-            if mine && per[t] == nil { per[t] = ([Double](repeating: 0, count: bins), 0) }
-            for p in 0..<m {
-                let x = rows[p * S + k]
-                guard x.isFinite else { continue }
-                allCount += 1
-                if mine { per[t]!.n += 1 }
-                guard x >= lo && x <= hi else { continue }
-                let b = min(bins - 1, Int((x - lo) / (hi - lo) * Double(bins)))
-                all[b] += 1
-                if mine { per[t]!.counts[b] += 1 }
+        self.init(lo: lo, hi: hi, shown: shown)
+    }
+
+    @inline(__always) mutating func add(_ x: Double, slot: Int?) {
+        guard x.isFinite else { return }
+        count += 1
+        if let slot { shownCount[slot] += 1 }
+        guard x >= lo && x <= hi else { return }
+        let b = min(Self.bins - 1, Int((x - lo) / (hi - lo) * Double(Self.bins)))
+        all[b] += 1
+        if let slot { perShown[slot][b] += 1 }
+    }
+
+    mutating func merge(_ o: StatisticHistogram) {
+        count += o.count
+        for b in 0..<Self.bins { all[b] += o.all[b] }
+        for i in shown.indices { shownCount[i] += o.shownCount[i]; for b in 0..<Self.bins { perShown[i][b] += o.perShown[i][b] } }
+    }
+}
+
+/// What `psnap report` gathers beside the density counts, per worker: each parameter's statistics binned
+/// (`ReportObserver.statistics`, as `psnap moments` computes them from the whole trajectory) and the Gram matrix of
+/// the centred trajectories (the modes).
+final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
+    static let statistics = ["std", "kurtosis", "net_change", "path_length"]
+
+    /// The observers the workers were given.
+    final class Registry: Sendable {
+        private let list = Mutex<[ReportObserver]>([])
+        func add(_ o: ReportObserver) { list.withLock { $0.append(o) } }
+        var all: [ReportObserver] { list.withLock { $0 } }
+    }
+    /// Their places in `TrajectoryState.statistics`' output.
+    static let columns = ["std", "kurtosis", "net_change", "path_length"].map { n in TrajectoryStatistic.allCases.firstIndex { $0.rawValue == n }! }
+
+    let snapshots: Int
+    var histograms: [StatisticHistogram?]
+    let slotOfTensor: [Int: Int]
+    var gram: GramAccumulator?
+    private var scratch: [Double]
+    private var out = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
+
+    init(reader: PSnapReader, ranges: [(Double, Double)?]?, shown: [Int], gram wantGram: Bool) {
+        snapshots = reader.snapshotCount
+        let names = shown.map { reader.tensors[$0].name }
+        histograms = (ranges ?? []).map { r in r.map { StatisticHistogram(lo: $0.0, hi: $0.1, shown: names) } }
+        slotOfTensor = Dictionary(uniqueKeysWithValues: shown.enumerated().map { ($1, $0) })
+        gram = wantGram ? GramAccumulator(dimension: reader.snapshotCount) : nil
+        scratch = wantGram ? [Double](repeating: 0, count: reader.layout.blockSize * reader.snapshotCount) : []
+    }
+
+    func observe(tensor: Int, block: Int, rows: UnsafePointer<Double>, count n: Int) {
+        let S = snapshots
+        if !histograms.isEmpty {
+            let slot = slotOfTensor[tensor]
+            out.withUnsafeMutableBufferPointer { o in
+                for p in 0..<n {
+                    Self.statistics(of: rows + p * S, snapshots: S, into: o.baseAddress!)
+                    for (k, c) in Self.columns.enumerated() where histograms[k] != nil { histograms[k]!.add(o[c], slot: slot) }
+                }
             }
         }
-        let centres = (0..<bins).map { lo + (Double($0) + 0.5) * (hi - lo) / Double(bins) }
-        var series = [LineSeries(name: "all (\(Int(allCount)))", x: centres, y: all.map { $0 / max(1, allCount) })]
-        series += per.keys.sorted().map { t in LineSeries(name: f.tensors[t].name, x: centres, y: per[t]!.counts.map { $0 / max(1, per[t]!.n) }) }
-        var c = LineChart(series: series, title: "\(statistic) of each parameter's trajectory (0.5–99.5 % range)", xLabel: statistic, yLabel: "share of parameters")
-        c.width = 460; c.height = 260
-        return c.svg()
+        if gram != nil {
+            // The Gram accumulator centres rows in place: a copy, the loaded rows are read only.
+            scratch.withUnsafeMutableBufferPointer { sc in
+                sc.baseAddress!.update(from: rows, count: n * S)
+                gram!.add(rows: sc, count: n)
+            }
+        }
+    }
+
+    /// Every statistic of one trajectory (population conventions, NaN propagating: `psnap moments`' defaults).
+    static func statistics(of row: UnsafePointer<Double>, snapshots S: Int, into out: UnsafeMutablePointer<Double>) {
+        TrajectoryState(values: UnsafeBufferPointer(start: row, count: S), firstIndex: 0, policy: .propagate, extrema: false)
+            .statistics(convention: .population, policy: .propagate, into: out)
+    }
+
+    /// The ranges of the statistics from the selection's sampled blocks (`Density.sampleBlocks`, evenly spaced):
+    /// the 0.5 % and 99.5 % quantiles of each, nil where it does not spread.
+    static func statisticRanges(_ r: PSnapReader, tensors: [Int]) throws -> [(Double, Double)?] {
+        let blocks = tensors.sorted().flatMap { t in (0..<r.layout.blockCounts[t]).map { (t, $0) } }
+        let K = Density.sampleBlocks
+        let pick = blocks.count <= K ? blocks : (0..<K).map { blocks[$0 * blocks.count / K] }
+        let S = r.snapshotCount
+        var loader = BlockLoader(r)
+        defer { loader.flush() }
+        var rows = [Double](repeating: 0, count: r.layout.blockSize * S), out = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
+        var samples = [[Double]](repeating: [], count: statistics.count)
+        for (t, b) in pick {
+            try rows.withUnsafeMutableBufferPointer { rw in
+                let n = try loader.load(tensor: t, block: b, into: rw.baseAddress!)
+                out.withUnsafeMutableBufferPointer { o in
+                    for p in 0..<n {
+                        Self.statistics(of: rw.baseAddress! + p * S, snapshots: S, into: o.baseAddress!)
+                        for (k, c) in columns.enumerated() where o[c].isFinite { samples[k].append(o[c]) }
+                    }
+                }
+            }
+        }
+        return samples.indices.map { k in
+            var v = samples[k]
+            return StatisticHistogram(sample: &v, shown: []).map { ($0.lo, $0.hi) }
+        }
+    }
+
+    /// Statistic k's histograms merged over the workers' observers; nil when it had no range.
+    static func merged(_ observers: [ReportObserver], statistic k: Int) -> StatisticHistogram? {
+        var total: StatisticHistogram?
+        for o in observers {
+            guard k < o.histograms.count, let h = o.histograms[k] else { continue }
+            if total == nil { total = h } else { total!.merge(h) }
+        }
+        return total
     }
 }
 
