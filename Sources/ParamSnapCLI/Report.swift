@@ -329,15 +329,13 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
         func add(_ o: ReportObserver) { list.withLock { $0.append(o) } }
         var all: [ReportObserver] { list.withLock { $0 } }
     }
-    /// Their places in `TrajectoryState.statistics`' output.
-    static let columns = ["std", "kurtosis", "net_change", "path_length"].map { n in TrajectoryStatistic.allCases.firstIndex { $0.rawValue == n }! }
 
     let snapshots: Int
     var histograms: [StatisticHistogram?]
     let slotOfTensor: [Int: Int]
     var gram: GramAccumulator?
     private var scratch: [Double]
-    private var out = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
+    private var out = [Double](repeating: 0, count: 4)
 
     init(reader: PSnapReader, ranges: [(Double, Double)?]?, shown: [Int], gram wantGram: Bool) {
         snapshots = reader.snapshotCount
@@ -355,7 +353,7 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
             out.withUnsafeMutableBufferPointer { o in
                 for p in 0..<n {
                     Self.statistics(of: rows + p * S, snapshots: S, into: o.baseAddress!)
-                    for (k, c) in Self.columns.enumerated() where histograms[k] != nil { histograms[k]!.add(o[c], slot: slot) }
+                    for k in 0..<4 where histograms[k] != nil { histograms[k]!.add(o[k], slot: slot) }
                 }
             }
         }
@@ -368,10 +366,10 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
         }
     }
 
-    /// Every statistic of one trajectory (population conventions, NaN propagating: `psnap moments`' defaults).
+    /// The four statistics of one trajectory, in `statistics` order (population conventions, NaN propagating:
+    /// `psnap moments`' defaults).
     static func statistics(of row: UnsafePointer<Double>, snapshots S: Int, into out: UnsafeMutablePointer<Double>) {
-        TrajectoryState(values: UnsafeBufferPointer(start: row, count: S), firstIndex: 0, policy: .propagate, extrema: false)
-            .statistics(convention: .population, policy: .propagate, into: out)
+        TrajectoryState.shapeStatistics(UnsafeBufferPointer(start: row, count: S), into: out)
     }
 
     /// The ranges of the statistics from the selection's sampled blocks (`Density.sampleBlocks`, evenly spaced):
@@ -383,7 +381,7 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
         let S = r.snapshotCount
         var loader = BlockLoader(r)
         defer { loader.flush() }
-        var rows = [Double](repeating: 0, count: r.layout.blockSize * S), out = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
+        var rows = [Double](repeating: 0, count: r.layout.blockSize * S), out = [Double](repeating: 0, count: 4)
         var samples = [[Double]](repeating: [], count: statistics.count)
         for (t, b) in pick {
             try rows.withUnsafeMutableBufferPointer { rw in
@@ -391,7 +389,7 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
                 out.withUnsafeMutableBufferPointer { o in
                     for p in 0..<n {
                         Self.statistics(of: rw.baseAddress! + p * S, snapshots: S, into: o.baseAddress!)
-                        for (k, c) in columns.enumerated() where o[c].isFinite { samples[k].append(o[c]) }
+                        for k in 0..<4 where o[k].isFinite { samples[k].append(o[k]) }
                     }
                 }
             }

@@ -90,3 +90,27 @@ extension CentralMoments {
         out[5] = kurt
     }
 }
+
+extension TrajectoryState {
+    /// The std, kurtosis, net change and path length of one trajectory (population conventions, NaN propagating),
+    /// written into `out[0..<4]`: the same arithmetic as `init(values:…)` then `statistics(…)` (columns std, kurtosis,
+    /// net_change, path_length), without the statistics not asked for. For passes that only bin these (the report).
+    public static func shapeStatistics(_ x: UnsafeBufferPointer<Double>, into out: UnsafeMutablePointer<Double>) {
+        let n = x.count
+        guard n >= 2, let p = x.baseAddress, case let sum = Fast.sum(p, n), sum.isFinite else {
+            var all = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
+            all.withUnsafeMutableBufferPointer { a in
+                TrajectoryState(values: x, firstIndex: 0, policy: .propagate, extrema: false).statistics(convention: .population, policy: .propagate, into: a.baseAddress!)
+                out[0] = a[3]; out[1] = a[5]; out[2] = a[12]; out[3] = a[13]
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 6) { m in
+            CentralMoments(twoPass: x, sum: sum).finiteStatistics(convention: .population, into: m.baseAddress!)
+            out[0] = m[2].squareRoot()
+            out[1] = m[5]
+        }
+        out[2] = x[n - 1] - x[0]
+        out[3] = Fast.stepSums(p, from: 0, to: n - 1).abs
+    }
+}
