@@ -89,10 +89,7 @@ public enum Groups {
         let source = try FeatureSource(reader, features: features, tensors: tensors)
         let D = source.dimension
         let layout = reader.layout, B = layout.blockSize
-        let blocks = tensors.enumerated().flatMap { o, t in (0..<layout.blockCounts[t]).map { Block(slot: o, tensor: t, block: $0) } }
-        // Chunks of blocks merged in order: at least 16 parameters per centroid, so merging costs little beside the products.
-        let chunkBlocks = max(1, (16 * k + B - 1) / B)
-        let chunks = stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) }
+        let (blocks, chunks) = Self.chunks(reader, k: k, tensors: tensors)
         let total = tensors.reduce(0) { $0 + layout.parameterCounts[$1] }
         let passes = iterations + 2
         var pass = 0
@@ -100,7 +97,7 @@ public enum Groups {
 
         // Pass 1: the statistics' spread (moments) and the seeding sample, kept with probability q by a hash of the
         // parameter's global index and the seed (so independent of workers and order).
-        let sampleTarget = min(max(8192, 64 * k), max(k, (256 << 20) / (8 * max(1, D))))
+        let sampleTarget = Self.sampleTarget(k: k, dimension: D)
         var q = total == 0 ? 1 : min(1, Double(sampleTarget) / Double(total))
         var first = try scanner().sample(q: q, seed: seed, layout: layout)
         if first.sample.count / D < k && first.valid >= k && q < 1 {
@@ -116,14 +113,13 @@ public enum Groups {
         var sample = source.project(first.sample, from: D)
 
         // k-means++ (greedy: 2 + ln k candidates per centre, the one lowering the potential most) on the sample.
-        var rng = SplitMix64(seed: seed)
-        var centroids = seedCentroids(&sample, count: sample.count / kept, dimension: kept, k: k, rng: &rng)
+        var centroids = Self.seed(sample: &sample, dimension: kept, k: k, seed: seed)
         sample = []
 
         var history: [Double] = []
         var ran = 0
         for _ in 0..<iterations {
-            let part = try scanner().assign(centroids: centroids, k: k, dimension: kept, write: nil)
+            let part = try scanner().assign(centroids: centroids, k: k, dimension: kept, write: nil).total
             history.append(part.objective)
             ran += 1
             centroids = updated(centroids, part: part, k: k, dimension: kept)
@@ -147,7 +143,7 @@ public enum Groups {
                                        options: opts)
         }
         pass = passes - 1
-        let last = try scanner().assign(centroids: centroids, k: k, dimension: kept, write: sink.map { (sink: $0, dtype: dtype) }, tensorSlots: tensors.count)
+        let last = try scanner().assign(centroids: centroids, k: k, dimension: kept, write: sink.map { (sink: $0, dtype: dtype) }, tensorSlots: tensors.count).total
         var result = GroupsResult(features: features.name, featureNames: source.names, featureMeans: source.means, featureScales: source.scales,
                                   constantFeatures: source.constantNames, k: k, seed: seed, parameters: last.sizes.reduce(0, +),
                                   undefined: last.undefined, nonFinite: last.nonFinite, sampleSize: first.sample.count / D, iterations: ran,
@@ -164,6 +160,77 @@ public enum Groups {
             try sink.finish()
         }
         return result
+    }
+
+    /// Chunks of blocks merged in order: at least 16 parameters per centroid, so merging costs little beside the products.
+    static func chunks(_ reader: PSnapReader, k: Int, tensors: [Int]) -> (blocks: [Block], chunks: [Range<Int>]) {
+        let layout = reader.layout, B = layout.blockSize
+        let blocks = tensors.enumerated().flatMap { o, t in (0..<layout.blockCounts[t]).map { Block(slot: o, tensor: t, block: $0) } }
+        let chunkBlocks = max(1, (16 * k + B - 1) / B)
+        return (blocks, stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) })
+    }
+
+    /// Rows the seeding sample aims at.
+    static func sampleTarget(k: Int, dimension D: Int) -> Int { min(max(8192, 64 * k), max(k, (256 << 20) / (8 * max(1, D)))) }
+
+    /// Chunks per partition: a Lloyd pass sums its chunks' parts in chunk order within a partition, then the partitions
+    /// in partition order from zero, so a pass split into tasks by partitions (`paramsnap.dask.groups`) gives the same
+    /// bits as one process.
+    public static let partitionChunks = 64
+
+    /// What a distributed groups pass needs to know of a selection (trajectory features): the row length, the
+    /// parameters, the partitions and the seeding sample's target size.
+    public struct Plan: Sendable, Codable {
+        public let dimension: Int, parameters: Int, partitions: Int, sampleTarget: Int
+    }
+
+    public static func plan(_ reader: PSnapReader, k: Int, view: TrajectoryView, tensors selected: [Int]?) throws -> Plan {
+        guard k >= 1 else { throw AnalysisError.badGroupCount(k, max: nil) }
+        let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
+        let source = try FeatureSource(reader, features: .trajectories(view), tensors: tensors)
+        let chunks = Self.chunks(reader, k: k, tensors: tensors).chunks.count
+        return Plan(dimension: source.dimension, parameters: tensors.reduce(0) { $0 + reader.layout.parameterCounts[$1] },
+                    partitions: (chunks + partitionChunks - 1) / partitionChunks, sampleTarget: sampleTarget(k: k, dimension: source.dimension))
+    }
+
+    /// The first pass over partitions `partitions` of the selection: rows with a shape, and the sample rows kept with
+    /// probability q (concatenated in order, they are the single pass's sample).
+    public static func samplePart(_ reader: PSnapReader, k: Int, view: TrajectoryView, tensors selected: [Int]?, seed: UInt64, q: Double,
+                                  partitions: Range<Int>, workers: Int = 1) throws -> (valid: Int, sample: [Double]) {
+        let s = try partScanner(reader, k: k, view: view, tensors: selected, partitions: partitions, workers: workers)
+        let r = try s.scanner.sample(q: q, seed: seed, layout: reader.layout)
+        return (r.valid, r.sample)
+    }
+
+    /// A Lloyd pass over partitions `partitions` of the selection: one part per partition, its chunks' parts summed in
+    /// chunk order.
+    public static func assignParts(_ reader: PSnapReader, k: Int, view: TrajectoryView, tensors selected: [Int]?, centroids: [Double],
+                                   partitions: Range<Int>, tensorCounts: Bool = false, workers: Int = 1) throws -> [GroupsPart] {
+        let s = try partScanner(reader, k: k, view: view, tensors: selected, partitions: partitions, workers: workers)
+        guard centroids.count == k * s.dimension else { throw AnalysisError.featuresMismatch(file: "centroids", detail: "\(centroids.count) values, not k × \(s.dimension)") }
+        return try s.scanner.assign(centroids: centroids, k: k, dimension: s.dimension, write: nil, tensorSlots: tensorCounts ? s.tensors : 0,
+                                    firstChunk: s.firstChunk).parts.map(GroupsPart.init)
+    }
+
+    private static func partScanner(_ reader: PSnapReader, k: Int, view: TrajectoryView, tensors selected: [Int]?, partitions: Range<Int>,
+                                    workers: Int) throws -> (scanner: Scanner, dimension: Int, tensors: Int, firstChunk: Int) {
+        let tensors = (selected ?? Array(reader.tensors.indices)).sorted()
+        let source = try FeatureSource(reader, features: .trajectories(view), tensors: tensors)
+        let (blocks, all) = Self.chunks(reader, k: k, tensors: tensors)
+        let first = min(all.count, partitions.lowerBound * partitionChunks), end = min(all.count, partitions.upperBound * partitionChunks)
+        let scanner = Scanner(reader: reader, source: source, blocks: blocks, chunks: Array(all[first..<end]), workers: workers, pass: 1, passes: 1, progress: nil)
+        return (scanner, source.dimension, tensors.count, first)
+    }
+
+    /// The k-means++ seeding (below) of a sample of rows of `dimension` values, from `seed`.
+    public static func seed(sample: inout [Double], dimension: Int, k: Int, seed: UInt64) -> [Double] {
+        var rng = SplitMix64(seed: seed)
+        return seedCentroids(&sample, count: sample.count / dimension, dimension: dimension, k: k, rng: &rng)
+    }
+
+    /// The next centroids after a Lloyd pass whose parts, merged in order, are `part`.
+    public static func updated(_ centroids: [Double], part: GroupsPart, k: Int, dimension D: Int) -> [Double] {
+        updated(centroids, part: AssignPart(part), k: k, dimension: D)
     }
 
     /// Greedy k-means++ over `count` rows of `sample`: the first centre uniformly at random, then each next one the
@@ -434,6 +501,53 @@ struct AssignPart: Sendable {
     var groupObjective: [Double]
     var undefined = 0, nonFinite = 0
     var tensorCounts: [[Int]]
+
+    init(sums: [Double], sizes: [Int], groupObjective: [Double], tensorCounts: [[Int]]) {
+        self.sums = sums; self.sizes = sizes; self.groupObjective = groupObjective; self.tensorCounts = tensorCounts
+    }
+
+    init(_ p: GroupsPart) {
+        sums = p.sums; sizes = p.sizes; objective = p.objective; groupObjective = p.groupObjective
+        undefined = p.undefined; nonFinite = p.nonFinite; tensorCounts = p.tensorCounts
+    }
+
+    static func zero(k: Int, dimension D: Int, tensorSlots: Int) -> AssignPart {
+        AssignPart(sums: [Double](repeating: 0, count: k * D), sizes: [Int](repeating: 0, count: k), groupObjective: [Double](repeating: 0, count: k),
+                   tensorCounts: [[Int]](repeating: [Int](repeating: 0, count: k), count: tensorSlots))
+    }
+
+    /// Adds `part` (the next chunk's or partition's, in order).
+    mutating func merge(_ part: AssignPart) {
+        let k = sizes.count, n = sums.count
+        for i in 0..<n { sums[i] += part.sums[i] }
+        for g in 0..<k { sizes[g] += part.sizes[g] }
+        objective += part.objective
+        for g in 0..<k { groupObjective[g] += part.groupObjective[g] }
+        undefined += part.undefined; nonFinite += part.nonFinite
+        for (s, counts) in part.tensorCounts.enumerated() where !counts.isEmpty { for g in 0..<k { tensorCounts[s][g] += counts[g] } }
+    }
+}
+
+/// A Lloyd pass's sums over a partition of the selection (`Groups.assignParts`): per group the sum of its members'
+/// rows (k × d), their count and squared distances; rows left out; per selected tensor the members of each group
+/// (final pass only). Merged in partition order from zero they are the whole pass's.
+public struct GroupsPart: Sendable, Codable {
+    public var sums: [Double]
+    public var sizes: [Int]
+    public var objective: Double
+    public var groupObjective: [Double]
+    public var undefined: Int, nonFinite: Int
+    public var tensorCounts: [[Int]]
+
+    init(_ a: AssignPart) {
+        sums = a.sums; sizes = a.sizes; objective = a.objective; groupObjective = a.groupObjective
+        undefined = a.undefined; nonFinite = a.nonFinite; tensorCounts = a.tensorCounts
+    }
+
+    public init(sums: [Double], sizes: [Int], objective: Double, groupObjective: [Double], undefined: Int, nonFinite: Int, tensorCounts: [[Int]]) {
+        self.sums = sums; self.sizes = sizes; self.objective = objective; self.groupObjective = groupObjective
+        self.undefined = undefined; self.nonFinite = nonFinite; self.tensorCounts = tensorCounts
+    }
 }
 
 /// Runs one pass over the chunks on all workers and merges each chunk's part in chunk order.
@@ -501,10 +615,14 @@ struct Scanner {
 
     /// A Lloyd pass: every row assigned to its nearest centroid (ties: the lower group), per-group sums and sizes and the
     /// objective; with `write`, each parameter's group and distance written as a tile per block.
-    func assign(centroids: [Double], k: Int, dimension D: Int, write: (sink: CompactTileSink, dtype: DType)?, tensorSlots: Int = 0) throws -> AssignPart {
+    /// Chunks are summed in order within each partition (`Groups.partitionChunks` chunks, counted from the
+    /// selection's chunk `firstChunk`, where this scanner's chunks start), the partitions in order from zero.
+    func assign(centroids: [Double], k: Int, dimension D: Int, write: (sink: CompactTileSink, dtype: DType)?, tensorSlots: Int = 0,
+                firstChunk: Int = 0) throws -> (total: AssignPart, parts: [AssignPart]) {
         let norms = (0..<k).map { g in (0..<D).reduce(0.0) { $0 + centroids[g * D + $1] * centroids[g * D + $1] } }
-        var total = AssignPart(sums: [Double](repeating: 0, count: k * D), sizes: [Int](repeating: 0, count: k),
-                               groupObjective: [Double](repeating: 0, count: k), tensorCounts: [[Int]](repeating: [Int](repeating: 0, count: k), count: tensorSlots))
+        var total = AssignPart.zero(k: k, dimension: D, tensorSlots: tensorSlots)
+        var parts: [AssignPart] = [], current = total, merged = 0
+        let P = Groups.partitionChunks, count = chunks.count
         let codecs = Mutex<[TileCodec]>([])   // one per worker at a time, reused
         try run(raw: false, makePart: { AssignPart(sums: [Double](repeating: 0, count: k * D), sizes: [Int](repeating: 0, count: k),
                                                      groupObjective: [Double](repeating: 0, count: k), tensorCounts: []) },
@@ -564,14 +682,15 @@ struct Scanner {
                 try out.withUnsafeBytes { try write.sink.add(tensor: b.slot, block: b.block, raw: $0, codec: tc) }
             }
         }, merge: { part in
-            for i in 0..<(k * D) { total.sums[i] += part.sums[i] }
-            for g in 0..<k { total.sizes[g] += part.sizes[g] }
-            total.objective += part.objective
-            for g in 0..<k { total.groupObjective[g] += part.groupObjective[g] }
-            total.undefined += part.undefined; total.nonFinite += part.nonFinite
-            for (s, counts) in part.tensorCounts.enumerated() where !counts.isEmpty { for g in 0..<k { total.tensorCounts[s][g] += counts[g] } }
+            current.merge(part)
+            merged += 1
+            if (firstChunk + merged) % P == 0 || merged == count {
+                parts.append(current)
+                total.merge(current)
+                current = AssignPart.zero(k: k, dimension: D, tensorSlots: tensorSlots)
+            }
         })
-        return total
+        return (total, parts)
     }
 }
 

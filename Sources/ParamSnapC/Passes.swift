@@ -26,6 +26,11 @@ struct PassRequest: Decodable {
     var range: [Double]?
     var workers: Int?
     var partitions: [Int]?
+    var q: Double?
+    var sample: [Double]?
+    var centroids: [Double]?
+    var part: GroupsPart?
+    var tensorCounts: Bool?
     var gram: [Double]?
     var rows: Int?
     var nonFinite: Int?
@@ -71,6 +76,41 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         }
         struct Out: Encodable { let dimension: Int; let partitions: Int; let grams: [[Double]]; let rows: [Int]; let nonFinite: [Int] }
         return try encode(Out(dimension: d, partitions: count, grams: grams.map(\.matrix), rows: grams.map(\.rows), nonFinite: grams.map(\.nonFiniteRows)))
+    case "groupsPlan", "groupsSample", "groupsAssign", "groupsSeed", "groupsUpdate":
+        // The pieces of `groups` for a pass split into tasks (paramsnap.dask.groups), trajectory features.
+        let v = try view(q.on)
+        let k = q.k ?? 16
+        let plan = try Groups.plan(r, k: k, view: v, tensors: tensors)
+        func range() throws -> Range<Int> {
+            guard let p = q.partitions, p.count == 2, p[0] >= 0, p[0] <= p[1], p[1] <= plan.partitions else {
+                throw RequestError("\(q.pass): partitions [a, b] with 0 ≤ a ≤ b ≤ \(plan.partitions)")
+            }
+            return p[0]..<p[1]
+        }
+        func centroids() throws -> [Double] {
+            guard let c = q.centroids, c.count == k * plan.dimension else { throw RequestError("\(q.pass): centroids of k × \(plan.dimension) values") }
+            return c
+        }
+        switch q.pass {
+        case "groupsPlan":
+            return try encode(plan)
+        case "groupsSample":
+            guard let qq = q.q, qq > 0, qq <= 1 else { throw RequestError("groupsSample: q in (0, 1]") }
+            let s = try Groups.samplePart(r, k: k, view: v, tensors: tensors, seed: q.seed ?? 0, q: qq, partitions: try range(), workers: workers)
+            struct Out: Encodable { let valid: Int; let sample: [Double] }
+            return try encode(Out(valid: s.valid, sample: s.sample))
+        case "groupsSeed":
+            guard var sample = q.sample, sample.count >= k * plan.dimension, sample.count % plan.dimension == 0 else {
+                throw RequestError("groupsSeed: a sample of at least k rows of \(plan.dimension) values")
+            }
+            return try encode(Groups.seed(sample: &sample, dimension: plan.dimension, k: k, seed: q.seed ?? 0))
+        case "groupsAssign":
+            return try encode(try Groups.assignParts(r, k: k, view: v, tensors: tensors, centroids: try centroids(), partitions: try range(),
+                                                      tensorCounts: q.tensorCounts ?? false, workers: workers))
+        default:
+            guard let part = q.part, part.sums.count == k * plan.dimension, part.sizes.count == k else { throw RequestError("groupsUpdate: a merged part of k groups") }
+            return try encode(Groups.updated(try centroids(), part: part, k: k, dimension: plan.dimension))
+        }
     case "modesFromGram":
         let v = try view(q.on)
         let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
@@ -141,7 +181,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(width: g.width, height: g.height, lo: g.lo, hi: g.hi, counts: g.counts, below: g.below, above: g.above,
                               pointSteps: g.pointSteps, series: g.series, constant: g.constant, nonFinite: g.nonFinite))
     default:
-        throw RequestError("no pass '\(q.pass)' (modes, gram, modesFromGram, similar, moments, groups, fit, chart)")
+        throw RequestError("no pass '\(q.pass)' (modes, gram, modesFromGram, similar, moments, groups, groupsPlan, groupsSample, groupsSeed, groupsAssign, groupsUpdate, fit, chart)")
     }
 }
 

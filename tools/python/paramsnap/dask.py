@@ -150,6 +150,89 @@ def similar(path, query, top=50, on="values", include=None, client=None, parts=N
     return out if many else out[0]
 
 
+def _groups_sample(path, k, on, names, seed, q, a, b):
+    with paramsnap.open(path) as r:
+        res = r._pass({"pass": "groupsSample", "k": k, "on": on, "tensors": names, "seed": seed, "q": q, "partitions": [a, b], "workers": 1})
+    return res["valid"], res["sample"]
+
+
+def _groups_assign(path, k, on, names, centroids, a, b, tensor_counts):
+    with paramsnap.open(path) as r:
+        return r._pass({"pass": "groupsAssign", "k": k, "on": on, "tensors": names, "centroids": centroids, "partitions": [a, b],
+                        "tensorCounts": tensor_counts, "workers": 1})
+
+
+def groups(path, k=16, on="values", include=None, iterations=25, seed=0, tolerance=1e-6, client=None, parts=None, progress=False):
+    """`Run.groups` (k-means of trajectory shapes) with every pass split into Dask tasks by the library's partitions
+    of the selection: the seeding sample is the tasks' samples in order, each Lloyd pass's sums are the tasks'
+    partition sums added in partition order from zero, and the library seeds (k-means++) and updates the centroids
+    between passes. Returns the summary `Run.groups` gives, bit for bit ("centroids", "sizes", "rms",
+    "objective_history", "iterations"), with "objective", "undefined", "non_finite" and "tensor_counts" ({tensor:
+    members per group}); not each parameter's group (use `Run.groups` or `psnap groups -o` for that)."""
+    import dask
+    import math
+    import numpy as np
+    path = str(path)
+    parts = _parts(client, parts)
+    with paramsnap.open(path) as r:
+        names = r._select(include)
+        selected = names if names is not None else [t.name for t in r.tensors]
+        plan = r._pass({"pass": "groupsPlan", "k": k, "on": on, "tensors": names, "seed": seed, "iterations": iterations})
+        count, d, total = plan["partitions"], plan["dimension"], plan["parameters"]
+        cuts = sorted({count * i // parts for i in range(parts + 1)})
+        ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+        def sample(q):
+            res = _compute([dask.delayed(_groups_sample, pure=False)(path, k, on, names, seed, q, a, b) for a, b in ranges], client, progress)
+            return sum(v for v, _ in res), [x for _, s in res for x in s]
+
+        def lloyd(centroids, tensor_counts=False):
+            res = _compute([dask.delayed(_groups_assign, pure=False)(path, k, on, names, centroids, a, b, tensor_counts) for a, b in ranges],
+                           client, progress)
+            merged = {"sums": np.zeros(k * d), "sizes": [0] * k, "objective": 0.0, "groupObjective": np.zeros(k), "undefined": 0, "nonFinite": 0,
+                      "tensorCounts": [[0] * k for _ in selected] if tensor_counts else []}
+            for task in res:
+                for p in task:
+                    merged["sums"] = merged["sums"] + np.asarray(p["sums"], dtype=np.float64)
+                    merged["sizes"] = [x + y for x, y in zip(merged["sizes"], p["sizes"])]
+                    merged["objective"] = merged["objective"] + p["objective"]
+                    merged["groupObjective"] = merged["groupObjective"] + np.asarray(p["groupObjective"], dtype=np.float64)
+                    merged["undefined"] += p["undefined"]
+                    merged["nonFinite"] += p["nonFinite"]
+                    for s, c in enumerate(p["tensorCounts"]):
+                        if c:
+                            merged["tensorCounts"][s] = [x + y for x, y in zip(merged["tensorCounts"][s], c)]
+            merged["sums"] = merged["sums"].tolist()
+            merged["groupObjective"] = merged["groupObjective"].tolist()
+            return merged
+
+        # The seeding sample (Groups.compute's first pass: kept with probability q by a hash of each parameter's place).
+        q = 1.0 if total == 0 else min(1.0, plan["sampleTarget"] / total)
+        valid, rows = sample(q)
+        if len(rows) // d < k and valid >= k and q < 1:
+            q = min(1.0, q * float(2 * k) / float(max(1, len(rows) // d)))
+            valid, rows = sample(q)
+        if valid == 0:
+            raise ValueError("no parameter with finite values in the selection")
+        if k > valid:
+            raise ValueError(f"k={k}: more groups than the {valid} parameters with a shape")
+        centroids = r._pass({"pass": "groupsSeed", "k": k, "on": on, "tensors": names, "sample": rows, "seed": seed})
+        history = []
+        for _ in range(iterations):
+            part = lloyd(centroids)
+            history.append(part["objective"])
+            centroids = r._pass({"pass": "groupsUpdate", "k": k, "on": on, "tensors": names, "centroids": centroids, "part": part})
+            if len(history) >= 2 and history[-2] - history[-1] <= tolerance * abs(history[-2]):
+                break
+        last = lloyd(centroids, tensor_counts=True)
+    sizes = last["sizes"]
+    rms = [math.sqrt(g / n) if n > 0 else float("nan") for g, n in zip(last["groupObjective"], sizes)]
+    return {"centroids": np.array(centroids).reshape(k, d), "sizes": np.array(sizes), "rms": np.array(rms, dtype=float),
+            "objective_history": np.array(history), "iterations": len(history), "objective": last["objective"],
+            "undefined": last["undefined"], "non_finite": last["nonFinite"],
+            "tensor_counts": {n: np.array(c) for n, c in zip(selected, last["tensorCounts"])}}
+
+
 def moments(path, stats=None, include=None, client=None, parts=None, progress=False, output=None, overwrite=False):
     """`Run.moments` (f64 statistics of every trajectory: {statistic: {tensor: array of the tensor's shape}}), computed
     as one Dask task per group of tensors. `include`: tensor name globs; `parts`: how many tasks (default: 2 per

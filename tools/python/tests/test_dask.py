@@ -87,3 +87,20 @@ def test_similar_on_a_cluster_equals_one_process(converted, client):
         assert list(g["tensor"]) == list(w["tensor"]) and list(g["flat_index"]) == list(w["flat_index"])
         assert np.array_equal(np.asarray(g["r"]), np.asarray(w["r"]))
     assert got[0]["r"].iloc[0] == 1.0 or abs(got[0]["r"].iloc[0] - 1) < 1e-12   # the query itself
+
+
+@pytest.mark.parametrize("name,on,k", [("mlp-digits", "values", 6), ("tiny-gpt", "steps", 4)])
+def test_groups_on_a_cluster_equal_one_process(converted, client, name, on, k):
+    path, _ = converted[name]
+    with paramsnap.open(path) as r:
+        want = r.groups(k=k, on=on, iterations=5, seed=3)
+        names = [t.name for t in r.tensors]
+    for parts in (1, 2, 7):
+        got = pdask.groups(path, k=k, on=on, iterations=5, seed=3, client=client, parts=parts)
+        assert got["iterations"] == want["iterations"]
+        for key in ("centroids", "sizes", "rms", "objective_history"):
+            assert np.array_equal(got[key], want[key], equal_nan=True), (parts, key)
+        assert list(got["tensor_counts"]) == names
+        counted = {t: np.bincount(g[g >= 0].ravel(), minlength=k) for t, g in want["group"].items()}
+        for t in names:
+            assert np.array_equal(got["tensor_counts"][t], counted[t]), t
