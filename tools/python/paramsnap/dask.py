@@ -7,9 +7,10 @@
 
     modes = paramsnap.dask.modes("run.psnap", k=5, client=client)
     hits = paramsnap.dask.similar("run.psnap", ("fc1.weight", (3, 7)), top=20, client=client)
+    g = paramsnap.dask.groups("run.psnap", k=16, client=client)
 
 Every worker must see the run at the same path (a shared filesystem) and have the paramsnap package. Each answer is
-the single-process one (`Run.moments`, `Run.modes`, `Run.similar`), bit for bit:
+the single-process one (`Run.moments`, `Run.modes`, `Run.similar`, `Run.groups`), bit for bit:
 - moments: per-parameter statistics do not depend on which other parameters a task reads; one task per group of
   tensors. With `output=FOLDER` each task writes its part as a moments file and nothing large crosses the scheduler.
 - modes: the library sums the Gram matrix in fixed partitions of the selection (64 chunks of blocks each) and adds
@@ -18,8 +19,11 @@ the single-process one (`Run.moments`, `Run.modes`, `Run.similar`), bit for bit:
 - similar: a parameter's correlation with the query depends on its block alone; one task per group of tensors
   keeps its top hits and the client keeps the best of all, ties to the lower place in the selection, as the
   library does.
+- groups: every pass split by the same partitions as modes (64 chunks of blocks): the seeding sample is the
+  tasks' samples in order, each Lloyd pass's sums the partitions' added in order from zero; the library seeds
+  (k-means++) and updates the centroids between passes. The summary, not each parameter's group.
 Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise. Passes run on one file;
-a tensor's blocks are never split between tasks except by modes' partitions.
+a tensor's blocks are split between tasks only by the partitions of modes and groups.
 """
 import glob as _glob
 
