@@ -31,6 +31,7 @@ struct PassRequest: Decodable {
     var centroids: [Double]?
     var part: GroupsPart?
     var tensorCounts: Bool?
+    var modes: [[Double]]?
     var gram: [Double]?
     var rows: Int?
     var nonFinite: Int?
@@ -123,7 +124,13 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
     case "similar":
         guard let queries = q.queries, !queries.isEmpty else { throw RequestError("similar: no query") }
         let v = try view(q.on)
-        let remove = try q.removeModes.flatMap { $0 > 0 ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
+        // Modes to remove: given (a distributed pass computes them over the whole selection first), else computed here.
+        var remove = try q.removeModes.flatMap { $0 > 0 && q.modes == nil ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
+        if let given = q.modes, !given.isEmpty {
+            let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
+            guard given.allSatisfy({ $0.count == d }) else { throw RequestError("similar: modes of \(d) values each (the \(v.rawValue) view)") }
+            remove = ModesResult(view: v, snapshots: r.snapshotCount, dimension: d, parameters: 0, nonFiniteParameters: 0, eigenvalues: [], modes: given)
+        }
         let s = try Similar.search(r, queries: queries, top: q.top ?? 50, view: v, removeModes: remove, tensors: tensors, workers: workers)
         struct Hit: Encodable { let tensor: String; let index: Int; let r: Double }
         struct Out: Encodable { let hits: [[Hit]]; let constant: Int; let nonFinite: Int; let searched: Int }

@@ -113,21 +113,24 @@ def modes(path, k=5, on="values", include=None, client=None, parts=None, progres
             "modes": np.array(res["modes"]), "parameters": res["parameters"], "non_finite": res["nonFinite"], "on": res["view"]}
 
 
-def _similar_part(path, series, top, on, names):
+def _similar_part(path, series, top, on, names, modes):
     with paramsnap.open(path) as r:
-        res = r._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": names, "workers": 1})
+        res = r._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": names, "modes": modes, "workers": 1})
     return res["hits"]
 
 
-def similar(path, query, top=50, on="values", include=None, client=None, parts=None, progress=False):
+def similar(path, query, top=50, on="values", include=None, remove_modes=0, client=None, parts=None, progress=False):
     """`Run.similar` (the `top` parameters whose trajectories correlate best with each query, exact Pearson r) as one
     Dask task per group of tensors, the best of every task's top hits kept (ties to the lower place in the
-    selection). `query` as for `Run.similar`: (tensor name, index) or a trajectory, or a list of them. The answer is
-    the single-process one, bit for bit. Removing modes first (`remove_modes`) is not distributed yet: use
-    `Run.similar` for it."""
+    selection). `query` as for `Run.similar`: (tensor name, index) or a trajectory, or a list of them. With
+    `remove_modes=K` the selection's first K modes are computed first (`modes` above) and every task removes those.
+    The answer is the single-process one, bit for bit."""
     import dask
     path = str(path)
     parts = _parts(client, parts)
+    modes_given = None
+    if remove_modes:
+        modes_given = modes(path, k=remove_modes, on=on, include=include, client=client, parts=parts, progress=progress)["modes"].tolist()
     with paramsnap.open(path) as r:
         many, series = r._query_series(query)
         names = r._select(include)
@@ -143,7 +146,7 @@ def similar(path, query, top=50, on="values", include=None, client=None, parts=N
         wanted = set(selected)
         groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
         groups = [g for g in groups if g]
-        tasks = [dask.delayed(_similar_part, pure=False)(path, series, top, on, g) for g in groups]
+        tasks = [dask.delayed(_similar_part, pure=False)(path, series, top, on, g, modes_given) for g in groups]
         results = _compute(tasks, client, progress)
         merged = []
         for q in range(len(series)):

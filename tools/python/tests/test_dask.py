@@ -104,3 +104,13 @@ def test_groups_on_a_cluster_equal_one_process(converted, client, name, on, k):
         counted = {t: np.bincount(g[g >= 0].ravel(), minlength=k) for t, g in want["group"].items()}
         for t in names:
             assert np.array_equal(got["tensor_counts"][t], counted[t]), t
+
+
+def test_similar_without_modes_on_a_cluster_equals_one_process(converted, client):
+    path, _ = converted["mlp-digits"]
+    with paramsnap.open(path) as r:
+        q = (r.tensors[0].name, 17)
+        want = r.similar(q, top=15, remove_modes=2)
+    got = pdask.similar(path, q, top=15, remove_modes=2, client=client, parts=3)
+    assert list(got["flat_index"]) == list(want["flat_index"]) and list(got["tensor"]) == list(want["tensor"])
+    assert np.array_equal(np.asarray(got["r"]), np.asarray(want["r"]))
