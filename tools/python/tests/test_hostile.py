@@ -113,3 +113,29 @@ def test_a_truncated_copy_is_reported(converted, tmp_path):
         with paramsnap.open(half) as r:
             assert r.ignored_bytes > 0
     assert any("after the newest valid commit" in str(c.message) for c in caught)
+
+
+def test_distributed_pass_requests_are_refused_by_name(converted):
+    """The library's pieces of the distributed passes refuse malformed requests with an error naming what is wrong."""
+    with paramsnap.open(converted["mlp-digits"][0]) as r:
+        plan = r._pass({"pass": "groupsPlan", "k": 3})
+        d, p = plan["dimension"], plan["partitions"]
+        bad = [
+            ({"pass": "gram", "partitions": [2, 1]}, "partitions"),
+            ({"pass": "gram", "partitions": [0, 10 ** 6]}, "partitions"),
+            ({"pass": "modesFromGram", "gram": [1.0, 2.0], "rows": 3}, "gram"),
+            ({"pass": "modesFromGram", "gram": [0.0] * (d * d), "rows": 0}, "no parameter"),
+            ({"pass": "groupsSample", "k": 3, "q": 0.0, "partitions": [0, p]}, "q in"),
+            ({"pass": "groupsSeed", "k": 3, "sample": [1.0] * d}, "at least k rows"),
+            ({"pass": "groupsAssign", "k": 3, "centroids": [0.0] * d, "partitions": [0, p]}, "centroids"),
+            ({"pass": "groupsUpdate", "k": 3, "centroids": [0.0] * (3 * d), "part": {"sums": [], "sizes": [], "objective": 0,
+                                                                                     "groupObjective": [], "undefined": 0, "nonFinite": 0,
+                                                                                     "tensorCounts": []}}, "merged part"),
+            ({"pass": "similar", "queries": [list(range(d))], "modes": [[1.0, 0.0]]}, "modes of"),
+        ]
+        for request, words in bad:
+            with pytest.raises(paramsnap.Error, match=words):
+                r._pass(request)
+        # A Gram matrix holding NaN decomposes to an error, not a trap.
+        with pytest.raises(paramsnap.Error):
+            r._pass({"pass": "modesFromGram", "gram": [float("nan")] * (d * d), "rows": 5})
