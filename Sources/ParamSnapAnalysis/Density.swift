@@ -178,22 +178,12 @@ public enum Density {
         var member = [[Int]](repeating: [], count: reader.tensors.count)   // targets of each tensor
         for (k, target) in targets.enumerated() {
             for t in Set(target.tensors) { member[t].append(k) }
-            var lo: Double, hi: Double, sampled = false
             if let range = target.range {
-                (lo, hi) = range
+                guard range.lo.isFinite, range.hi.isFinite, range.lo < range.hi else { throw ChartError.badRange(lo: range.lo, hi: range.hi) }
+                ranges.append((range.lo, range.hi, false))
             } else {
-                let blocks = target.tensors.sorted().flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
-                let pick = fullRange || blocks.count <= sampleBlocks ? blocks : (0..<sampleBlocks).map { blocks[$0 * blocks.count / sampleBlocks] }
-                guard let r = try valueRange(reader, blocks: pick, view: targetViews[k], quantile: fullRange ? 0 : 0.0005, workers: workers) ?? (tolerateEmpty ? (0, 0) : nil) else {
-                    throw ChartError.nothingToDraw
-                }
-                (lo, hi) = r
-                sampled = !fullRange
-                if !fullRange { let margin = (hi - lo) * 0.02; lo -= margin; hi += margin }
-                if lo == hi { lo -= 0.5; hi += 0.5 }
+                ranges.append(try defaultRange(reader, view: targetViews[k], tensors: target.tensors, fullRange: fullRange, workers: workers, tolerateEmpty: tolerateEmpty))
             }
-            guard lo.isFinite, hi.isFinite, lo < hi else { throw ChartError.badRange(lo: lo, hi: hi) }
-            ranges.append((lo, hi, sampled))
         }
         let used = Set(targets.flatMap(\.tensors)).sorted()
         let blocks = used.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
@@ -256,6 +246,24 @@ public enum Density {
         var total = fresh(pairTables: false)
         for p in parts.withLock({ $0 }) { for k in targets.indices { total[k].merge(p[k]) } }
         return targets.indices.map { total[$0].grid(view: targetViews[$0], steps: stepsOf[targetViews[$0]]!, sampledRange: ranges[$0].sampled) }
+    }
+
+    /// The value range a chart of `tensors` gets when none is given (spec/CHARTS.md): the 0.05–99.95 % quantiles of
+    /// `sampleBlocks` evenly spaced blocks widened by 2 % (`sampled`), or the exact extremes with `fullRange`. A
+    /// distributed chart computes it once and hands it to every task.
+    public static func defaultRange(_ reader: PSnapReader, view: DensityView, tensors: [Int], fullRange: Bool = false,
+                                    workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+                                    tolerateEmpty: Bool = false) throws -> (lo: Double, hi: Double, sampled: Bool) {
+        let layout = reader.layout
+        let blocks = tensors.sorted().flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
+        let pick = fullRange || blocks.count <= sampleBlocks ? blocks : (0..<sampleBlocks).map { blocks[$0 * blocks.count / sampleBlocks] }
+        guard var (lo, hi) = try valueRange(reader, blocks: pick, view: view, quantile: fullRange ? 0 : 0.0005, workers: workers) ?? (tolerateEmpty ? (0, 0) : nil) else {
+            throw ChartError.nothingToDraw
+        }
+        if !fullRange { let margin = (hi - lo) * 0.02; lo -= margin; hi += margin }
+        if lo == hi { lo -= 0.5; hi += 0.5 }
+        guard lo.isFinite, hi.isFinite, lo < hi else { throw ChartError.badRange(lo: lo, hi: hi) }
+        return (lo, hi, !fullRange)
     }
 
     enum SeriesState { case ok, constant, nonFinite }

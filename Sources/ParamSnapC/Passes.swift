@@ -169,12 +169,23 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
             return f
         }
         let maxK = families.compactMap { if case .modes(let k) = $0 { return k } else { return nil } }.max()
-        let modes = try maxK.map { try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) }
+        // Mode shapes given (a distributed pass computes them over the whole selection first), else computed here.
+        var modes = try maxK.flatMap { q.modes == nil ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
+        if let given = q.modes, maxK != nil {
+            let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
+            guard given.allSatisfy({ $0.count == d }) else { throw RequestError("fit: modes of \(d) values each (the \(v.rawValue) view)") }
+            modes = ModesResult(view: v, snapshots: r.snapshotCount, dimension: d, parameters: 0, nonFiniteParameters: 0, eigenvalues: [], modes: given)
+        }
         let s = try Fit.run(r, families: families, view: v, tensors: tensors, modes: modes, outputPath: try output(), dtype: .f64,
                             force: q.overwrite ?? false, workers: workers)
         struct Out: Encodable { let output: String; let families: [String]; let best: [Int]; let series: Int; let nonFinite: Int; let x: [Double] }
         return try encode(Out(output: try output(), families: s.families.map(\.description), best: s.best, series: s.series,
                               nonFinite: s.nonFinite, x: s.x))
+    case "chartRange":
+        guard let dv = DensityView(rawValue: q.view ?? "values") else { throw RequestError("view '\(q.view ?? "")': values, relative, z or steps") }
+        let rr = try Density.defaultRange(r, view: dv, tensors: tensors ?? Array(r.tensors.indices), workers: workers)
+        struct Out: Encodable { let lo: Double; let hi: Double; let sampled: Bool }
+        return try encode(Out(lo: rr.lo, hi: rr.hi, sampled: rr.sampled))
     case "chart":
         guard let dv = DensityView(rawValue: q.view ?? "values") else { throw RequestError("view '\(q.view ?? "")': values, relative, z or steps") }
         var range: (lo: Double, hi: Double)?
@@ -188,7 +199,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         return try encode(Out(width: g.width, height: g.height, lo: g.lo, hi: g.hi, counts: g.counts, below: g.below, above: g.above,
                               pointSteps: g.pointSteps, series: g.series, constant: g.constant, nonFinite: g.nonFinite))
     default:
-        throw RequestError("no pass '\(q.pass)' (modes, gram, modesFromGram, similar, moments, groups, groupsPlan, groupsSample, groupsSeed, groupsAssign, groupsUpdate, fit, chart)")
+        throw RequestError("no pass '\(q.pass)' (modes, gram, modesFromGram, similar, moments, groups, groupsPlan, groupsSample, groupsSeed, groupsAssign, groupsUpdate, fit, chartRange, chart)")
     }
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """`paramsnap.dask` passes on a LocalCluster beside the same pass in one process.
 
-usage: bench_dask.py RUN.psnap [--workers 2] [--parts 4] [--passes moments,modes,similar,groups] [--psnap PATH]
+usage: bench_dask.py RUN.psnap [--workers 2] [--parts 4] [--passes moments,modes,similar,groups,fit,chart] [--psnap PATH]
 
 For each pass: one process (`psnap moments -o` for moments, `Run.modes`, `Run.similar`, `Run.groups` (k = 16, 5
-iterations) with all cores), then the
+iterations), `Run.fit` (linear, quadratic, exp), `Run.chart` with all cores), then the
 Dask version on a `distributed.LocalCluster` of --workers worker processes (one thread each), --parts tasks; the
 answers are compared (bit for bit) and the workers' peak RSS read from /proc. Prints a markdown table.
 """
@@ -37,7 +37,7 @@ def main(argv):
     import distributed
     run = os.path.abspath(argv[0])
     workers, parts = int(arg(argv, "--workers", "2")), int(arg(argv, "--parts", "4"))
-    passes = arg(argv, "--passes", "moments,modes,similar,groups").split(",")
+    passes = arg(argv, "--passes", "moments,modes,similar,groups,fit,chart").split(",")
     here = os.path.dirname(os.path.abspath(__file__))
     psnap = arg(argv, "--psnap", os.environ.get("PSNAP", os.path.join(here, "..", "..", ".build", "release", "psnap")))
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -68,6 +68,27 @@ def main(argv):
                     many = time.time() - t0
                     same = all(np.array_equal(got[k], want[k]) for k in ("eigenvalues", "modes"))
                     label = "`Run.modes(k=8)`"
+                elif p == "fit":
+                    fams = ["linear", "quadratic", "exp"]
+                    with paramsnap.open(run) as r:
+                        t0 = time.time()
+                        want = r.fit(families=fams)
+                        one = time.time() - t0
+                    t0 = time.time()
+                    got = pdask.fit(run, families=fams, client=client, parts=parts)
+                    many = time.time() - t0
+                    same = got["best"] == want["best"] and all(np.array_equal(got["values"][t], want["values"][t], equal_nan=True) for t in want["values"])
+                    label = "`Run.fit(linear, quadratic, exp)`"
+                elif p == "chart":
+                    with paramsnap.open(run) as r:
+                        t0 = time.time()
+                        want = r.chart()
+                        one = time.time() - t0
+                    t0 = time.time()
+                    got = pdask.chart(run, client=client, parts=parts)
+                    many = time.time() - t0
+                    same = np.array_equal(got["counts"], want["counts"])
+                    label = "`Run.chart()` 1000 × 500"
                 elif p == "groups":
                     with paramsnap.open(run) as r:
                         t0 = time.time()

@@ -8,9 +8,11 @@
     modes = paramsnap.dask.modes("run.psnap", k=5, client=client)
     hits = paramsnap.dask.similar("run.psnap", ("fc1.weight", (3, 7)), top=20, client=client)
     g = paramsnap.dask.groups("run.psnap", k=16, client=client)
+    f = paramsnap.dask.fit("run.psnap", families=["linear", "exp", "logistic"], client=client)
+    c = paramsnap.dask.chart("run.psnap", client=client)
 
 Every worker must see the run at the same path (a shared filesystem) and have the paramsnap package. Each answer is
-the single-process one (`Run.moments`, `Run.modes`, `Run.similar`, `Run.groups`), bit for bit:
+the single-process one (`Run.moments`, `Run.modes`, `Run.similar`, `Run.groups`, `Run.fit`, `Run.chart`), bit for bit:
 - moments: per-parameter statistics do not depend on which other parameters a task reads; one task per group of
   tensors. With `output=FOLDER` each task writes its part as a moments file and nothing large crosses the scheduler.
 - modes: the library sums the Gram matrix in fixed partitions of the selection (64 chunks of blocks each) and adds
@@ -22,6 +24,10 @@ the single-process one (`Run.moments`, `Run.modes`, `Run.similar`, `Run.groups`)
 - groups: every pass split by the same partitions as modes (64 chunks of blocks): the seeding sample is the
   tasks' samples in order, each Lloyd pass's sums the partitions' added in order from zero; the library seeds
   (k-means++) and updates the centroids between passes. The summary, not each parameter's group.
+- fit: per-parameter laws, one task per group of tensors; `modes:K` families get the mode shapes computed on the
+  cluster first.
+- chart: the value range computed once (as the library does), each task counts its tensors over it, the counts
+  are added (integers).
 Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise. Passes run on one file;
 a tensor's blocks are split between tasks only by the partitions of modes and groups.
 """
@@ -238,6 +244,80 @@ def groups(path, k=16, on="values", include=None, iterations=25, seed=0, toleran
             "objective_history": np.array(history), "iterations": len(history), "objective": last["objective"],
             "undefined": last["undefined"], "non_finite": last["nonFinite"],
             "tensor_counts": {n: np.array(c) for n, c in zip(selected, last["tensorCounts"])}}
+
+
+def _fit_part(path, families, on, names, modes):
+    with paramsnap.open(path) as r:
+        answer, _, arrays, columns = r._file_pass({"pass": "fit", "families": families, "on": on, "tensors": names, "modes": modes, "workers": 1}, None)
+    return answer, arrays, columns
+
+
+def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=None, client=None, parts=None, progress=False):
+    """`Run.fit` (laws fitted to every trajectory) as one Dask task per group of tensors; the mode shapes a `modes:K`
+    family needs are computed on the cluster first (`modes` above) and handed to every task. The same answer as one
+    process, bit for bit: {"families", "best", "series", "non_finite", "x", "columns", "values"}."""
+    import dask
+    import numpy as np
+    path = str(path)
+    parts = _parts(client, parts)
+    families = list(families)
+    ks = [int(f.split(":")[1]) for f in families if isinstance(f, str) and f.startswith("modes:") and f.split(":")[1].isdigit()]
+    shapes = modes(path, k=max(ks), on=on, include=include, client=client, parts=parts, progress=progress)["modes"].tolist() if ks else None
+    with paramsnap.open(path) as r:
+        names = r._select(include) if include is not None else [t.name for t in r.tensors]
+    wanted = set(names)
+    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
+    groups = [g for g in groups if g]
+    results = _compute([dask.delayed(_fit_part, pure=False)(path, families, on, g, shapes) for g in groups], client, progress)
+    first = results[0][0]
+    best = [0] * len(first["families"])
+    series = non_finite = 0
+    values = {}
+    for answer, arrays, _ in results:
+        best = [a + b for a, b in zip(best, answer["best"])]
+        series += answer["series"]
+        non_finite += answer["nonFinite"]
+        values.update(arrays)
+    return {"families": first["families"], "best": dict(zip(first["families"], best)), "series": series, "non_finite": non_finite,
+            "x": np.array(first["x"]), "columns": results[0][2], "values": {n: values[n] for n in names}}
+
+
+def _chart_part(path, view, width, height, names, lo, hi):
+    with paramsnap.open(path) as r:
+        return r._pass({"pass": "chart", "view": view, "width": width, "height": height, "tensors": names, "range": [lo, hi], "workers": 1})
+
+
+def chart(path, view="values", width=1000, height=500, include=None, range=None, client=None, parts=None, progress=False):
+    """`Run.chart` (the density chart's counts) as one Dask task per group of tensors, all counted over one value
+    range (given, else the run's default range, computed once as the library does: spec/CHARTS.md), then added. The
+    same counts as one process, bit for bit."""
+    import dask
+    import numpy as np
+    path = str(path)
+    parts = _parts(client, parts)
+    with paramsnap.open(path) as r:
+        names = r._select(include) if include is not None else [t.name for t in r.tensors]
+        if range is None:
+            rr = r._pass({"pass": "chartRange", "view": view, "tensors": names})
+            lo, hi = rr["lo"], rr["hi"]
+        else:
+            lo, hi = float(range[0]), float(range[1])
+    wanted = set(names)
+    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
+    groups = [g for g in groups if g]
+    results = _compute([dask.delayed(_chart_part, pure=False)(path, view, width, height, g, lo, hi) for g in groups], client, progress)
+    counts = np.zeros(height * width, dtype=np.uint64)
+    below, above = np.zeros(width, dtype=np.uint64), np.zeros(width, dtype=np.uint64)
+    series = constant = non_finite = 0
+    for g in results:
+        counts += np.array(g["counts"], dtype=np.uint64)
+        below += np.array(g["below"], dtype=np.uint64)
+        above += np.array(g["above"], dtype=np.uint64)
+        series += g["series"]
+        constant += g["constant"]
+        non_finite += g["nonFinite"]
+    return {"counts": counts.reshape(height, width), "lo": lo, "hi": hi, "below": below, "above": above,
+            "steps": np.array(results[0]["pointSteps"]), "series": series, "constant": constant, "non_finite": non_finite}
 
 
 def moments(path, stats=None, include=None, client=None, parts=None, progress=False, output=None, overwrite=False):

@@ -114,3 +114,24 @@ def test_similar_without_modes_on_a_cluster_equals_one_process(converted, client
     got = pdask.similar(path, q, top=15, remove_modes=2, client=client, parts=3)
     assert list(got["flat_index"]) == list(want["flat_index"]) and list(got["tensor"]) == list(want["tensor"])
     assert np.array_equal(np.asarray(got["r"]), np.asarray(want["r"]))
+
+
+def test_fit_and_chart_on_a_cluster_equal_one_process(converted, client):
+    path, _ = converted["mlp-digits"]
+    families = ["linear", "quadratic", "modes:3", "exp", "logistic"]
+    with paramsnap.open(path) as r:
+        want = r.fit(families=families, on="steps")
+        want_chart = r.chart(view="values", width=300, height=120)
+        want_steps = r.chart(view="steps", width=200, height=80, include="fc*")
+        names = [t.name for t in r.tensors]
+    got = pdask.fit(path, families=families, on="steps", client=client, parts=3)
+    assert got["best"] == want["best"] and got["series"] == want["series"] and got["non_finite"] == want["non_finite"]
+    assert got["columns"] == want["columns"] and np.array_equal(got["x"], want["x"])
+    assert list(got["values"]) == names
+    for t in names:
+        assert np.array_equal(got["values"][t], want["values"][t], equal_nan=True), t
+    for g, w, kw in ((pdask.chart(path, width=300, height=120, client=client, parts=4), want_chart, {}),
+                     (pdask.chart(path, view="steps", width=200, height=80, include="fc*", client=client, parts=2), want_steps, {})):
+        for key in ("counts", "below", "above", "steps"):
+            assert np.array_equal(g[key], w[key]), key
+        assert (g["lo"], g["hi"], g["series"], g["constant"], g["non_finite"]) == (w["lo"], w["hi"], w["series"], w["constant"], w["non_finite"])
