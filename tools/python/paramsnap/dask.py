@@ -246,20 +246,32 @@ def groups(path, k=16, on="values", include=None, iterations=25, seed=0, toleran
             "tensor_counts": {n: np.array(c) for n, c in zip(selected, last["tensorCounts"])}}
 
 
-def _fit_part(path, families, on, names, modes):
+def _fit_part(path, families, on, names, modes, output, overwrite):
     with paramsnap.open(path) as r:
-        answer, _, arrays, columns = r._file_pass({"pass": "fit", "families": families, "on": on, "tensors": names, "modes": modes, "workers": 1}, None)
+        request = {"pass": "fit", "families": families, "on": on, "tensors": names, "modes": modes, "overwrite": overwrite, "workers": 1}
+        answer, kept, arrays, columns = r._file_pass(request, output)
+    if kept is not None:
+        kept.close()
+        return answer, output, None
     return answer, arrays, columns
 
 
-def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=None, client=None, parts=None, progress=False):
+def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=None, client=None, parts=None, progress=False,
+        output=None, overwrite=False):
     """`Run.fit` (laws fitted to every trajectory) as one Dask task per group of tensors; the mode shapes a `modes:K`
     family needs are computed on the cluster first (`modes` above) and handed to every task. The same answer as one
-    process, bit for bit: {"families", "best", "series", "non_finite", "x", "columns", "values"}."""
+    process, bit for bit: {"families", "best", "series", "non_finite", "x", "columns", "values"}.
+
+    With `output` (a folder every worker can write, created if missing) each task writes its tensors' fits there
+    (`fit-000.psnap`, …; the format of `psnap fit -o`) and "values" becomes "parts", {tensor: the opened part holding
+    it}: nothing large crosses the scheduler."""
     import dask
+    import os
     import numpy as np
     path = str(path)
     parts = _parts(client, parts)
+    if output is not None:
+        os.makedirs(output, exist_ok=True)
     families = list(families)
     ks = [int(f.split(":")[1]) for f in families if isinstance(f, str) and f.startswith("modes:") and f.split(":")[1].isdigit()]
     shapes = modes(path, k=max(ks), on=on, include=include, client=client, parts=parts, progress=progress)["modes"].tolist() if ks else None
@@ -268,18 +280,30 @@ def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=
     wanted = set(names)
     groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
     groups = [g for g in groups if g]
-    results = _compute([dask.delayed(_fit_part, pure=False)(path, families, on, g, shapes) for g in groups], client, progress)
+    outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"fit-{k:03d}.psnap") for k in range(len(groups))]
+    results = _compute([dask.delayed(_fit_part, pure=False)(path, families, on, g, shapes, o, overwrite) for g, o in zip(groups, outs)],
+                       client, progress)
     first = results[0][0]
     best = [0] * len(first["families"])
     series = non_finite = 0
     values = {}
-    for answer, arrays, _ in results:
+    for g, (answer, arrays, _) in zip(groups, results):
         best = [a + b for a, b in zip(best, answer["best"])]
         series += answer["series"]
         non_finite += answer["nonFinite"]
-        values.update(arrays)
-    return {"families": first["families"], "best": dict(zip(first["families"], best)), "series": series, "non_finite": non_finite,
-            "x": np.array(first["x"]), "columns": results[0][2], "values": {n: values[n] for n in names}}
+        if output is None:
+            values.update(arrays)
+        else:
+            part = paramsnap.open(arrays)
+            values.update({n: part for n in g})
+    res = {"families": first["families"], "best": dict(zip(first["families"], best)), "series": series, "non_finite": non_finite,
+           "x": np.array(first["x"])}
+    if output is None:
+        res["columns"] = results[0][2]
+        res["values"] = {n: values[n] for n in names}
+    else:
+        res["parts"] = {n: values[n] for n in names}
+    return res
 
 
 def _chart_part(path, view, width, height, names, lo, hi):

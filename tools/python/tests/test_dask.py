@@ -135,3 +135,16 @@ def test_fit_and_chart_on_a_cluster_equal_one_process(converted, client):
         for key in ("counts", "below", "above", "steps"):
             assert np.array_equal(g[key], w[key]), key
         assert (g["lo"], g["hi"], g["series"], g["constant"], g["non_finite"]) == (w["lo"], w["hi"], w["series"], w["constant"], w["non_finite"])
+
+
+def test_fit_written_per_task_equals_one_process(converted, client, tmp_path):
+    path, _ = converted["mlp-digits"]
+    with paramsnap.open(path) as r:
+        want = r.fit(families=["linear", "exp"])
+        names = [t.name for t in r.tensors]
+    got = pdask.fit(path, families=["linear", "exp"], client=client, parts=3, output=str(tmp_path / "fits"))
+    assert got["best"] == want["best"] and list(got["parts"]) == names and len({id(p) for p in got["parts"].values()}) == 3
+    for t in names:
+        assert np.array_equal(np.asarray(got["parts"][t][t]).astype(np.float64), want["values"][t], equal_nan=True), t
+    with pytest.raises(Exception, match="exists"):
+        pdask.fit(path, families=["linear"], client=client, parts=3, output=str(tmp_path / "fits"))
