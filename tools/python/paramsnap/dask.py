@@ -62,6 +62,13 @@ def _moments_part(path, stats, names, output, overwrite):
         return output
 
 
+def _selected_groups(path, parts, names):
+    """The selected tensors (`names`, in file order) cut into the groups of `tensor_groups`, empty groups dropped."""
+    wanted = set(names)
+    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
+    return [g for g in groups if g]
+
+
 def _parts(client, parts):
     if parts is None:
         parts = 2 * len(client.scheduler_info()["workers"]) if client is not None else 8
@@ -149,9 +156,7 @@ def similar(path, query, top=50, on="values", include=None, remove_modes=0, clie
             offset += sizes[n]
         if not series:
             raise ValueError("similar: no query")
-        wanted = set(selected)
-        groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
-        groups = [g for g in groups if g]
+        groups = _selected_groups(path, parts, selected)
         tasks = [dask.delayed(_similar_part, pure=False)(path, series, top, on, g, modes_given) for g in groups]
         results = _compute(tasks, client, progress)
         merged = []
@@ -277,9 +282,7 @@ def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=
     shapes = modes(path, k=max(ks), on=on, include=include, client=client, parts=parts, progress=progress)["modes"].tolist() if ks else None
     with paramsnap.open(path) as r:
         names = r._select(include) if include is not None else [t.name for t in r.tensors]
-    wanted = set(names)
-    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
-    groups = [g for g in groups if g]
+    groups = _selected_groups(path, parts, names)
     outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"fit-{k:03d}.psnap") for k in range(len(groups))]
     results = _compute([dask.delayed(_fit_part, pure=False)(path, families, on, g, shapes, o, overwrite) for g, o in zip(groups, outs)],
                        client, progress)
@@ -326,9 +329,7 @@ def chart(path, view="values", width=1000, height=500, include=None, range=None,
             lo, hi = rr["lo"], rr["hi"]
         else:
             lo, hi = float(range[0]), float(range[1])
-    wanted = set(names)
-    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
-    groups = [g for g in groups if g]
+    groups = _selected_groups(path, parts, names)
     results = _compute([dask.delayed(_chart_part, pure=False)(path, view, width, height, g, lo, hi) for g in groups], client, progress)
     counts = np.zeros(height * width, dtype=np.uint64)
     below, above = np.zeros(width, dtype=np.uint64), np.zeros(width, dtype=np.uint64)
@@ -361,9 +362,7 @@ def moments(path, stats=None, include=None, client=None, parts=None, progress=Fa
     parts = _parts(client, parts)
     with paramsnap.open(path) as r:
         names = r._select(include) if include is not None else [t.name for t in r.tensors]
-    wanted = set(names)
-    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
-    groups = [g for g in groups if g]
+    groups = _selected_groups(path, parts, names)
     outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"moments-{k:03d}.psnap") for k in range(len(groups))]
     tasks = [dask.delayed(_moments_part, pure=False)(path, list(stats) if stats else None, g, o, overwrite)
              for g, o in zip(groups, outs)]
