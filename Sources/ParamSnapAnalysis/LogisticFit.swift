@@ -176,10 +176,11 @@ struct LogisticLaw: NonlinearLaw {
                 let predicted = -(pt.dm * sm + pt.dv * sv + 0.5 * (pt.hmm * sm * sm + 2 * pt.hmv * sm * sv + pt.hvv * sv * sv))
                 if !(predicted > 1e-13 * max(sst + pt.F, 1e-16 * sst)) { converged = true; break }
                 let nm = min(max(m + sm, Self.mLow), Self.mHigh), nv = min(max(v + sv, Self.vLow), Self.vHigh)
-                let trial = evaluate(yc, m: nm, v: nv, second: false, scratch: scratch)
+                // With its derivatives: most Newton steps are taken, and the next iteration needs them there.
+                let trial = evaluate(yc, m: nm, v: nv, second: true, scratch: scratch)
                 if trial.F < pt.F {
                     m = nm; v = nv
-                    pt = evaluate(yc, m: m, v: v, second: true, scratch: scratch)
+                    pt = trial
                     lambda = lambda > 1e-6 ? lambda / 4 : 0
                     accepted = true
                     break
