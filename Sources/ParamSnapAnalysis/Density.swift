@@ -162,8 +162,6 @@ public enum Density {
     static func computeMany(_ reader: PSnapReader, view: DensityView, targets: [DensityTarget], fullRange: Bool, workers: Int,
                             progress: (@Sendable (UInt64, UInt64) -> Void)?, tolerateEmpty: Bool, pairBudget: Int, pairRedraw: UInt64,
                             observer: (@Sendable (_ worker: Int) -> any DensityBlockObserver)? = nil) throws -> [DensityGrid] {
-        // An observer may call BLAS from the workers (the report's Gram matrix): one BLAS thread each.
-        if observer != nil { _ = singleThreadedBLAS }
         for t in targets {
             guard t.width >= 16, t.height >= 16, t.width <= 16384, t.height <= 16384, t.width * t.height <= maxCells else {
                 throw ChartError.badSize(width: t.width, height: t.height)

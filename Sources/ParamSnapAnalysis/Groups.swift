@@ -209,7 +209,7 @@ public enum Groups {
         let s = try partScanner(reader, k: k, view: view, tensors: selected, partitions: partitions, workers: workers)
         guard centroids.count == k * s.dimension else { throw AnalysisError.featuresMismatch(file: "centroids", detail: "\(centroids.count) values, not k × \(s.dimension)") }
         return try s.scanner.assign(centroids: centroids, k: k, dimension: s.dimension, write: nil, tensorSlots: tensorCounts ? s.tensors : 0,
-                                    firstChunk: s.firstChunk).parts.map(GroupsPart.init)
+                                    firstChunk: s.firstChunk, keepParts: true).parts.map(GroupsPart.init)
     }
 
     private static func partScanner(_ reader: PSnapReader, k: Int, view: TrajectoryView, tensors selected: [Int]?, partitions: Range<Int>,
@@ -617,8 +617,9 @@ struct Scanner {
     /// objective; with `write`, each parameter's group and distance written as a tile per block.
     /// Chunks are summed in order within each partition (`Groups.partitionChunks` chunks, counted from the
     /// selection's chunk `firstChunk`, where this scanner's chunks start), the partitions in order from zero.
+    /// `keepParts`: also return each partition's part (a distributed pass's); else only the total is kept.
     func assign(centroids: [Double], k: Int, dimension D: Int, write: (sink: CompactTileSink, dtype: DType)?, tensorSlots: Int = 0,
-                firstChunk: Int = 0) throws -> (total: AssignPart, parts: [AssignPart]) {
+                firstChunk: Int = 0, keepParts: Bool = false) throws -> (total: AssignPart, parts: [AssignPart]) {
         let norms = (0..<k).map { g in (0..<D).reduce(0.0) { $0 + centroids[g * D + $1] * centroids[g * D + $1] } }
         var total = AssignPart.zero(k: k, dimension: D, tensorSlots: tensorSlots)
         var parts: [AssignPart] = [], current = total, merged = 0
@@ -685,7 +686,7 @@ struct Scanner {
             current.merge(part)
             merged += 1
             if (firstChunk + merged) % P == 0 || merged == count {
-                parts.append(current)
+                if keepParts { parts.append(current) }
                 total.merge(current)
                 current = AssignPart.zero(k: k, dimension: D, tensorSlots: tensorSlots)
             }

@@ -25,6 +25,7 @@ public struct GramAccumulator: Sendable {
     public private(set) var nonFiniteRows: Int = 0
 
     public init(dimension: Int) {
+        _ = singleThreadedBLAS   // `add` calls BLAS from scan workers: one BLAS thread each
         self.dimension = dimension
         matrix = [Double](repeating: 0, count: dimension * dimension)
     }
@@ -157,11 +158,9 @@ public enum Modes {
         let d = TrajectoryRows.length(view, snapshots: S)
         guard d >= 2 else { throw AnalysisError.tooFewSnapshots(needed: view == .values ? 2 : 3, got: S, view: view) }
         guard k >= 1, k <= d else { throw AnalysisError.badComponentCount(k, max: d) }
-        let selection = tensors ?? Array(reader.tensors.indices)
-        let parts = try accumulate(reader, dimension: d, view: view, tensors: selection,
-                                   partitions: 0..<partitionCount(reader, dimension: d, tensors: selection), workers: workers, progress: progress)
         var gram = GramAccumulator(dimension: d)
-        for p in parts { gram.merge(p) }
+        try accumulate(reader, dimension: d, view: view, tensors: tensors ?? Array(reader.tensors.indices), partitions: 0..<Int.max,
+                       workers: workers, progress: progress) { gram.merge($0) }
         return try fromGram(gram, k: k, view: view, snapshots: S)
     }
 
@@ -208,16 +207,18 @@ public enum Modes {
     /// at a time: one Gram matrix per partition, the sum of its chunks' matrices in chunk order. The whole selection's
     /// matrix is the sum of its partitions' in partition order, from zero: the same bits on every run, worker count,
     /// and way of cutting the partitions into tasks (`paramsnap.dask.modes`).
+    /// Each partition's matrix goes to `partition` as soon as it is complete, in partition order (none is kept).
     public static func accumulate(_ reader: PSnapReader, dimension d: Int, view: TrajectoryView, tensors: [Int], partitions: Range<Int>,
-                                  workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> [GramAccumulator] {
+                                  workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+                                  partition: (GramAccumulator) -> Void) throws {
         _ = singleThreadedBLAS
         let layout = reader.layout
         let (blocks, allChunks) = chunks(reader, dimension: d, tensors: tensors)
         let P = partitionChunks
-        let first = min(allChunks.count, partitions.lowerBound * P), end = min(allChunks.count, partitions.upperBound * P)
-        guard first < end else { return [] }
+        let first = min(allChunks.count, partitions.lowerBound.multipliedReportingOverflow(by: P).overflow ? allChunks.count : partitions.lowerBound * P)
+        let end = min(allChunks.count, partitions.upperBound.multipliedReportingOverflow(by: P).overflow ? allChunks.count : partitions.upperBound * P)
+        guard first < end else { return }
         let counter = ProgressCounter(total: UInt64(allChunks[first..<end].reduce(0) { $0 + $1.count }), report: progress)
-        var parts: [GramAccumulator] = []
         var current = GramAccumulator(dimension: d)
         var merged = 0
         let S = reader.snapshotCount
@@ -238,11 +239,10 @@ public enum Modes {
             current.merge(g)
             merged += 1
             if (first + merged) % P == 0 || first + merged == end {
-                parts.append(current)
+                partition(current)
                 current = GramAccumulator(dimension: d)
             }
         }, finish: { w in w.loader.flush(); w.rows.deallocate() })
-        return parts
     }
 }
 

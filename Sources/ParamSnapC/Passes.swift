@@ -73,7 +73,7 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         var grams: [GramAccumulator] = []
         if let p = q.partitions {
             guard p.count == 2, p[0] >= 0, p[0] <= p[1], p[1] <= count else { throw RequestError("gram: partitions [a, b] with 0 ≤ a ≤ b ≤ \(count)") }
-            grams = try Modes.accumulate(r, dimension: d, view: v, tensors: selection, partitions: p[0]..<p[1], workers: workers)
+            try Modes.accumulate(r, dimension: d, view: v, tensors: selection, partitions: p[0]..<p[1], workers: workers) { grams.append($0) }
         }
         struct Out: Encodable { let dimension: Int; let partitions: Int; let grams: [[Double]]; let rows: [Int]; let nonFinite: [Int] }
         return try encode(Out(dimension: d, partitions: count, grams: grams.map(\.matrix), rows: grams.map(\.rows), nonFinite: grams.map(\.nonFiniteRows)))
@@ -89,7 +89,9 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
             return p[0]..<p[1]
         }
         func centroids() throws -> [Double] {
-            guard let c = q.centroids, c.count == k * plan.dimension else { throw RequestError("\(q.pass): centroids of k × \(plan.dimension) values") }
+            guard let c = q.centroids, c.count == k * plan.dimension else {
+                throw RequestError("\(q.pass): centroids need k × \(plan.dimension) = \(k * plan.dimension) values, got \(q.centroids?.count ?? 0)")
+            }
             return c
         }
         switch q.pass {
@@ -109,13 +111,17 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
             return try encode(try Groups.assignParts(r, k: k, view: v, tensors: tensors, centroids: try centroids(), partitions: try range(),
                                                       tensorCounts: q.tensorCounts ?? false, workers: workers))
         default:
-            guard let part = q.part, part.sums.count == k * plan.dimension, part.sizes.count == k else { throw RequestError("groupsUpdate: a merged part of k groups") }
+            guard let part = q.part else { throw RequestError("groupsUpdate: no merged part given") }
+            guard part.sums.count == k * plan.dimension, part.sizes.count == k else {
+                throw RequestError("groupsUpdate: the merged part has \(part.sums.count) sums and \(part.sizes.count) sizes; k = \(k) groups of \(plan.dimension) values need \(k * plan.dimension) and \(k)")
+            }
             return try encode(Groups.updated(try centroids(), part: part, k: k, dimension: plan.dimension))
         }
     case "modesFromGram":
         let v = try view(q.on)
         let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
-        guard let g = q.gram, g.count == d * d, let rows = q.rows, rows >= 0 else { throw RequestError("modesFromGram: gram (\(d) × \(d) values) and rows") }
+        guard let g = q.gram, g.count == d * d else { throw RequestError("modesFromGram: gram needs \(d) × \(d) = \(d * d) values, got \(q.gram?.count ?? 0)") }
+        guard let rows = q.rows, rows >= 0 else { throw RequestError("modesFromGram: rows (the parameters summed, ≥ 0) missing or negative") }
         let m = try Modes.fromGram(GramAccumulator(dimension: d, matrix: g, rows: rows, nonFiniteRows: max(0, q.nonFinite ?? 0)), k: q.k ?? 5, view: v,
                                    snapshots: r.snapshotCount)
         struct Out: Encodable { let view: String; let parameters: Int; let nonFinite: Int; let eigenvalues: [Double]; let explainedVarianceRatio: [Double]; let modes: [[Double]] }
@@ -125,8 +131,9 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         guard let queries = q.queries, !queries.isEmpty else { throw RequestError("similar: no query") }
         let v = try view(q.on)
         // Modes to remove: given (a distributed pass computes them over the whole selection first), else computed here.
-        var remove = try q.removeModes.flatMap { $0 > 0 && q.modes == nil ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
-        if let given = q.modes, !given.isEmpty {
+        let givenModes = q.modes.flatMap { $0.isEmpty ? nil : $0 }
+        var remove = try q.removeModes.flatMap { $0 > 0 && givenModes == nil ? try Modes.compute(r, k: $0, view: v, tensors: tensors, workers: workers) : nil }
+        if let given = givenModes {
             let d = v == .values ? r.snapshotCount : r.snapshotCount - 1
             guard given.allSatisfy({ $0.count == d }) else { throw RequestError("similar: modes of \(d) values each (the \(v.rawValue) view)") }
             remove = ModesResult(view: v, snapshots: r.snapshotCount, dimension: d, parameters: 0, nonFiniteParameters: 0, eigenvalues: [], modes: given)

@@ -136,10 +136,11 @@ package struct ReportCommand: ParsableCommand {
 
             // Statistics per parameter: from --moments FILE, else binned in the pass above.
             html.open("Statistics of each parameter's trajectory", text: "Distribution over the parameters of each statistic (spec/MOMENTS.md), for the whole selection and its largest tensors.")
+            let momentsFile = try moments.map { try PSnapReader(path: $0) }
             for (k, stat) in ReportObserver.statistics.enumerated() {
                 let h: StatisticHistogram?
-                if let moments {
-                    h = try Self.statisticHistogram(try PSnapReader(path: moments), statistic: stat, run: r, tensors: shown)
+                if let momentsFile {
+                    h = try Self.statisticHistogram(momentsFile, statistic: stat, run: r, tensors: shown)
                 } else {
                     h = ReportObserver.merged(gathered, statistic: k)
                 }
@@ -352,7 +353,7 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
             let slot = slotOfTensor[tensor]
             out.withUnsafeMutableBufferPointer { o in
                 for p in 0..<n {
-                    Self.statistics(of: rows + p * S, snapshots: S, into: o.baseAddress!)
+                    TrajectoryState.shapeStatistics(UnsafeBufferPointer(start: rows + p * S, count: S), into: o.baseAddress!)
                     for k in 0..<4 where histograms[k] != nil { histograms[k]!.add(o[k], slot: slot) }
                 }
             }
@@ -364,12 +365,6 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
                 gram!.add(rows: sc, count: n)
             }
         }
-    }
-
-    /// The four statistics of one trajectory, in `statistics` order (population conventions, NaN propagating:
-    /// `psnap moments`' defaults).
-    static func statistics(of row: UnsafePointer<Double>, snapshots S: Int, into out: UnsafeMutablePointer<Double>) {
-        TrajectoryState.shapeStatistics(UnsafeBufferPointer(start: row, count: S), into: out)
     }
 
     /// The ranges of the statistics from the selection's sampled blocks (`Density.sampleBlocks`, evenly spaced):
@@ -388,7 +383,7 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
                 let n = try loader.load(tensor: t, block: b, into: rw.baseAddress!)
                 out.withUnsafeMutableBufferPointer { o in
                     for p in 0..<n {
-                        Self.statistics(of: rw.baseAddress! + p * S, snapshots: S, into: o.baseAddress!)
+                        TrajectoryState.shapeStatistics(UnsafeBufferPointer(start: rw.baseAddress! + p * S, count: S), into: o.baseAddress!)
                         for k in 0..<4 where o[k].isFinite { samples[k].append(o[k]) }
                     }
                 }

@@ -98,8 +98,7 @@ extension TrajectoryState {
     public static func shapeStatistics(_ x: UnsafeBufferPointer<Double>, into out: UnsafeMutablePointer<Double>) {
         let n = x.count
         guard n >= 2, let p = x.baseAddress, case let sum = Fast.sum(p, n), sum.isFinite else {
-            var all = [Double](repeating: 0, count: TrajectoryStatistic.allCases.count)
-            all.withUnsafeMutableBufferPointer { a in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: TrajectoryStatistic.allCases.count) { a in
                 TrajectoryState(values: x, firstIndex: 0, policy: .propagate, extrema: false).statistics(convention: .population, policy: .propagate, into: a.baseAddress!)
                 out[0] = a[3]; out[1] = a[5]; out[2] = a[12]; out[3] = a[13]
             }
