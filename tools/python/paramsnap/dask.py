@@ -36,10 +36,12 @@ import glob as _glob
 import paramsnap
 
 
-def tensor_groups(path, parts):
-    """The run's tensors cut into at most `parts` groups of about equal parameter counts, in file order."""
+def tensor_groups(path, parts, names=None):
+    """The run's tensors (or the selected `names`) cut into at most `parts` groups of about equal parameter counts,
+    in file order."""
     with paramsnap.open(path) as r:
-        sizes = [(t.name, max(1, t.size)) for t in r.tensors]
+        wanted = None if names is None else set(names)
+        sizes = [(t.name, max(1, t.size)) for t in r.tensors if wanted is None or t.name in wanted]
     total = sum(n for _, n in sizes)
     groups, cur, acc = [], [], 0
     for name, n in sizes:
@@ -53,6 +55,12 @@ def tensor_groups(path, parts):
     return groups
 
 
+def _part(path, request):
+    """One task: the library's pass `request` on the run at `path`, on one thread; its JSON answer."""
+    with paramsnap.open(path) as r:
+        return r._pass(dict(request, workers=1))
+
+
 def _moments_part(path, stats, names, output, overwrite):
     with paramsnap.open(path) as r:
         res = r.moments(stats=stats, include=[_glob.escape(n) for n in names], workers=1, output=output, overwrite=overwrite)
@@ -60,13 +68,6 @@ def _moments_part(path, stats, names, output, overwrite):
             return res
         res.close()
         return output
-
-
-def _selected_groups(path, parts, names):
-    """The selected tensors (`names`, in file order) cut into the groups of `tensor_groups`, empty groups dropped."""
-    wanted = set(names)
-    groups = [[n for n in g if n in wanted] for g in tensor_groups(path, parts)]
-    return [g for g in groups if g]
 
 
 def _parts(client, parts):
@@ -93,12 +94,6 @@ def _compute(tasks, client, progress):
     return list(dask.compute(*tasks))
 
 
-def _gram_part(path, on, names, a, b):
-    with paramsnap.open(path) as r:
-        res = r._pass({"pass": "gram", "on": on, "tensors": names, "partitions": [a, b], "workers": 1})
-    return res["grams"], res["rows"], res["nonFinite"]
-
-
 def modes(path, k=5, on="values", include=None, client=None, parts=None, progress=False):
     """`Run.modes` (the k principal trajectory modes) with the Gram matrix summed by Dask tasks: each task sums a
     run of the library's partitions of the selection, the client adds them in partition order and the library
@@ -113,10 +108,11 @@ def modes(path, k=5, on="values", include=None, client=None, parts=None, progres
         info = r._pass({"pass": "gram", "on": on, "tensors": names})
     count, d = info["partitions"], info["dimension"]
     cuts = sorted({count * i // parts for i in range(parts + 1)})
-    tasks = [dask.delayed(_gram_part, pure=False)(path, on, names, a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    tasks = [dask.delayed(_part, pure=False)(path, {"pass": "gram", "on": on, "tensors": names, "partitions": [a, b]})
+             for a, b in zip(cuts, cuts[1:]) if b > a]
     total, rows, non_finite = np.zeros(d * d), 0, 0
-    for grams, rs, nfs in _compute(tasks, client, progress):
-        for g, n, f in zip(grams, rs, nfs):
+    for res in _compute(tasks, client, progress):
+        for g, n, f in zip(res["grams"], res["rows"], res["nonFinite"]):
             total = total + np.asarray(g, dtype=np.float64)
             rows += n
             non_finite += f
@@ -124,12 +120,6 @@ def modes(path, k=5, on="values", include=None, client=None, parts=None, progres
         res = r._pass({"pass": "modesFromGram", "on": on, "k": k, "gram": total.tolist(), "rows": rows, "nonFinite": non_finite})
     return {"eigenvalues": np.array(res["eigenvalues"]), "explained_variance_ratio": np.array(res["explainedVarianceRatio"]),
             "modes": np.array(res["modes"]), "parameters": res["parameters"], "non_finite": res["nonFinite"], "on": res["view"]}
-
-
-def _similar_part(path, series, top, on, names, modes):
-    with paramsnap.open(path) as r:
-        res = r._pass({"pass": "similar", "queries": series, "top": top, "on": on, "tensors": names, "modes": modes, "workers": 1})
-    return res["hits"]
 
 
 def similar(path, query, top=50, on="values", include=None, remove_modes=0, client=None, parts=None, progress=False):
@@ -156,28 +146,17 @@ def similar(path, query, top=50, on="values", include=None, remove_modes=0, clie
             offset += sizes[n]
         if not series:
             raise ValueError("similar: no query")
-        groups = _selected_groups(path, parts, selected)
-        tasks = [dask.delayed(_similar_part, pure=False)(path, series, top, on, g, modes_given) for g in groups]
+        groups = tensor_groups(path, parts, selected)
+        tasks = [dask.delayed(_part, pure=False)(path, {"pass": "similar", "queries": series, "top": top, "on": on, "tensors": g,
+                                                        "modes": modes_given}) for g in groups]
         results = _compute(tasks, client, progress)
         merged = []
         for q in range(len(series)):
-            hits = [h for part in results for h in part[q]]
+            hits = [h for part in results for h in part["hits"][q]]
             hits.sort(key=lambda h: (-h["r"], place[h["tensor"]] + h["index"]))
             merged.append(hits[:top])
         out = r._similar_answers(merged)
     return out if many else out[0]
-
-
-def _groups_sample(path, k, on, names, seed, q, a, b):
-    with paramsnap.open(path) as r:
-        res = r._pass({"pass": "groupsSample", "k": k, "on": on, "tensors": names, "seed": seed, "q": q, "partitions": [a, b], "workers": 1})
-    return res["valid"], res["sample"]
-
-
-def _groups_assign(path, k, on, names, centroids, a, b, tensor_counts):
-    with paramsnap.open(path) as r:
-        return r._pass({"pass": "groupsAssign", "k": k, "on": on, "tensors": names, "centroids": centroids, "partitions": [a, b],
-                        "tensorCounts": tensor_counts, "workers": 1})
 
 
 def groups(path, k=16, on="values", include=None, iterations=25, seed=0, tolerance=1e-6, client=None, parts=None, progress=False):
@@ -201,12 +180,13 @@ def groups(path, k=16, on="values", include=None, iterations=25, seed=0, toleran
         ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
         def sample(q):
-            res = _compute([dask.delayed(_groups_sample, pure=False)(path, k, on, names, seed, q, a, b) for a, b in ranges], client, progress)
-            return sum(v for v, _ in res), [x for _, s in res for x in s]
+            request = {"pass": "groupsSample", "k": k, "on": on, "tensors": names, "seed": seed, "q": q}
+            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b])) for a, b in ranges], client, progress)
+            return sum(t["valid"] for t in res), [x for t in res for x in t["sample"]]
 
         def lloyd(centroids, tensor_counts=False):
-            res = _compute([dask.delayed(_groups_assign, pure=False)(path, k, on, names, centroids, a, b, tensor_counts) for a, b in ranges],
-                           client, progress)
+            request = {"pass": "groupsAssign", "k": k, "on": on, "tensors": names, "centroids": centroids, "tensorCounts": tensor_counts}
+            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b])) for a, b in ranges], client, progress)
             merged = {"sums": np.zeros(k * d), "sizes": [0] * k, "objective": 0.0, "groupObjective": np.zeros(k), "undefined": 0, "nonFinite": 0,
                       "tensorCounts": [[0] * k for _ in selected] if tensor_counts else []}
             for task in res:
@@ -282,7 +262,7 @@ def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=
     shapes = modes(path, k=max(ks), on=on, include=include, client=client, parts=parts, progress=progress)["modes"].tolist() if ks else None
     with paramsnap.open(path) as r:
         names = r._select(include) if include is not None else [t.name for t in r.tensors]
-    groups = _selected_groups(path, parts, names)
+    groups = tensor_groups(path, parts, names)
     outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"fit-{k:03d}.psnap") for k in range(len(groups))]
     results = _compute([dask.delayed(_fit_part, pure=False)(path, families, on, g, shapes, o, overwrite) for g, o in zip(groups, outs)],
                        client, progress)
@@ -309,11 +289,6 @@ def fit(path, families=("linear", "quadratic", "modes:5"), on="values", include=
     return res
 
 
-def _chart_part(path, view, width, height, names, lo, hi):
-    with paramsnap.open(path) as r:
-        return r._pass({"pass": "chart", "view": view, "width": width, "height": height, "tensors": names, "range": [lo, hi], "workers": 1})
-
-
 def chart(path, view="values", width=1000, height=500, include=None, range=None, client=None, parts=None, progress=False):
     """`Run.chart` (the density chart's counts) as one Dask task per group of tensors, all counted over one value
     range (given, else the run's default range, computed once as the library does: spec/CHARTS.md), then added. The
@@ -329,8 +304,9 @@ def chart(path, view="values", width=1000, height=500, include=None, range=None,
             lo, hi = rr["lo"], rr["hi"]
         else:
             lo, hi = float(range[0]), float(range[1])
-    groups = _selected_groups(path, parts, names)
-    results = _compute([dask.delayed(_chart_part, pure=False)(path, view, width, height, g, lo, hi) for g in groups], client, progress)
+    groups = tensor_groups(path, parts, names)
+    request = {"pass": "chart", "view": view, "width": width, "height": height, "range": [lo, hi]}
+    results = _compute([dask.delayed(_part, pure=False)(path, dict(request, tensors=g)) for g in groups], client, progress)
     counts = np.zeros(height * width, dtype=np.uint64)
     below, above = np.zeros(width, dtype=np.uint64), np.zeros(width, dtype=np.uint64)
     series = constant = non_finite = 0
@@ -362,7 +338,7 @@ def moments(path, stats=None, include=None, client=None, parts=None, progress=Fa
     parts = _parts(client, parts)
     with paramsnap.open(path) as r:
         names = r._select(include) if include is not None else [t.name for t in r.tensors]
-    groups = _selected_groups(path, parts, names)
+    groups = tensor_groups(path, parts, names)
     outs = [None] * len(groups) if output is None else [os.path.join(str(output), f"moments-{k:03d}.psnap") for k in range(len(groups))]
     tasks = [dask.delayed(_moments_part, pure=False)(path, list(stats) if stats else None, g, o, overwrite)
              for g, o in zip(groups, outs)]
