@@ -15,7 +15,6 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -69,7 +68,8 @@ def main():
               + (f"  compact {row['compact'] / 1e6:9.1f} MB  x{row['allocated'] / row['compact']:.3f}" if row["compact"] else ""),
               file=sys.stderr)
     t = time.perf_counter()
-    z = subprocess.run(f"cat {' '.join(files)} | zstd -3 -T2 -q -c | wc -c", shell=True, capture_output=True, text=True)
+    z = subprocess.run(["bash", "-o", "pipefail", "-c", 'cat "$@" | zstd -3 -T2 -q -c | wc -c', "_", *files],
+                       capture_output=True, text=True, check=True)
     zsecs = time.perf_counter() - t
     lines = [f"# Append disk use: {os.path.basename(os.path.normpath(a.run_dir))}", "",
              f"{len(files)} checkpoints, {raw / 1e6:.1f} MB; `psnap append` once per checkpoint.", "",
@@ -90,7 +90,14 @@ def main():
     if a.out:
         with open(a.out, "w") as fh:
             fh.write(text)
-    shutil.rmtree(a.work, ignore_errors=True)
+    # Only what this script made: --work may be a folder holding other files.
+    for p in (run, comp):
+        if os.path.exists(p):
+            os.unlink(p)
+    try:
+        os.rmdir(a.work)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
