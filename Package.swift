@@ -39,12 +39,13 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         // Hole punching, SEEK_DATA and open-file-description locks (need _GNU_SOURCE, absent from Swift's Glibc).
         .target(name: "CFileSpace"),
+        .target(name: "CDensity"),
         .target(name: "PSnapFormat"),
         .target(name: "PSnapCodec", dependencies: ["PSnapFormat", "CZstd"]),
         .target(name: "ParamSnap", dependencies: ["PSnapFormat", "PSnapCodec", "CFileSpace", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "PSnapImport", dependencies: ["ParamSnap", "CZlib"]),
         .target(name: "ParamSnapStats", dependencies: ["ParamSnap", "PSnapCodec"]),
-        .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "PSnapCodec", "CBLAS"]),
+        .target(name: "ParamSnapAnalysis", dependencies: ["ParamSnap", "PSnapCodec", "CBLAS", "CDensity"]),
         // Drawing: PNG (through zlib) and SVG charts from plain numbers; no scans, no file I/O.
         .target(name: "PSnapRender", dependencies: ["CZlib"]),
         .target(name: "ParamSnapFuzzSupport", dependencies: ["ParamSnap", "PSnapImport"]),

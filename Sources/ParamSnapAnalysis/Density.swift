@@ -1,10 +1,10 @@
 // The density chart of every trajectory (spec/CHARTS.md): each series between consecutive snapshots counted into a
-// W × H grid of (column, value bin), in one streaming pass. A segment that stays in one bin is one run of columns
-// (two writes into a per-row difference array); one that crosses bins is split at the columns where its bin changes,
-// found from the inverse of the interpolation and checked against the forward rule, so the counts are exactly the
-// per-column rule's at O(bins crossed) per segment instead of O(columns).
+// W × H grid of (column, value bin), in one streaming pass. A point is binned once; a segment is counted by its two
+// rows in a table of its segment (one increment, whatever it crosses), and each table entry is drawn once, weighted,
+// into per-row difference arrays at the end (`DensityAccumulator`).
 import Foundation
 import Synchronization
+import CDensity
 @_spi(Internals) import ParamSnap
 
 /// What a chart's series is (spec/CHARTS.md §1).
@@ -106,9 +106,9 @@ public protocol DensityBlockObserver: AnyObject {
 public enum Density {
     /// Cells a grid may have (a worker holds (H + 2) × (W + 1) 8-byte counters).
     public static let maxCells = 16 << 20
-    /// Bytes of pair tables (steep segments counted by their rows, then drawn once) a worker may hold; only the
+    /// Bytes of band and pair tables (segments counted by their rows, then drawn once) a worker may hold; only the
     /// cells counted into take memory.
-    public static let pairTableBudget = 64 << 20
+    public static let tableBudget = 64 << 20
     /// Blocks read for the default value range (evenly spaced over the selection).
     public static let sampleBlocks = 64
 
@@ -154,13 +154,13 @@ public enum Density {
                                    progress: (@Sendable (UInt64, UInt64) -> Void)? = nil, tolerateEmpty: Bool = false,
                                    observer: (@Sendable (_ worker: Int) -> any DensityBlockObserver)? = nil) throws -> [DensityGrid] {
         try computeMany(reader, view: view, targets: targets, fullRange: fullRange, workers: workers, progress: progress, tolerateEmpty: tolerateEmpty,
-                        pairBudget: pairTableBudget, pairRedraw: UInt64(UInt32.max), observer: observer)
+                        tableBudget: tableBudget, tableRedraw: UInt64(UInt32.max), observer: observer)
     }
 
-    /// `computeMany` with the pair tables' budget per worker and the segments a table takes before it is drawn and
-    /// zeroed (below 2³², so no cell overflows) set: the counts do not depend on them (tested).
+    /// `computeMany` with the tables' budget per worker and the segments a table takes before it is drawn and zeroed
+    /// (below 2³², so no cell overflows) set: the counts do not depend on them (tested).
     static func computeMany(_ reader: PSnapReader, view: DensityView, targets: [DensityTarget], fullRange: Bool, workers: Int,
-                            progress: (@Sendable (UInt64, UInt64) -> Void)?, tolerateEmpty: Bool, pairBudget: Int, pairRedraw: UInt64,
+                            progress: (@Sendable (UInt64, UInt64) -> Void)?, tolerateEmpty: Bool, tableBudget: Int, tableRedraw: UInt64,
                             observer: (@Sendable (_ worker: Int) -> any DensityBlockObserver)? = nil) throws -> [DensityGrid] {
         for t in targets {
             guard t.width >= 16, t.height >= 16, t.width <= 16384, t.height <= 16384, t.width * t.height <= maxCells else {
@@ -187,17 +187,18 @@ public enum Density {
         let blocks = used.flatMap { t in (0..<layout.blockCounts[t]).map { (t, $0) } }
         let cols = targets.indices.map { columns(steps: stepsOf[targetViews[$0]]!, width: targets[$0].width) }
         let S = reader.snapshotCount
-        // Pair tables, in target order, while they fit a worker's budget.
-        var budget = pairBudget
-        let withPairs = targets.indices.map { k -> Bool in
-            let need = DensityAccumulator.pairBytes(height: targets[k].height, columns: cols[k])
+        // Band tables, then pair tables, in target order, while they fit a worker's budget.
+        var budget = tableBudget
+        func fits(_ need: Int) -> Bool {
             guard need > 0, need <= budget else { return false }
             budget -= need
             return true
         }
-        func fresh(pairTables: Bool = true) -> [DensityAccumulator] {
+        let withBands = targets.indices.map { fits(DensityAccumulator.bandBytes(height: targets[$0].height, columns: cols[$0])) }
+        let withPairs = targets.indices.map { fits(DensityAccumulator.pairBytes(height: targets[$0].height, columns: cols[$0])) }
+        func fresh(tables: Bool = true) -> [DensityAccumulator] {
             targets.indices.map { DensityAccumulator(width: targets[$0].width, height: targets[$0].height, lo: ranges[$0].lo, hi: ranges[$0].hi, columns: cols[$0],
-                                                     pairTables: pairTables && withPairs[$0], pairRedraw: pairRedraw) }
+                                                     bandTables: tables && withBands[$0], pairTables: tables && withPairs[$0], tableRedraw: tableRedraw) }
         }
         // Per tensor and view, the targets to count into.
         let viewIndex = targetViews.map { v in views.firstIndex(of: v)! }
@@ -238,10 +239,10 @@ public enum Density {
         }, finish: { w in
             w.loader.flush(); w.rows.deallocate(); w.series.deallocate(); w.draw.deallocate()
             var a = w.acc
-            for k in a.indices { a[k].flush(); a[k].drawPairs(); a[k].rows = [] }
+            for k in a.indices { a[k].flush(); a[k].drawTables(); a[k].rows = [] }
             parts.withLock { $0.append(a) }
         })
-        var total = fresh(pairTables: false)
+        var total = fresh(tables: false)
         for p in parts.withLock({ $0 }) { for k in targets.indices { total[k].merge(p[k]) } }
         return targets.indices.map { total[$0].grid(view: targetViews[$0], steps: stepsOf[targetViews[$0]]!, sampledRange: ranges[$0].sampled) }
     }
@@ -323,19 +324,44 @@ public enum Density {
         }
         var v = all.flatMap(\.values)
         guard !v.isEmpty else { return nil }
-        v.sort()
         let i = Int(q * Double(v.count - 1)), j = Int((1 - q) * Double(v.count - 1))
+        // The j-th, then the i-th of the values before it: the same as in the sorted sample (a sort of the sample
+        // took 8 % of `psnap report`'s time, with a range for each tensor shown).
+        select(&v, j, in: 0..<v.count)
+        if i < j { select(&v, i, in: 0..<j) }
         return (v[i], v[j])
+    }
+
+    /// Moves the k-th smallest of v[range] (no NaN) to v[k], the smaller ones before it and the larger after
+    /// (quickselect: Hoare's partition around random pivots).
+    static func select(_ v: inout [Double], _ k: Int, in range: Range<Int>) {
+        v.withUnsafeMutableBufferPointer { a in
+            var lo = range.lowerBound, hi = range.upperBound - 1
+            while lo < hi {
+                let pivot = a[Int.random(in: lo...hi)]
+                var i = lo, j = hi
+                while i <= j {
+                    while a[i] < pivot { i += 1 }
+                    while a[j] > pivot { j -= 1 }
+                    if i <= j { a.swapAt(i, j); i += 1; j -= 1 }
+                }
+                // v[lo ... j] ≤ pivot ≤ v[i ... hi], and the ones between equal the pivot.
+                if k <= j { hi = j } else if k >= i { lo = i } else { return }
+            }
+        }
     }
 }
 
 /// One worker's counts as difference arrays along the columns, stored column by column: (W + 1) columns × (H + 2) rows
-/// (below, the H bins, above). A point's value is binned once (its row, §3); a segment is then drawn in integers. A
-/// series keeps a run open while its drawn row stays the same (+1 where the run starts, −1 where it ends), so only a
-/// change of row writes, at the column where it happens. Series are gathered in batches and counted segment by segment
-/// (every series' segment n, then n + 1): the cells written for segment n are those of its own few columns, which stay
-/// in cache while the whole batch passes (measured: counting block by block instead spent a third of its time waiting
-/// on those cells).
+/// (below, the H bins, above). A point's value is binned once (its row, §3). The cells a segment covers depend only on
+/// its two rows and its columns, so segments are counted, not drawn: by their pair of rows into a table of their
+/// segment, each table entry drawn once, weighted by its count, at the end (`drawTables`). A segment whose rows are at
+/// most `bandReach` apart inside the range (or both below it, or both above) goes to the segment's band table; one
+/// crossing more rows inside the range to its pair table; only a segment crossing the range's edge (or one whose
+/// table did not fit the pass's budget) is drawn on its own. Series are gathered in batches and counted segment by
+/// segment (every series' segment n, then n + 1), so one segment's table stays in cache while the batch passes.
+/// (Measured against drawing every segment into the difference arrays, a run of columns per row it crosses, on
+/// tiny-gpt ×30, 1000 × 500 values: spec/RATIONALE.md §I.)
 struct DensityAccumulator: Sendable {
     let width: Int, height: Int
     let lo: Double, hi: Double
@@ -343,74 +369,65 @@ struct DensityAccumulator: Sendable {
     /// Bin k holds lower[k] ≤ v < upper[k] (numpy's edges; the last bin's upper bound is the double after hi).
     let lower: [Double], upper: [Double]
     let columns: [Int]
-    /// The first column of each row a segment L columns wide crosses (§3), for L ≤ `crossingTableMax`: at
-    /// crossingBase[L] + |d|(|d| − 1)/2 + k − 1 for the k-th of |d| < L rows, going up (first) or down (second).
-    let crossingUp: [Int32], crossingDown: [Int32], crossingBase: [Int]
-    static let crossingTableMax = 64
     /// diff[c · (H + 2) + r + 1]: the difference along the columns of row r (−1: below, H: above).
     var diff: [Int64]
     var constant = 0, nonFinite = 0, series = 0
     /// The batch: each point's row, point-major (rows[n · stride + i]), for `batched` series.
     var rows: [Int32] = []
     var batched = 0
-    /// Segments that cross at least `pairReach` rows inside the range are counted by their pair of rows, per segment
-    /// (pairs[pairBase[n] + r₀·H + r₁]), and drawn once per pair at the end (`drawPairs`): a steep segment costs one
-    /// increment instead of a write per column (the steps view of a run crosses many rows in most segments). Used
-    /// when the grid's tables fit the pass's budget.
+    /// Band tables: segment n's series from row r₀ to r₁ = r₀ + e (|e| ≤ `bandReach`, both in the range) are counted at
+    /// bandBase(n) + (r₀ + 1) · bandSlots + bandReach + e; those below the range at both ends at bandBase(n) + bandReach,
+    /// above at bandBase(n) + (H + 1) · bandSlots + bandReach. A table per segment kept for the whole pass when they fit
+    /// the pass's budget (`persistentBands`); otherwise one, drawn and zeroed after each segment of a batch.
+    var bands: PairTable
+    let persistentBands: Bool
+    static let bandReach: Int32 = 32
+    static let bandSlots = 2 * Int(bandReach) + 1
+    /// Pair tables: segment n's series from row r₀ to r₁, both in the range and more than `bandReach` apart, at
+    /// pairBase[n] + r₀ · H + r₁ (segments at least 2 columns wide; −1: none), when they fit the budget.
     var pairs: PairTable?
     let pairBase: [Int]
-    static let pairReach: Int32 = 8
-    /// Segments a table may count before it is drawn and zeroed.
-    let pairRedraw: UInt64
+    /// Segments a table may count before it is drawn and zeroed (its cells stay below 2³²).
+    let tableRedraw: UInt64
     let capacity: Int, stride: Int
 
     static let none = Int32.min
 
+    /// Bytes of band tables kept for the whole pass.
+    static func bandBytes(height: Int, columns: [Int]) -> Int { max(0, columns.count - 1) * bandTableSize(height: height) * 4 }
+    /// Cells of one segment's band table.
+    static func bandTableSize(height: Int) -> Int { (height + 2) * bandSlots }
     /// Bytes of pair tables a grid of this size and these columns needs.
     static func pairBytes(height: Int, columns: [Int]) -> Int {
         (0..<max(0, columns.count - 1)).filter { columns[$0 + 1] - columns[$0] >= 2 }.count * height * height * 4
     }
 
-    init(width: Int, height: Int, lo: Double, hi: Double, columns: [Int], pairTables: Bool = false, pairRedraw: UInt64 = UInt64(UInt32.max)) {
-        self.pairRedraw = pairRedraw
+    init(width: Int, height: Int, lo: Double, hi: Double, columns: [Int], bandTables: Bool = false, pairTables: Bool = false,
+         tableRedraw: UInt64 = UInt64(UInt32.max)) {
+        self.tableRedraw = tableRedraw
         self.width = width; self.height = height; self.lo = lo; self.hi = hi; self.columns = columns
         edges = Density.edges(lo: lo, hi: hi, bins: height)
         lower = Array(edges.dropLast())
         upper = Array(edges.dropFirst().dropLast()) + [hi.nextUp]
         diff = [Int64](repeating: 0, count: (height + 2) * (width + 1))
-        var up: [Int32] = [], down: [Int32] = [], base = [Int](repeating: -1, count: Self.crossingTableMax + 1)
-        for n in 0..<max(0, columns.count - 1) {
-            let L = columns[n + 1] - columns[n]
-            guard L >= 2, L <= Self.crossingTableMax, base[L] < 0 else { continue }
-            base[L] = up.count
-            for ad in 1..<L {
-                for k in 1...ad {
-                    let num = L * (2 * k - 1), den = 2 * ad
-                    up.append(Int32((num + den - 1) / den)); down.append(Int32(num / den + 1))
-                }
-            }
-        }
-        crossingUp = up; crossingDown = down; crossingBase = base
+        let segments = max(0, columns.count - 1), bandSize = Self.bandTableSize(height: height)
+        persistentBands = bandTables && segments > 0
+        bands = PairTable(count: persistentBands ? segments * bandSize : bandSize)
         var pb: [Int] = [], total = 0
-        for n in 0..<max(0, columns.count - 1) {
+        for n in 0..<segments {
             if pairTables && columns[n + 1] - columns[n] >= 2 { pb.append(total); total += height * height } else { pb.append(-1) }
         }
         pairBase = pb
         pairs = pairTables && total > 0 ? PairTable(count: total) : nil
-        // About one series per 64 bytes of counts: a big grid gets a batch big enough to reuse its cells; with pair
-        // tables, 8× that, so a segment's table takes many counts while it is in cache (measured: the steps view of
-        // tiny-gpt ×30, 1000 × 500: 4.3 s → 3.5 s; without the tables 5.8 s).
-        // The batch's rows take at most 32 MiB whatever the snapshot count (a run of thousands of snapshots gets a
-        // smaller batch), and at least 16 series.
-        let wanted = Swift.max(256, Swift.min(8192, (height + 2) * (width + 1) / 64)) * (pairTables ? 8 : 1)
-        capacity = Swift.max(16, Swift.min(wanted, (32 << 20) / (4 * Swift.max(1, columns.count))))
+        // The batch's rows: about 256 KiB, so they are still in the core's cache when counted (at least 64 series).
+        capacity = Swift.max(64, (256 << 10) / (4 * Swift.max(1, columns.count)))
         // One cache line more than the batch between points: a series' N rows then fall in different cache sets
         // (a stride of a multiple of 4 KiB put them all in one).
         stride = capacity + 16
     }
 
     mutating func merge(_ o: DensityAccumulator) {
-        precondition(o.batched == 0 && batched == 0 && o.pairs == nil && pairs == nil, "batches and pairs counted before merging")
+        precondition(o.batched == 0 && batched == 0 && o.pairs == nil && pairs == nil, "batches and tables counted before merging")
         for i in 0..<diff.count { diff[i] += o.diff[i] }
         constant += o.constant; nonFinite += o.nonFinite; series += o.series
     }
@@ -444,26 +461,27 @@ struct DensityAccumulator: Sendable {
                     // §3's row of a finite value: numpy's bin in the range (the estimate by a product is within one
                     // bin of the edges' answer, which decides); outside, ⌊(v − lo)/step⌋ kept within −H … −1 or
                     // H … 2H − 1.
-                    for n in 0..<N {
-                        let v = yp[n]
-                        let r: Int32
+                    @inline(__always) func row(_ v: Double) -> Int32 {
                         let t = (v - lo) * toBin
                         if t >= slack && t < hd - slack, case let k0 = Int(t), case let f = t - Double(k0), f >= slack && f <= 1 - slack {
                             // Far from an edge: the product's bin is the edges' bin (see `slack`).
-                            r = Int32(k0)
+                            return Int32(k0)
                         } else if v >= lo && v <= hi {
                             var k = Swift.min(Int((v - lo) * toBin), H - 1)
                             k = k - (v < lower[k] ? 1 : 0) + (v >= upper[k] ? 1 : 0)
-                            r = Int32(k)
+                            return Int32(k)
                         } else if !v.isFinite {
-                            r = none
                             nonFinite = true
+                            return none
                         } else if v < lo {
-                            r = Int32(Swift.min(-1, Swift.max(below, ((v - lo) / step).rounded(.down))))
+                            return Int32(Swift.min(-1, Swift.max(below, ((v - lo) / step).rounded(.down))))
                         } else {
-                            r = Int32(Swift.max(Double(H), Swift.min(above, ((v - lo) / step).rounded(.down))))
+                            return Int32(Swift.max(Double(H), Swift.min(above, ((v - lo) / step).rounded(.down))))
                         }
-                        rw[n * stride + i] = r
+                    }
+                    // Every point far from an edge (the first test of `row`) in one vectorised call; else one by one.
+                    if psnap_density_rows(yp, N, lo, toBin, slack, hd - slack, rw.baseAddress! + i, stride) == 0 {
+                        for n in 0..<N { rw[n * stride + i] = row(yp[n]) }
                     }
                 }
             } } }
@@ -477,121 +495,135 @@ struct DensityAccumulator: Sendable {
     /// Counts the batch.
     mutating func flush() {
         guard batched > 0 else { return }
-        let N = columns.count, H = height, H2 = height + 2, count = batched
-        let none = Self.none
-        var open = [Int32](repeating: none, count: count)
-        if let pairs, pairs.adds + UInt64(count * N) > pairRedraw { drawPairs(); self.pairs = PairTable(count: pairs.count) }
-        let table = pairs?.cells
-        pairs?.adds += UInt64(count * N)
-        columns.withUnsafeBufferPointer { col in diff.withUnsafeMutableBufferPointer { d in
-        rows.withUnsafeBufferPointer { rw in open.withUnsafeMutableBufferPointer { open in
-        crossingUp.withUnsafeBufferPointer { upTable in crossingDown.withUnsafeBufferPointer { downTable in
-            let rows = rw.baseAddress!, up = upTable.baseAddress ?? UnsafePointer(rw.baseAddress!), down = downTable.baseAddress ?? up
-            // Series p's open run: the drawn row (−1 below, H above) it has been in since some column; none when closed.
-            @inline(__always) func change(_ p: Int, to r: Int32, at c: Int) {
-                let o = open[p]
-                guard r != o else { return }
-                if o != none { d[c * H2 + Int(o) + 1] -= 1 }
-                d[c * H2 + Int(r) + 1] += 1
-                open[p] = r
-            }
-            @inline(__always) func close(_ p: Int, at c: Int) {
-                let o = open[p]
-                guard o != none else { return }
-                d[c * H2 + Int(o) + 1] -= 1
-                open[p] = none
-            }
-            @inline(__always) func drawn(_ r: Int32) -> Int32 { r < 0 ? -1 : (r >= Int32(H) ? Int32(H) : r) }
+        let N = columns.count, H = height, H2 = height + 2, count = batched, none = Self.none
+        let adds = UInt64(count * N)
+        if bands.adds + adds > tableRedraw || (pairs?.adds ?? 0) + adds > tableRedraw { drawTables(keep: true) }
+        bands.adds += adds
+        pairs?.adds += adds
+        let slots = Self.bandSlots, reach = Int(Self.bandReach), bandSize = Self.bandTableSize(height: H)
+        let bandCells = bands.cells, pairCells = pairs?.cells, persistent = persistentBands
+        columns.withUnsafeBufferPointer { col in diff.withUnsafeMutableBufferPointer { dd in rows.withUnsafeBufferPointer { rw in
+            pairBase.withUnsafeBufferPointer { pairBase in
+            let rows = rw.baseAddress!, d = dd.baseAddress!
             for n in 0..<(N - 1) {
                 let c0 = col[n], L = col[n + 1] - c0
                 guard L > 0 else { continue }
-                let a = rows + n * stride, b = a + stride, L2 = 2 * L
-                let tableBase = L <= Self.crossingTableMax ? crossingBase[L] : -1
+                let a = rows + n * stride, b = a + stride
+                // band[(r₀ + 1) · slots + e]: the segment's series from r₀ to r₀ + e.
+                let band = bandCells + (persistent ? n * bandSize : 0) + reach
+                let pairAt = pairCells != nil && pairBase[n] >= 0 ? pairCells! + pairBase[n] : nil
                 for p in 0..<count {
-                    let r0 = a[p], r1 = b[p]
-                    guard r0 != none && r1 != none else { close(p, at: c0); continue }
-                    if let table, r0 != r1, abs(r1 - r0) >= Self.pairReach, r0 >= 0, r1 >= 0, r0 < Int32(H), r1 < Int32(H), L >= 2 {
-                        close(p, at: c0)
-                        table[pairBase[n] + Int(r0) * H + Int(r1)] += 1
-                        continue
-                    }
-                    change(p, to: drawn(r0), at: c0)
-                    if r0 == r1 { continue }
-                    // Column c0 + j is in row r0 + ⌊(2j·(r1 − r0) + L)/(2L)⌋.
-                    let dr = Int(r1 - r0), ad = abs(dr)
-                    if ad < L {
-                        // Fewer rows than columns: jump to the first column of each row, r0 ± k from column
-                        // ⌈L(2k − 1)/(2d)⌉ (d > 0) or ⌊L(2k − 1)/(2|d|)⌋ + 1 (d < 0), from the table when L is in it.
-                        let sign: Int32 = dr > 0 ? 1 : -1
-                        if tableBase >= 0 {
-                            let t = (dr > 0 ? up : down) + tableBase + ad * (ad - 1) / 2 - 1
-                            for k in 1...ad {
-                                let j = Int(t[k])
-                                if j >= L { break }
-                                change(p, to: drawn(r0 + sign * Int32(k)), at: c0 + j)
-                            }
+                    let r0 = a[p], r1Drawn = b[p]
+                    guard r0 != none && r1Drawn != none else { continue }
+                    let r1 = L == 1 ? r0 : r1Drawn   // one column: only its first row counts
+                    let e = r1 &- r0
+                    if UInt32(bitPattern: r0) < UInt32(H) && UInt32(bitPattern: r1) < UInt32(H) {
+                        if UInt32(bitPattern: e &+ Self.bandReach) <= UInt32(2 * Self.bandReach) {
+                            band[Int(r0 &+ 1) &* slots &+ Int(e)] &+= 1
+                        } else if let pairAt {
+                            pairAt[Int(r0) &* H &+ Int(r1)] &+= 1
                         } else {
-                            let den = 2 * ad
-                            for k in 1...ad {
-                                let num = L * (2 * k - 1)
-                                let j = dr > 0 ? (num + den - 1) / den : num / den + 1
-                                if j >= L { break }
-                                change(p, to: drawn(r0 + sign * Int32(k)), at: c0 + j)
-                            }
+                            Self.drawSegment(d, height: H, from: Int(r0), to: Int(r1), column: c0, width: L, weight: 1)
                         }
+                    } else if r0 < 0 && r1 < 0 {
+                        band[0] &+= 1
+                    } else if r0 >= Int32(H) && r1 >= Int32(H) {
+                        band[(H + 1) * slots] &+= 1
                     } else {
-                        // Column by column: the quotient and remainder kept as j grows.
-                        let twoD = 2 * dr
-                        let qStep = twoD >= 0 ? twoD / L2 : -((-twoD + L2 - 1) / L2), rStep = twoD - qStep * L2
-                        var q = 0, rem = L
-                        for j in 1..<L {
-                            q += qStep; rem += rStep
-                            if rem >= L2 { rem -= L2; q += 1 }
-                            change(p, to: drawn(r0 + Int32(q)), at: c0 + j)
-                        }
+                        Self.drawSegment(d, height: H, from: Int(r0), to: Int(r1), column: c0, width: L, weight: 1)
                     }
                 }
+                if !persistent { Self.drawBand(bandCells, into: d, height: H, column: c0, width: L) }
             }
+            // The last point adds its own row to its column.
             let cl = col[N - 1], last = rows + (N - 1) * stride
-            for p in 0..<count {
-                if last[p] != none { change(p, to: drawn(last[p]), at: cl); close(p, at: cl + 1) } else { close(p, at: cl) }
+            for p in 0..<count where last[p] != none {
+                let r = Int(last[p] < 0 ? -1 : min(last[p], Int32(H)))
+                d[cl * H2 + r + 1] += 1
+                d[(cl + 1) * H2 + r + 1] -= 1
             }
-        } } } } } }
+        } } } }
         batched = 0
     }
 
-    /// Draws the counted pairs (§3, each pair's segment once, weighted by its count) into the difference arrays and
-    /// drops the tables.
-    mutating func drawPairs() {
-        guard let pairs else { return }
+    /// Draws the counted tables into the difference arrays (each entry's segment once, weighted by its count) and
+    /// zeroes them; without `keep` the pair tables are dropped (the pass has ended).
+    mutating func drawTables(keep: Bool = false) {
+        let H = height, bandSize = Self.bandTableSize(height: H)
+        let bandCells = bands.cells, persistent = persistentBands
+        let pairs = self.pairs
         self.pairs = nil
-        let H = height, H2 = height + 2, cells = pairs.cells
-        diff.withUnsafeMutableBufferPointer { d in
+        diff.withUnsafeMutableBufferPointer { dd in
+            let d = dd.baseAddress!
+            if persistent {
+                for n in 0..<(columns.count - 1) where columns[n + 1] > columns[n] {
+                    Self.drawBand(bandCells + n * bandSize, into: d, height: H, column: columns[n], width: columns[n + 1] - columns[n])
+                }
+            }
+            guard let pairs else { return }
             for n in pairBase.indices where pairBase[n] >= 0 {
-                let c0 = columns[n], L = columns[n + 1] - c0, base = pairBase[n]
+                let c0 = columns[n], L = columns[n + 1] - c0, cells = pairs.cells + pairBase[n]
                 for r0 in 0..<H {
-                    for r1 in 0..<H {
-                        let w = Int64(cells[base + r0 * H + r1])
-                        guard w > 0 else { continue }
-                        // Column c0 + j is in row r0 + ⌊(2j·(r1 − r0) + L)/(2L)⌋, both ends in the range.
-                        let twoD = 2 * (r1 - r0), L2 = 2 * L
-                        let qStep = twoD >= 0 ? twoD / L2 : -((-twoD + L2 - 1) / L2), rStep = twoD - qStep * L2
-                        var q = 0, rem = L, row = r0
-                        d[c0 * H2 + row + 1] += w
-                        for j in 1..<L {
-                            q += qStep; rem += rStep
-                            if rem >= L2 { rem -= L2; q += 1 }
-                            if r0 + q != row {
-                                d[(c0 + j) * H2 + row + 1] -= w
-                                row = r0 + q
-                                d[(c0 + j) * H2 + row + 1] += w
-                            }
-                        }
-                        d[(c0 + L) * H2 + row + 1] -= w
+                    for r1 in 0..<H where cells[r0 * H + r1] > 0 {
+                        Self.drawSegment(d, height: H, from: r0, to: r1, column: c0, width: L, weight: Int64(cells[r0 * H + r1]))
                     }
                 }
             }
         }
+        bands.adds = 0
+        if keep, let pairs { self.pairs = PairTable(count: pairs.count) }
+    }
+
+    /// Draws one segment's band table (columns c0 … c0 + L − 1) and zeroes it.
+    static func drawBand(_ table: UnsafeMutablePointer<UInt32>, into d: UnsafeMutablePointer<Int64>, height H: Int, column c0: Int, width L: Int) {
+        let slots = bandSlots, reach = Int(bandReach)
+        for i in 0..<bandTableSize(height: H) where table[i] != 0 {
+            let r0 = i / slots - 1, e = i % slots - reach
+            drawSegment(d, height: H, from: r0, to: r0 + e, column: c0, width: L, weight: Int64(table[i]))
+            table[i] = 0
+        }
+    }
+
+    /// Draws `weight` series from row r0 to row r1 over the L columns from c0 (§3: column c0 + j is in row
+    /// r0 + ⌊(2j·(r1 − r0) + L)/(2L)⌋, drawn in the column's below or above count outside the range).
+    @inline(__always)
+    static func drawSegment(_ d: UnsafeMutablePointer<Int64>, height H: Int, from r0: Int, to r1: Int, column c0: Int, width L: Int, weight w: Int64) {
+        let H2 = H + 2
+        @inline(__always) func drawn(_ r: Int) -> Int { r < 0 ? -1 : (r >= H ? H : r) }
+        var row = drawn(r0)
+        d[c0 * H2 + row + 1] += w
+        let dr = r1 - r0, ad = abs(dr)
+        if dr != 0 && L > 1 {
+            @inline(__always) func move(to r: Int, at j: Int) {
+                let next = drawn(r)
+                guard next != row else { return }
+                d[(c0 + j) * H2 + row + 1] -= w
+                row = next
+                d[(c0 + j) * H2 + row + 1] += w
+            }
+            if ad < L {
+                // Fewer rows than columns: row r0 ± k starts at column ⌈L(2k − 1)/(2d)⌉ (d > 0) or ⌊L(2k − 1)/(2|d|)⌋ + 1
+                // (d < 0).
+                let sign = dr > 0 ? 1 : -1, den = 2 * ad
+                for k in 1...ad {
+                    let num = L * (2 * k - 1)
+                    let j = dr > 0 ? (num + den - 1) / den : num / den + 1
+                    if j >= L { break }
+                    move(to: r0 + sign * k, at: j)
+                }
+            } else {
+                // Column by column: the quotient and remainder kept as j grows.
+                let twoD = 2 * dr, L2 = 2 * L
+                let qStep = twoD >= 0 ? twoD / L2 : -((-twoD + L2 - 1) / L2), rStep = twoD - qStep * L2
+                var q = 0, rem = L
+                for j in 1..<L {
+                    q += qStep; rem += rStep
+                    if rem >= L2 { rem -= L2; q += 1 }
+                    move(to: r0 + q, at: j)
+                }
+            }
+        }
+        d[(c0 + L) * H2 + row + 1] -= w
     }
 
     /// The counts: prefix sums of the difference rows.

@@ -49,6 +49,23 @@ private let pillowAvailable = pythonSucceeds("import PIL")
         }
     }
 
+    @Test func quantilesOfTheSampleAreThoseOfItsSortedCopy() {
+        // The default range's quantiles come from a selection, not a sort: the same values on samples with many ties,
+        // sorted and reversed input, and one value.
+        var g = SystemRandomNumberGenerator()
+        for trial in 0..<200 {
+            let n = trial == 0 ? 1 : Int.random(in: 2...3000, using: &g)
+            var v: [Double] = (0..<n).map { _ in trial % 3 == 0 ? Double(Int.random(in: -3...3, using: &g)) : Double.random(in: -1...1, using: &g) }
+            if trial % 7 == 1 { v.sort() } else if trial % 7 == 2 { v.sort(by: >) }
+            let sorted = v.sorted()
+            let i = Int.random(in: 0..<n, using: &g), j = Int.random(in: i..<n, using: &g)
+            Density.select(&v, j, in: 0..<n)
+            if i < j { Density.select(&v, i, in: 0..<j) }
+            #expect(v[i] == sorted[i] && v[j] == sorted[j], "n \(n), i \(i), j \(j)")
+            #expect(v.sorted() == sorted)
+        }
+    }
+
     @Test func imagesAreReadByIndependentDecoders() throws {
         let dir = tempDir(); defer { cleanup(dir) }
         let path = dir + "/run.psnap"
@@ -152,8 +169,8 @@ private let browserAvailable = pythonSucceeds("import playwright, shutil, sys; s
 /// top lists computed over two halves of a run's tensors equal those of one pass over all of them.
 @Suite struct MergeTests {
     @Test func onePassOfManyChartsEqualsSeparatePasses() throws {
-        // Two views and a tensor's chart in one pass, with and without pair tables, and with tables drawn and zeroed
-        // after every batch: the same counts as one pass per chart.
+        // Two views and a tensor's chart in one pass, with and without band and pair tables (and with some only), and with
+        // tables drawn and zeroed after every batch: the same counts as one pass per chart.
         let dir = tempDir(); defer { cleanup(dir) }
         let path = dir + "/run.psnap"
         #expect(try runProcess(productPath("psnap"), ["convert", sharedData + "/mlp-digits", "-o", path, "--quiet"]).status == 0)
@@ -162,9 +179,9 @@ private let browserAvailable = pythonSucceeds("import playwright, shutil, sys; s
         let targets = [DensityTarget(tensors: all, width: 200, height: 100, view: .values), DensityTarget(tensors: all, width: 200, height: 100, view: .steps),
                        DensityTarget(tensors: [0], width: 64, height: 32, view: .z)]
         let separate = try targets.map { try Density.compute(r, view: $0.view!, tensors: $0.tensors, width: $0.width, height: $0.height) }
-        for (budget, redraw) in [(Density.pairTableBudget, UInt64(UInt32.max)), (0, UInt64(UInt32.max)), (Density.pairTableBudget, UInt64(1))] {
+        for (budget, redraw) in [(Density.tableBudget, UInt64(UInt32.max)), (0, UInt64(UInt32.max)), (Density.tableBudget, UInt64(1)), (300_000, UInt64(7))] {
             let together = try Density.computeMany(r, view: .values, targets: targets, fullRange: false, workers: 2, progress: nil, tolerateEmpty: false,
-                                                   pairBudget: budget, pairRedraw: redraw)
+                                                   tableBudget: budget, tableRedraw: redraw)
             for (a, b) in zip(together, separate) {
                 #expect(a.view == b.view && a.lo == b.lo && a.hi == b.hi && a.counts == b.counts && a.below == b.below && a.above == b.above)
                 #expect(a.series == b.series && a.constant == b.constant && a.nonFinite == b.nonFinite)
