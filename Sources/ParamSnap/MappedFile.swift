@@ -105,9 +105,15 @@ public final class MappedFile: @unchecked Sendable {
 /// partial pages kept: per tile, 10–20 % of a 64 KiB tile's pages stayed resident.
 public struct ResidentPageReleaser {
     public static let batchBytes = 4 << 20
-    let file: MappedFile
+    var file: MappedFile
     var hull: Range<Int>? = nil
     public init(file: MappedFile) { self.file = file }
+
+    /// `done(r)` for a range of `f` (a sharded run's tiles lie in several files): another file first drops the hull.
+    public mutating func done(_ r: Range<Int>, in f: MappedFile) {
+        if f !== file { flush(); file = f }
+        done(r)
+    }
 
     public mutating func done(_ r: Range<Int>) {
         let h = hull.map { min($0.lowerBound, r.lowerBound)..<max($0.upperBound, r.upperBound) } ?? r

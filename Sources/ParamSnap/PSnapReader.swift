@@ -7,7 +7,17 @@ import Foundation
 /// size and offset from the file is checked before use. Safe to use from many threads.
 public final class PSnapReader: @unchecked Sendable {
     public let path: String
+    /// The mapped file (of a sharded run: its first shard's; `files` holds them all).
     @_spi(Internals) public let file: MappedFile
+    /// The files holding the tiles: the one file, or a sharded run's shards (spec/SHARDS.md), tile i in
+    /// files[tileFile[i]] (tileFile empty: all in `file`).
+    @_spi(Internals) public let files: [MappedFile]
+    let tileFile: [UInt32]
+    /// A sharded run's manifest and its shards' own readers (nil for one file).
+    public let manifest: ShardManifest?
+    public let shards: [PSnapReader]
+    /// Whether this reads a sharded run (a folder, spec/SHARDS.md).
+    public var isSharded: Bool { manifest != nil }
     public let header: FileHeader
     public let footer: Footer
     /// File offset of the newest valid footer.
@@ -42,10 +52,39 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Opens the newest commit of `path` (§8.1). A torn tail after it is ignored and reported (`ignoredBytes`);
     /// a damaged newest commit throws `FormatError.damagedCommit` (never a silent fall-back to an older one).
-    /// `verifyChecksums` checks each tile's XXH64 as it is read.
+    /// `verifyChecksums` checks each tile's XXH64 as it is read. A folder is opened as a sharded run
+    /// (spec/SHARDS.md): the run its manifest and shards make.
     public convenience init(path: String, verifyChecksums: Bool = true) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            let run = try ShardedRun.open(folder: path, verifyChecksums: verifyChecksums)
+            self.init(path: path, sharded: run, verifyChecksums: verifyChecksums)
+            return
+        }
         let (file, header, commit) = try Self.openNewest(path: path)
         self.init(path: path, file: file, header: header, commit: commit, verifyChecksums: verifyChecksums)
+    }
+
+    /// A sharded run read as one (spec/SHARDS.md §4).
+    init(path: String, sharded run: ShardedRun.Opened, verifyChecksums: Bool) {
+        let first = run.shards[0]
+        self.path = path
+        file = first.file
+        files = run.shards.map(\.file)
+        tileFile = run.tileFile
+        manifest = run.manifest
+        shards = run.shards
+        header = first.header
+        self.verifyChecksums = verifyChecksums
+        footer = first.footer
+        footerOffset = first.footerOffset
+        ignoredBytes = run.shards.reduce(0) { $0 + $1.ignoredBytes }
+        metadata = run.metadata
+        layout = run.layout
+        tiles = run.tiles
+        blockFirstTile = run.blockFirstTile
+        pool = CodecPool(chain: header.codecChain)
+        cache = TileCache(budget: PSnapReader.defaultCacheBytes, tiles: tiles.count)
     }
 
     /// Attempts at opening the newest commit while a writer keeps publishing newer ones (then the space of the
@@ -86,6 +125,10 @@ public final class PSnapReader: @unchecked Sendable {
     init(path: String, file: MappedFile, header: FileHeader, commit: Commit, verifyChecksums: Bool) {
         self.path = path
         self.file = file
+        files = [file]
+        tileFile = []
+        manifest = nil
+        shards = []
         self.header = header
         self.verifyChecksums = verifyChecksums
         footer = commit.footer
@@ -114,14 +157,18 @@ public final class PSnapReader: @unchecked Sendable {
     public func tileName(_ i: Int) -> String {
         let x = tiles[i]
         let name = x.tensor < UInt32(tensors.count) ? tensors[Int(x.tensor)].name : "?"
-        return "tile \(i) (tensor '\(name)', block \(x.block), snapshots \(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount))"
+        let shard = tileFile.isEmpty ? "" : " in shard \(manifest?.shards[Int(tileFile[i])].file ?? "?")"
+        return "tile \(i) (tensor '\(name)', block \(x.block), snapshots \(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount))\(shard)"
     }
 
     /// Stored bytes of tile `i` (bounds checked at open).
     @_spi(Internals) public func storedBytes(_ i: Int) -> UnsafeRawBufferPointer {
         let x = tiles[i]
-        return UnsafeRawBufferPointer(rebasing: file.bytes[Int(x.offset)..<Int(x.offset + x.storedLength)])
+        return UnsafeRawBufferPointer(rebasing: fileOf(tile: i).bytes[Int(x.offset)..<Int(x.offset + x.storedLength)])
     }
+
+    /// The mapped file holding tile `i`.
+    @_spi(Internals) public func fileOf(tile i: Int) -> MappedFile { tileFile.isEmpty ? file : files[Int(tileFile[i])] }
 
     /// Checks tile `i`'s checksum.
     @_spi(Internals) public func verifyTile(_ i: Int) throws(FormatError) {
@@ -371,16 +418,22 @@ public final class PSnapReader: @unchecked Sendable {
     /// Bytes of live tiles (saturating: overlapping tiles of a hostile index cannot make it trap).
     public var liveTileBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.storedLength) ?? .max } }
     /// Bytes of the newest commit's index, metadata and footer.
-    public var liveMetaBytes: UInt64 { footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize) }
+    public var liveMetaBytes: UInt64 {
+        isSharded ? shards.reduce(0) { $0 + $1.liveMetaBytes } : footer.indexLength + footer.metadataLength + UInt64(Spec.footerSize)
+    }
     /// Raw bytes of the live tiles (parameters × snapshots × element sizes; saturating like `liveTileBytes`).
     public var liveRawBytes: UInt64 { tiles.reduce(0) { Checked.add($0, $1.rawLength) ?? .max } }
-    /// The file's length as mapped at open.
-    public var fileBytes: UInt64 { UInt64(file.bytes.count) }
+    /// The file's length as mapped at open (of a sharded run: the shards' sum).
+    public var fileBytes: UInt64 { files.reduce(0) { $0 + UInt64($1.bytes.count) } }
     /// Committed file size (up to the newest footer's end).
-    public var committedSize: UInt64 { footerOffset + UInt64(Spec.footerSize) }
+    public var committedSize: UInt64 { isSharded ? shards.reduce(0) { $0 + $1.committedSize } : footerOffset + UInt64(Spec.footerSize) }
     /// Disk space the file occupies (allocated blocks, what `du` reports) when it is smaller than the file by at least
     /// one filesystem block: a writer returned dead space as holes (§9 "Space"). Nil otherwise (or if unknown).
     public var allocatedBytes: UInt64? {
+        if isSharded {
+            let each = shards.map { $0.allocatedBytes }
+            return each.contains { $0 != nil } ? zip(each, shards).reduce(0) { $0 + ($1.0 ?? $1.1.fileBytes) } : nil
+        }
         guard let (allocated, size, block) = file.allocation() else { return nil }
         return allocated + max(4096, block) <= size ? allocated : nil
     }
@@ -393,6 +446,7 @@ public final class PSnapReader: @unchecked Sendable {
     /// §6 does not forbid live tiles that share or overlap stored bytes, so their sum can exceed the committed
     /// bytes: then nothing is counted as dead (0) instead of the subtraction trapping.
     public var deadBytes: UInt64 {
+        if isSharded { return shards.reduce(0) { $0 + $1.deadBytes } }
         let total = committedSize - UInt64(Spec.headerSize)
         guard let used = Checked.add(liveTileBytes, liveMetaBytes), used <= total else { return 0 }
         return total - used

@@ -39,6 +39,7 @@ extension SnapshotWriter {
     @discardableResult
     public static func compact(input: String, output: String, blockSize: Int? = nil, chain: CodecChain? = nil,
                                options: WriterOptions = WriterOptions()) throws -> CommitReport {
+        try ShardedRun.refuseFolder(input, command: "compact")
         let target = output == input ? OutputPath.resolved(input) : output
         if output != input { try OutputPath.check(output: output, inputs: [input], force: true) }
         // Hold the writer lock on the input so no append runs while it is being rewritten.
@@ -64,6 +65,7 @@ extension SnapshotWriter {
     @discardableResult
     public static func repair(input: String, output: String, skipDamaged: Bool, discardDamagedCommits: Bool = false,
                               options: WriterOptions = WriterOptions()) throws -> RepairReport {
+        try ShardedRun.refuseFolder(input, command: "repair")
         try OutputPath.check(output: output, inputs: [input], force: options.overwrite)
         var attributes: [String: MetaValue] = [:]
         let reader = try openForRepair(input, discardDamagedCommits: discardDamagedCommits, notes: &attributes)

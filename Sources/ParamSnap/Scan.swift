@@ -59,7 +59,7 @@ extension PSnapReader {
                                parameters: layout.blockParams(tensor: t, block: b),
                                firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
                                dtype: tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), w.worker)
-            w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+            w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength), in: fileOf(tile: j))
             counter.add(x.rawLength)
         }, finish: { $0.release.flush() })
     }
@@ -97,7 +97,7 @@ public struct BlockLoader {
                                               into: UnsafeMutableBufferPointer(start: dst + p * S + f, count: s))
                 }
             }
-            release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+            release.done(Int(x.offset)..<Int(x.offset + x.storedLength), in: reader.fileOf(tile: i))
         }
         return params
     }

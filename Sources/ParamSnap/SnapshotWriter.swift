@@ -105,6 +105,7 @@ public final class SnapshotWriter {
     /// Reopens `path` to append (training resumed). A torn tail after the newest commit is cut off.
     /// With `expecting`, a different tensor layout is refused, naming the first difference.
     public static func open(path: String, expecting tensors: [TensorInfo]? = nil, options: WriterOptions = WriterOptions()) throws -> SnapshotWriter {
+        try ShardedRun.refuseFolder(path, command: "append")
         let file = try WritableFile(path: path, create: false)
         let reader = try PSnapReader(path: path, verifyChecksums: true)
         if let tensors, let diff = Self.firstDifference(file: reader.tensors, given: tensors) {

@@ -31,7 +31,7 @@ extension PSnapReader {
             do {
                 try verifyTile(i)
                 try decodeTile(i, into: w.codec.rawScratch(Int(x.rawLength)), codec: w.codec, checked: true)
-                w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength))
+                w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength), in: fileOf(tile: i))
             } catch {
                 let t = Int(x.tensor), b = Int(x.block)
                 let p0 = b * layout.blockSize

@@ -48,6 +48,7 @@ package struct AppendCommand: ParsableCommand {
     package func run() throws {
         try CLI.guarded {
             let start = Date()
+            try ShardedRun.refuseFolder(runPath, command: "append")
             var opts = ConvertOptions()
             opts.strict = strict
             opts.orderGiven = order == "given"

@@ -72,6 +72,7 @@ package struct ConvertCommand: ParsableCommand {
     @Option(help: "Parameters per block (power of two). Default: the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1): under 100 µs uncached single-trajectory reads up to 1,000 f32 snapshots. Larger B: slightly smaller files, slower random reads.") var blockSize: Int?
     @Option(help: "Codec chain, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level.") var level: Int32 = Spec.defaultZstdLevel
+    @Option(help: "Write a sharded run (spec/SHARDS.md): OUT is a folder of shard files of at most this raw size each (e.g. 64GiB, 500MB) and a manifest. The run is converted to one file inside OUT first (temporary space: the converted run), then split into shards by copying its tiles (psnap shard).") var shardSize: ByteSize?
     @Flag(help: "Replace OUT if it exists.") var force = false
     @Flag(name: .shortAndLong, help: "No progress bar and no notes (errors and the summary line only).") var quiet = false
 
@@ -128,7 +129,19 @@ package struct ConvertCommand: ParsableCommand {
             let discovery = DumpDiscovery(options: opts)
             for input in inputs { try discovery.add(path: input) }
             _ = try CLI.select(discovery.tensorNames, include: include, in: "the inputs", quiet: quiet)
-            try OutputPath.check(output: output, inputs: inputs + discovery.files, force: force)
+            // A sharded run: the file is written inside the folder under a temporary name, then split (psnap shard).
+            let fileOutput: String
+            var temp: TempFile? = nil
+            if shardSize != nil {
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try OutputPath.check(output: output + "/" + ShardManifest.fileName, inputs: inputs + discovery.files, force: force)
+                temp = TempFile(beside: output + "/" + ShardManifest.fileName, .output)
+                fileOutput = temp!.path
+            } else {
+                fileOutput = output
+                try OutputPath.check(output: output, inputs: inputs + discovery.files, force: force)
+            }
+            defer { temp?.remove() }
             let conversion = try DumpConversion(discovery.snapshots, options: opts)
             if !quiet { for n in discovery.notes + conversion.notes { CLI.note(n) } }
             var options = WriterOptions()
@@ -140,16 +153,21 @@ package struct ConvertCommand: ParsableCommand {
             let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)
             defer { bar.finish() }   // also before an error message
             options.progress = { done, total in bar.update(done, total) }
-            let source = try conversion.makeSource(scratchPath: TempFiles.path(beside: output, .convertScratch))
-            let report = try SnapshotWriter.writeCompact(path: output, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
+            let source = try conversion.makeSource(scratchPath: TempFiles.path(beside: fileOutput, .convertScratch))
+            let report = try SnapshotWriter.writeCompact(path: fileOutput, tensors: conversion.tensors, snapshots: conversion.snapshotInfos,
                                                          source: source, options: options)
+            var shardNote = ""
+            if let shardSize {
+                let split = try ShardedRun.split(try PSnapReader(path: fileOutput), into: output, shardBytes: shardSize.bytes, force: force)
+                shardNote = " in \(split.shards.count) shard(s)"
+            }
             bar.finish()
             let secs = Date().timeIntervalSince(start)
-            let size = ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? NSNumber)?.uint64Value ?? report.storedBytes
+            let size = shardSize != nil ? report.storedBytes : ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? NSNumber)?.uint64Value ?? report.storedBytes
             let params = conversion.tensors.reduce(0) { $0 + ($1.parameterCount ?? 0) }
             let steps = conversion.snapshotInfos.map(\.step)
             let rate = secs > 0 ? Double(report.rawBytes) / 1e6 / secs : 0
-            print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(options.blockSize)) parameters, in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
+            print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(options.blockSize)) parameters\(shardNote), in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
         }
     }
 }

@@ -64,3 +64,21 @@ enum StatisticsOption {
         return out
     }
 }
+
+/// A size in bytes: a whole number with an optional unit, B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB
+/// (powers of 1024), e.g. `64GiB`, `500MB`, `1048576`; at least 1 byte, at most 2⁶² bytes.
+struct ByteSize: ExpressibleByArgument, Sendable {
+    let bytes: Int
+    init?(argument: String) {
+        let s = argument.trimmingCharacters(in: .whitespaces)
+        let digits = s.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, let n = Int(digits) else { return nil }
+        let units: [String: Int] = ["": 1, "B": 1, "KB": 1_000, "MB": 1_000_000, "GB": 1_000_000_000, "TB": 1_000_000_000_000,
+                                    "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40]
+        guard let unit = units[s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).uppercased()] else { return nil }
+        let (v, overflow) = n.multipliedReportingOverflow(by: unit)
+        guard !overflow, v >= 1, v <= 1 << 62 else { return nil }
+        bytes = v
+    }
+    static var defaultCompletionKind: CompletionKind { .default }
+}

@@ -22,7 +22,7 @@ package struct PsnapCommand: ParsableCommand {
         Exit codes: 0 ok, 1 failure (I/O, full disk), 64 usage error, 65 bad or damaged input data.
         """,
         version: ParamSnapVersion.version,
-        subcommands: [InfoCommand.self, AppendCommand.self, CompactCommand.self, VerifyCommand.self, RepairCommand.self, TrajectoryCommand.self, MomentsCommand.self, ModesCommand.self, SimilarCommand.self, PairsCommand.self, GroupsCommand.self, ChartCommand.self, ReportCommand.self, FitCommand.self, ConvertCommand.self, ExportCommand.self])
+        subcommands: [InfoCommand.self, AppendCommand.self, CompactCommand.self, VerifyCommand.self, RepairCommand.self, TrajectoryCommand.self, MomentsCommand.self, ModesCommand.self, SimilarCommand.self, PairsCommand.self, GroupsCommand.self, ChartCommand.self, ReportCommand.self, FitCommand.self, ConvertCommand.self, ExportCommand.self, ShardCommand.self])
     package init() {}
 
     /// Parses and runs the command line as ArgumentParser's `main()` does, with two differences: a mistyped

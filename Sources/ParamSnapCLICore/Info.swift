@@ -48,7 +48,15 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         let raw = r.liveRawBytes
         let stored = r.liveTileBytes
         let snaps = r.snapshots
-        print("file        \(file)  (\(CLI.bytes(UInt64(r.file.bytes.count))), format \(r.header.majorVersion).\(r.header.minorVersion), commit \(r.footer.commitSequence))")
+        if let m = r.manifest {
+            print("run         \(file)  (sharded: \(m.shards.count) shard(s), \(CLI.bytes(r.fileBytes)), format \(r.header.majorVersion).\(r.header.minorVersion); spec/SHARDS.md)")
+            for (i, sh) in zip(m.shards, r.shards).prefix(12) {
+                print("  \(i.file)  \(i.parts.count) part(s)  \(sh.snapshotCount) snapshot(s)  \(CLI.bytes(sh.fileBytes))  commit \(sh.footer.commitSequence)")
+            }
+            if m.shards.count > 12 { print("  … (\(m.shards.count - 12) more: manifest.json lists them)") }
+        } else {
+            print("file        \(file)  (\(CLI.bytes(UInt64(r.file.bytes.count))), format \(r.header.majorVersion).\(r.header.minorVersion), commit \(r.footer.commitSequence))")
+        }
         print("tensors     \(r.tensors.count)  (\(CLI.group(r.parameterCount)) parameters)")
         if let f = snaps.first, let l = snaps.last {
             print("snapshots   \(snaps.count)  (steps \(f.step) … \(l.step))")
@@ -62,7 +70,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         print("stored      \(CLI.bytes(stored)) of \(CLI.bytes(raw)) raw  (ratio \(CLI.ratio(raw, stored)))")
         print("dead space  \(CLI.bytes(r.deadBytes))  (write amplification \(String(format: "%.2f", r.writeAmplification))×; `psnap compact` removes it)")
         if let a = r.allocatedBytes {
-            print("on disk     \(CLI.bytes(a)) allocated of \(CLI.bytes(UInt64(r.file.bytes.count)))  (the writer returned dead space to the filesystem as holes)")
+            print("on disk     \(CLI.bytes(a)) allocated of \(CLI.bytes(r.fileBytes))  (the writer returned dead space to the filesystem as holes)")
         }
         if r.ignoredBytes > 0 { print("ignored     \(r.ignoredBytes) bytes after the newest commit (torn tail of an interrupted write)") }
         print("")
@@ -154,6 +162,9 @@ package struct InfoReport: Encodable {
     let tiles: [Tile]?
     let snapshotList: [Snapshot]?
     let damagedTiles: [Damage]?
+    /// A sharded run's shards (spec/SHARDS.md); absent for one file.
+    struct Shard: Encodable { let file: String; let parts: Int; let snapshots: Int; let fileBytes: UInt64; let commitSequence: UInt64 }
+    let shards: [Shard]?
 
     static func perTensor(_ r: PSnapReader) -> [(raw: UInt64, stored: UInt64)] {
         var per = [(raw: UInt64, stored: UInt64)](repeating: (0, 0), count: r.tensors.count)
@@ -167,7 +178,7 @@ package struct InfoReport: Encodable {
         func ratio(_ a: UInt64, _ b: UInt64) -> Double { b == 0 ? 0 : (Double(a) / Double(b) * 1e4).rounded() / 1e4 }
         return InfoReport(
             formatVersion: "\(r.header.majorVersion).\(r.header.minorVersion)",
-            fileBytes: UInt64(r.file.bytes.count), committedBytes: r.committedSize, ignoredBytes: r.ignoredBytes,
+            fileBytes: r.fileBytes, committedBytes: r.committedSize, ignoredBytes: r.ignoredBytes,
             commitSequence: r.footer.commitSequence, blockSize: r.header.blockSize,
             codec: Codec(stages: r.header.codecChain.stages.map(\.description), zstdLevel: r.header.codecChain.zstdLevel),
             parameters: r.parameterCount,
@@ -189,7 +200,10 @@ package struct InfoReport: Encodable {
             snapshotList: snapshots ? r.snapshots.enumerated().map {
                 Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch, time: $0.element.time, metadata: $0.element.metadata)
             } : nil,
-            damagedTiles: damage?.map(Damage.init))
+            damagedTiles: damage?.map(Damage.init),
+            shards: r.manifest.map { m in zip(m.shards, r.shards).map {
+                Shard(file: $0.file, parts: $0.parts.count, snapshots: $1.snapshotCount, fileBytes: $1.fileBytes, commitSequence: $1.footer.commitSequence)
+            } })
     }
 }
 

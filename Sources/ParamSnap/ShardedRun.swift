@@ -1,0 +1,181 @@
+// Sharded runs (spec/SHARDS.md): a folder of shard `.psnap` files and a manifest, opened as one run; and the split of
+// a run into shards by copying its tiles (no re-encoding, so the shards hold the same bytes the file did).
+import PSnapFormat
+import Foundation
+
+/// Opening and writing sharded runs.
+public enum ShardedRun {
+    /// A sharded run as one run: what `PSnapReader` reads (spec/SHARDS.md §4).
+    struct Opened {
+        let manifest: ShardManifest
+        let shards: [PSnapReader]
+        let metadata: FileMetadata
+        let layout: RunLayout
+        let tiles: [TileIndexEntry]
+        let tileFile: [UInt32]
+        let blockFirstTile: [Int]
+    }
+
+    /// Opens the manifest of `folder` and every shard it names, checked against each other (§2–§3).
+    static func open(folder: String, verifyChecksums: Bool) throws -> Opened {
+        let manifestPath = folder + "/" + ShardManifest.fileName
+        guard FileManager.default.fileExists(atPath: manifestPath) else { throw ShardError.noManifest(folder: folder) }
+        let bytes: Data
+        do { bytes = try Data(contentsOf: URL(fileURLWithPath: manifestPath)) } catch {
+            throw IOError.open(path: manifestPath, errno: (error as NSError).code == NSFileReadNoPermissionError ? EACCES : EIO)
+        }
+        let m = try ShardManifest.decode(bytes, where: manifestPath)
+        var readers: [PSnapReader] = []
+        for (s, shard) in m.shards.enumerated() {
+            let p = folder + "/" + shard.file
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw ShardError.missingShard(path: p) }
+            guard !isDir.boolValue else { throw ShardError.damagedShard(path: p, reason: "a folder, not a .psnap file") }
+            let r: PSnapReader
+            do { r = try PSnapReader(path: p, verifyChecksums: verifyChecksums) } catch let e as ParamSnapError {
+                if case .io = e.kind { throw e }
+                throw ShardError.damagedShard(path: p, reason: e.description)
+            }
+            func mismatch(_ why: String) -> ShardError { .shardMismatch(path: p, reason: why) }
+            guard r.header.blockSize == UInt64(m.blockSize) else { throw mismatch("block size \(r.header.blockSize), the manifest says \(m.blockSize)") }
+            if let first = readers.first, r.header.codecChain != first.header.codecChain {
+                throw mismatch("codec chain \(r.header.codecChain), \(m.shards[0].file) has \(first.header.codecChain)")
+            }
+            let want = m.shardTensors(s)
+            guard r.tensors.count == want.count else { throw mismatch("\(r.tensors.count) tensors, the manifest lists \(want.count) parts") }
+            for (j, (have, expected)) in zip(r.tensors, want).enumerated() where have != expected {
+                throw mismatch("tensor \(j) is '\(have.name)' \(have.dtype) \(have.shape), the manifest's part is '\(expected.name)' \(expected.dtype) \(expected.shape)")
+            }
+            readers.append(r)
+        }
+        // §3: the snapshots every shard holds, on the same steps.
+        let V = readers.map(\.snapshotCount).min() ?? 0
+        let first = readers[0]
+        for (s, r) in readers.enumerated().dropFirst() {
+            for k in 0..<V where r.snapshots[k].step != first.snapshots[k].step {
+                throw ShardError.shardMismatch(path: folder + "/" + m.shards[s].file,
+                                               reason: "snapshot \(k) has step \(r.snapshots[k].step), \(m.shards[0].file) has \(first.snapshots[k].step)")
+            }
+        }
+        // §4: the run's tiles, block by block.
+        let layout = RunLayout(tensors: m.tensors, blockSize: m.blockSize)
+        var holder = [[(shard: Int, part: Int, start: Int)]](repeating: [], count: m.tensors.count)
+        for (s, shard) in m.shards.enumerated() {
+            for (j, p) in shard.parts.enumerated() { holder[p.tensor].append((s, j, p.start)) }
+        }
+        var tiles: [TileIndexEntry] = [], tileFile: [UInt32] = [], blockFirstTile: [Int] = []
+        if V > 0 {
+            blockFirstTile.reserveCapacity(layout.totalBlocks + 1)
+            for t in m.tensors.indices {
+                for (s, j, start) in holder[t].sorted(by: { $0.start < $1.start }) {
+                    let r = readers[s], b0 = start / m.blockSize
+                    for b in 0..<r.layout.blockCounts[j] {
+                        blockFirstTile.append(tiles.count)
+                        for i in r.tileRange(tensor: j, block: b) {
+                            let x = r.tiles[i]
+                            guard x.firstSnapshot < UInt64(V) else { continue }
+                            guard x.firstSnapshot + x.snapshotCount <= UInt64(V) else {
+                                throw ShardError.shardAhead(path: folder + "/" + m.shards[s].file, visible: V, tile: r.tileName(i))
+                            }
+                            tiles.append(TileIndexEntry(tensor: UInt32(t), flags: x.flags, block: UInt64(b0 + b), firstSnapshot: x.firstSnapshot,
+                                                        snapshotCount: x.snapshotCount, offset: x.offset, storedLength: x.storedLength,
+                                                        rawLength: x.rawLength, checksum: x.checksum))
+                            tileFile.append(UInt32(s))
+                        }
+                    }
+                }
+            }
+            blockFirstTile.append(tiles.count)
+        }
+        let metadata = FileMetadata(tensors: m.tensors, snapshots: Array(first.snapshots.prefix(V)), attributes: first.metadata.attributes,
+                                    writer: first.metadata.writer)
+        return Opened(manifest: m, shards: readers, metadata: metadata, layout: layout, tiles: tiles, tileFile: tileFile, blockFirstTile: blockFirstTile)
+    }
+
+    /// What a split wrote.
+    public struct SplitReport: Sendable {
+        public var shards: [(file: String, parts: Int, bytes: UInt64)] = []
+        public var tiles = 0
+        public var storedBytes: UInt64 = 0
+    }
+
+    /// Writes the run `reader` reads (a file or a sharded run) as a sharded run in `folder` (created if missing),
+    /// shards of at most `shardBytes` raw bytes (`ShardManifest.plan`), by copying its tiles (checksums verified as
+    /// they are read); the manifest is published last (§5). Refuses a folder holding a manifest or any shard file
+    /// it would write, unless `force`; never writes over the run it reads.
+    @discardableResult
+    public static func split(_ reader: PSnapReader, into folder: String, shardBytes: Int, force: Bool = false,
+                             progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) throws -> SplitReport {
+        guard shardBytes >= 1 else { throw ShardError.badManifest(path: folder, reason: "shard size \(shardBytes) bytes") }
+        let B = Int(reader.header.blockSize)
+        let plan = ShardManifest.plan(tensors: reader.tensors, blockSize: B, snapshots: max(1, reader.snapshotCount), shardBytes: shardBytes)
+        let manifest = ShardManifest(blockSize: B, tensors: reader.tensors, shards: plan)
+        try manifest.check(where: folder + "/" + ShardManifest.fileName)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let inputs = reader.isSharded ? reader.manifest!.shards.map { reader.path + "/" + $0.file } : [reader.path]
+        for name in [ShardManifest.fileName] + plan.map(\.file) {
+            try OutputPath.check(output: folder + "/" + name, inputs: inputs, force: force)
+        }
+        var report = SplitReport()
+        let total = reader.liveTileBytes
+        var done: UInt64 = 0
+        for (s, shard) in plan.enumerated() {
+            let path = folder + "/" + shard.file
+            let tmp = TempFile(beside: path, .output)
+            var opts = WriterOptions()
+            opts.blockSize = B
+            opts.chain = reader.header.codecChain
+            opts.attributes = reader.metadata.attributes
+            let w: SnapshotWriter
+            do {
+                w = try SnapshotWriter.create(path: tmp.path, tensors: manifest.shardTensors(s), options: opts)
+                try w.adoptAttributes(of: path)
+            } catch { tmp.remove(); throw error }
+            var ok = false
+            defer { if !ok { tmp.remove() } }
+            var entries: [TileIndexEntry] = []
+            var commit = CommitReport(snapshots: reader.snapshotCount, rewrittenFrom: 0)
+            for (j, p) in shard.parts.enumerated() {
+                let b0 = p.start / B, blocks = p.count == 0 ? 0 : (p.count - 1) / B + 1
+                for b in 0..<blocks {
+                    for i in reader.tileRange(tensor: p.tensor, block: b0 + b) {
+                        let x = reader.tiles[i]
+                        try reader.verifyTile(i)
+                        let offset = try w.appendUnpublished(reader.storedBytes(i))
+                        entries.append(TileIndexEntry(tensor: UInt32(j), flags: x.flags, block: UInt64(b), firstSnapshot: x.firstSnapshot,
+                                                      snapshotCount: x.snapshotCount, offset: offset, storedLength: x.storedLength,
+                                                      rawLength: x.rawLength, checksum: x.checksum))
+                        commit.rawBytes += x.rawLength
+                        commit.storedBytes += x.storedLength
+                        done += x.storedLength
+                        progress?(done, total)
+                    }
+                }
+            }
+            commit.tilesWritten = entries.count
+            if reader.snapshotCount > 0 { try w.publishCompact(entries: entries, snapshots: reader.snapshots, report: commit) }
+            try w.closeAndRename(to: path, overwrite: force)
+            tmp.release()
+            ok = true
+            report.shards.append((shard.file, shard.parts.count, UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)))
+            report.tiles += entries.count
+            report.storedBytes += commit.storedBytes
+        }
+        try publish(manifest, in: folder)
+        return report
+    }
+
+    /// Refuses a folder given to a command that rewrites one file in place (§6).
+    public static func refuseFolder(_ path: String, command: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw ShardError.notForShardedRuns(folder: path, command: command)
+        }
+    }
+
+    /// Publishes `manifest` as `folder`'s (§5): written whole under a temporary name, synced, renamed, folder synced.
+    public static func publish(_ manifest: ShardManifest, in folder: String) throws {
+        let bytes = [UInt8](manifest.encoded())
+        try AtomicFile.write(folder + "/" + ShardManifest.fileName, inputs: [], force: true) { write in try write(bytes) }
+    }
+}

@@ -1,0 +1,198 @@
+// Sharded runs (spec/SHARDS.md): every command answers on a run sharded 1, 2 and 7 ways (with tensors split into
+// parameter ranges) exactly as on the one file; a missing, damaged or disagreeing shard and a hostile manifest are
+// named; a snapshot only some shards hold is not shown; commands that rewrite one file refuse the folder.
+import Foundation
+import Testing
+import PSnapTestSupport
+@_spi(Internals) import ParamSnap
+import PSnapFormat
+
+@Suite struct ShardTests {
+    let psnap = productPath("psnap")
+
+    /// tiny-gpt converted to one file, and the same run sharded `ways` ways: the smallest shard size at which the
+    /// plan makes that many shards (tensors that straddle shards are split into parameter ranges).
+    func makeRuns(_ dir: String, ways: [Int]) throws -> (file: String, folders: [String]) {
+        let file = dir + "/run.psnap"
+        let c = try runProcess(psnap, ["convert", sharedData + "/tiny-gpt", "-o", file, "--quiet"])
+        #expect(c.status == 0, "\(c.err)")
+        let r = try PSnapReader(path: file)
+        let raw = Int(r.liveRawBytes)
+        var folders: [String] = []
+        for k in ways {
+            var size = raw / k + 1
+            while ShardManifest.plan(tensors: r.tensors, blockSize: r.layout.blockSize, snapshots: r.snapshotCount, shardBytes: size).count > k {
+                size += size / 50
+            }
+            let out = dir + "/sharded-\(k)"
+            let s = try runProcess(psnap, ["shard", file, "-o", out, "--shard-size", String(size)])
+            #expect(s.status == 0, "\(s.err)")
+            folders.append(out)
+        }
+        return (file, folders)
+    }
+
+    /// Every value of a .psnap file (each tensor at each snapshot).
+    func values(_ path: String) throws -> [[UInt8]] {
+        let r = try PSnapReader(path: path)
+        return try (0..<r.snapshotCount).flatMap { k in try r.tensors.indices.map { try r.tensorBytes(tensor: $0, snapshot: k) } }
+    }
+
+    @Test func everyCommandAnswersAsOnTheFile() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        var (file, folders) = try makeRuns(dir, ways: [1, 2, 7])
+        // And shards smaller than the largest tensor: tensors split into parameter ranges.
+        let split = dir + "/sharded-split"
+        let largest = try PSnapReader(path: file).tensors.map { ($0.parameterCount ?? 0) * 61 * 4 }.max()!
+        #expect(try runProcess(psnap, ["shard", file, "-o", split, "--shard-size", String(largest / 3)]).status == 0)
+        folders.append(split)
+        let manifests = try folders.map { try ShardManifest.decode(Data(contentsOf: URL(fileURLWithPath: $0 + "/manifest.json")), where: $0) }
+        #expect(manifests.prefix(3).map(\.shards.count) == [1, 2, 7])
+        #expect(manifests[3].shards.flatMap(\.parts).filter { $0.start > 0 }.count >= 3, "tensors split over shards")
+        // Each command's output (files read back through `export`, so the paths inside them do not count).
+        func answers(_ run: String, _ tag: String) throws -> [String] {
+            let o = dir + "/out-" + tag
+            try FileManager.default.createDirectory(atPath: o, withIntermediateDirectories: true)
+            // (groups and fit on the split tensors only: the pass is the same, and the test stays quick.)
+            // Commands whose standard output is the answer (JSON, CSV), then those that write it to files.
+            let printing: [[String]] = [
+                ["trajectory", run, "--global", "170001", "--json"],
+                ["trajectory", run, "blocks.1.mlp.fc_in.weight", "77", "--json"],
+                ["modes", run, "-k", "4", "--json"],
+                ["similar", run, "--global", "5000", "--top", "10", "--remove-modes", "2", "--json"],
+                ["pairs", run, "--include", "blocks.0.ln*", "--min-r", "0.9", "--csv"],
+                ["groups", run, "-k", "5", "--include", "blocks.0.mlp.fc_in.*", "--json"],
+            ]
+            let writing: [[String]] = [
+                ["verify", run],
+                ["export", run, "--snapshot", "17", "-o", o + "/e.safetensors"],
+                ["moments", run, "-o", o + "/m.psnap"],
+                ["fit", run, "--family", "linear,exp", "--include", "blocks.0.mlp.*", "-o", o + "/fit.psnap"],
+                ["chart", run, "-o", o + "/c.png", "--counts", o + "/c.npy"],
+            ]
+            var out: [String] = []
+            for cmd in printing + writing {
+                let r = try runProcess(psnap, cmd)
+                #expect(r.status == 0, "\(cmd): \(r.err)")
+                if printing.contains(cmd) { out.append(r.out) }
+            }
+            for f in ["m.psnap", "fit.psnap"] { out.append(try values(o + "/" + f).map { Data($0).base64EncodedString() }.joined(separator: ",")) }
+            for f in ["e.safetensors", "c.npy"] {
+                out.append(try Data(contentsOf: URL(fileURLWithPath: o + "/" + f)).base64EncodedString())
+            }
+            return out
+        }
+        let expected = try answers(file, "file")
+        #expect(expected.count == 10 && expected.allSatisfy { !$0.isEmpty })
+        for (k, folder) in folders.enumerated() {
+            let got = try answers(folder, "sharded\(k)")
+            for (i, (a, b)) in zip(expected, got).enumerated() { #expect(a == b, "\(folder): answer \(i) differs") }
+        }
+        // The library's own reads: every trajectory of a split tensor and a snapshot of it.
+        let one = try PSnapReader(path: file), seven = try PSnapReader(path: folders[3])
+        #expect(seven.isSharded && seven.layout.parameterCount == one.layout.parameterCount && seven.tiles.count == one.tiles.count)
+        for g in Swift.stride(from: 0, to: one.parameterCount, by: 997) { #expect(try one.trajectory(global: g) == (try seven.trajectory(global: g))) }
+        for t in one.tensors.indices { #expect(try one.tensorBytes(tensor: t, snapshot: 33) == (try seven.tensorBytes(tensor: t, snapshot: 33))) }
+    }
+
+    @Test func missingDamagedAndDisagreeingShardsAreNamed() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let (_, folders) = try makeRuns(dir, ways: [7])
+        let run = folders[0]
+        func copy(_ tag: String) throws -> String {
+            let c = dir + "/" + tag
+            try FileManager.default.copyItem(atPath: run, toPath: c)
+            return c
+        }
+        // A missing shard.
+        let missing = try copy("missing")
+        try FileManager.default.removeItem(atPath: missing + "/shard-00003.psnap")
+        var r = try runProcess(psnap, ["info", missing])
+        #expect(r.status != 0 && r.err.contains("shard-00003.psnap") && r.err.contains("missing"), "\(r.err)")
+        // A damaged tile: verify names the shard; a read of it fails naming it.
+        let damaged = try copy("damaged")
+        let shard = damaged + "/shard-00002.psnap"
+        let sr = try PSnapReader(path: shard)
+        let x = sr.tiles[0]
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: shard))
+        bytes[Int(x.offset) + Int(x.storedLength) / 2] ^= 0x5A
+        try bytes.write(to: URL(fileURLWithPath: shard))
+        r = try runProcess(psnap, ["verify", damaged])
+        #expect(r.status == 65 && r.out.contains("shard-00002.psnap") && r.out.contains("DAMAGED"), "\(r.out) \(r.err)")
+        // A damaged footer: the open names the shard.
+        let torn = try copy("torn")
+        var tb = try Data(contentsOf: URL(fileURLWithPath: torn + "/shard-00005.psnap"))
+        tb[tb.count - 20] ^= 0xFF
+        try tb.write(to: URL(fileURLWithPath: torn + "/shard-00005.psnap"))
+        r = try runProcess(psnap, ["moments", torn, "--across", "parameters", "--json"])
+        #expect(r.status == 65 && r.err.contains("shard-00005.psnap") && r.err.contains("damaged shard"), "\(r.err)")
+        // Hostile and malformed manifests, each named.
+        let manifestPath = run + "/manifest.json"
+        let good = try ShardManifest.decode(Data(contentsOf: URL(fileURLWithPath: manifestPath)), where: manifestPath)
+        var cases: [(String, ShardManifest)] = []
+        var m = good; m.shards[1].file = "../run.psnap"; cases.append(("not shard-NNNNN.psnap", m))
+        m = good; m.shards[1].parts.removeLast(); cases.append(("in no shard", m))
+        m = good; m.shards[2].parts[0].start += 1; m.shards[2].parts[0].count -= 1; cases.append(("not a multiple of the block size", m))
+        m = good; m.version = 9; cases.append(("version 9", m))
+        m = good; m.shards[0].parts[0].tensor = 999; cases.append(("names tensor 999", m))
+        m = good; m.blockSize = 512; cases.append(("block size", m))
+        for (i, (why, bad)) in cases.enumerated() {
+            let c = try copy("manifest\(i)")
+            try bad.encoded().write(to: URL(fileURLWithPath: c + "/manifest.json"))
+            r = try runProcess(psnap, ["info", c])
+            #expect(r.status != 0 && r.err.contains(why) && r.err.contains("manifest.json") || r.err.contains("shard disagrees"), "\(why): \(r.err)")
+        }
+        let junk = try copy("junk")
+        try Data("{\"format\": 1}".utf8).write(to: URL(fileURLWithPath: junk + "/manifest.json"))
+        r = try runProcess(psnap, ["info", junk])
+        #expect(r.status == 65 && r.err.contains("malformed sharded-run manifest"), "\(r.err)")
+        // A folder that is no run; commands that rewrite one file.
+        r = try runProcess(psnap, ["info", dir])
+        #expect(r.status != 0 && r.err.contains("not a sharded run"), "\(r.err)")
+        for cmd in [["compact", run], ["repair", run, "-o", dir + "/x.psnap"], ["append", run, sharedData + "/tiny-gpt"]] {
+            r = try runProcess(psnap, cmd)
+            #expect(r.status != 0 && r.err.contains("is a sharded run"), "\(cmd): \(r.err)")
+        }
+        // The split never writes over an existing run without --force.
+        r = try runProcess(psnap, ["shard", run + "/shard-00000.psnap", "-o", run, "--shard-size", "1MB"])
+        #expect(r.status != 0 && r.err.contains("exists"), "\(r.err)")
+    }
+
+    @Test func aSnapshotOnlySomeShardsHoldIsNotShown() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let (file, folders) = try makeRuns(dir, ways: [2])
+        let run = folders[0]
+        let before = try runProcess(psnap, ["moments", run, "--across", "parameters", "--json", "--workers", "1"]).out
+        // One shard (one rank's writer) commits snapshot 61, in a segment of its own; the other has not yet.
+        let shard = run + "/shard-00001.psnap"
+        var noMerge = WriterOptions()
+        noMerge.merge = false
+        let w = try SnapshotWriter.open(path: shard, options: noMerge)
+        let sr = try PSnapReader(path: shard)
+        let zeros = sr.tensors.map { [UInt8](repeating: 0, count: ($0.parameterCount ?? 0) * $0.dtype.size) }
+        try SnapshotWriter.withBuffers(zeros) { try w.append(SnapshotInfo(step: 61), buffers: $0) }
+        try w.commit()
+        try w.close()
+        #expect(try PSnapReader(path: shard).snapshotCount == 62)
+        let r = try PSnapReader(path: run)
+        #expect(r.snapshotCount == 61 && r.snapshots.last?.step == 60)
+        #expect(try r.trajectory(global: r.parameterCount - 1) == (try PSnapReader(path: file).trajectory(global: r.parameterCount - 1)))
+        let after = try runProcess(psnap, ["moments", run, "--across", "parameters", "--json", "--workers", "1"]).out
+        #expect(after == before)
+        // A shard that merged snapshot 61 into the tile of 0…60 cannot show 0…60 alone: refused, naming it.
+        let c = try runProcess(psnap, ["compact", shard])
+        #expect(c.status == 0, "\(c.err)")
+        let e = try runProcess(psnap, ["info", run])
+        #expect(e.status == 65 && e.err.contains("shard-00001.psnap") && e.err.contains("past 61"), "\(e.err)")
+        // The other shard catching up makes snapshot 61 visible.
+        let other = run + "/shard-00000.psnap"
+        let w0 = try SnapshotWriter.open(path: other)
+        let r0 = try PSnapReader(path: other)
+        let zeros0 = r0.tensors.map { [UInt8](repeating: 0, count: ($0.parameterCount ?? 0) * $0.dtype.size) }
+        try SnapshotWriter.withBuffers(zeros0) { try w0.append(SnapshotInfo(step: 61), buffers: $0) }
+        try w0.commit()
+        try w0.close()
+        let now = try PSnapReader(path: run)
+        #expect(try now.snapshotCount == 62 && now.trajectory(global: 0).last == 0)
+    }
+}
