@@ -28,8 +28,9 @@ the single-process one (`Run.moments`, `Run.modes`, `Run.similar`, `Run.groups`,
   cluster first.
 - chart: the value range computed once (as the library does), each task counts its tensors over it, the counts
   are added (integers).
-Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise. Passes run on one file;
-a tensor's blocks are split between tasks only by the partitions of modes and groups.
+Progress: `distributed.progress` on a cluster, `dask.diagnostics.ProgressBar` otherwise. A run is a file or a sharded
+run's folder (spec/SHARDS.md: the tasks are then cut along the shards); a tensor's blocks are split between tasks
+only by the partitions of modes and groups.
 """
 import glob as _glob
 
@@ -38,21 +39,43 @@ import paramsnap
 
 def tensor_groups(path, parts, names=None):
     """The run's tensors (or the selected `names`) cut into at most `parts` groups of about equal parameter counts,
-    in file order."""
+    in file order. A sharded run (a folder, spec/SHARDS.md) is cut along its shards: a group is the tensors of one
+    shard or of consecutive shards (a tensor split over shards goes with its first part), so a task opens few shard
+    files."""
     with paramsnap.open(path) as r:
         wanted = None if names is None else set(names)
         sizes = [(t.name, max(1, t.size)) for t in r.tensors if wanted is None or t.name in wanted]
+    shard_of = _shard_of_tensor(path)
     total = sum(n for _, n in sizes)
     groups, cur, acc = [], [], 0
-    for name, n in sizes:
+    for i, (name, n) in enumerate(sizes):
         cur.append(name)
         acc += n
-        if acc * parts >= total * (len(groups) + 1) and len(groups) < parts - 1:
+        # A sharded run's group ends only where the next tensor starts another shard.
+        boundary = shard_of is None or i + 1 == len(sizes) or shard_of[sizes[i + 1][0]] != shard_of[name]
+        if boundary and acc * parts >= total * (len(groups) + 1) and len(groups) < parts - 1:
             groups.append(cur)
             cur = []
     if cur:
         groups.append(cur)
     return groups
+
+
+def _shard_of_tensor(path):
+    """{tensor name: the shard holding its first part} of a sharded run; None for one file."""
+    import json
+    import os
+    manifest = os.path.join(path, "manifest.json")
+    if not os.path.isdir(path) or not os.path.isfile(manifest):
+        return None
+    with open(manifest) as f:
+        m = json.load(f)
+    first = {}
+    for s, shard in enumerate(m["shards"]):
+        for p in shard["parts"]:
+            if p["start"] == 0:
+                first[m["tensors"][p["tensor"]]["name"]] = s
+    return first
 
 
 def _part(path, request):

@@ -1,4 +1,4 @@
-"""xarray backend: `xr.open_dataset("run.psnap", engine="paramsnap")` gives one DataArray per tensor with dims
+"""xarray backend: `xr.open_dataset("run.psnap", engine="paramsnap")` (or a sharded run's folder) gives one DataArray per tensor with dims
 (*tensor_dims, "snapshot") and the snapshots' step, epoch, time and metadata (loss, learning rate …) as coordinates.
 Values are read lazily through the native library (outer indexing: only the blocks of parameters touched). With
 `chunks={}` the arrays are Dask-backed in the preferred chunks: whole rows of the first dimension, every snapshot,
@@ -17,12 +17,28 @@ from xarray.core import indexing
 import paramsnap
 
 
+_opened = {}
+
+
+def _reopen(path, bf16, name):
+    """A worker's array of tensor `name` (the run opened once per process): what a pickled array becomes."""
+    run = _opened.get((path, bf16))
+    if run is None:
+        run = _opened[(path, bf16)] = paramsnap.open(path, bf16=bf16)
+    return ParamSnapArray(run, next(t for t in run.tensors if t.name == name), bf16)
+
+
 class ParamSnapArray(BackendArray):
-    def __init__(self, run, tensor):
-        self.run, self.tensor = run, tensor
+    def __init__(self, run, tensor, bf16="float32"):
+        self.run, self.tensor, self.bf16 = run, tensor, bf16
         self.array = run[tensor.name]
         self.shape = self.array.shape
         self.dtype = self.array.dtype
+
+    def __reduce__(self):
+        # Sent to a Dask worker by path (the native handle is not picklable): the worker opens the run itself, so every
+        # worker must see the run at the same path.
+        return (_reopen, (self.run.path, self.bf16, self.tensor.name))
 
     def __getitem__(self, key):
         return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER, self._raw)
@@ -55,7 +71,8 @@ class ParamSnapBackendEntrypoint(BackendEntrypoint):
 
     def guess_can_open(self, filename_or_obj):
         try:
-            return str(filename_or_obj).endswith(".psnap")
+            name = str(filename_or_obj)
+            return name.endswith(".psnap") or os.path.isfile(os.path.join(name, "manifest.json"))   # or a sharded run
         except Exception:
             return False
 
@@ -68,7 +85,7 @@ class ParamSnapBackendEntrypoint(BackendEntrypoint):
         for t in run.tensors:
             if t.name in drop:
                 continue
-            data = indexing.LazilyIndexedArray(ParamSnapArray(run, t))
+            data = indexing.LazilyIndexedArray(ParamSnapArray(run, t, bf16))
             v = xr.Variable(_dims(t.name, len(t.shape)), data, attrs={"dtype_in_file": t.dtype})
             rows = _chunk_rows(t.shape, S, v.dtype.itemsize, run.block_size, chunk_mb)
             pref = {"snapshot": S}

@@ -148,3 +148,57 @@ def test_fit_written_per_task_equals_one_process(converted, client, tmp_path):
         assert np.array_equal(np.asarray(got["parts"][t][t]).astype(np.float64), want["values"][t], equal_nan=True), t
     with pytest.raises(Exception, match="exists"):
         pdask.fit(path, families=["linear"], client=client, parts=3, output=str(tmp_path / "fits"))
+
+
+@pytest.fixture(scope="module")
+def sharded(converted, tmp_path_factory):
+    """tiny-gpt as one file and sharded (spec/SHARDS.md) 4 ways and into shards smaller than its largest tensors."""
+    import subprocess
+    from conftest import psnap_binary
+    path, _ = converted["tiny-gpt"]
+    out = {}
+    for tag, size in (("4", "11MB"), ("split", "2MB")):
+        folder = str(tmp_path_factory.mktemp("sharded") / tag)
+        subprocess.run([psnap_binary(), "shard", path, "-o", folder, "--shard-size", size], check=True, capture_output=True)
+        out[tag] = folder
+    return path, out
+
+
+def test_passes_on_a_sharded_run_equal_one_process_on_the_file(sharded, client):
+    import json
+    import os
+    path, folders = sharded
+    with open(os.path.join(folders["split"], "manifest.json")) as f:
+        assert any(p["start"] > 0 for s in json.load(f)["shards"] for p in s["parts"])   # tensors split over shards
+    with paramsnap.open(path) as r:
+        want_m = r.moments(stats=["mean", "variance", "kurtosis"])
+        want_modes = r.modes(k=4)
+        q = (r.tensors[3].name, 5)
+        want_sim = r.similar(q, top=20)
+        want_g = r.groups(k=4, iterations=4, seed=1)
+    for folder in folders.values():
+        groups = pdask.tensor_groups(folder, 100)
+        assert [n for g in groups for n in g] == list(want_m["mean"])
+        got = pdask.moments(folder, stats=["mean", "variance", "kurtosis"], client=client)
+        for s in want_m:
+            for t in want_m[s]:
+                assert np.array_equal(got[s][t], want_m[s][t], equal_nan=True), (folder, s, t)
+        m = pdask.modes(folder, k=4, client=client, parts=3)
+        for key in ("eigenvalues", "modes"):
+            assert np.array_equal(m[key], want_modes[key]), (folder, key)
+        sim = pdask.similar(folder, q, top=20, client=client)
+        assert list(sim["flat_index"]) == list(want_sim["flat_index"]) and np.array_equal(np.asarray(sim["r"]), np.asarray(want_sim["r"]))
+        g = pdask.groups(folder, k=4, iterations=4, seed=1, client=client, parts=2)
+        for key in ("centroids", "sizes", "objective_history"):
+            assert np.array_equal(g[key], want_g[key], equal_nan=True), (folder, key)
+
+
+def test_xarray_opens_a_sharded_run_as_one_dataset(sharded):
+    xr = pytest.importorskip("xarray")
+    from paramsnap.xarray_backend import ParamSnapBackendEntrypoint as Backend
+    path, folders = sharded
+    with xr.open_dataset(path, engine=Backend) as one, xr.open_dataset(folders["split"], engine=Backend, chunks={}, chunk_mb=0.1) as many:
+        assert list(one.data_vars) == list(many.data_vars)
+        for name in one.data_vars:
+            assert np.array_equal(one[name].values, many[name].values), name
+    assert Backend().guess_can_open(folders["split"])
