@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """`paramsnap.dask` passes on a LocalCluster beside the same pass in one process.
 
-usage: bench_dask.py RUN.psnap [--workers 2] [--parts 4] [--passes moments,modes,similar,groups,fit,chart] [--psnap PATH]
+usage: bench_dask.py RUN [--workers 2] [--parts 4] [--passes moments,modes,similar,groups,fit,chart] [--psnap PATH]
+                       [--one RUN.psnap]
+
+RUN is a .psnap file or a sharded run's folder (spec/SHARDS.md); --one names the run the one-process side reads
+(default: RUN), e.g. the one file a sharded run was split from.
 
 For each pass: one process (`psnap moments -o` for moments, `Run.modes`, `Run.similar`, `Run.groups` (k = 16, 5
 iterations), `Run.fit` (linear, quadratic, exp), `Run.chart` with all cores), then the
@@ -36,6 +40,7 @@ def peak_rss_mib():
 def main(argv):
     import distributed
     run = os.path.abspath(argv[0])
+    one_run = os.path.abspath(arg(argv, "--one", run))
     workers, parts = int(arg(argv, "--workers", "2")), int(arg(argv, "--parts", "4"))
     passes = arg(argv, "--passes", "moments,modes,similar,groups,fit,chart").split(",")
     here = os.path.dirname(os.path.abspath(__file__))
@@ -50,7 +55,7 @@ def main(argv):
             with tempfile.TemporaryDirectory(dir=os.path.dirname(run)) as d:
                 if p == "moments":
                     t0 = time.time()
-                    subprocess.run([psnap, "moments", run, "-o", os.path.join(d, "one.psnap"), "--stats", "mean,variance,skewness,kurtosis"],
+                    subprocess.run([psnap, "moments", one_run, "-o", os.path.join(d, "one.psnap"), "--stats", "mean,variance,skewness,kurtosis"],
                                    check=True, capture_output=True)
                     one = time.time() - t0
                     t0 = time.time()
@@ -59,7 +64,7 @@ def main(argv):
                     same = "(files)"
                     label = "`psnap moments -o`"
                 elif p == "modes":
-                    with paramsnap.open(run) as r:
+                    with paramsnap.open(one_run) as r:
                         t0 = time.time()
                         want = r.modes(k=8)
                         one = time.time() - t0
@@ -70,7 +75,7 @@ def main(argv):
                     label = "`Run.modes(k=8)`"
                 elif p == "fit":
                     fams = ["linear", "quadratic", "exp"]
-                    with paramsnap.open(run) as r:
+                    with paramsnap.open(one_run) as r:
                         t0 = time.time()
                         want = r.fit(families=fams)
                         one = time.time() - t0
@@ -80,7 +85,7 @@ def main(argv):
                     same = got["best"] == want["best"] and all(np.array_equal(got["values"][t], want["values"][t], equal_nan=True) for t in want["values"])
                     label = "`Run.fit(linear, quadratic, exp)`"
                 elif p == "chart":
-                    with paramsnap.open(run) as r:
+                    with paramsnap.open(one_run) as r:
                         t0 = time.time()
                         want = r.chart()
                         one = time.time() - t0
@@ -90,7 +95,7 @@ def main(argv):
                     same = np.array_equal(got["counts"], want["counts"])
                     label = "`Run.chart()` 1000 × 500"
                 elif p == "groups":
-                    with paramsnap.open(run) as r:
+                    with paramsnap.open(one_run) as r:
                         t0 = time.time()
                         want = r.groups(k=16, iterations=5, seed=1)
                         one = time.time() - t0
@@ -100,7 +105,7 @@ def main(argv):
                     same = all(np.array_equal(got[k], want[k], equal_nan=True) for k in ("centroids", "sizes", "objective_history"))
                     label = "`Run.groups(k=16, iterations=5)`"
                 else:
-                    with paramsnap.open(run) as r:
+                    with paramsnap.open(one_run) as r:
                         t0 = time.time()
                         want = r.similar(query, top=50)
                         one = time.time() - t0
@@ -114,7 +119,7 @@ def main(argv):
     finally:
         client.close()
         cluster.close()
-    print(f"{os.path.basename(run)}: LocalCluster of {workers} worker processes × 1 thread, {parts} tasks\n")
+    print(f"{os.path.basename(run)} (one process on {os.path.basename(one_run)}): LocalCluster of {workers} worker processes × 1 thread, {parts} tasks\n")
     print("| pass | one process | Dask | one / Dask | worker peak RSS | same answer |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
