@@ -454,6 +454,70 @@ func benchScale(args: [String]) throws {
     if !ok { exit(1) }
 }
 
+/// Tensors of one snapshot laid end to end in one anonymous region (zero pages, a few planted values).
+struct PlantedZeroTensors: SnapshotSource, @unchecked Sendable {
+    let regions: [UnsafeMutableRawPointer]
+    let tensorBytes: Int
+    var count: Int { regions.count }
+    func tensorBytes(snapshot: Int, tensor: Int) -> UnsafeRawPointer { UnsafeRawPointer(regions[snapshot] + tensor * tensorBytes) }
+    func releaseResidentPages() {}
+}
+
+func benchScaleShards(args: [String]) throws {
+    // psnap-bench scale-shards DIR [--tensors 16] [--params 67108864] [--snapshots 8] [--shards 8]: a run of
+    // tensors × params f32 parameters (default 1.07·10⁹) written as one file, split into about --shards shards
+    // (psnap shard), opened as a sharded run, read bit-exact at planted values and verified. DIR/run/ is then the
+    // sharded run for tools/python/bench_dask.py (moments and modes on a LocalCluster).
+    let dir = args.first ?? "/tmp/psnap-scale-shards"
+    func opt(_ n: String, _ d: Int) -> Int { args.firstIndex(of: n).map { Int(args[$0 + 1])! } ?? d }
+    let T = opt("--tensors", 16), params = opt("--params", 1 << 26), snaps = opt("--snapshots", 8), shards = opt("--shards", 8)
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let file = dir + "/run.psnap", folder = dir + "/run"
+    unlink(file)
+    try? FileManager.default.removeItem(atPath: folder)
+    let tensorBytes = params * 4, total = T * params
+    let probes = [0, 12_345, params - 1, params, total / 2 + 3, total - 1]
+    var regions: [UnsafeMutableRawPointer] = []
+    for k in 0..<snaps {
+        let p = mmap(nil, T * tensorBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+        precondition(p != MAP_FAILED, "mmap of \(T * tensorBytes) bytes failed")
+        for (i, g) in probes.enumerated() { p.storeBytes(of: Float(k * 100 + i + 1).bitPattern, toByteOffset: g * 4, as: UInt32.self) }
+        regions.append(p)
+    }
+    let tensors = (0..<T).map { TensorInfo(name: "layer.\($0).weight", dtype: .f32, shape: [params]) }
+    var o = WriterOptions(); o.memoryBudget = 512 << 20
+    let t0 = now()
+    try SnapshotWriter.writeCompact(path: file, tensors: tensors, snapshots: (0..<snaps).map { SnapshotInfo(step: Int64($0)) },
+                                    source: PlantedZeroTensors(regions: regions, tensorBytes: tensorBytes), options: o)
+    let writeSecs = now() - t0
+    for r in regions { munmap(r, T * tensorBytes) }
+    let raw = Double(total) * 4 * Double(snaps)
+    let t1 = now()
+    let split = try ShardedRun.split(try PSnapReader(path: file), into: folder, shardBytes: Int(raw) / shards + 1)
+    let splitSecs = now() - t1
+    var opens: [Double] = []
+    var reader: PSnapReader? = nil
+    for _ in 0..<3 { let t = now(); reader = try PSnapReader(path: folder); opens.append((now() - t) * 1000) }
+    let r = reader!
+    var ok = r.isSharded && r.parameterCount == total && r.snapshotCount == snaps
+    for (i, g) in probes.enumerated() {
+        let v = try r.trajectory(global: g)
+        for k in 0..<snaps where v[k] != Double(k * 100 + i + 1) { ok = false; print("MISMATCH at \(g) snapshot \(k): \(v[k])") }
+    }
+    let t2 = now()
+    let damage = r.verifyAll()
+    let verifySecs = now() - t2
+    if !damage.isEmpty { ok = false; print("DAMAGED: \(damage.count) tiles") }
+    let indexBytes = r.shards.reduce(0) { $0 + $1.footer.indexLength }
+    print(String(format: "scale-shards: %ld tensors × %ld parameters = %.3g parameters × %ld snapshots, %.1f GB raw", T, params, Double(total), snaps, raw / 1e9))
+    print(String(format: "  write (writeCompact) %.1f s (%.0f MB/s raw); split into %ld shards %.1f s; %.1f MB on disk, %ld tiles, indexes %.1f MB in all",
+                 writeSecs, raw / writeSecs / 1e6, split.shards.count, splitSecs, Double(r.fileBytes) / 1e6, r.tiles.count, Double(indexBytes) / 1e6))
+    print(String(format: "  open the sharded run %.0f ms (median of 3); verify %.1f s (%.0f MB/s raw); planted values bit-exact: %@; peak RSS %.0f MiB",
+                 percentile(opens, 0.5), verifySecs, raw / verifySecs / 1e6, ok ? "yes" : "NO", peakRSSMiB()))
+    print("  sharded run: \(folder)")
+    if !ok { exit(1) }
+}
+
 let argv = Array(CommandLine.arguments.dropFirst())
 guard let cmd = argv.first else {
     print("""
@@ -462,6 +526,7 @@ guard let cmd = argv.first else {
            psnap-bench read FILE [--n 1000] [--no-verify] [--no-cache]
            psnap-bench open DIR
            psnap-bench scale DIR [--params 4587520000] [--snapshots 2]
+           psnap-bench scale-shards DIR [--tensors 16] [--params 67108864] [--snapshots 8] [--shards 8]
            psnap-bench real DATA_DIR OUT_DIR [--runs tiny-gpt,mlp-digits] [--block-sizes 256,1024] [--chains 'xor,split,zstd;…'] [--levels 1,3]
     """)
     exit(64)
@@ -474,6 +539,7 @@ do {
     case "open": try benchOpen(args: Array(argv.dropFirst()))
     case "kernels": try benchKernels(args: Array(argv.dropFirst()))
     case "scale": try benchScale(args: Array(argv.dropFirst()))
+    case "scale-shards": try benchScaleShards(args: Array(argv.dropFirst()))
     case "real": try benchReal(args: Array(argv.dropFirst()))
     case "decode": try benchDecode(args: Array(argv.dropFirst()))
     default: print("unknown command \(cmd)"); exit(64)
