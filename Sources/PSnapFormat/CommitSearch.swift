@@ -45,6 +45,18 @@ public enum CommitSearch {
         return scanner.next()
     }
 
+    /// The newest valid commit holding at most `snapshots` snapshots, from the end backwards (nil when none): what a
+    /// sharded run reads of a shard that has merged past the snapshots the other shards hold (spec/SHARDS.md §3).
+    package static func newest(_ buf: UnsafeRawBufferPointer, blockSize: Int, atMostSnapshots snapshots: Int) -> Commit? {
+        guard buf.count >= Spec.headerSize + Spec.footerSize else { return nil }
+        var scanner = RecordScanner(buf)
+        while let r = scanner.next() {
+            guard let f = try? decodeFooter(buf, at: r), f.snapshotCount <= UInt64(snapshots) else { continue }
+            if let c = try? Commit.load(buf, footer: f, at: UInt64(r), blockSize: blockSize) { return c }
+        }
+        return nil
+    }
+
     /// The record at `r` as a commit: footer checks (§8, §11 caps), then index, metadata (§6, §7).
     package static func check(_ buf: UnsafeRawBufferPointer, record r: Int, blockSize: Int) throws(FormatError) -> Commit {
         let f = try decodeFooter(buf, at: r)

@@ -48,8 +48,25 @@ public enum ShardedRun {
             }
             readers.append(r)
         }
-        // §3: the snapshots every shard holds, on the same steps.
-        let V = readers.map(\.snapshotCount).min() ?? 0
+        // §3: the snapshots every shard holds, on the same steps. A shard that merged a segment across them is read
+        // at its newest commit holding no more (its writer keeps that commit's space while it is ahead); that may
+        // lower what every shard holds, so until nothing changes.
+        var V = readers.map(\.snapshotCount).min() ?? 0
+        var settled = false
+        while !settled {
+            settled = true
+            for (s, r) in readers.enumerated() where r.snapshotCount > V && Self.straddles(r, V) {
+                let p = folder + "/" + m.shards[s].file
+                // (A commit of no snapshots is where every file starts: not a fallback, the shard was rewritten.)
+                guard let older = CommitSearch.newest(r.file.bytes, blockSize: Int(r.header.blockSize), atMostSnapshots: V),
+                      older.metadata.snapshots.count > 0 else {
+                    throw ShardError.shardAhead(path: p, visible: V, tile: r.tileName(r.tiles.firstIndex { Self.straddles($0, V) } ?? 0))
+                }
+                r.file.lockShared(at: older.footerOffset)
+                readers[s] = PSnapReader(path: p, file: r.file, header: r.header, commit: older, verifyChecksums: verifyChecksums)
+                if older.metadata.snapshots.count < V { V = older.metadata.snapshots.count; settled = false }
+            }
+        }
         let first = readers[0]
         for (s, r) in readers.enumerated().dropFirst() {
             for k in 0..<V where r.snapshots[k].step != first.snapshots[k].step {
@@ -90,6 +107,29 @@ public enum ShardedRun {
         let metadata = FileMetadata(tensors: m.tensors, snapshots: Array(first.snapshots.prefix(V)), attributes: first.metadata.attributes,
                                     writer: first.metadata.writer)
         return Opened(manifest: m, shards: readers, metadata: metadata, layout: layout, tiles: tiles, tileFile: tileFile, blockFirstTile: blockFirstTile)
+    }
+
+    /// Whether a tile of `r` holds snapshots on both sides of `v`.
+    static func straddles(_ r: PSnapReader, _ v: Int) -> Bool { r.tiles.contains { straddles($0, v) } }
+    static func straddles(_ x: TileIndexEntry, _ v: Int) -> Bool { x.firstSnapshot < UInt64(v) && x.firstSnapshot + x.snapshotCount > UInt64(v) }
+
+    /// For a writer of `path`: whether it is a shard of a sharded run (its folder's manifest names it) whose other
+    /// shards hold fewer than `snapshots` snapshots (or cannot tell). While a shard is ahead its writer returns no
+    /// space, so the commit readers of the run fall back to (§3) stays intact.
+    static func shardAhead(path: String, snapshots: Int) -> Bool {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path, name = url.lastPathComponent
+        let manifestPath = folder + "/" + ShardManifest.fileName
+        guard ShardManifest.isShardName(name), FileManager.default.fileExists(atPath: manifestPath) else { return false }
+        guard let bytes = try? Data(contentsOf: URL(fileURLWithPath: manifestPath)),
+              let m = try? ShardManifest.decode(bytes, where: manifestPath) else { return true }
+        guard m.shards.contains(where: { $0.file == name }) else { return false }
+        for shard in m.shards where shard.file != name {
+            guard let f = try? MappedFile(path: folder + "/" + shard.file), let r = CommitSearch.newestRecord(f.bytes),
+                  let footer = try? CommitSearch.decodeFooter(f.bytes, at: r) else { return true }
+            if footer.snapshotCount < UInt64(snapshots) { return true }
+        }
+        return false
     }
 
     /// What a split wrote.

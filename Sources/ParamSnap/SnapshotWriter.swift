@@ -294,7 +294,8 @@ public final class SnapshotWriter {
         lastFooter = footer
         commitSequence += 1
         lastCommit = report
-        if options.reclaimSpace {
+        // A shard ahead of the others keeps its older commits' space: readers of the run may need them (SHARDS §3).
+        if options.reclaimSpace && !ShardedRun.shardAhead(path: path, snapshots: metadata.snapshots.count) {
             lastCommit.bytesReclaimed = reclaimer.reclaim(fd: file.fd, tiles: all, indexOffset: indexOffset,
                                                           footerOffset: footerOffset, previous: previous)
         }

@@ -159,40 +159,45 @@ import PSnapFormat
     }
 
     @Test func aSnapshotOnlySomeShardsHoldIsNotShown() throws {
+        // One writer per shard (one per training rank), each appending its own parameters, one snapshot per commit,
+        // merging as usual (spec §10).
         let dir = tempDir(); defer { cleanup(dir) }
         let (file, folders) = try makeRuns(dir, ways: [2])
-        let run = folders[0]
+        let run = folders[0], a = run + "/shard-00000.psnap", b = run + "/shard-00001.psnap"
         let before = try runProcess(psnap, ["moments", run, "--across", "parameters", "--json", "--workers", "1"]).out
-        // One shard (one rank's writer) commits snapshot 61, in a segment of its own; the other has not yet.
-        let shard = run + "/shard-00001.psnap"
-        var noMerge = WriterOptions()
-        noMerge.merge = false
-        let w = try SnapshotWriter.open(path: shard, options: noMerge)
-        let sr = try PSnapReader(path: shard)
-        let zeros = sr.tensors.map { [UInt8](repeating: 0, count: ($0.parameterCount ?? 0) * $0.dtype.size) }
-        try SnapshotWriter.withBuffers(zeros) { try w.append(SnapshotInfo(step: 61), buffers: $0) }
-        try w.commit()
-        try w.close()
-        #expect(try PSnapReader(path: shard).snapshotCount == 62)
-        let r = try PSnapReader(path: run)
+        func append(_ shard: String, step: Int64) throws {
+            let w = try SnapshotWriter.open(path: shard)
+            let zeros = w.metadata.tensors.map { [UInt8](repeating: 0, count: ($0.parameterCount ?? 0) * $0.dtype.size) }
+            try SnapshotWriter.withBuffers(zeros) { try w.append(SnapshotInfo(step: step), buffers: $0) }
+            try w.close()
+        }
+        // Shard b commits snapshot 61 first: the run still shows 0…60, as the file does.
+        try append(b, step: 61)
+        var r = try PSnapReader(path: run)
         #expect(r.snapshotCount == 61 && r.snapshots.last?.step == 60)
         #expect(try r.trajectory(global: r.parameterCount - 1) == (try PSnapReader(path: file).trajectory(global: r.parameterCount - 1)))
-        let after = try runProcess(psnap, ["moments", run, "--across", "parameters", "--json", "--workers", "1"]).out
-        #expect(after == before)
-        // A shard that merged snapshot 61 into the tile of 0…60 cannot show 0…60 alone: refused, naming it.
-        let c = try runProcess(psnap, ["compact", shard])
+        #expect(try runProcess(psnap, ["moments", run, "--across", "parameters", "--json", "--workers", "1"]).out == before)
+        // Shard a commits 61; b goes on to 64, its fourth one-snapshot segment merging 61…64 into one tile: the run
+        // shows 0…61 (b read at its commit of 62 snapshots, whose space b's writer kept while ahead).
+        try append(a, step: 61)
+        for step in Int64(62)...64 { try append(b, step: step) }
+        let merged = try PSnapReader(path: b)
+        #expect(merged.snapshotCount == 65 && merged.tiles.contains { $0.firstSnapshot == 61 && $0.snapshotCount == 4 })
+        r = try PSnapReader(path: run)
+        #expect(r.snapshotCount == 62 && r.snapshots.last?.step == 61)
+        #expect(try r.verifyAll().isEmpty)
+        let last = try r.trajectory(global: r.parameterCount - 1), first = try r.trajectory(global: 0)
+        #expect(last.count == 62 && last.last == 0 && first.last == 0)
+        #expect(Array(last.prefix(61)) == (try PSnapReader(path: file).trajectory(global: r.parameterCount - 1)))
+        // A shard rewritten by compact past what the others hold keeps no older commit: refused, naming it.
+        let c = try runProcess(psnap, ["compact", b])
         #expect(c.status == 0, "\(c.err)")
         let e = try runProcess(psnap, ["info", run])
-        #expect(e.status == 65 && e.err.contains("shard-00001.psnap") && e.err.contains("past 61"), "\(e.err)")
-        // The other shard catching up makes snapshot 61 visible.
-        let other = run + "/shard-00000.psnap"
-        let w0 = try SnapshotWriter.open(path: other)
-        let r0 = try PSnapReader(path: other)
-        let zeros0 = r0.tensors.map { [UInt8](repeating: 0, count: ($0.parameterCount ?? 0) * $0.dtype.size) }
-        try SnapshotWriter.withBuffers(zeros0) { try w0.append(SnapshotInfo(step: 61), buffers: $0) }
-        try w0.commit()
-        try w0.close()
+        #expect(e.status == 65 && e.err.contains("shard-00001.psnap") && e.err.contains("past 62"), "\(e.err)")
+        // Shard a catching up makes every snapshot visible.
+        for step in Int64(62)...64 { try append(a, step: step) }
         let now = try PSnapReader(path: run)
-        #expect(try now.snapshotCount == 62 && now.trajectory(global: 0).last == 0)
+        #expect(now.snapshotCount == 65)
+        #expect(try now.trajectory(global: 0).last == 0)
     }
 }
