@@ -119,6 +119,13 @@ import PSnapFormat
         try bytes.write(to: URL(fileURLWithPath: shard))
         r = try runProcess(psnap, ["verify", damaged])
         #expect(r.status == 65 && r.out.contains("shard-00002.psnap") && r.out.contains("DAMAGED"), "\(r.out) \(r.err)")
+        // A writer killed mid-append leaves a torn tail after its shard's newest commit: nothing published is lost.
+        let killed = try copy("killed")
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: killed + "/shard-00004.psnap"))
+        try h.seekToEnd(); try h.write(contentsOf: Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })); try h.close()
+        let kr = try PSnapReader(path: killed), whole = try PSnapReader(path: run)
+        #expect(kr.snapshotCount == whole.snapshotCount && kr.ignoredBytes == 100_000 && kr.verifyAll().isEmpty)
+        #expect(try kr.trajectory(global: kr.parameterCount - 1) == (try whole.trajectory(global: kr.parameterCount - 1)))
         // A damaged footer: the open names the shard.
         let torn = try copy("torn")
         var tb = try Data(contentsOf: URL(fileURLWithPath: torn + "/shard-00005.psnap"))
