@@ -33,7 +33,12 @@ extension PSnapReader {
                      _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         var order = Array(tiles.indices)
         if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
-        order.sort { tiles[$0].offset < tiles[$1].offset }
+        // File order (of each shard in turn, for a sharded run): sequential reads.
+        if tileFile.isEmpty {
+            order.sort { tiles[$0].offset < tiles[$1].offset }
+        } else {
+            order.sort { (tileFile[$0], tiles[$0].offset) < (tileFile[$1], tiles[$1].offset) }
+        }
         try scan(tiles: order, workers: workers, progress: progress, body)
     }
 
@@ -43,7 +48,7 @@ extension PSnapReader {
     }
 
     /// Decodes the tiles `jobs` (indices into `tiles`, in that order) on `workers` threads, as `scan(tensors:)` does.
-    func scan(tiles jobs: [Int], workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+    @_spi(Internals) public func scan(tiles jobs: [Int], workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
               _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         let counter = ProgressCounter(total: progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }, report: progress)
         // A streaming pass: resident memory bounded by each worker's scratch, not by the file.

@@ -76,10 +76,11 @@ public enum TensorMoments {
             throw MomentsError.badSnapshotRange("\(range.lowerBound):\(range.upperBound)", count: reader.snapshotCount)
         }
         let selected = (options.tensors ?? Array(reader.tensors.indices)).sorted()
+        let selectedSet = Set(selected)
         let T = reader.tensors.count, S = range.count, nb = max(1, options.buckets)
         let lock = NSLock()
         // Two scans of the same tiles: the first counts to half of the total, the second to the whole.
-        let passBytes = options.progress == nil ? 0 : reader.scanBytes(tensors: Set(selected))
+        let passBytes = options.progress == nil ? 0 : reader.scanBytes(tensors: selectedSet)
         var pass1: (@Sendable (UInt64, UInt64) -> Void)? = nil, pass2: (@Sendable (UInt64, UInt64) -> Void)? = nil
         if let report = options.progress {
             pass1 = { done, _ in report(done, 2 * passBytes) }
@@ -89,7 +90,7 @@ public enum TensorMoments {
         let ext = Unshared(UnsafeMutablePointer<Double>.allocate(capacity: 2 * max(1, T)))
         for t in 0..<T { ext.value[2 * t] = .infinity; ext.value[2 * t + 1] = -.infinity }
         defer { ext.value.deallocate() }
-        try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass1) { tile, _ in
+        try reader.scan(tensors: selectedSet, workers: options.workers, progress: pass1) { tile, _ in
             let f = tile.firstSnapshot
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + tile.snapshots, range.upperBound)
             guard lo < hi else { return }
@@ -112,7 +113,15 @@ public enum TensorMoments {
         table.value.initialize(repeating: ValueSummary(buckets: nb), count: max(1, T * S))
         defer { table.value.deinitialize(count: max(1, T * S)); table.value.deallocate() }
         let edges = Unshared(ext.value)
-        try reader.scan(tensors: Set(selected), workers: options.workers, progress: pass2) { tile, _ in
+        // The tiles' summaries are merged in tile order (tensor, block, snapshot), whichever worker finishes first: the
+        // same sums, bit for bit, for any worker count and for a sharded run holding the same tiles. The tiles are
+        // handed out in that order too, so only the few finished ahead of a slower one wait.
+        let jobs = reader.tiles.indices.filter { selectedSet.contains(Int(reader.tiles[$0].tensor)) }
+        var rank = [Int](repeating: 0, count: reader.tiles.count)
+        for (k, j) in jobs.enumerated() { rank[j] = k }
+        let ranks = rank
+        let order = OrderedMerge()
+        try reader.scan(tiles: jobs, workers: options.workers, progress: pass2) { tile, _ in
             let f = tile.firstSnapshot, St = tile.snapshots
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + St, range.upperBound)
             guard lo < hi else { return }
@@ -126,8 +135,8 @@ public enum TensorMoments {
                 return summarize(column, buckets: nb, low: hlo, width: width)
             }
             lock.lock()
-            for (i, part) in parts.enumerated() {
-                table.value[tile.tensor * S + (lo - range.lowerBound) + i].merge(part)
+            order.finished(ranks[tile.tileIndex], (tile.tensor * S + (lo - range.lowerBound), parts)) { at, parts in
+                for (i, part) in parts.enumerated() { table.value[at + i].merge(part) }
             }
             lock.unlock()
         }
@@ -224,5 +233,20 @@ public enum TensorMoments {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? e.encode(doc)) ?? Data(), as: UTF8.self)
+    }
+}
+
+/// Results handed in by rank (0, 1, 2 … in any order) and applied in rank order: those ahead of the next rank wait.
+/// Called under the caller's lock.
+final class OrderedMerge: @unchecked Sendable {
+    private var next = 0
+    private var waiting: [Int: (Int, [ValueSummary])] = [:]
+
+    func finished(_ rank: Int, _ result: (Int, [ValueSummary]), apply: (Int, [ValueSummary]) -> Void) {
+        waiting[rank] = result
+        while let r = waiting.removeValue(forKey: next) {
+            apply(r.0, r.1)
+            next += 1
+        }
     }
 }

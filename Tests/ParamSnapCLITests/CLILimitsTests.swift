@@ -110,8 +110,9 @@ import PSnapTestSupport
         // An input of convert that is no checkpoint file is refused as input data, naming it.
         let convert = try runProcess(psnap, ["convert", fifo, "-o", dir + "/c.psnap"], timeout: 10)
         #expect(!convert.timedOut && convert.status == 65 && convert.err.contains("run.psnap"), "\(convert.status) \(convert.err)")
+        // A folder is read as a sharded run (spec/SHARDS.md): one without a manifest is refused as such.
         let folder = try runProcess(snapinfo, [dir], timeout: 20)
-        #expect(folder.status == 1 && folder.err.contains("is a directory, not a regular file"), "\(folder.err)")
+        #expect(folder.status == 64 && folder.err.contains("without manifest.json: not a sharded run"), "\(folder.err)")
     }
 
     /// `trajectory RUN NAME I --global G` names two parameters: refused (it used to print one and ignore the other).

@@ -59,6 +59,7 @@ import PSnapFormat
                 ["trajectory", run, "--global", "170001", "--json"],
                 ["trajectory", run, "blocks.1.mlp.fc_in.weight", "77", "--json"],
                 ["modes", run, "-k", "4", "--json"],
+                ["moments", run, "--across", "parameters", "--json"],
                 ["similar", run, "--global", "5000", "--top", "10", "--remove-modes", "2", "--json"],
                 ["pairs", run, "--include", "blocks.0.ln*", "--min-r", "0.9", "--csv"],
                 ["groups", run, "-k", "5", "--include", "blocks.0.mlp.fc_in.*", "--json"],
@@ -83,7 +84,7 @@ import PSnapFormat
             return out
         }
         let expected = try answers(file, "file")
-        #expect(expected.count == 10 && expected.allSatisfy { !$0.isEmpty })
+        #expect(expected.count == 11 && expected.allSatisfy { !$0.isEmpty })
         for (k, folder) in folders.enumerated() {
             let got = try answers(folder, "sharded\(k)")
             for (i, (a, b)) in zip(expected, got).enumerated() { #expect(a == b, "\(folder): answer \(i) differs") }
