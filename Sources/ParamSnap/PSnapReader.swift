@@ -16,8 +16,18 @@ public final class PSnapReader: @unchecked Sendable {
     /// A sharded run's manifest and its shards' own readers (nil for one file).
     public let manifest: ShardManifest?
     public let shards: [PSnapReader]
+    /// The file name of each shard opened (`shards[k]`).
+    public let shardNames: [String]
     /// Whether this reads a sharded run (a folder, spec/SHARDS.md).
     public var isSharded: Bool { manifest != nil }
+    /// Of a sharded run opened for some tensors only: which tensors' shards were opened (nil: all).
+    public let opened: [Bool]?
+
+    /// Refuses a tensor whose shards this reader did not open.
+    @inline(__always)
+    public func requireOpened(_ t: Int) throws(ReaderError) {
+        if let opened, t >= 0, t < opened.count, !opened[t] { throw .tensorNotOpened(tensors[t].name) }
+    }
     public let header: FileHeader
     public let footer: Footer
     /// File offset of the newest valid footer.
@@ -54,10 +64,13 @@ public final class PSnapReader: @unchecked Sendable {
     /// a damaged newest commit throws `FormatError.damagedCommit` (never a silent fall-back to an older one).
     /// `verifyChecksums` checks each tile's XXH64 as it is read. A folder is opened as a sharded run
     /// (spec/SHARDS.md): the run its manifest and shards make.
-    public convenience init(path: String, verifyChecksums: Bool = true) throws {
+    /// `tensors`: of a sharded run, open only the shards holding these tensors (the run's layout and global indices
+    /// stay the whole run's; reading another tensor throws `tensorNotOpened`). A task of a distributed pass opens so
+    /// the shards it reads, not every shard's index. Ignored for one file.
+    public convenience init(path: String, verifyChecksums: Bool = true, tensors: [String]? = nil) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            let run = try ShardedRun.open(folder: path, verifyChecksums: verifyChecksums)
+            let run = try ShardedRun.open(folder: path, verifyChecksums: verifyChecksums, only: tensors)
             self.init(path: path, sharded: run, verifyChecksums: verifyChecksums)
             return
         }
@@ -74,6 +87,8 @@ public final class PSnapReader: @unchecked Sendable {
         tileFile = run.tileFile
         manifest = run.manifest
         shards = run.shards
+        shardNames = run.shardNames
+        opened = run.opened
         header = first.header
         self.verifyChecksums = verifyChecksums
         footer = first.footer
@@ -129,6 +144,8 @@ public final class PSnapReader: @unchecked Sendable {
         tileFile = []
         manifest = nil
         shards = []
+        shardNames = []
+        opened = nil
         self.header = header
         self.verifyChecksums = verifyChecksums
         footer = commit.footer
@@ -157,7 +174,7 @@ public final class PSnapReader: @unchecked Sendable {
     public func tileName(_ i: Int) -> String {
         let x = tiles[i]
         let name = x.tensor < UInt32(tensors.count) ? tensors[Int(x.tensor)].name : "?"
-        let shard = tileFile.isEmpty ? "" : " in shard \(manifest?.shards[Int(tileFile[i])].file ?? "?")"
+        let shard = tileFile.isEmpty ? "" : " in shard \(shardNames[Int(tileFile[i])])"
         return "tile \(i) (tensor '\(name)', block \(x.block), snapshots \(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount))\(shard)"
     }
 
@@ -245,6 +262,7 @@ public final class PSnapReader: @unchecked Sendable {
     /// One parameter's full trajectory as raw little-endian bit patterns (snapshotCount × element size bytes).
     public func trajectoryBytes(tensor t: Int, index p: Int) throws -> [UInt8] {
         guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
+        try requireOpened(t)
         guard p >= 0, p < layout.parameterCounts[t] else {
             throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: p, count: layout.parameterCounts[t])
         }
@@ -335,6 +353,7 @@ public final class PSnapReader: @unchecked Sendable {
             throw ReaderError.parameterOutOfRange(tensor: tensors[t].name, index: range.upperBound - 1, count: layout.parameterCounts[t])
         }
         guard !range.isEmpty else { return }
+        try requireOpened(t)
         let e = tensors[t].dtype.size, B = layout.blockSize
         try withCodec { codec in
             for b in (range.lowerBound / B)...((range.upperBound - 1) / B) {
@@ -354,6 +373,7 @@ public final class PSnapReader: @unchecked Sendable {
     public func tensorBytes(tensor t: Int, snapshot k: Int) throws -> [UInt8] {
         guard t >= 0, t < tensors.count else { throw ReaderError.tensorOutOfRange(t, count: tensors.count) }
         guard k >= 0, k < snapshotCount else { throw ReaderError.snapshotOutOfRange(k, count: snapshotCount) }
+        try requireOpened(t)
         let e = tensors[t].dtype.size
         let n = layout.parameterCounts[t]
         var out = [UInt8](repeating: 0, count: n * e)
@@ -463,6 +483,7 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
     case badMultiIndex(tensor: String, index: [Int], shape: [Int])
     case noSuchStep(Int64, first: Int64?, last: Int64?)
     case oneTensorPerNpy(selected: Int)
+    case tensorNotOpened(String)
 
     public var description: String {
         switch self {
@@ -472,6 +493,7 @@ public enum ReaderError: Error, Equatable, CustomStringConvertible, Sendable {
         case .globalOutOfRange(let g, let c): return "global parameter \(g) out of range (the file has \(c))"
         case .snapshotOutOfRange(let k, let c): return "snapshot \(k) out of range (the file has \(c))"
         case .noSuchStep(let s, let a, let b): return "no snapshot has step \(s) (steps \(a.map { "\($0)" } ?? "-")…\(b.map { "\($0)" } ?? "-"))"
+        case .tensorNotOpened(let n): return "tensor '\(n)' is in shards this reader did not open (it was opened for some tensors only)"
         case .oneTensorPerNpy(let n): return "a .npy file holds one tensor and \(n) are selected: use --include NAME, a .npz, or a folder"
         case .badMultiIndex(let n, let i, let s): return "index \(i) does not fit tensor '\(n)' of shape \(s)"
         }

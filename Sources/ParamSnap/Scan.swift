@@ -31,6 +31,7 @@ extension PSnapReader {
     public func scan(tensors selected: Set<Int>? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                      progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
                      _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
+        for t in selected ?? Set(tensors.indices) { try requireOpened(t) }
         var order = Array(tiles.indices)
         if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
         // File order (of each shard in turn, for a sharded run): sequential reads.
@@ -88,6 +89,7 @@ public struct BlockLoader {
     /// Block `b` of tensor `t` into `dst` (room for blockParams × snapshotCount Doubles); returns its parameter count.
     public mutating func load(tensor t: Int, block b: Int, into dst: UnsafeMutablePointer<Double>) throws -> Int {
         let layout = reader.layout, S = reader.snapshotCount
+        try reader.requireOpened(t)
         let params = layout.blockParams(tensor: t, block: b), dtype = reader.tensors[t].dtype, e = dtype.size
         for i in reader.tileRange(tensor: t, block: b) {
             let x = reader.tiles[i]

@@ -9,15 +9,21 @@ public enum ShardedRun {
     struct Opened {
         let manifest: ShardManifest
         let shards: [PSnapReader]
+        /// The file name of each opened shard (`shards[k]`).
+        let shardNames: [String]
         let metadata: FileMetadata
         let layout: RunLayout
         let tiles: [TileIndexEntry]
         let tileFile: [UInt32]
         let blockFirstTile: [Int]
+        /// Opened for some tensors only: which (nil: all).
+        let opened: [Bool]?
     }
 
     /// Opens the manifest of `folder` and every shard it names, checked against each other (§2–§3).
-    static func open(folder: String, verifyChecksums: Bool) throws -> Opened {
+    /// `only`: open only the shards holding a part of these tensors (the others' newest footers still count for
+    /// the snapshots every shard holds, §3).
+    static func open(folder: String, verifyChecksums: Bool, only: [String]? = nil) throws -> Opened {
         let manifestPath = folder + "/" + ShardManifest.fileName
         guard FileManager.default.fileExists(atPath: manifestPath) else { throw ShardError.noManifest(folder: folder) }
         let bytes: Data
@@ -25,8 +31,34 @@ public enum ShardedRun {
             throw IOError.open(path: manifestPath, errno: (error as NSError).code == NSFileReadNoPermissionError ? EACCES : EIO)
         }
         let m = try ShardManifest.decode(bytes, where: manifestPath)
+        // The shards to open: all, or those holding a part of the tensors asked for.
+        var wantedTensors: [Bool]? = nil
+        if let only {
+            var w = [Bool](repeating: false, count: m.tensors.count)
+            for name in only {
+                guard let t = m.tensors.firstIndex(where: { TensorName.same($0.name, name) }) else {
+                    throw ReaderError.noSuchTensor(name, suggestions: NameSuggestion.closest(to: name, in: m.tensors.map(\.name)))
+                }
+                w[t] = true
+            }
+            wantedTensors = w
+        }
+        var openShard = m.shards.map { sh in wantedTensors.map { w in sh.parts.contains { w[$0.tensor] } } ?? true }
+        if !openShard.contains(true) { openShard[0] = true }   // no tensor asked for: the run's facts from one shard
+        // What the shards left closed hold (their newest footers): the snapshots every shard holds count them too.
+        var closedCount = Int.max
+        for (s, shard) in m.shards.enumerated() where !openShard[s] {
+            let p = folder + "/" + shard.file
+            guard FileManager.default.fileExists(atPath: p) else { throw ShardError.missingShard(path: p) }
+            guard let f = try? MappedFile(path: p), let r = CommitSearch.newestRecord(f.bytes),
+                  let footer = try? CommitSearch.decodeFooter(f.bytes, at: r) else {
+                throw ShardError.damagedShard(path: p, reason: "no readable footer at its end")
+            }
+            closedCount = min(closedCount, Int(clamping: footer.snapshotCount))
+        }
         var readers: [PSnapReader] = []
-        for (s, shard) in m.shards.enumerated() {
+        var shardOf: [Int] = []   // manifest index of each opened reader
+        for (s, shard) in m.shards.enumerated() where openShard[s] {
             let p = folder + "/" + shard.file
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw ShardError.missingShard(path: p) }
@@ -47,45 +79,54 @@ public enum ShardedRun {
                 throw mismatch("tensor \(j) is '\(have.name)' \(have.dtype) \(have.shape), the manifest's part is '\(expected.name)' \(expected.dtype) \(expected.shape)")
             }
             readers.append(r)
+            shardOf.append(s)
         }
         // §3: the snapshots every shard holds, on the same steps. A shard that merged a segment across them is read
         // at its newest commit holding no more (its writer keeps that commit's space while it is ahead); that may
         // lower what every shard holds, so until nothing changes.
-        var V = readers.map(\.snapshotCount).min() ?? 0
+        var V = min(readers.map(\.snapshotCount).min() ?? 0, closedCount)
         var settled = false
         while !settled {
             settled = true
-            for (s, r) in readers.enumerated() where r.snapshotCount > V && Self.straddles(r, V) {
-                let p = folder + "/" + m.shards[s].file
+            for (k, r) in readers.enumerated() where r.snapshotCount > V && Self.straddles(r, V) {
+                let p = folder + "/" + m.shards[shardOf[k]].file
                 // (A commit of no snapshots is where every file starts: not a fallback, the shard was rewritten.)
                 guard let older = CommitSearch.newest(r.file.bytes, blockSize: Int(r.header.blockSize), atMostSnapshots: V),
                       older.metadata.snapshots.count > 0 else {
                     throw ShardError.shardAhead(path: p, visible: V, tile: r.tileName(r.tiles.firstIndex { Self.straddles($0, V) } ?? 0))
                 }
                 r.file.lockShared(at: older.footerOffset)
-                readers[s] = PSnapReader(path: p, file: r.file, header: r.header, commit: older, verifyChecksums: verifyChecksums)
+                readers[k] = PSnapReader(path: p, file: r.file, header: r.header, commit: older, verifyChecksums: verifyChecksums)
                 if older.metadata.snapshots.count < V { V = older.metadata.snapshots.count; settled = false }
             }
         }
         let first = readers[0]
-        for (s, r) in readers.enumerated().dropFirst() {
-            for k in 0..<V where r.snapshots[k].step != first.snapshots[k].step {
-                throw ShardError.shardMismatch(path: folder + "/" + m.shards[s].file,
-                                               reason: "snapshot \(k) has step \(r.snapshots[k].step), \(m.shards[0].file) has \(first.snapshots[k].step)")
+        for (k, r) in readers.enumerated().dropFirst() {
+            for i in 0..<V where r.snapshots[i].step != first.snapshots[i].step {
+                throw ShardError.shardMismatch(path: folder + "/" + m.shards[shardOf[k]].file,
+                                               reason: "snapshot \(i) has step \(r.snapshots[i].step), \(m.shards[shardOf[0]].file) has \(first.snapshots[i].step)")
             }
         }
         // §4: the run's tiles, block by block.
         let layout = RunLayout(tensors: m.tensors, blockSize: m.blockSize)
-        var holder = [[(shard: Int, part: Int, start: Int)]](repeating: [], count: m.tensors.count)
+        var readerOf = [Int?](repeating: nil, count: m.shards.count)
+        for (k, s) in shardOf.enumerated() { readerOf[s] = k }
+        var holder = [[(reader: Int?, shard: Int, part: Int, start: Int)]](repeating: [], count: m.tensors.count)
         for (s, shard) in m.shards.enumerated() {
-            for (j, p) in shard.parts.enumerated() { holder[p.tensor].append((s, j, p.start)) }
+            for (j, p) in shard.parts.enumerated() { holder[p.tensor].append((readerOf[s], s, j, p.start)) }
         }
+        // A tensor is readable when every shard holding a part of it was opened.
+        let opened = holder.map { parts in parts.allSatisfy { $0.reader != nil } }
         var tiles: [TileIndexEntry] = [], tileFile: [UInt32] = [], blockFirstTile: [Int] = []
         if V > 0 {
             blockFirstTile.reserveCapacity(layout.totalBlocks + 1)
             for t in m.tensors.indices {
-                for (s, j, start) in holder[t].sorted(by: { $0.start < $1.start }) {
-                    let r = readers[s], b0 = start / m.blockSize
+                guard opened[t] else {
+                    for _ in 0..<layout.blockCounts[t] { blockFirstTile.append(tiles.count) }   // no tiles: not opened
+                    continue
+                }
+                for (k, s, j, start) in holder[t].sorted(by: { $0.start < $1.start }) {
+                    let r = readers[k!], b0 = start / m.blockSize
                     for b in 0..<r.layout.blockCounts[j] {
                         blockFirstTile.append(tiles.count)
                         for i in r.tileRange(tensor: j, block: b) {
@@ -97,7 +138,7 @@ public enum ShardedRun {
                             tiles.append(TileIndexEntry(tensor: UInt32(t), flags: x.flags, block: UInt64(b0 + b), firstSnapshot: x.firstSnapshot,
                                                         snapshotCount: x.snapshotCount, offset: x.offset, storedLength: x.storedLength,
                                                         rawLength: x.rawLength, checksum: x.checksum))
-                            tileFile.append(UInt32(s))
+                            tileFile.append(UInt32(k!))
                         }
                     }
                 }
@@ -106,7 +147,8 @@ public enum ShardedRun {
         }
         let metadata = FileMetadata(tensors: m.tensors, snapshots: Array(first.snapshots.prefix(V)), attributes: first.metadata.attributes,
                                     writer: first.metadata.writer)
-        return Opened(manifest: m, shards: readers, metadata: metadata, layout: layout, tiles: tiles, tileFile: tileFile, blockFirstTile: blockFirstTile)
+        return Opened(manifest: m, shards: readers, shardNames: shardOf.map { m.shards[$0].file }, metadata: metadata, layout: layout, tiles: tiles,
+                      tileFile: tileFile, blockFirstTile: blockFirstTile, opened: opened.contains(false) ? opened : nil)
     }
 
     /// Whether a tile of `r` holds snapshots on both sides of `v`.

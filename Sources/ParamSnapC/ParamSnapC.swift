@@ -96,6 +96,21 @@ public func psnap_open(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointe
     }
 }
 
+/// `psnap_open` of a sharded run opening only the shards that hold the tensors named in `tensors` (a JSON array of
+/// names); the run's layout and global indices stay the whole run's (spec/SHARDS.md). For one file, `psnap_open`.
+@_cdecl("psnap_open_tensors")
+public func psnap_open_tensors(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+                               _ err: UnsafeMutablePointer<CChar>?, _ cap: Int) -> Int32 {
+    guarded(err, cap) {
+        guard let path, let tensors, let out else { throw RequestError(message: "psnap_open_tensors: null path, tensors or output") }
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(String(cString: tensors).utf8)) else {
+            throw RequestError(message: "psnap_open_tensors: tensors is not a JSON array of names")
+        }
+        let reader = try PSnapReader(path: String(cString: path), tensors: names)
+        out.pointee = Unmanaged.passRetained(RunHandle(reader)).toOpaque()
+    }
+}
+
 /// Closes a handle from `psnap_open` (once).
 @_cdecl("psnap_close")
 public func psnap_close(_ h: UnsafeMutableRawPointer?) {

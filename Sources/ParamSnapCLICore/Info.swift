@@ -50,7 +50,8 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         let snaps = r.snapshots
         if let m = r.manifest {
             print("run         \(file)  (sharded: \(m.shards.count) shard(s), \(CLI.bytes(r.fileBytes)), format \(r.header.majorVersion).\(r.header.minorVersion); spec/SHARDS.md)")
-            for (i, sh) in zip(m.shards, r.shards).prefix(12) {
+            for (name, sh) in zip(r.shardNames, r.shards).prefix(12) {
+                let i = m.shards.first { $0.file == name }!
                 print("  \(i.file)  \(i.parts.count) part(s)  \(sh.snapshotCount) snapshot(s)  \(CLI.bytes(sh.fileBytes))  commit \(sh.footer.commitSequence)")
             }
             if m.shards.count > 12 { print("  … (\(m.shards.count - 12) more: manifest.json lists them)") }
@@ -201,8 +202,9 @@ package struct InfoReport: Encodable {
                 Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch, time: $0.element.time, metadata: $0.element.metadata)
             } : nil,
             damagedTiles: damage?.map(Damage.init),
-            shards: r.manifest.map { m in zip(m.shards, r.shards).map {
-                Shard(file: $0.file, parts: $0.parts.count, snapshots: $1.snapshotCount, fileBytes: $1.fileBytes, commitSequence: $1.footer.commitSequence)
+            shards: r.manifest.map { m in zip(r.shardNames, r.shards).map { name, sh in
+                Shard(file: name, parts: m.shards.first { $0.file == name }?.parts.count ?? 0, snapshots: sh.snapshotCount, fileBytes: sh.fileBytes,
+                      commitSequence: sh.footer.commitSequence)
             } })
     }
 }

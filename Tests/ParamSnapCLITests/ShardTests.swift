@@ -6,6 +6,7 @@ import Testing
 import PSnapTestSupport
 @_spi(Internals) import ParamSnap
 import PSnapFormat
+import ParamSnapAnalysis
 
 @Suite struct ShardTests {
     let psnap = productPath("psnap")
@@ -94,6 +95,24 @@ import PSnapFormat
         #expect(seven.isSharded && seven.layout.parameterCount == one.layout.parameterCount && seven.tiles.count == one.tiles.count)
         for g in Swift.stride(from: 0, to: one.parameterCount, by: 997) { #expect(try one.trajectory(global: g) == (try seven.trajectory(global: g))) }
         for t in one.tensors.indices { #expect(try one.tensorBytes(tensor: t, snapshot: 33) == (try seven.tensorBytes(tensor: t, snapshot: 33))) }
+        // Opened for one tensor (what a distributed task does): only the shards holding it, the same global layout
+        // and answers; another tensor is refused by name.
+        let name = "blocks.0.mlp.fc_in.weight"
+        let part = try PSnapReader(path: folders[3], tensors: [name])
+        let t = try one.tensorIndex(named: name)
+        #expect(part.shards.count >= 2 && part.shards.count < seven.shards.count && part.layout.parameterCount == one.parameterCount)
+        #expect(try part.tensorBytes(tensor: t, snapshot: 60) == (try one.tensorBytes(tensor: t, snapshot: 60)))
+        let g0 = one.layout.parameterOffsets[t]
+        for g in Swift.stride(from: g0, to: g0 + one.layout.parameterCounts[t], by: 331) { #expect(try part.trajectory(global: g) == (try one.trajectory(global: g))) }
+        let a = try Density.compute(part, tensors: [t], width: 200, height: 100), b = try Density.compute(one, tensors: [t], width: 200, height: 100)
+        #expect(a.counts == b.counts && a.lo == b.lo && a.hi == b.hi)
+        do {
+            _ = try part.trajectory(global: 0)
+            Issue.record("a tensor whose shards were not opened was read")
+        } catch {
+            #expect("\(error)".contains("did not open"), "\(error)")
+        }
+        #expect(throws: (any Error).self) { _ = try Density.compute(part, tensors: [0], width: 200, height: 100) }
     }
 
     @Test func missingDamagedAndDisagreeingShardsAreNamed() throws {

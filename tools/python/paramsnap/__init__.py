@@ -42,10 +42,12 @@ def _library():
     return _lib
 
 
-def open(path, bf16=None):
-    """Opens the run at `path`. `bf16`: None (ml_dtypes.bfloat16 if installed, else raw bits with a warning-free
-    uint16 view), "float32" (widened, exact) or "bits" (uint16 bit patterns)."""
-    return Run(path, bf16=bf16)
+def open(path, bf16=None, tensors=None):
+    """Opens the run at `path` (a .psnap file or a sharded run's folder). `bf16`: None (ml_dtypes.bfloat16 if
+    installed, else raw bits with a warning-free uint16 view), "float32" (widened, exact) or "bits" (uint16 bit
+    patterns). `tensors`: of a sharded run, open only the shards holding these tensors (names); the others cannot be
+    read through this handle (what a distributed task does: it reads its shards' indexes, not every shard's)."""
+    return Run(path, bf16=bf16, tensors=tensors)
 
 
 class Tensor:
@@ -61,13 +63,17 @@ class Tensor:
 class Run(Passes, _native.Closing):
     """An open .psnap run (see the module's help). Use as a context manager, or call close()."""
 
-    def __init__(self, path, bf16=None):
+    def __init__(self, path, bf16=None, tensors=None):
         if bf16 not in (None, "float32", "bits"):
             raise ValueError(f"bf16={bf16!r}: None, 'float32' or 'bits'")
         self._bf16 = bf16
         self._lib = _library()
         h = ctypes.c_void_p()
-        _native.call(self._lib.psnap_open, str(path).encode(), ctypes.byref(h))
+        if tensors is None:
+            _native.call(self._lib.psnap_open, str(path).encode(), ctypes.byref(h))
+        else:
+            import json as _json
+            _native.call(self._lib.psnap_open_tensors, str(path).encode(), _json.dumps([str(n) for n in tensors]).encode(), ctypes.byref(h))
         self._h = h
         self._info = _native.call_json(self._lib, self._lib.psnap_describe, self._h)
         self.path = str(path)

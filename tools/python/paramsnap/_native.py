@@ -73,6 +73,8 @@ def _declare(lib):
     c_err = [ctypes.c_char_p, ctypes.c_ssize_t]
     lib.psnap_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)] + c_err
     lib.psnap_open.restype = ctypes.c_int32
+    lib.psnap_open_tensors.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)] + c_err
+    lib.psnap_open_tensors.restype = ctypes.c_int32
     lib.psnap_close.argtypes = [ctypes.c_void_p]
     lib.psnap_close.restype = None
     lib.psnap_describe.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)] + c_err

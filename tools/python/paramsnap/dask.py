@@ -78,14 +78,21 @@ def _shard_of_tensor(path):
     return first
 
 
+def _open_for(path, names):
+    """The run for a task reading tensors `names` (None: all): of a sharded run, only the shards holding them."""
+    return paramsnap.open(path, tensors=names if names is not None and _shard_of_tensor(path) is not None else None)
+
+
 def _part(path, request):
-    """One task: the library's pass `request` on the run at `path`, on one thread; its JSON answer."""
-    with paramsnap.open(path) as r:
+    """One task: the library's pass `request` on the run at `path`, on one thread; its JSON answer. A pass over
+    named tensors opens only their shards; one over partitions of the selection (modes, groups) the whole run."""
+    names = request.get("tensors") if "partitions" not in request else None
+    with _open_for(path, names) as r:
         return r._pass(dict(request, workers=1))
 
 
 def _moments_part(path, stats, names, output, overwrite):
-    with paramsnap.open(path) as r:
+    with _open_for(path, names) as r:
         res = r.moments(stats=stats, include=[_glob.escape(n) for n in names], workers=1, output=output, overwrite=overwrite)
         if output is None:
             return res
@@ -255,7 +262,7 @@ def groups(path, k=16, on="values", include=None, iterations=25, seed=0, toleran
 
 
 def _fit_part(path, families, on, names, modes, output, overwrite):
-    with paramsnap.open(path) as r:
+    with _open_for(path, names) as r:
         request = {"pass": "fit", "families": families, "on": on, "tensors": names, "modes": modes, "overwrite": overwrite, "workers": 1}
         answer, kept, arrays, columns = r._file_pass(request, output)
     if kept is not None:

@@ -193,6 +193,20 @@ def test_passes_on_a_sharded_run_equal_one_process_on_the_file(sharded, client):
             assert np.array_equal(g[key], want_g[key], equal_nan=True), (folder, key)
 
 
+def test_a_task_opens_only_the_shards_it_reads(sharded):
+    path, folders = sharded
+    with paramsnap.open(path) as one:
+        name = one.tensors[5].name
+        want = one[name][...]
+    with paramsnap.open(folders["split"], tensors=[name]) as part:
+        assert np.array_equal(part[name][...], want)
+        other = [t.name for t in part.tensors if t.name != name][0]
+        with pytest.raises(Exception, match="did not open"):
+            part[other][...]
+    with pytest.raises(Exception, match="no tensor named"):
+        paramsnap.open(folders["split"], tensors=["no.such.tensor"])
+
+
 def test_xarray_opens_a_sharded_run_as_one_dataset(sharded):
     xr = pytest.importorskip("xarray")
     from paramsnap.xarray_backend import ParamSnapBackendEntrypoint as Backend
