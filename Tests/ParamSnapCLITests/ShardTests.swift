@@ -227,4 +227,47 @@ import ParamSnapAnalysis
         #expect(now.snapshotCount == 65)
         #expect(try now.trajectory(global: 0).last == 0)
     }
+
+    @Test func hostileManifestsGetErrorsNotTraps() throws {
+        // Manifests with every number replaced by extremes, fields dropped or of the wrong type: each open throws a
+        // named error or opens a consistent run; nothing traps (a trap would end the test process).
+        let dir = tempDir(); defer { cleanup(dir) }
+        let (_, folders) = try makeRuns(dir, ways: [7])
+        let run = folders[0]
+        let good = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/manifest.json"))) as! [String: Any]
+        let extremes: [Any] = [0, -1, 1, 3, 1 << 31, Int.max, Int.min, -9_223_372_036_854_775_807, 1.5, "7", NSNull(), [Any](), [String: Any]()]
+        var rng = SystemRandomNumberGenerator()
+        func mutate(_ v: Any, depth: Int) -> Any {
+            if let d = v as? [String: Any] {
+                var o = d
+                for k in d.keys where Int.random(in: 0..<6, using: &rng) == 0 { o[k] = Bool.random(using: &rng) ? nil : extremes.randomElement(using: &rng)! }
+                for (k, x) in o where x is [String: Any] || x is [Any] { o[k] = mutate(x, depth: depth + 1) }
+                return o
+            }
+            if let a = v as? [Any] {
+                var o = a.map { mutate($0, depth: depth + 1) }
+                if !o.isEmpty && Int.random(in: 0..<8, using: &rng) == 0 { o.remove(at: Int.random(in: 0..<o.count, using: &rng)) }
+                if !o.isEmpty && Int.random(in: 0..<8, using: &rng) == 0 { o.append(o[0]) }
+                return o
+            }
+            return Int.random(in: 0..<10, using: &rng) == 0 ? extremes.randomElement(using: &rng)! : v
+        }
+        let target = dir + "/hostile"
+        try FileManager.default.copyItem(atPath: run, toPath: target)
+        var refused = 0, opened = 0
+        for _ in 0..<300 {
+            let bad = mutate(good, depth: 0)
+            try JSONSerialization.data(withJSONObject: bad).write(to: URL(fileURLWithPath: target + "/manifest.json"))
+            do {
+                let r = try PSnapReader(path: target)
+                // Whatever opened is consistent: every tile lies in its shard and every trajectory reads.
+                _ = try r.trajectory(global: r.parameterCount - 1)
+                opened += 1
+            } catch {
+                #expect(!"\(error)".isEmpty)
+                refused += 1
+            }
+        }
+        #expect(refused > 200, "\(refused) refused, \(opened) opened")
+    }
 }
