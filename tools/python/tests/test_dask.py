@@ -216,3 +216,34 @@ def test_xarray_opens_a_sharded_run_as_one_dataset(sharded):
         for name in one.data_vars:
             assert np.array_equal(one[name].values, many[name].values), name
     assert Backend().guess_can_open(folders["split"])
+
+
+def test_one_python_writer_per_shard(sharded, tmp_path):
+    """Two 'ranks' append their own parameters to their own shards with `paramsnap.Writer`: the run shows a snapshot
+    once every shard has committed it."""
+    import shutil
+    path, folders = sharded
+    run = str(tmp_path / "ranks")
+    shutil.copytree(folders["4"], run)
+    import json
+    import os
+    with open(os.path.join(run, "manifest.json")) as f:
+        files = [s["file"] for s in json.load(f)["shards"]]
+    with paramsnap.open(run) as r:
+        before = r.snapshot_count
+        last_step = int(r.snapshots["step"].iloc[-1]) if hasattr(r.snapshots, "iloc") else r.snapshots[-1]["step"]
+
+    def own(shard):
+        with paramsnap.open(os.path.join(run, shard)) as s:
+            return {t.name: np.full(t.shape, 0.25, dtype=np.float32) for t in s.tensors}
+
+    parts = {f: own(f) for f in files}
+    for k, f in enumerate(files):
+        with paramsnap.Writer(os.path.join(run, f), snapshots_per_segment=1) as w:
+            w.append(parts[f], step=last_step + 1)
+        with paramsnap.open(run) as r:
+            assert r.snapshot_count == (before + 1 if k == len(files) - 1 else before), (k, f)
+    with paramsnap.open(run) as r, paramsnap.open(path) as one:
+        name = one.tensors[-1].name
+        traj = r[name][...]
+        assert np.array_equal(traj[..., :before], one[name][...]) and np.all(traj[..., before] == 0.25)
