@@ -376,8 +376,8 @@ struct DensityAccumulator: Sendable {
     var rows: [Int32] = []
     var batched = 0
     /// Band tables: segment n's series from row r₀ to r₁ = r₀ + e (|e| ≤ `bandReach`, both in the range) are counted at
-    /// bandBase(n) + (r₀ + 1) · bandSlots + bandReach + e; those below the range at both ends at bandBase(n) + bandReach,
-    /// above at bandBase(n) + (H + 1) · bandSlots + bandReach. A table per segment kept for the whole pass when they fit
+    /// bandBase(n) + (bandReach + e) · (H + 2) + r₀ + 1 (one row of the table per e: the few e of most segments stay in
+    /// a few KiB of cache); those below the range at both ends at e = 0, r₀ = −1, above at e = 0, r₀ = H. A table per segment kept for the whole pass when they fit
     /// the pass's budget (`persistentBands`); otherwise one, drawn and zeroed after each segment of a batch.
     var bands: PairTable
     let persistentBands: Bool
@@ -451,38 +451,40 @@ struct DensityAccumulator: Sendable {
         while p < count {
             var filled = batched
             lower.withUnsafeBufferPointer { lower in upper.withUnsafeBufferPointer { upper in rows.withUnsafeMutableBufferPointer { rw in
-                while p < count && filled < cap {
-                    defer { p += 1 }
-                    guard draw[p] else { continue }
-                    let yp = y + p * N, i = filled
-                    filled += 1
+                // §3's row of a finite value: numpy's bin in the range (the estimate by a product is within one bin of
+                // the edges' answer, which decides); outside, ⌊(v − lo)/step⌋ kept within −H … −1 or H … 2H − 1.
+                @inline(__always) func row(_ v: Double, _ nonFinite: inout Bool) -> Int32 {
+                    let t = (v - lo) * toBin
+                    if t >= slack && t < hd - slack, case let k0 = Int(t), case let f = t - Double(k0), f >= slack && f <= 1 - slack {
+                        // Far from an edge: the product's bin is the edges' bin (see `slack`).
+                        return Int32(k0)
+                    } else if v >= lo && v <= hi {
+                        var k = Swift.min(Int((v - lo) * toBin), H - 1)
+                        k = k - (v < lower[k] ? 1 : 0) + (v >= upper[k] ? 1 : 0)
+                        return Int32(k)
+                    } else if !v.isFinite {
+                        nonFinite = true
+                        return none
+                    } else if v < lo {
+                        return Int32(Swift.min(-1, Swift.max(below, ((v - lo) / step).rounded(.down))))
+                    } else {
+                        return Int32(Swift.max(Double(H), Swift.min(above, ((v - lo) / step).rounded(.down))))
+                    }
+                }
+                /// Series p's rows into batch place i, one point at a time.
+                @inline(__always) func slowRows(_ p: Int, _ i: Int) {
                     var nonFinite = false
-                    defer { if nonFinite { withNonFinite += 1 } }
-                    // §3's row of a finite value: numpy's bin in the range (the estimate by a product is within one
-                    // bin of the edges' answer, which decides); outside, ⌊(v − lo)/step⌋ kept within −H … −1 or
-                    // H … 2H − 1.
-                    @inline(__always) func row(_ v: Double) -> Int32 {
-                        let t = (v - lo) * toBin
-                        if t >= slack && t < hd - slack, case let k0 = Int(t), case let f = t - Double(k0), f >= slack && f <= 1 - slack {
-                            // Far from an edge: the product's bin is the edges' bin (see `slack`).
-                            return Int32(k0)
-                        } else if v >= lo && v <= hi {
-                            var k = Swift.min(Int((v - lo) * toBin), H - 1)
-                            k = k - (v < lower[k] ? 1 : 0) + (v >= upper[k] ? 1 : 0)
-                            return Int32(k)
-                        } else if !v.isFinite {
-                            nonFinite = true
-                            return none
-                        } else if v < lo {
-                            return Int32(Swift.min(-1, Swift.max(below, ((v - lo) / step).rounded(.down))))
-                        } else {
-                            return Int32(Swift.max(Double(H), Swift.min(above, ((v - lo) / step).rounded(.down))))
-                        }
-                    }
+                    let yp = y + p * N
+                    for n in 0..<N { rw[n * stride + i] = row(yp[n], &nonFinite) }
+                    if nonFinite { withNonFinite += 1 }
+                }
+                while p < count && filled < cap {
                     // Every point far from an edge (the first test of `row`) in one vectorised call; else one by one.
-                    if psnap_density_rows(yp, N, lo, toBin, slack, hd - slack, rw.baseAddress! + i, stride) == 0 {
-                        for n in 0..<N { rw[n * stride + i] = row(yp[n]) }
+                    if draw[p] {
+                        if psnap_density_rows(y + p * N, N, lo, toBin, slack, hd - slack, rw.baseAddress! + filled, stride) == 0 { slowRows(p, filled) }
+                        filled += 1
                     }
+                    p += 1
                 }
             } } }
             series += filled - batched
@@ -500,7 +502,7 @@ struct DensityAccumulator: Sendable {
         if bands.adds + adds > tableRedraw || (pairs?.adds ?? 0) + adds > tableRedraw { drawTables(keep: true) }
         bands.adds += adds
         pairs?.adds += adds
-        let slots = Self.bandSlots, reach = Int(Self.bandReach), bandSize = Self.bandTableSize(height: H)
+        let reach = Int(Self.bandReach), bandSize = Self.bandTableSize(height: H)
         let bandCells = bands.cells, pairCells = pairs?.cells, persistent = persistentBands
         columns.withUnsafeBufferPointer { col in diff.withUnsafeMutableBufferPointer { dd in rows.withUnsafeBufferPointer { rw in
             pairBase.withUnsafeBufferPointer { pairBase in
@@ -509,8 +511,8 @@ struct DensityAccumulator: Sendable {
                 let c0 = col[n], L = col[n + 1] - c0
                 guard L > 0 else { continue }
                 let a = rows + n * stride, b = a + stride
-                // band[(r₀ + 1) · slots + e]: the segment's series from r₀ to r₀ + e.
-                let band = bandCells + (persistent ? n * bandSize : 0) + reach
+                // band[e · (H + 2) + r₀ + 1]: the segment's series from r₀ to r₀ + e.
+                let band = bandCells + (persistent ? n * bandSize : 0) + reach * H2
                 let pairAt = pairCells != nil && pairBase[n] >= 0 ? pairCells! + pairBase[n] : nil
                 for p in 0..<count {
                     let r0 = a[p], r1Drawn = b[p]
@@ -519,7 +521,7 @@ struct DensityAccumulator: Sendable {
                     let e = r1 &- r0
                     if UInt32(bitPattern: r0) < UInt32(H) && UInt32(bitPattern: r1) < UInt32(H) {
                         if UInt32(bitPattern: e &+ Self.bandReach) <= UInt32(2 * Self.bandReach) {
-                            band[Int(r0 &+ 1) &* slots &+ Int(e)] &+= 1
+                            band[Int(e) &* H2 &+ Int(r0 &+ 1)] &+= 1
                         } else if let pairAt {
                             pairAt[Int(r0) &* H &+ Int(r1)] &+= 1
                         } else {
@@ -528,7 +530,7 @@ struct DensityAccumulator: Sendable {
                     } else if r0 < 0 && r1 < 0 {
                         band[0] &+= 1
                     } else if r0 >= Int32(H) && r1 >= Int32(H) {
-                        band[(H + 1) * slots] &+= 1
+                        band[H + 1] &+= 1
                     } else {
                         Self.drawSegment(d, height: H, from: Int(r0), to: Int(r1), column: c0, width: L, weight: 1)
                     }
@@ -576,9 +578,9 @@ struct DensityAccumulator: Sendable {
 
     /// Draws one segment's band table (columns c0 … c0 + L − 1) and zeroes it.
     static func drawBand(_ table: UnsafeMutablePointer<UInt32>, into d: UnsafeMutablePointer<Int64>, height H: Int, column c0: Int, width L: Int) {
-        let slots = bandSlots, reach = Int(bandReach)
+        let reach = Int(bandReach), H2 = H + 2
         for i in 0..<bandTableSize(height: H) where table[i] != 0 {
-            let r0 = i / slots - 1, e = i % slots - reach
+            let e = i / H2 - reach, r0 = i % H2 - 1
             drawSegment(d, height: H, from: r0, to: r0 + e, column: c0, width: L, weight: Int64(table[i]))
             table[i] = 0
         }
