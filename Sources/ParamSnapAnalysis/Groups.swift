@@ -170,6 +170,12 @@ public enum Groups {
         return (blocks, stride(from: 0, to: blocks.count, by: chunkBlocks).map { $0..<min(blocks.count, $0 + chunkBlocks) })
     }
 
+    /// The tensors (sorted indices) whose blocks partitions `partitions` of the selection read (`Modes.partitionTensors`).
+    public static func partitionTensors(_ reader: PSnapReader, k: Int, tensors selected: [Int]?, partitions: Range<Int>) -> [Int] {
+        let (blocks, chunks) = chunks(reader, k: k, tensors: (selected ?? Array(reader.tensors.indices)).sorted())
+        return Modes.tensorsOf(blocks: blocks.map(\.tensor), chunks: chunks, partitions: partitions, chunksPerPartition: partitionChunks)
+    }
+
     /// Rows the seeding sample aims at.
     static func sampleTarget(k: Int, dimension D: Int) -> Int { min(max(8192, 64 * k), max(k, (256 << 20) / (8 * max(1, D)))) }
 

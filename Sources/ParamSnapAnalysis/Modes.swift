@@ -198,6 +198,21 @@ public enum Modes {
     /// Chunks per partition: the unit a distributed modes pass hands to one task.
     public static let partitionChunks = 64
 
+    /// The tensors (sorted indices) whose blocks partitions `partitions` of the selection read: what a task of a
+    /// distributed pass opens of a sharded run.
+    public static func partitionTensors(_ reader: PSnapReader, dimension d: Int, tensors: [Int], partitions: Range<Int>) -> [Int] {
+        let (blocks, chunks) = chunks(reader, dimension: d, tensors: tensors)
+        return tensorsOf(blocks: blocks.map(\.0), chunks: chunks, partitions: partitions, chunksPerPartition: partitionChunks)
+    }
+
+    /// The tensors of `blocks` (each block's tensor, in selection order) that chunks of `partitions` cover.
+    static func tensorsOf(blocks: [Int], chunks: [Range<Int>], partitions: Range<Int>, chunksPerPartition P: Int) -> [Int] {
+        let c0 = min(chunks.count, partitions.lowerBound.multipliedReportingOverflow(by: P).overflow ? chunks.count : partitions.lowerBound * P)
+        let c1 = min(chunks.count, partitions.upperBound.multipliedReportingOverflow(by: P).overflow ? chunks.count : partitions.upperBound * P)
+        guard c0 < c1 else { return [] }
+        return Array(Set(blocks[chunks[c0].lowerBound..<chunks[c1 - 1].upperBound])).sorted()
+    }
+
     /// How many partitions the selection's Gram matrix is summed in.
     public static func partitionCount(_ reader: PSnapReader, dimension d: Int, tensors: [Int]) -> Int {
         (chunks(reader, dimension: d, tensors: tensors).chunks.count + partitionChunks - 1) / partitionChunks

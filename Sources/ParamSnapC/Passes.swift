@@ -26,6 +26,7 @@ struct PassRequest: Decodable {
     var range: [Double]?
     var workers: Int?
     var partitions: [Int]?
+    var of: String?
     var q: Double?
     var sample: [Double]?
     var centroids: [Double]?
@@ -77,6 +78,23 @@ func runPass(_ r: PSnapReader, _ q: PassRequest) throws -> [UInt8] {
         }
         struct Out: Encodable { let dimension: Int; let partitions: Int; let grams: [[Double]]; let rows: [Int]; let nonFinite: [Int] }
         return try encode(Out(dimension: d, partitions: count, grams: grams.map(\.matrix), rows: grams.map(\.rows), nonFinite: grams.map(\.nonFiniteRows)))
+    case "partitionTensors":
+        // The tensors partitions [a, b) of a `gram` ("of": "gram") or groups ("of": "groups") pass read: what its task
+        // opens of a sharded run.
+        guard let p = q.partitions, p.count == 2, p[0] >= 0, p[0] <= p[1] else { throw RequestError("partitionTensors: partitions [a, b] with 0 ≤ a ≤ b") }
+        let selection = tensors ?? Array(r.tensors.indices)
+        let found: [Int]
+        switch q.of {
+        case "gram":
+            let v = try view(q.on)
+            found = Modes.partitionTensors(r, dimension: v == .values ? r.snapshotCount : r.snapshotCount - 1, tensors: selection, partitions: p[0]..<p[1])
+        case "groups":
+            found = Groups.partitionTensors(r, k: q.k ?? 16, tensors: selection, partitions: p[0]..<p[1])
+        default:
+            throw RequestError("partitionTensors: \"of\" is \"gram\" or \"groups\", not \(q.of.map { "\"\($0)\"" } ?? "missing")")
+        }
+        struct Out: Encodable { let tensors: [String] }
+        return try encode(Out(tensors: found.map { r.tensors[$0].name }))
     case "groupsPlan", "groupsSample", "groupsAssign", "groupsSeed", "groupsUpdate":
         // The pieces of `groups` for a pass split into tasks (paramsnap.dask.groups), trajectory features.
         let v = try view(q.on)

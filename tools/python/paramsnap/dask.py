@@ -83,12 +83,20 @@ def _open_for(path, names):
     return paramsnap.open(path, tensors=names if names is not None and _shard_of_tensor(path) is not None else None)
 
 
-def _part(path, request):
-    """One task: the library's pass `request` on the run at `path`, on one thread; its JSON answer. A pass over
-    named tensors opens only their shards; one over partitions of the selection (modes, groups) the whole run."""
-    names = request.get("tensors") if "partitions" not in request else None
+def _part(path, request, opens=None):
+    """One task: the library's pass `request` on the run at `path`, on one thread; its JSON answer. Of a sharded run it
+    opens only the shards holding `opens` (the tensors its partitions read, as the client found them), else those of
+    the request's tensors."""
+    names = opens if opens is not None else (request.get("tensors") if "partitions" not in request else None)
     with _open_for(path, names) as r:
         return r._pass(dict(request, workers=1))
+
+
+def _partition_tensors(r, path, request, ranges):
+    """For each partition range, the tensors it reads (None for one file: a task opens the whole file anyway)."""
+    if _shard_of_tensor(path) is None:
+        return [None for _ in ranges]
+    return [r._pass(dict(request, **{"pass": "partitionTensors", "partitions": [a, b]}))["tensors"] for a, b in ranges]
 
 
 def _moments_part(path, stats, names, output, overwrite):
@@ -136,10 +144,12 @@ def modes(path, k=5, on="values", include=None, client=None, parts=None, progres
     with paramsnap.open(path) as r:
         names = r._select(include)
         info = r._pass({"pass": "gram", "on": on, "tensors": names})
-    count, d = info["partitions"], info["dimension"]
-    cuts = sorted({count * i // parts for i in range(parts + 1)})
-    tasks = [dask.delayed(_part, pure=False)(path, {"pass": "gram", "on": on, "tensors": names, "partitions": [a, b]})
-             for a, b in zip(cuts, cuts[1:]) if b > a]
+        count, d = info["partitions"], info["dimension"]
+        cuts = sorted({count * i // parts for i in range(parts + 1)})
+        ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        opens = _partition_tensors(r, path, {"of": "gram", "on": on, "tensors": names}, ranges)
+    tasks = [dask.delayed(_part, pure=False)(path, {"pass": "gram", "on": on, "tensors": names, "partitions": [a, b]}, o)
+             for (a, b), o in zip(ranges, opens)]
     total, rows, non_finite = np.zeros(d * d), 0, 0
     for res in _compute(tasks, client, progress):
         for g, n, f in zip(res["grams"], res["rows"], res["nonFinite"]):
@@ -208,15 +218,18 @@ def groups(path, k=16, on="values", include=None, iterations=25, seed=0, toleran
         count, d, total = plan["partitions"], plan["dimension"], plan["parameters"]
         cuts = sorted({count * i // parts for i in range(parts + 1)})
         ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        opens = _partition_tensors(r, path, {"of": "groups", "k": k, "on": on, "tensors": names}, ranges)
 
         def sample(q):
             request = {"pass": "groupsSample", "k": k, "on": on, "tensors": names, "seed": seed, "q": q}
-            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b])) for a, b in ranges], client, progress)
+            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b]), o) for (a, b), o in zip(ranges, opens)],
+                           client, progress)
             return sum(t["valid"] for t in res), [x for t in res for x in t["sample"]]
 
         def lloyd(centroids, tensor_counts=False):
             request = {"pass": "groupsAssign", "k": k, "on": on, "tensors": names, "centroids": centroids, "tensorCounts": tensor_counts}
-            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b])) for a, b in ranges], client, progress)
+            res = _compute([dask.delayed(_part, pure=False)(path, dict(request, partitions=[a, b]), o) for (a, b), o in zip(ranges, opens)],
+                           client, progress)
             merged = {"sums": np.zeros(k * d), "sizes": [0] * k, "objective": 0.0, "groupObjective": np.zeros(k), "undefined": 0, "nonFinite": 0,
                       "tensorCounts": [[0] * k for _ in selected] if tensor_counts else []}
             for task in res:

@@ -195,6 +195,17 @@ def test_passes_on_a_sharded_run_equal_one_process_on_the_file(sharded, client):
 
 def test_a_task_opens_only_the_shards_it_reads(sharded):
     path, folders = sharded
+    # The tensors each partition range of modes and groups reads: together the selection, each a part of it.
+    with paramsnap.open(folders["split"]) as r:
+        names = [t.name for t in r.tensors]
+        for of, extra in (("gram", {"on": "values"}), ("groups", {"k": 4, "on": "values"})):
+            count = r._pass({"pass": "gram", "on": "values"})["partitions"] if of == "gram" else \
+                r._pass({"pass": "groupsPlan", "k": 4, "on": "values"})["partitions"]
+            cuts = sorted({count * i // 3 for i in range(4)})
+            ranges = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+            opens = pdask._partition_tensors(r, folders["split"], dict(extra, of=of), ranges)
+            assert sorted({n for o in opens for n in o}) == sorted(names)
+            assert len(ranges) == 1 or all(len(o) < len(names) for o in opens), (of, opens)
     with paramsnap.open(path) as one:
         name = one.tensors[5].name
         want = one[name][...]
