@@ -7,17 +7,18 @@ import Foundation
 /// size and offset from the file is checked before use. Safe to use from many threads.
 public final class PSnapReader: @unchecked Sendable {
     public let path: String
-    /// The mapped file (of a sharded run: its first shard's; `files` holds them all).
+    /// The mapped file (of a sharded run: its first opened shard's).
     @_spi(Internals) public let file: MappedFile
-    /// The files holding the tiles: the one file, or a sharded run's shards (spec/SHARDS.md), tile i in
-    /// files[tileFile[i]] (tileFile empty: all in `file`).
-    @_spi(Internals) public let files: [MappedFile]
+    /// Of a sharded run (spec/SHARDS.md), the shard reader holding each tile: tile i is in shards[tileFile[i]]
+    /// (empty for one file: every tile is in `file`).
     let tileFile: [UInt32]
-    /// A sharded run's manifest and its shards' own readers (nil for one file).
+    /// A sharded run's manifest and the readers of the shards opened (nil and empty for one file).
     public let manifest: ShardManifest?
     public let shards: [PSnapReader]
-    /// The file name of each shard opened (`shards[k]`).
-    public let shardNames: [String]
+    /// The files holding the tiles.
+    @_spi(Internals) public var files: [MappedFile] { shards.isEmpty ? [file] : shards.map(\.file) }
+    /// The file name of opened shard k.
+    public func shardName(_ k: Int) -> String { URL(fileURLWithPath: shards[k].path).lastPathComponent }
     /// Whether this reads a sharded run (a folder, spec/SHARDS.md).
     public var isSharded: Bool { manifest != nil }
     /// Of a sharded run opened for some tensors only: which tensors' shards were opened (nil: all).
@@ -78,28 +79,12 @@ public final class PSnapReader: @unchecked Sendable {
         self.init(path: path, file: file, header: header, commit: commit, verifyChecksums: verifyChecksums)
     }
 
-    /// A sharded run read as one (spec/SHARDS.md §4).
-    init(path: String, sharded run: ShardedRun.Opened, verifyChecksums: Bool) {
+    /// A sharded run read as one (spec/SHARDS.md §4): the first opened shard's header and footer stand for the run's.
+    convenience init(path: String, sharded run: ShardedRun.Opened, verifyChecksums: Bool) {
         let first = run.shards[0]
-        self.path = path
-        file = first.file
-        files = run.shards.map(\.file)
-        tileFile = run.tileFile
-        manifest = run.manifest
-        shards = run.shards
-        shardNames = run.shardNames
-        opened = run.opened
-        header = first.header
-        self.verifyChecksums = verifyChecksums
-        footer = first.footer
-        footerOffset = first.footerOffset
-        ignoredBytes = run.shards.reduce(0) { $0 + $1.ignoredBytes }
-        metadata = run.metadata
-        layout = run.layout
-        tiles = run.tiles
-        blockFirstTile = run.blockFirstTile
-        pool = CodecPool(chain: header.codecChain)
-        cache = TileCache(budget: PSnapReader.defaultCacheBytes, tiles: tiles.count)
+        self.init(path: path, file: first.file, header: first.header, footer: first.footer, footerOffset: first.footerOffset,
+                  ignoredBytes: run.shards.reduce(0) { $0 + $1.ignoredBytes }, metadata: run.metadata, layout: run.layout, tiles: run.tiles,
+                  blockFirstTile: run.blockFirstTile, sharded: (run.manifest, run.shards, run.tileFile, run.opened), verifyChecksums: verifyChecksums)
     }
 
     /// Attempts at opening the newest commit while a writer keeps publishing newer ones (then the space of the
@@ -137,26 +122,32 @@ public final class PSnapReader: @unchecked Sendable {
     }
 
     /// Opens a given commit of `path` (found by `CommitSearch.survey` or rebuilt by `FooterSalvage`: repair).
-    init(path: String, file: MappedFile, header: FileHeader, commit: Commit, verifyChecksums: Bool) {
-        self.path = path
-        self.file = file
-        files = [file]
-        tileFile = []
-        manifest = nil
-        shards = []
-        shardNames = []
-        opened = nil
-        self.header = header
-        self.verifyChecksums = verifyChecksums
-        footer = commit.footer
-        footerOffset = commit.footerOffset
+    convenience init(path: String, file: MappedFile, header: FileHeader, commit: Commit, verifyChecksums: Bool) {
         // Saturating: a footer rebuilt by repair may have been cut short by the end of the file.
         let end = commit.footerOffset + UInt64(Spec.footerSize)
-        ignoredBytes = UInt64(file.bytes.count) > end ? UInt64(file.bytes.count) - end : 0
-        metadata = commit.metadata
-        layout = commit.layout
-        tiles = commit.tiles
-        blockFirstTile = commit.blockFirstTile
+        self.init(path: path, file: file, header: header, footer: commit.footer, footerOffset: commit.footerOffset,
+                  ignoredBytes: UInt64(file.bytes.count) > end ? UInt64(file.bytes.count) - end : 0, metadata: commit.metadata,
+                  layout: commit.layout, tiles: commit.tiles, blockFirstTile: commit.blockFirstTile, sharded: nil, verifyChecksums: verifyChecksums)
+    }
+
+    private init(path: String, file: MappedFile, header: FileHeader, footer: Footer, footerOffset: UInt64, ignoredBytes: UInt64,
+                 metadata: FileMetadata, layout: RunLayout, tiles: [TileIndexEntry], blockFirstTile: [Int],
+                 sharded: (manifest: ShardManifest, shards: [PSnapReader], tileFile: [UInt32], opened: [Bool]?)?, verifyChecksums: Bool) {
+        self.path = path
+        self.file = file
+        self.header = header
+        self.footer = footer
+        self.footerOffset = footerOffset
+        self.ignoredBytes = ignoredBytes
+        self.metadata = metadata
+        self.layout = layout
+        self.tiles = tiles
+        self.blockFirstTile = blockFirstTile
+        manifest = sharded?.manifest
+        shards = sharded?.shards ?? []
+        tileFile = sharded?.tileFile ?? []
+        opened = sharded?.opened
+        self.verifyChecksums = verifyChecksums
         pool = CodecPool(chain: header.codecChain)
         cache = TileCache(budget: PSnapReader.defaultCacheBytes, tiles: tiles.count)
     }
@@ -174,7 +165,7 @@ public final class PSnapReader: @unchecked Sendable {
     public func tileName(_ i: Int) -> String {
         let x = tiles[i]
         let name = x.tensor < UInt32(tensors.count) ? tensors[Int(x.tensor)].name : "?"
-        let shard = tileFile.isEmpty ? "" : " in shard \(shardNames[Int(tileFile[i])])"
+        let shard = tileFile.isEmpty ? "" : " in shard \(shardName(Int(tileFile[i])))"
         return "tile \(i) (tensor '\(name)', block \(x.block), snapshots \(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount))\(shard)"
     }
 
@@ -185,7 +176,7 @@ public final class PSnapReader: @unchecked Sendable {
     }
 
     /// The mapped file holding tile `i`.
-    @_spi(Internals) public func fileOf(tile i: Int) -> MappedFile { tileFile.isEmpty ? file : files[Int(tileFile[i])] }
+    @_spi(Internals) public func fileOf(tile i: Int) -> MappedFile { tileFile.isEmpty ? file : shards[Int(tileFile[i])].file }
 
     /// Checks tile `i`'s checksum.
     @_spi(Internals) public func verifyTile(_ i: Int) throws(FormatError) {

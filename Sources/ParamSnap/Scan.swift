@@ -31,7 +31,7 @@ extension PSnapReader {
     public func scan(tensors selected: Set<Int>? = nil, workers: Int = ProcessInfo.processInfo.activeProcessorCount,
                      progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
                      _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
-        for t in selected ?? Set(tensors.indices) { try requireOpened(t) }
+        if opened != nil { for t in selected ?? Set(tensors.indices) { try requireOpened(t) } }
         var order = Array(tiles.indices)
         if let selected { order = order.filter { selected.contains(Int(tiles[$0].tensor)) } }
         // File order (of each shard in turn, for a sharded run): sequential reads.
@@ -53,21 +53,21 @@ extension PSnapReader {
               _ body: @escaping @Sendable (TileBlock, Int) throws -> Void) throws {
         let counter = ProgressCounter(total: progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }, report: progress)
         // A streaming pass: resident memory bounded by each worker's scratch, not by the file.
-        try parallelForEach(count: jobs.count, workers: workers, state: { worker in
-            (worker: worker, codec: TileCodec(chain: header.codecChain), release: ResidentPageReleaser(file: file))
-        }, { w, k in
-            let j = jobs[k]
-            let x = tiles[j]
-            let t = Int(x.tensor), b = Int(x.block)
-            let scratch = w.codec.rawScratch(Int(x.rawLength))
-            try decodeTile(j, into: scratch, codec: w.codec)
-            try body(TileBlock(tileIndex: j, tensor: t, block: b, firstParameter: b * layout.blockSize,
-                               parameters: layout.blockParams(tensor: t, block: b),
-                               firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
-                               dtype: tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)), w.worker)
-            w.release.done(Int(x.offset)..<Int(x.offset + x.storedLength), in: fileOf(tile: j))
-            counter.add(x.rawLength)
+        try parallelForEach(count: jobs.count, workers: workers, state: { ScanWorker(self, worker: $0) }, { w, k in
+            let worker = w.worker
+            try w.decode(jobs[k], counter: counter) { try body($0, worker) }
         }, finish: { $0.release.flush() })
+    }
+
+    /// `scan(tiles:)` whose tiles each produce a part, merged by `merge` in the order of `jobs` whichever worker finishes
+    /// first (`parallelOrderedReduce`): a floating-point reduction over tiles then gives the same bits for any worker
+    /// count, and for a sharded run holding the same tiles.
+    @_spi(Internals) public func scanOrdered<Part: Sendable>(tiles jobs: [Int], workers: Int, progress: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+                                                            _ body: (TileBlock) throws -> Part, merge: (Part) -> Void) throws {
+        let counter = ProgressCounter(total: progress == nil ? 0 : jobs.reduce(UInt64(0)) { $0 &+ tiles[$1].rawLength }, report: progress)
+        try parallelOrderedReduce(count: jobs.count, workers: workers, state: { ScanWorker(self, worker: $0) }, { w, k in
+            try w.decode(jobs[k], counter: counter, body)
+        }, merge: merge, finish: { $0.release.flush() })
     }
 }
 
@@ -111,4 +111,32 @@ public struct BlockLoader {
 
     /// Drops the pages still held (call when the worker is done).
     public mutating func flush() { release.flush() }
+}
+
+/// A scan worker's codec and page releaser: decodes a tile and hands it on as a `TileBlock`.
+struct ScanWorker {
+    let reader: PSnapReader
+    let worker: Int
+    let codec: TileCodec
+    var release: ResidentPageReleaser
+
+    init(_ reader: PSnapReader, worker: Int) {
+        self.reader = reader; self.worker = worker
+        codec = TileCodec(chain: reader.header.codecChain)
+        release = ResidentPageReleaser(file: reader.file)
+    }
+
+    mutating func decode<R>(_ j: Int, counter: ProgressCounter, _ body: (TileBlock) throws -> R) throws -> R {
+        let x = reader.tiles[j], layout = reader.layout
+        let t = Int(x.tensor), b = Int(x.block)
+        let scratch = codec.rawScratch(Int(x.rawLength))
+        try reader.decodeTile(j, into: scratch, codec: codec)
+        let r = try body(TileBlock(tileIndex: j, tensor: t, block: b, firstParameter: b * layout.blockSize,
+                                   parameters: layout.blockParams(tensor: t, block: b),
+                                   firstSnapshot: Int(x.firstSnapshot), snapshots: Int(x.snapshotCount),
+                                   dtype: reader.tensors[t].dtype, raw: UnsafeRawBufferPointer(scratch)))
+        release.done(Int(x.offset)..<Int(x.offset + x.storedLength), in: reader.fileOf(tile: j))
+        counter.add(x.rawLength)
+        return r
+    }
 }

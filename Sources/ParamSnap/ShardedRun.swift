@@ -9,8 +9,6 @@ public enum ShardedRun {
     struct Opened {
         let manifest: ShardManifest
         let shards: [PSnapReader]
-        /// The file name of each opened shard (`shards[k]`).
-        let shardNames: [String]
         let metadata: FileMetadata
         let layout: RunLayout
         let tiles: [TileIndexEntry]
@@ -24,13 +22,7 @@ public enum ShardedRun {
     /// `only`: open only the shards holding a part of these tensors (the others' newest footers still count for
     /// the snapshots every shard holds, §3).
     static func open(folder: String, verifyChecksums: Bool, only: [String]? = nil) throws -> Opened {
-        let manifestPath = folder + "/" + ShardManifest.fileName
-        guard FileManager.default.fileExists(atPath: manifestPath) else { throw ShardError.noManifest(folder: folder) }
-        let bytes: Data
-        do { bytes = try Data(contentsOf: URL(fileURLWithPath: manifestPath)) } catch {
-            throw IOError.open(path: manifestPath, errno: (error as NSError).code == NSFileReadNoPermissionError ? EACCES : EIO)
-        }
-        let m = try ShardManifest.decode(bytes, where: manifestPath)
+        guard let m = try manifest(of: folder) else { throw ShardError.noManifest(folder: folder) }
         // The shards to open: all, or those holding a part of the tensors asked for.
         var wantedTensors: [Bool]? = nil
         if let only {
@@ -50,11 +42,8 @@ public enum ShardedRun {
         for (s, shard) in m.shards.enumerated() where !openShard[s] {
             let p = folder + "/" + shard.file
             guard FileManager.default.fileExists(atPath: p) else { throw ShardError.missingShard(path: p) }
-            guard let f = try? MappedFile(path: p), let r = CommitSearch.newestRecord(f.bytes),
-                  let footer = try? CommitSearch.decodeFooter(f.bytes, at: r) else {
-                throw ShardError.damagedShard(path: p, reason: "no readable footer at its end")
-            }
-            closedCount = min(closedCount, Int(clamping: footer.snapshotCount))
+            guard let count = committedSnapshots(p) else { throw ShardError.damagedShard(path: p, reason: "no readable footer at its end") }
+            closedCount = min(closedCount, count)
         }
         var readers: [PSnapReader] = []
         var shardOf: [Int] = []   // manifest index of each opened reader
@@ -147,8 +136,25 @@ public enum ShardedRun {
         }
         let metadata = FileMetadata(tensors: m.tensors, snapshots: Array(first.snapshots.prefix(V)), attributes: first.metadata.attributes,
                                     writer: first.metadata.writer)
-        return Opened(manifest: m, shards: readers, shardNames: shardOf.map { m.shards[$0].file }, metadata: metadata, layout: layout, tiles: tiles,
+        return Opened(manifest: m, shards: readers, metadata: metadata, layout: layout, tiles: tiles,
                       tileFile: tileFile, blockFirstTile: blockFirstTile, opened: opened.contains(false) ? opened : nil)
+    }
+
+    /// The checked manifest of `folder`; nil when it has none (read through the mapping, so a failure names the file
+    /// and the system's error).
+    static func manifest(of folder: String) throws -> ShardManifest? {
+        let path = folder + "/" + ShardManifest.fileName
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let f = try MappedFile(path: path)
+        return try ShardManifest.decode(Data(f.bytes), where: path)
+    }
+
+    /// The snapshot count of the newest footer record of the file at `path` (nothing else parsed); nil when it has
+    /// none that decodes.
+    static func committedSnapshots(_ path: String) -> Int? {
+        guard let f = try? MappedFile(path: path), let r = CommitSearch.newestRecord(f.bytes),
+              let footer = try? CommitSearch.decodeFooter(f.bytes, at: r) else { return nil }
+        return Int(clamping: footer.snapshotCount)
     }
 
     /// Whether a tile of `r` holds snapshots on both sides of `v`.
@@ -161,17 +167,10 @@ public enum ShardedRun {
     static func shardAhead(path: String, snapshots: Int) -> Bool {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent().path, name = url.lastPathComponent
-        let manifestPath = folder + "/" + ShardManifest.fileName
-        guard ShardManifest.isShardName(name), FileManager.default.fileExists(atPath: manifestPath) else { return false }
-        guard let bytes = try? Data(contentsOf: URL(fileURLWithPath: manifestPath)),
-              let m = try? ShardManifest.decode(bytes, where: manifestPath) else { return true }
+        guard ShardManifest.isShardName(name), FileManager.default.fileExists(atPath: folder + "/" + ShardManifest.fileName) else { return false }
+        guard let m = try? manifest(of: folder) else { return true }
         guard m.shards.contains(where: { $0.file == name }) else { return false }
-        for shard in m.shards where shard.file != name {
-            guard let f = try? MappedFile(path: folder + "/" + shard.file), let r = CommitSearch.newestRecord(f.bytes),
-                  let footer = try? CommitSearch.decodeFooter(f.bytes, at: r) else { return true }
-            if footer.snapshotCount < UInt64(snapshots) { return true }
-        }
-        return false
+        return m.shards.contains { $0.file != name && (committedSnapshots(folder + "/" + $0.file) ?? 0) < snapshots }
     }
 
     /// What a split wrote.

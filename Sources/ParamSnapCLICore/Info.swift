@@ -50,7 +50,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
         let snaps = r.snapshots
         if let m = r.manifest {
             print("run         \(file)  (sharded: \(m.shards.count) shard(s), \(CLI.bytes(r.fileBytes)), format \(r.header.majorVersion).\(r.header.minorVersion); spec/SHARDS.md)")
-            for (name, sh) in zip(r.shardNames, r.shards).prefix(12) {
+            for (name, sh) in zip(r.shards.indices.map(r.shardName), r.shards).prefix(12) {
                 let i = m.shards.first { $0.file == name }!
                 print("  \(i.file)  \(i.parts.count) part(s)  \(sh.snapshotCount) snapshot(s)  \(CLI.bytes(sh.fileBytes))  commit \(sh.footer.commitSequence)")
             }
@@ -202,7 +202,7 @@ package struct InfoReport: Encodable {
                 Snapshot(index: $0.offset, step: $0.element.step, epoch: $0.element.epoch, time: $0.element.time, metadata: $0.element.metadata)
             } : nil,
             damagedTiles: damage?.map(Damage.init),
-            shards: r.manifest.map { m in zip(r.shardNames, r.shards).map { name, sh in
+            shards: r.manifest.map { m in zip(r.shards.indices.map(r.shardName), r.shards).map { name, sh in
                 Shard(file: name, parts: m.shards.first { $0.file == name }?.parts.count ?? 0, snapshots: sh.snapshotCount, fileBytes: sh.fileBytes,
                       commitSequence: sh.footer.commitSequence)
             } })

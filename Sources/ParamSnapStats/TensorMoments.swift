@@ -114,17 +114,12 @@ public enum TensorMoments {
         defer { table.value.deinitialize(count: max(1, T * S)); table.value.deallocate() }
         let edges = Unshared(ext.value)
         // The tiles' summaries are merged in tile order (tensor, block, snapshot), whichever worker finishes first: the
-        // same sums, bit for bit, for any worker count and for a sharded run holding the same tiles. The tiles are
-        // handed out in that order too, so only the few finished ahead of a slower one wait.
+        // same sums, bit for bit, for any worker count and for a sharded run holding the same tiles.
         let jobs = reader.tiles.indices.filter { selectedSet.contains(Int(reader.tiles[$0].tensor)) }
-        var rank = [Int](repeating: 0, count: reader.tiles.count)
-        for (k, j) in jobs.enumerated() { rank[j] = k }
-        let ranks = rank
-        let order = OrderedMerge()
-        try reader.scan(tiles: jobs, workers: options.workers, progress: pass2) { tile, _ in
+        try reader.scanOrdered(tiles: jobs, workers: options.workers, progress: pass2, { tile -> (Int, [ValueSummary]) in
             let f = tile.firstSnapshot, St = tile.snapshots
             let lo = Swift.max(f, range.lowerBound), hi = Swift.min(f + St, range.upperBound)
-            guard lo < hi else { return }
+            guard lo < hi else { return (0, []) }
             var vals = [Double](repeating: 0, count: tile.parameters * St)
             vals.withUnsafeMutableBufferPointer { tile.values(into: $0) }
             let hlo = edges.value[2 * tile.tensor], hhi = edges.value[2 * tile.tensor + 1]
@@ -134,12 +129,10 @@ public enum TensorMoments {
                 for p in 0..<tile.parameters { column[p] = vals[p * St + s] }
                 return summarize(column, buckets: nb, low: hlo, width: width)
             }
-            lock.lock()
-            order.finished(ranks[tile.tileIndex], (tile.tensor * S + (lo - range.lowerBound), parts)) { at, parts in
-                for (i, part) in parts.enumerated() { table.value[at + i].merge(part) }
-            }
-            lock.unlock()
-        }
+            return (tile.tensor * S + (lo - range.lowerBound), parts)
+        }, merge: { at, parts in
+            for (i, part) in parts.enumerated() { table.value[at + i].merge(part) }
+        })
         var rows: [TensorSnapshotMoments] = []
         for t in selected {
             for k in 0..<S {
@@ -236,17 +229,3 @@ public enum TensorMoments {
     }
 }
 
-/// Results handed in by rank (0, 1, 2 … in any order) and applied in rank order: those ahead of the next rank wait.
-/// Called under the caller's lock.
-final class OrderedMerge: @unchecked Sendable {
-    private var next = 0
-    private var waiting: [Int: (Int, [ValueSummary])] = [:]
-
-    func finished(_ rank: Int, _ result: (Int, [ValueSummary]), apply: (Int, [ValueSummary]) -> Void) {
-        waiting[rank] = result
-        while let r = waiting.removeValue(forKey: next) {
-            apply(r.0, r.1)
-            next += 1
-        }
-    }
-}
