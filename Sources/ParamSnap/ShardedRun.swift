@@ -197,6 +197,13 @@ public enum ShardedRun {
         for name in [ShardManifest.fileName] + plan.map(\.file) {
             try OutputPath.check(output: folder + "/" + name, inputs: inputs, force: force)
         }
+        // Replacing a run (--force): its manifest goes first, so an interrupted split leaves no run rather than the old
+        // manifest over a mix of old and new shards.
+        let manifestPath = folder + "/" + ShardManifest.fileName
+        if force && FileManager.default.fileExists(atPath: manifestPath) {
+            guard unlink(manifestPath) == 0 else { throw IOError.replace(path: manifestPath, errno: errno) }
+            WritableFile.syncDirectory(of: manifestPath)
+        }
         var report = SplitReport()
         let total = reader.liveTileBytes
         var done: UInt64 = 0

@@ -180,6 +180,13 @@ import ParamSnapAnalysis
             r = try runProcess(psnap, cmd)
             #expect(r.status != 0 && r.err.contains("is a sharded run"), "\(cmd): \(r.err)")
         }
+        // Replacing a run with --force unpublishes it first: a split that fails part way (here: its second shard's
+        // name is taken by a folder) leaves no manifest over a mix of old and new shards.
+        let replaced = try copy("replaced")
+        try FileManager.default.removeItem(atPath: replaced + "/shard-00001.psnap")
+        try FileManager.default.createDirectory(atPath: replaced + "/shard-00001.psnap/x", withIntermediateDirectories: true)
+        r = try runProcess(psnap, ["shard", dir + "/run.psnap", "-o", replaced, "--shard-size", "1500KB", "--force"])
+        #expect(r.status != 0 && !FileManager.default.fileExists(atPath: replaced + "/manifest.json"), "\(r.status) \(r.err)")
         // The split never writes over an existing run without --force.
         r = try runProcess(psnap, ["shard", run + "/shard-00000.psnap", "-o", run, "--shard-size", "1MB"])
         #expect(r.status != 0 && r.err.contains("exists"), "\(r.err)")
