@@ -375,6 +375,8 @@ struct DensityAccumulator: Sendable {
     /// The batch: each point's row, point-major (rows[n · stride + i]), for `batched` series.
     var rows: [Int32] = []
     var batched = 0
+    /// The series of a segment the band table does not take (`psnap_density_count`).
+    var restRows: [Int32] = []
     /// Band tables: segment n's series from row r₀ to r₁ = r₀ + e (|e| ≤ `bandReach`, both in the range) are counted at
     /// bandBase(n) + (bandReach + e) · (H + 2) + r₀ + 1 (one row of the table per e: the few e of most segments stay in
     /// a few KiB of cache); those below the range at both ends at e = 0, r₀ = −1, above at e = 0, r₀ = H. A table per segment kept for the whole pass when they fit
@@ -502,35 +504,25 @@ struct DensityAccumulator: Sendable {
         if bands.adds + adds > tableRedraw || (pairs?.adds ?? 0) + adds > tableRedraw { drawTables(keep: true) }
         bands.adds += adds
         pairs?.adds += adds
-        let reach = Int(Self.bandReach), bandSize = Self.bandTableSize(height: H)
+        let bandSize = Self.bandTableSize(height: H)
         let bandCells = bands.cells, pairCells = pairs?.cells, persistent = persistentBands
+        if restRows.count < count { restRows = [Int32](repeating: 0, count: capacity) }
         columns.withUnsafeBufferPointer { col in diff.withUnsafeMutableBufferPointer { dd in rows.withUnsafeBufferPointer { rw in
-            pairBase.withUnsafeBufferPointer { pairBase in
-            let rows = rw.baseAddress!, d = dd.baseAddress!
+            pairBase.withUnsafeBufferPointer { pairBase in restRows.withUnsafeMutableBufferPointer { rr in
+            let rows = rw.baseAddress!, d = dd.baseAddress!, rest = rr.baseAddress!
             for n in 0..<(N - 1) {
                 let c0 = col[n], L = col[n + 1] - c0
                 guard L > 0 else { continue }
                 let a = rows + n * stride, b = a + stride
-                // band[e · (H + 2) + r₀ + 1]: the segment's series from r₀ to r₀ + e.
-                let band = bandCells + (persistent ? n * bandSize : 0) + reach * H2
+                // The segment's band table: its series from r₀ to r₀ + e at (reach + e) · (H + 2) + r₀ + 1.
+                let table = bandCells + (persistent ? n * bandSize : 0)
                 let pairAt = pairCells != nil && pairBase[n] >= 0 ? pairCells! + pairBase[n] : nil
-                for p in 0..<count {
-                    let r0 = a[p], r1Drawn = b[p]
-                    guard r0 != none && r1Drawn != none else { continue }
-                    let r1 = L == 1 ? r0 : r1Drawn   // one column: only its first row counts
-                    let e = r1 &- r0
-                    if UInt32(bitPattern: r0) < UInt32(H) && UInt32(bitPattern: r1) < UInt32(H) {
-                        if UInt32(bitPattern: e &+ Self.bandReach) <= UInt32(2 * Self.bandReach) {
-                            band[Int(e) &* H2 &+ Int(r0 &+ 1)] &+= 1
-                        } else if let pairAt {
-                            pairAt[Int(r0) &* H &+ Int(r1)] &+= 1
-                        } else {
-                            Self.drawSegment(d, height: H, from: Int(r0), to: Int(r1), column: c0, width: L, weight: 1)
-                        }
-                    } else if r0 < 0 && r1 < 0 {
-                        band[0] &+= 1
-                    } else if r0 >= Int32(H) && r1 >= Int32(H) {
-                        band[H + 1] &+= 1
+                // The segments of the band table in C (`psnap_density_count`); the others here.
+                let others = psnap_density_count(a, b, count, L == 1 ? 1 : 0, Int32(H), Self.bandReach, table, rest)
+                for k in 0..<others {
+                    let p = Int(rest[k]), r0 = a[p], r1 = L == 1 ? r0 : b[p]   // one column: only its first row counts
+                    if UInt32(bitPattern: r0) < UInt32(H) && UInt32(bitPattern: r1) < UInt32(H), let pairAt {
+                        pairAt[Int(r0) &* H &+ Int(r1)] &+= 1
                     } else {
                         Self.drawSegment(d, height: H, from: Int(r0), to: Int(r1), column: c0, width: L, weight: 1)
                     }
@@ -544,7 +536,7 @@ struct DensityAccumulator: Sendable {
                 d[cl * H2 + r + 1] += 1
                 d[(cl + 1) * H2 + r + 1] -= 1
             }
-        } } } }
+        } } } } }
         batched = 0
     }
 

@@ -52,12 +52,42 @@ enum TrajectoryRows {
     /// finite when the row holds NaN or an infinity or its squares overflow f64 (such a row takes no part).
     @inline(__always)
     static func centre(_ row: UnsafeMutablePointer<Double>, count d: Int) -> Double {
-        var sum = 0.0
-        for i in 0..<d { sum += row[i] }
+        // Four running sums of four lanes: one running sum waits for each add (a trajectory of 150 snapshots took
+        // 1.2 µs here, 8 % of a report's time; RATIONALE §I). Fixed order, so the same row gives the same bits.
+        let raw = UnsafeMutableRawPointer(row)
+        let whole = d & ~15
+        var a = SIMD4<Double>(), b = SIMD4<Double>(), c = SIMD4<Double>(), e = SIMD4<Double>()
+        var i = 0
+        while i < whole {
+            a += raw.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<Double>.self)
+            b += raw.loadUnaligned(fromByteOffset: 8 * (i + 4), as: SIMD4<Double>.self)
+            c += raw.loadUnaligned(fromByteOffset: 8 * (i + 8), as: SIMD4<Double>.self)
+            e += raw.loadUnaligned(fromByteOffset: 8 * (i + 12), as: SIMD4<Double>.self)
+            i += 16
+        }
+        var tail = 0.0
+        while i < d { tail += row[i]; i += 1 }
+        let lanes = (a + b) + (c + e)
+        let sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + tail
         guard sum.isFinite else { return .nan }
-        let mean = sum / Double(d)
-        var squares = 0.0
-        for i in 0..<d { let c = row[i] - mean; row[i] = c; squares += c * c }
-        return squares
+        let mean = sum / Double(d), m = SIMD4<Double>(repeating: mean)
+        var qa = SIMD4<Double>(), qb = SIMD4<Double>(), qc = SIMD4<Double>(), qe = SIMD4<Double>()
+        i = 0
+        while i < whole {
+            let x0 = raw.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<Double>.self) - m
+            let x1 = raw.loadUnaligned(fromByteOffset: 8 * (i + 4), as: SIMD4<Double>.self) - m
+            let x2 = raw.loadUnaligned(fromByteOffset: 8 * (i + 8), as: SIMD4<Double>.self) - m
+            let x3 = raw.loadUnaligned(fromByteOffset: 8 * (i + 12), as: SIMD4<Double>.self) - m
+            raw.storeBytes(of: x0, toByteOffset: 8 * i, as: SIMD4<Double>.self)
+            raw.storeBytes(of: x1, toByteOffset: 8 * (i + 4), as: SIMD4<Double>.self)
+            raw.storeBytes(of: x2, toByteOffset: 8 * (i + 8), as: SIMD4<Double>.self)
+            raw.storeBytes(of: x3, toByteOffset: 8 * (i + 12), as: SIMD4<Double>.self)
+            qa += x0 * x0; qb += x1 * x1; qc += x2 * x2; qe += x3 * x3
+            i += 16
+        }
+        var tailSquares = 0.0
+        while i < d { let x = row[i] - mean; row[i] = x; tailSquares += x * x; i += 1 }
+        let q = (qa + qb) + (qc + qe)
+        return ((q[0] + q[1]) + (q[2] + q[3])) + tailSquares
     }
 }

@@ -351,12 +351,16 @@ final class ReportObserver: DensityBlockObserver, @unchecked Sendable {
         let S = snapshots
         if !histograms.isEmpty {
             let slot = slotOfTensor[tensor]
+            // Counted in a local (a stored property's every access is checked for exclusivity).
+            var h = histograms
+            histograms = []
             out.withUnsafeMutableBufferPointer { o in
                 for p in 0..<n {
                     TrajectoryState.shapeStatistics(UnsafeBufferPointer(start: rows + p * S, count: S), into: o.baseAddress!)
-                    for k in 0..<4 where histograms[k] != nil { histograms[k]!.add(o[k], slot: slot) }
+                    for k in 0..<4 where h[k] != nil { h[k]!.add(o[k], slot: slot) }
                 }
             }
+            histograms = h
         }
         if gram != nil {
             // The Gram accumulator centres rows in place: a copy, the loaded rows are read only.
