@@ -87,6 +87,8 @@ def main(argv):
         r0, r1 = rows[ok, n], rows[ok, n + 1]
         for j in range(L):
             add(int(cols[n]) + j, r0 + (2 * j * (r1 - r0) + L) // (2 * L))
+        if L > 0:   # a finite point before a non-finite one: its own row in its own column
+            add(int(cols[n]), rows[fin[:, n] & ~fin[:, n + 1], n])
     add(int(cols[N - 1]), rows[fin[:, N - 1], N - 1])
     for c in range(W):
         if not (got[:, c] == want[1:H + 1, c]).all():

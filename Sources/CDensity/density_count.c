@@ -6,25 +6,26 @@
 
 enum { COUNT_CHUNK = 256 };
 
-#define DENSITY_COUNT_BODY                                                                                  \
-    const int32_t H2 = H + 2;                                                                               \
-    const int32_t below = reach * H2, above = reach * H2 + H + 1;                                           \
-    int32_t key[COUNT_CHUNK];                                                                               \
-    long others = 0;                                                                                        \
-    for (long start = 0; start < n; start += COUNT_CHUNK) {                                                 \
-        long m = n - start < COUNT_CHUNK ? n - start : COUNT_CHUNK;                                         \
-        const int32_t *a = from + start, *b = (oneColumn ? from : to) + start;                              \
-        for (long i = 0; i < m; i++) {                                                                      \
-            int32_t r0 = a[i], r1 = b[i];                                                                   \
-            uint32_t e = (uint32_t)r1 - (uint32_t)r0;                                                       \
-            int none = (r0 == INT32_MIN) | (r1 == INT32_MIN);                                               \
-            int inside = ((uint32_t)r0 < (uint32_t)H) & ((uint32_t)r1 < (uint32_t)H);                       \
-            int band = inside & (e + (uint32_t)reach <= 2u * (uint32_t)reach);                              \
-            int lowBoth = (r0 < 0) & (r1 < 0) & !none;                                                      \
-            int highBoth = (r0 >= H) & (r1 >= H);                                                           \
-            int32_t slot = (int32_t)((e + (uint32_t)reach) * (uint32_t)H2 + (uint32_t)r0 + 1u);                        \
-            key[i] = band ? slot : lowBoth ? below : highBoth ? above : none ? -1 : -2;                     \
-        }                                                                                                   \
+#define DENSITY_COUNT_BODY                                                                              \
+    const int32_t H2 = H + 2;                                                                           \
+    const int32_t below = reach * H2, above = reach * H2 + H + 1;                                       \
+    int32_t key[COUNT_CHUNK];                                                                           \
+    long others = 0;                                                                                    \
+    for (long start = 0; start < n; start += COUNT_CHUNK) {                                             \
+        long m = n - start < COUNT_CHUNK ? n - start : COUNT_CHUNK;                                     \
+        const int32_t *a = from + start, *b = to + start;                                               \
+        for (long i = 0; i < m; i++) {                                                                  \
+            int32_t r0 = a[i], r1d = b[i];                                                              \
+            int32_t r1 = (oneColumn | (r1d == INT32_MIN)) ? r0 : r1d;                                   \
+            uint32_t e = (uint32_t)r1 - (uint32_t)r0;                                                   \
+            int none = r0 == INT32_MIN, wide = (r1d == INT32_MIN) & !oneColumn;                         \
+            int inside = ((uint32_t)r0 < (uint32_t)H) & ((uint32_t)r1 < (uint32_t)H) & !wide;           \
+            int band = inside & (e + (uint32_t)reach <= 2u * (uint32_t)reach);                          \
+            int lowBoth = (r0 < 0) & (r1 < 0) & !none & !wide;                                          \
+            int highBoth = (r0 >= H) & (r1 >= H) & !wide;                                               \
+            int32_t slot = (int32_t)((e + (uint32_t)reach) * (uint32_t)H2 + (uint32_t)r0 + 1u);         \
+            key[i] = band ? slot : lowBoth ? below : highBoth ? above : none ? -1 : -2;                 \
+        }                                                                                               \
         for (long i = 0; i < m; i++) {                                                                  \
             int32_t k = key[i];                                                                         \
             if (k >= 0) table[k]++;                                                                     \

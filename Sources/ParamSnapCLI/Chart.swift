@@ -42,7 +42,7 @@ package struct ChartCommand: ParsableCommand {
     @Option(help: "Only tensors whose name matches this glob; repeatable.") var include: [String] = []
     @Option(help: "Grid columns (pixels of the plot area).") var width: Int = 1000
     @Option(help: "Grid rows.") var height: Int = 500
-    @Option(name: .customLong("y-range"), help: "Value range LO:HI (default: from a sample of the run).") var yRange: String?
+    @Option(name: .customLong("y-range"), help: "Value range LO:HI (default: from a sample of the run); a negative LO as --y-range=-2:2.") var yRange: String?
     @Flag(name: .customLong("full-range"), help: "Range from every value's minimum and maximum (one more pass).") var fullRange = false
     @Option(help: "Colour scale: log or eq (histogram-equalised).") var scale: DensityScale = .log
     @Option(help: "Write the grid of counts to this .npy file.") var counts: String?

@@ -49,6 +49,31 @@ private let pillowAvailable = pythonSucceeds("import PIL")
         }
     }
 
+    @Test(.enabled(if: numpyAvailable)) func aPointBeforeANonFiniteOneIsInItsColumn() throws {
+        // NaN and ±inf in the middle, at the start and at the end of trajectories; segments one column wide (width =
+        // snapshots) and wider, and a range that leaves values below and above it: counts and every point's column
+        // equal numpy's.
+        let dir = tempDir(); defer { cleanup(dir) }
+        let script = """
+        import numpy as np, sys
+        rng = np.random.default_rng(5)
+        x = np.cumsum(rng.normal(size=(20, 64)).astype(np.float32), axis=0)
+        x[3, 5] = np.nan; x[7, 9] = np.inf; x[8, 10] = -np.inf; x[12, 11] = np.nan; x[0, 12] = np.nan; x[19, 13] = np.nan
+        x[4:9, 14] = np.nan
+        for s in range(20): np.savez(f"{sys.argv[1]}/step-{s:03d}.npz", w=x[s])
+        """
+        try FileManager.default.createDirectory(atPath: dir + "/dumps", withIntermediateDirectories: true)
+        let made = try runProcess("/usr/bin/env", ["python3", "-c", script, dir + "/dumps"])
+        #expect(made.status == 0, "\(made.err)")
+        let path = dir + "/run.psnap"
+        #expect(try runProcess(psnap, ["convert", dir + "/dumps", "-o", path, "--quiet"]).status == 0)
+        for view in ["values", "relative", "steps"] {
+            for size in [["--width", "20", "--height", "30"], ["--width", "57", "--height", "40"], ["--width", "20", "--height", "16", "--y-range=-2:2"]] {
+                try checkCounts(path, view: view, size: size, in: dir)
+            }
+        }
+    }
+
     @Test func quantilesOfTheSampleAreThoseOfItsSortedCopy() {
         // The default range's quantiles come from a selection, not a sort: the same values on samples with many ties,
         // sorted and reversed input, and one value.
