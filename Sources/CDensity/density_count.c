@@ -16,15 +16,15 @@ enum { COUNT_CHUNK = 256 };
         const int32_t *a = from + start, *b = to + start;                                               \
         for (long i = 0; i < m; i++) {                                                                  \
             int32_t r0 = a[i], r1d = b[i];                                                              \
-            int32_t r1 = (oneColumn | (r1d == INT32_MIN)) ? r0 : r1d;                                   \
+            int32_t r1 = oneColumn ? r0 : r1d;                                                          \
             uint32_t e = (uint32_t)r1 - (uint32_t)r0;                                                   \
-            int none = r0 == INT32_MIN, wide = (r1d == INT32_MIN) & !oneColumn;                         \
-            int inside = ((uint32_t)r0 < (uint32_t)H) & ((uint32_t)r1 < (uint32_t)H) & !wide;           \
+            int next = r1d != INT32_MIN; /* else: skipped (r0 too) or to `rest` */                      \
+            int inside = ((uint32_t)r0 < (uint32_t)H) & ((uint32_t)r1 < (uint32_t)H) & next;            \
             int band = inside & (e + (uint32_t)reach <= 2u * (uint32_t)reach);                          \
-            int lowBoth = (r0 < 0) & (r1 < 0) & !none & !wide;                                          \
-            int highBoth = (r0 >= H) & (r1 >= H) & !wide;                                               \
+            int lowBoth = (r0 < 0) & (r1 < 0) & (r0 != INT32_MIN) & next;                               \
+            int highBoth = (r0 >= H) & (r1 >= H) & next;                                                \
             int32_t slot = (int32_t)((e + (uint32_t)reach) * (uint32_t)H2 + (uint32_t)r0 + 1u);         \
-            key[i] = band ? slot : lowBoth ? below : highBoth ? above : none ? -1 : -2;                 \
+            key[i] = band ? slot : lowBoth ? below : highBoth ? above : r0 == INT32_MIN ? -1 : -2;      \
         }                                                                                               \
         for (long i = 0; i < m; i++) {                                                                  \
             int32_t k = key[i];                                                                         \

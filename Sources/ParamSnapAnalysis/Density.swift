@@ -521,7 +521,7 @@ struct DensityAccumulator: Sendable {
                 let others = psnap_density_count(a, b, count, L == 1 ? 1 : 0, Int32(H), Self.bandReach, table, rest)
                 for k in 0..<others {
                     let p = Int(rest[k]), r0 = a[p], r1 = L == 1 ? r0 : b[p]   // one column: only its first row counts
-                    if r1 == none {
+                    if b[p] == none {
                         // A finite point before a non-finite one: its own row in its own column (spec/CHARTS.md §3).
                         Self.drawSegment(d, height: H, from: Int(r0), to: Int(r0), column: c0, width: 1, weight: 1)
                     } else if UInt32(bitPattern: r0) < UInt32(H) && UInt32(bitPattern: r1) < UInt32(H), let pairAt {
