@@ -24,7 +24,7 @@ package struct CompactCommand: ParsableCommand {
     @Argument(help: "The .psnap run.") var runPath: String
     @Option(name: .shortAndLong, help: "Output file (default: replace RUN).") var output: String?
     @Flag(help: "Replace an existing output file (never RUN itself: omit -o to compact in place).") var force = false
-    @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1; what convert uses). Default: the input's.") var blockSize: String?
+    @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1; what convert uses, with convert's zstd level rule unless --level). Default: the input's.") var blockSize: String?
     @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024
@@ -46,9 +46,12 @@ package struct CompactCommand: ParsableCommand {
             let before = try PSnapReader(path: runPath)
             let B = blockSize.map { $0 == "auto" ? Spec.compactBlockSize(snapshots: before.snapshotCount, tensors: before.tensors) : Int($0)! }   // checked in validate()
             var chain: CodecChain? = nil
-            if codec != nil || level != nil {
+            // --block-size auto also takes convert's level rule (spec §5), never lowering the input's.
+            let inputLevel = before.header.codecChain.zstdLevel
+            let autoLevel = blockSize == "auto" && level == nil ? max(inputLevel, Spec.compactZstdLevel(before.tensors)) : inputLevel
+            if codec != nil || level != nil || autoLevel != inputLevel {
                 chain = try CodecChain(parsing: codec ?? before.header.codecChain.stages.map(\.description).joined(separator: ","),
-                                       zstdLevel: level ?? before.header.codecChain.zstdLevel)
+                                       zstdLevel: level ?? autoLevel)
             }
             var options = WriterOptions()
             options.memoryBudget = memory << 20

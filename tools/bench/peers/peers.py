@@ -34,8 +34,7 @@ SLAB = 65536          # parameters gathered / scanned per step (whole chunks: ev
 
 def psnap_block(S, itemsize, tile=262144):
     """ParamSnap's block size for a converted run (spec/FORMAT.md §4.1, Spec.compactBlockSize): the largest power of
-    two B with B * S * itemsize <= 256 KiB, within 64 ... 4096. The chunked contenders use the same chunk.
-    tile=65536 gives the rule before 2026-12-04 (the previous default, contender psnap_prev)."""
+    two B with B * S * itemsize <= 256 KiB, within 64 ... 4096. The chunked contenders use the same chunk."""
     b = 64
     while b * 2 <= 4096 and b * 2 * max(1, S) * itemsize <= tile:
         b *= 2
@@ -48,7 +47,7 @@ SEED = 20261129
 CONTENDERS = [
     # name, label, description
     ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + lead + split + zstdplanes L3, B auto (tiles up to 256 KiB, spec §4.1)"),
-    ("psnap_prev", "ParamSnap, previous default", "psnap convert --codec linpred,split,zstdplanes with the 64 KiB tile rule (the default until 2026-12-04)"),
+    ("psnap_prev", "ParamSnap, previous default", "psnap convert --codec linpred,lead,split,zstdplanes --level 3 (the default until 2026-12-04, before 2-byte runs went to level 9)"),
     ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B auto (tiles up to 256 KiB, spec §4.1), groups of 32 parameters"),
     ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B auto (tiles up to 256 KiB, spec §4.1)"),
     ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B auto (tiles up to 256 KiB, spec §4.1)"),
@@ -70,7 +69,7 @@ CONTENDERS = [
 ]
 LABEL = {c[0]: c[1] for c in CONTENDERS}
 # ParamSnap contenders: the codec chain each converts with (None: the default).
-PSNAP_CHAINS = {"psnap": None, "psnap_prev": "linpred,split,zstdplanes", "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
+PSNAP_CHAINS = {"psnap": None, "psnap_prev": "linpred,lead,split,zstdplanes", "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
                 "psnap_xor": "xor,split,zstd"}
 DESC = {c[0]: c[2] for c in CONTENDERS}
 
@@ -618,7 +617,7 @@ def bench_run(a, run, rundir, avail, contenders):
     res = {}
     for c in contenders:
         psnap_file = store_path(rundir, c) + ".psnap"
-        codec = ["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []
+        codec = (["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []) + (["--level", "3"] if c == "psnap_prev" else [])
         r = {"label": LABEL[c], "how": DESC[c]}
         res[c] = r
         if c == "fpzip" and run["dtype"] != "F32" and not avail.get(c):
@@ -637,7 +636,7 @@ def bench_run(a, run, rundir, avail, contenders):
                     if os.path.exists(psnap_file):
                         os.unlink(psnap_file)
                     _, wall, rss = run_child([a.psnap, "convert", run["dumps_dir"], "-o", psnap_file, "--quiet",
-                                              "--block-size", str(run["chunk_prev"] if c == "psnap_prev" else run["chunk"])] + codec)
+                                              "--block-size", str(run["chunk"])] + codec)
                     w.append((wall, rss))
                 r["write_s"] = med([x[0] for x in w]); r["write_rss_mib"] = max(x[1] for x in w)
                 r["bytes"] = os.path.getsize(psnap_file)
@@ -861,7 +860,6 @@ def bench(a):
         run["dumps_dir"] = dd
         run["note"] = note
         run["chunk"] = a.chunk or psnap_block(run["snapshots"], run["itemsize"])
-        run["chunk_prev"] = a.chunk or psnap_block(run["snapshots"], run["itemsize"], tile=65536)
         big = max(run["tensors"], key=lambda t: t["n"])
         run["probe_tensor"], run["probe_snapshot"] = big["name"], run["snapshots"] // 2
         json.dump(run, open(os.path.join(rundir, "run.json"), "w"))
