@@ -67,7 +67,10 @@ extension TileCodecError: CustomStringConvertible {
 
     /// Encodes one raw tile (`params × snapshots` elements of `elementSize` bytes, parameter-major).
     /// Returns the stored bytes (valid until the next call on this codec) and whether they are raw (§4).
-    @_spi(Internals) public func encode(_ raw: UnsafeRawBufferPointer, elementSize: Int, params: Int, snapshots: Int) -> (stored: UnsafeRawBufferPointer, storedRaw: Bool) {
+    /// `anchor` (one element per parameter: its value at snapshot 0; chains starting with `linpred` only): encode the
+    /// tile anchored (§5), unless it is stored raw (the raw tile itself, never anchored).
+    @_spi(Internals) public func encode(_ raw: UnsafeRawBufferPointer, elementSize: Int, params: Int, snapshots: Int,
+                                        anchor: UnsafeRawPointer? = nil) -> (stored: UnsafeRawBufferPointer, storedRaw: Bool) {
         let n = raw.count
         precondition(n == params * snapshots * elementSize, "raw tile size")
         if n == 0 || chain.stages.isEmpty { return (raw, true) }
@@ -75,6 +78,10 @@ extension TileCodecError: CustomStringConvertible {
         Self.ensure(&a, cap)
         Self.ensure(&b, cap)
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
+        if let anchor {
+            precondition(chain.stages.first == .linpred, "anchored tiles need linpred first")
+            Transforms.anchor(a.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: false)
+        }
         var cur = a, other = b
         let count = params * snapshots
         var rest = transforms[...]
@@ -290,6 +297,12 @@ extension TileCodecError: CustomStringConvertible {
         }
         guard offset == stored.count else { throw .badPlaneTable("planes hold \(offset) bytes, the tile stores \(stored.count)") }
         return planes
+    }
+
+    /// Undoes the anchoring of a decoded anchored tile, row or column (§5): `params × snapshots` elements at `values`,
+    /// `anchor` one element per parameter.
+    @_spi(Internals) public static func unanchor(_ values: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int, anchor: UnsafeRawPointer) {
+        Transforms.anchor(values, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: true)
     }
 
     /// Decodes stored bytes into `out` (exactly the raw tile's size).

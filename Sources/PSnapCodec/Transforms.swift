@@ -58,6 +58,28 @@ enum Transforms {
         u ^ ((u &>> (T.bitWidth &- 1)) &* (T.max &>> 1))
     }
 
+    /// §5 anchored tiles: each parameter's values as order-preserving integers minus (`add`: plus) the parameter's
+    /// anchor (its value at snapshot 0), modulo 2^W. `buf` holds `params × snapshots` elements, parameter-major;
+    /// `anchor` one element per parameter.
+    static func anchor(_ buf: UnsafeMutableRawPointer, elementSize e: Int, params P: Int, snapshots S: Int, anchor: UnsafeRawPointer, add: Bool) {
+        func run<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) {
+            for p in 0..<P {
+                let a = monotone(T(littleEndian: anchor.loadUnaligned(fromByteOffset: p * e, as: T.self)))
+                for s in 0..<S {
+                    let o = (p * S + s) * e
+                    let m = monotone(T(littleEndian: buf.loadUnaligned(fromByteOffset: o, as: T.self)))
+                    buf.storeBytes(of: monotone(add ? m &+ a : m &- a).littleEndian, toByteOffset: o, as: T.self)
+                }
+            }
+        }
+        switch e {
+        case 1: run(UInt8.self)
+        case 2: run(UInt16.self)
+        case 4: run(UInt32.self)
+        default: run(UInt64.self)
+        }
+    }
+
     @inline(__always)
     static func zigzag<T: FixedWidthInteger & UnsignedInteger>(_ r: T) -> T {
         (r &<< 1) ^ (0 &- (r &>> (T.bitWidth &- 1)))

@@ -94,7 +94,10 @@ public struct Commit: Sendable {
         while i < tiles.count, tiles[i].tensor == UInt32(t), tiles[i].block == UInt64(b) {
             let x = tiles[i]
             func bad(_ r: String) -> FormatError { .badTileEntry(entry: UInt64(i), reason: r) }
-            guard x.flags & ~Spec.flagStoredRaw == 0 else { throw bad("reserved flag bits set (0x\(String(x.flags, radix: 16)))") }
+            guard x.flags & ~(Spec.flagStoredRaw | Spec.flagAnchored) == 0 else { throw bad("reserved flag bits set (0x\(String(x.flags, radix: 16)))") }
+            guard !x.anchored || (x.firstSnapshot > 0 && !x.storedRaw) else {
+                throw bad(x.storedRaw ? "anchored and stored raw" : "anchored tile at snapshot 0 (it would be its own anchor)")
+            }
             guard x.firstSnapshot == next else {
                 throw .tileCoverage(tensor: layout.tensors[t].name, block: UInt64(b),
                                     reason: x.firstSnapshot < next ? "tiles overlap at snapshot \(x.firstSnapshot)" : "no tile holds snapshots \(next)..<\(x.firstSnapshot)")

@@ -17,6 +17,8 @@ public enum Spec {
     public static let tileIndexEntrySize = 64
     /// §6: flag bit 0, stored raw.
     public static let flagStoredRaw: UInt32 = 1
+    /// §6 flag bit 1: the tile's values are stored relative to the block's snapshot-0 values (§5 `linpred`, anchored).
+    public static let flagAnchored: UInt32 = 2
     /// §8: `PSNAPFTR`.
     public static let footerMagic: [UInt8] = Array("PSNAPFTR".utf8)
     /// §8: `PSNAPEND`.

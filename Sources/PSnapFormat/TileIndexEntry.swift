@@ -21,6 +21,7 @@ public struct TileIndexEntry: Equatable, Sendable {
 
     /// §6 flag bit 0.
     public var storedRaw: Bool { flags & Spec.flagStoredRaw != 0 }
+    public var anchored: Bool { flags & Spec.flagAnchored != 0 }
 
     func encode(into w: inout ByteWriter) {
         w.u32(tensor); w.u32(flags); w.u64(block); w.u64(firstSnapshot); w.u64(snapshotCount)

@@ -191,12 +191,51 @@ public final class PSnapReader: @unchecked Sendable {
         let x = tiles[i]
         if verifyChecksums && !checked { try verifyTile(i) }
         let t = Int(x.tensor)
+        let anchor = x.anchored ? try anchorValues(ofTile: i, codec: codec) : []
+        let params = layout.blockParams(tensor: t, block: Int(x.block))
         do {
             try codec.decode(storedBytes(i), storedRaw: x.storedRaw, into: out, elementSize: tensors[t].dtype.size,
-                             params: layout.blockParams(tensor: t, block: Int(x.block)), snapshots: Int(x.snapshotCount))
+                             params: params, snapshots: Int(x.snapshotCount))
         } catch {
             throw .tileDecode(tile: tileName(i), reason: "\(error)")
         }
+        if x.anchored {
+            anchor.withUnsafeBytes { TileCodec.unanchor(out.baseAddress!, elementSize: tensors[t].dtype.size, params: params, snapshots: Int(x.snapshotCount), anchor: $0.baseAddress!) }
+        }
+    }
+
+    /// The values at snapshot 0 of the block of tile `i` (one element per parameter), what an anchored tile is stored
+    /// relative to (§5): the first column of the block's first tile, which is never anchored. With `lead` that
+    /// column is a short prefix of each plane.
+    @_spi(Internals) public func anchorValues(ofTile i: Int, codec: TileCodec) throws(FormatError) -> [UInt8] {
+        let x = tiles[i]
+        let t = Int(x.tensor), b = Int(x.block)
+        let j = tileRange(tensor: t, block: b).lowerBound
+        let y = tiles[j]
+        let e = tensors[t].dtype.size, params = layout.blockParams(tensor: t, block: b), S = Int(y.snapshotCount)
+        guard header.codecChain.stages.first == .linpred else {
+            throw .tileDecode(tile: tileName(i), reason: "anchored, but the codec chain does not start with linpred")
+        }
+        var out = [UInt8](repeating: 0, count: params * e)
+        if verifyChecksums { try verifyTile(j) }
+        do {
+            let lead = codec.chain.stages.contains(.lead)
+            if let planes = try codec.inflate(storedBytes(j), storedRaw: y.storedRaw, elementSize: e, params: params, snapshots: S,
+                                              keep: false, prefix: lead ? params : nil) {
+                out.withUnsafeMutableBytes { codec.decodeColumn(planes, column: 0, into: $0.baseAddress!, elementSize: e, params: params, snapshots: S) }
+            } else {
+                let full = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, Int(y.rawLength)), alignment: 64)
+                defer { full.deallocate() }
+                try codec.decode(storedBytes(j), storedRaw: y.storedRaw, into: UnsafeMutableRawBufferPointer(rebasing: full[0..<Int(y.rawLength)]),
+                                 elementSize: e, params: params, snapshots: S)
+                out.withUnsafeMutableBytes { o in
+                    for p in 0..<params { (o.baseAddress! + p * e).copyMemory(from: full.baseAddress! + p * S * e, byteCount: e) }
+                }
+            }
+        } catch {
+            throw .tileDecode(tile: tileName(j), reason: "\(error)")
+        }
+        return out
     }
 
     /// Tiles of block `block` of tensor `tensor`, in snapshot order.
@@ -267,6 +306,12 @@ public final class PSnapReader: @unchecked Sendable {
                 let S = Int(x.snapshotCount)
                 try out.withUnsafeMutableBytes { o in
                     let dst = o.baseAddress! + Int(x.firstSnapshot) * e
+                    // An anchored tile's row is relative to the parameter's value at snapshot 0, already in `out`
+                    // (the block's first tile comes first and is never anchored).
+                    if x.anchored && header.codecChain.stages.first != .linpred {
+                        throw FormatError.tileDecode(tile: tileName(i), reason: "anchored, but the codec chain does not start with linpred")
+                    }
+                    defer { if x.anchored { TileCodec.unanchor(dst, elementSize: e, params: 1, snapshots: S, anchor: o.baseAddress!) } }
                     if let planes = try inflated(i, codec: codec, params: params) {
                         codec.decodeRow(planes, row: q, into: dst, elementSize: e, snapshots: S)
                         return
@@ -397,9 +442,13 @@ public final class PSnapReader: @unchecked Sendable {
                     let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
                     let params = layout.blockParams(tensor: t, block: b)
                     let dst = o.baseAddress! + b * B * e
-                    if need <= cache.budget / 2, let planes = try inflated(i, codec: codec, params: params) {
-                        codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
-                        continue
+                    if need <= cache.budget / 2 {
+                        let anchor = x.anchored ? try anchorValues(ofTile: i, codec: codec) : []
+                        if let planes = try inflated(i, codec: codec, params: params) {
+                            codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
+                            if x.anchored { anchor.withUnsafeBytes { TileCodec.unanchor(dst, elementSize: e, params: params, snapshots: 1, anchor: $0.baseAddress!) } }
+                            continue
+                        }
                     }
                     let scratch = codec.rawScratch(Int(x.rawLength))
                     try decodeTile(i, into: scratch, codec: codec)

@@ -235,7 +235,9 @@ public final class SnapshotWriter {
                 try? file.truncate(to: before)
             }
         }
-        let oldReader: PSnapReader? = mergeStart < oldEnd ? try committedReader() : nil
+        // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
+        let anchored = mergeStart > 0 && header.codecChain.stages.first == .linpred
+        let oldReader: PSnapReader? = mergeStart < oldEnd || anchored ? try committedReader() : nil
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
                                   old: oldReader, staged: source, workers: options.workers,
                                   batchBytes: max(1 << 20, options.memoryBudget / 8))

@@ -21,6 +21,7 @@ struct EncodedTile {
     var block: Int
     var stored: [UInt8]
     var storedRaw: Bool
+    var anchored: Bool
     var rawLength: Int
     var checksum: UInt64
 }
@@ -141,7 +142,7 @@ struct TileBuilder {
             while buffer.count < (8 << 20), let outs = st.ready.removeValue(forKey: st.nextWrite) {
                 for tile in outs {
                     st.result.entries.append(TileIndexEntry(
-                        tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : 0, block: UInt64(tile.block),
+                        tensor: UInt32(tile.tensor), flags: tile.storedRaw ? Spec.flagStoredRaw : tile.anchored ? Spec.flagAnchored : 0, block: UInt64(tile.block),
                         firstSnapshot: UInt64(first), snapshotCount: UInt64(S), offset: st.result.end,
                         storedLength: UInt64(tile.stored.count), rawLength: UInt64(tile.rawLength), checksum: tile.checksum))
                     st.result.end += UInt64(tile.stored.count)
@@ -221,13 +222,26 @@ struct TileBuilder {
         }
         var out: [EncodedTile] = []
         let B = layout.blockSize
+        // A segment after snapshot 0 is anchored to the block's snapshot-0 values (§5) when the chain starts with
+        // linpred and the blocks are the old file's: its first snapshot then costs a step, not a value.
+        let anchoring = first > 0 && chain.stages.first == .linpred && old.map { $0.layout.blockSize == B && $0.snapshotCount > 0 } == true
         var p = job.p0
         while p < job.p1 {
             let block = p / B
             let params = layout.blockParams(tensor: t, block: block)
             let raw = UnsafeRawBufferPointer(start: dst + (p - job.p0) * rowBytes, count: params * rowBytes)
-            let (stored, storedRaw) = codec.encode(raw, elementSize: e, params: params, snapshots: S)
-            out.append(EncodedTile(tensor: t, block: block, stored: Array(stored), storedRaw: storedRaw,
+            var anchor: [UInt8]? = nil
+            if anchoring, let old {
+                do {
+                    anchor = try old.anchorValues(ofTile: old.tileRange(tensor: t, block: block).lowerBound, codec: oldCodec)
+                } catch {
+                    // Repair: a damaged first tile leaves this tile unanchored (its values are already in `raw`).
+                    guard onDamagedTile != nil else { throw error }
+                }
+            }
+            let (stored, storedRaw) = anchor.map { a in a.withUnsafeBytes { codec.encode(raw, elementSize: e, params: params, snapshots: S, anchor: $0.baseAddress!) } }
+                ?? codec.encode(raw, elementSize: e, params: params, snapshots: S)
+            out.append(EncodedTile(tensor: t, block: block, stored: Array(stored), storedRaw: storedRaw, anchored: anchor != nil && !storedRaw,
                                    rawLength: raw.count, checksum: XXH64.hash(stored)))
             p += params
         }
