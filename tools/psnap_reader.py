@@ -197,7 +197,9 @@ class Psnap:
             _check(tensor < len(self.tensors), f"{at}: tensor {tensor} out of range")
             t = self.tensors[tensor]
             at = f"tile {n} (tensor '{t.name}', block {block}, snapshots {first}..<{first + scount})"
-            _check(flags & ~1 == 0, f"{at}: reserved flag bits set ({flags:#x})")
+            _check(flags & ~3 == 0, f"{at}: reserved flag bits set ({flags:#x})")
+            _check(not flags & 2 or (first > 0 and not flags & 1 and self.chain[:1] == [5]),
+                   f"{at}: anchored, but at snapshot 0, stored raw, or under a chain not starting with linpred")
             _check(block < t.blocks, f"{at}: block out of range ({t.blocks} blocks)")
             _check(scount >= 1 and first + scount <= S_all, f"{at}: segment outside 0..<{S_all}")
             _check(raw == self._params(t, block) * scount * t.esize and raw <= MAX_RAW,
@@ -231,7 +233,12 @@ class Psnap:
                    f" at offset {off}")
         E, P = t.esize, self._params(t, block)
         data = stored if flags & 1 else self._decode(stored, raw_len, E, P, S, f"{at} at offset {off}")
-        return np.frombuffer(data, UINT[E]).reshape(P, S)
+        u = np.frombuffer(data, UINT[E]).reshape(P, S)
+        if flags & 2:   # §5.2 anchored: add back the block's snapshot-0 values, as order-preserving integers
+            anchor = self._tile(t, t.tiles[block][0])[:, 0]
+            with np.errstate(over="ignore"):
+                u = _monotone(_monotone(u, E) + _monotone(anchor, E)[:, None], E)
+        return u
 
     def _decode(self, buf, raw_len, E, P, S, at):   # §5: stages last to first
         N = raw_len // E
@@ -305,6 +312,12 @@ class Psnap:
         row = [self._tile(t, e)[p] for e in t.tiles[b]]
         bits = np.concatenate(row) if row else np.zeros(0, UINT[t.esize])
         return bits.view(t.np_dtype)
+
+
+def _monotone(u, E):
+    """§5 linpred's order-preserving map (its own inverse): the magnitude bits flipped when the sign bit is set."""
+    U = np.dtype(UINT[E]).type
+    return u ^ ((u >> U(8 * E - 1)) * U((1 << (8 * E - 1)) - 1))
 
 
 def _unlinpred(z, E):

@@ -18,6 +18,9 @@ public struct WriterOptions: Sendable {
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
     /// Tiered merging of small trailing segments (§10).
     public var merge: Bool = true
+    /// Store the segments after the first anchored to snapshot 0 (§5.2; chains starting with linpred). False writes
+    /// the layout of writers before anchored tiles (kept for the golden fixtures of that layout).
+    public var anchorSegments: Bool = true
     /// Return dead space to the filesystem after each commit (§9 "Space": hole punching).
     public var reclaimSpace: Bool = true
     /// File-level attributes of a new file.
@@ -236,11 +239,11 @@ public final class SnapshotWriter {
             }
         }
         // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
-        let anchored = mergeStart > 0 && header.codecChain.stages.first == .linpred
+        let anchored = options.anchorSegments && mergeStart > 0 && header.codecChain.stages.first == .linpred
         let oldReader: PSnapReader? = mergeStart < oldEnd || anchored ? try committedReader() : nil
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
                                   old: oldReader, staged: source, workers: options.workers,
-                                  batchBytes: max(1 << 20, options.memoryBudget / 8))
+                                  batchBytes: max(1 << 20, options.memoryBudget / 8), anchorSegments: anchored)
         builder.progress = options.progress
         let built = layout.parameterCount > 0 ? try builder.build(into: file, at: end) : BuildResult(end: end)
         end = built.end

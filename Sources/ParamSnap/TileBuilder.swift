@@ -45,6 +45,8 @@ struct TileBuilder {
     let staged: SnapshotSource?
     package let workers: Int
     let batchBytes: Int            // raw bytes encoded per batch before writing (memory bound)
+    /// Anchor the tiles to snapshot 0 (§5.2) when `first` > 0, the chain starts with linpred and the blocks are `old`'s.
+    var anchorSegments = false
     /// Called after each batch with (raw bytes done, raw bytes total).
     var progress: ((UInt64, UInt64) -> Void)? = nil
     /// Repair mode: an old tile that fails its checksum or decode is replaced by NaN values (canonical quiet NaN
@@ -224,7 +226,7 @@ struct TileBuilder {
         let B = layout.blockSize
         // A segment after snapshot 0 is anchored to the block's snapshot-0 values (§5) when the chain starts with
         // linpred and the blocks are the old file's: its first snapshot then costs a step, not a value.
-        let anchoring = first > 0 && chain.stages.first == .linpred && old.map { $0.layout.blockSize == B && $0.snapshotCount > 0 } == true
+        let anchoring = anchorSegments && first > 0 && chain.stages.first == .linpred && old.map { $0.layout.blockSize == B && $0.snapshotCount > 0 } == true
         var p = job.p0
         while p < job.p1 {
             let block = p / B

@@ -44,6 +44,10 @@ package enum GoldenFixtures {
         TensorInfo(name: "empty", dtype: .f32, shape: [0, 4]),
     ]
 
+    /// The tensors of anchored.psnap.
+    package static let anchoredTensors = dtypeTensors + [TensorInfo(name: "wide", dtype: .f32, shape: [40, 50]),
+                                                         TensorInfo(name: "wide.bf16", dtype: .bf16, shape: [30, 50])]
+
     package static func info(_ k: Int) -> SnapshotInfo {
         SnapshotInfo(step: Int64(k * 100), epoch: Double(k) / 2, time: 1_764_400_000 + Double(k) * 60,
                      metadata: ["loss": .number(2.5 - Double(k) * 0.125), "phase": .string(k < 3 ? "warmup" : "main")])
@@ -82,6 +86,7 @@ package enum GoldenFixtures {
         ("linpred.psnap", { path in
             // The default chain before `lead` (linpred, split, zstdplanes): every dtype, two segments, a block big enough to compress.
             var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 4; o.chain = .linpredSplit
+            o.anchorSegments = false   // as written before anchored tiles (§5.2)
             let w = try SnapshotWriter.create(path: path, tensors: dtypeTensors, options: o)
             for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: dtypeTensors)) { try w.append(info(k), buffers: $0) } }
             try w.close()
@@ -90,6 +95,7 @@ package enum GoldenFixtures {
             // The default chain (linpred, lead, split, zstdplanes): every dtype, two segments, and a 2,000-parameter
             // tensor in blocks of 1,024 whose planes hold the leading column in a zstd block of its own.
             var o = WriterOptions(); o.blockSize = 1024; o.snapshotsPerSegment = 4; o.chain = .default
+            o.anchorSegments = false   // as written before anchored tiles (§5.2)
             let t = dtypeTensors + [TensorInfo(name: "wide", dtype: .f32, shape: [40, 50])]
             let w = try SnapshotWriter.create(path: path, tensors: t, options: o)
             for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) } }
@@ -104,6 +110,18 @@ package enum GoldenFixtures {
             let w = try SnapshotWriter.create(path: path, tensors: t, options: o)
             for k in 0..<7 { try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) } }
             try w.close()
+        }),
+        ("anchored.psnap", { path in
+            // The default chain appended one commit per snapshot, as `psnap append` does: segments 4, 1, 1, every one
+            // after the first anchored to snapshot 0 (§5.2); every dtype, NaN payloads and noise, and a wide tensor.
+            var o = WriterOptions(); o.blockSize = 1024; o.snapshotsPerSegment = 1; o.chain = .default
+            let t = anchoredTensors
+            try SnapshotWriter.create(path: path, tensors: t, options: o).close()
+            for k in 0..<6 {
+                let w = try SnapshotWriter.open(path: path, options: o)
+                try SnapshotWriter.withBuffers(snapshot(k, tensors: t)) { try w.append(info(k), buffers: $0) }
+                try w.close()
+            }
         }),
         ("compacted.psnap", { path in
             let src = path + ".src"

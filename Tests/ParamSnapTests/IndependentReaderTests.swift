@@ -9,7 +9,7 @@ import PSnapTestSupport
 @testable import PSnapImport
 
 @Suite struct IndependentReaderTests {
-    static let fixtures = ["dtypes.psnap", "segments.psnap", "chains.psnap", "linpred.psnap", "lead.psnap", "lenrans.psnap", "compacted.psnap", "torn.psnap"]
+    static let fixtures = ["dtypes.psnap", "segments.psnap", "chains.psnap", "linpred.psnap", "lead.psnap", "anchored.psnap", "lenrans.psnap", "compacted.psnap", "torn.psnap"]
 
     @Test(arguments: fixtures)
     func pythonReaderAgreesWithSwiftReader(name: String) throws {
