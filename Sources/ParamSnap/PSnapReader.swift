@@ -187,11 +187,14 @@ public final class PSnapReader: @unchecked Sendable {
 
     /// Decodes tile `i` into `out` (exactly `rawLength` bytes), using `codec`; `checked`: the caller has just
     /// verified the tile's checksum (else it is verified here when `verifyChecksums`).
-    @_spi(Internals) public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec, checked: Bool = false) throws(FormatError) {
+    /// `anchor`: the block's `anchorValues`, when the caller has them already.
+    @_spi(Internals) public func decodeTile(_ i: Int, into out: UnsafeMutableRawBufferPointer, codec: TileCodec, checked: Bool = false,
+                                            anchor known: [UInt8]? = nil) throws(FormatError) {
         let x = tiles[i]
         if verifyChecksums && !checked { try verifyTile(i) }
         let t = Int(x.tensor)
-        let anchor = x.anchored ? try anchorValues(ofTile: i, codec: codec) : []
+        var anchor: [UInt8] = []
+        if x.anchored { if let known { anchor = known } else { anchor = try anchorValues(ofTile: i, codec: codec) } }
         let params = layout.blockParams(tensor: t, block: Int(x.block))
         do {
             try codec.decode(storedBytes(i), storedRaw: x.storedRaw, into: out, elementSize: tensors[t].dtype.size,
@@ -222,7 +225,7 @@ public final class PSnapReader: @unchecked Sendable {
             let lead = codec.chain.stages.contains(.lead)
             if let planes = try codec.inflate(storedBytes(j), storedRaw: y.storedRaw, elementSize: e, params: params, snapshots: S,
                                               keep: false, prefix: lead ? params : nil) {
-                out.withUnsafeMutableBytes { codec.decodeColumn(planes, column: 0, into: $0.baseAddress!, elementSize: e, params: params, snapshots: S) }
+                out.withUnsafeMutableBytes { codec.decodeFirstColumn(planes, into: $0.baseAddress!, elementSize: e, params: params, snapshots: S) }
             } else {
                 let full = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, Int(y.rawLength)), alignment: 64)
                 defer { full.deallocate() }

@@ -187,19 +187,22 @@ struct TileBuilder {
             jobRaw = .allocate(byteCount: need, alignment: 64)
         }
         let dst = jobRaw.baseAddress!
+        var anchors: [Int: [UInt8]] = [:]   // by block of `old`, decoded once for its anchored tiles and the new ones
         if let old, oldCount > 0 {
             let ob = old.layout.blockSize
             var b = job.p0 / ob
             while b * ob < job.p1 {
                 let bp0 = b * ob
                 let bParams = old.layout.blockParams(tensor: t, block: b)
+                var anchor: [UInt8]? = nil   // the block's, decoded once for its anchored tiles
                 for i in old.tileRange(tensor: t, block: b) {
                     let x = old.tiles[i]
                     let f = Int(x.firstSnapshot), s = Int(x.snapshotCount)
                     guard f >= first else { continue }
                     let scratch = oldCodec.rawScratch(Int(x.rawLength))
                     do {
-                        try old.decodeTile(i, into: scratch, codec: oldCodec)
+                        if x.anchored && anchor == nil { anchor = try old.anchorValues(ofTile: i, codec: oldCodec); anchors[b] = anchor }
+                        try old.decodeTile(i, into: scratch, codec: oldCodec, anchor: anchor)
                     } catch {
                         guard let onDamagedTile else { throw error }
                         onDamagedTile(i, error)
@@ -235,7 +238,7 @@ struct TileBuilder {
             var anchor: [UInt8]? = nil
             if anchoring, let old {
                 do {
-                    anchor = try old.anchorValues(ofTile: old.tileRange(tensor: t, block: block).lowerBound, codec: oldCodec)
+                    anchor = try anchors[block] ?? old.anchorValues(ofTile: old.tileRange(tensor: t, block: block).lowerBound, codec: oldCodec)
                 } catch {
                     // Repair: a damaged first tile leaves this tile unanchored (its values are already in `raw`).
                     guard onDamagedTile != nil else { throw error }
