@@ -95,7 +95,7 @@ package struct InfoCommand: ParsableCommand, ParsableArguments {
             print("")
             print("tile      tensor  block     snapshots      offset        stored         raw  flags")
             for (i, x) in r.tiles.enumerated() {
-                print("\(CLI.lpad(String(i), 6))  \(CLI.lpad(String(x.tensor), 8))  \(CLI.lpad(String(x.block), 5))  \(CLI.lpad("\(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount)", 12))  \(CLI.lpad(String(x.offset), 10))  \(CLI.lpad(String(x.storedLength), 10))  \(CLI.lpad(String(x.rawLength), 10))  \(x.storedRaw ? "raw" : "-")")
+                print("\(CLI.lpad(String(i), 6))  \(CLI.lpad(String(x.tensor), 8))  \(CLI.lpad(String(x.block), 5))  \(CLI.lpad("\(x.firstSnapshot)..<\(x.firstSnapshot + x.snapshotCount)", 12))  \(CLI.lpad(String(x.offset), 10))  \(CLI.lpad(String(x.storedLength), 10))  \(CLI.lpad(String(x.rawLength), 10))  \(x.storedRaw ? "raw" : x.anchored ? "anchored" : "-")")
             }
         }
         if verify {
@@ -127,7 +127,7 @@ package struct InfoReport: Encodable {
     }
     struct Tile: Encodable {
         let tensor: UInt32; let block: UInt64; let firstSnapshot: UInt64; let snapshotCount: UInt64
-        let offset: UInt64; let storedLength: UInt64; let rawLength: UInt64; let storedRaw: Bool; let checksum: String
+        let offset: UInt64; let storedLength: UInt64; let rawLength: UInt64; let storedRaw: Bool; let anchored: Bool; let checksum: String
     }
     struct Snapshot: Encodable {
         let index: Int; let step: Int64; let epoch: Double?; let time: Double; let metadata: [String: MetaValue]?
@@ -195,7 +195,7 @@ package struct InfoReport: Encodable {
             },
             tiles: tiles ? r.tiles.map {
                 Tile(tensor: $0.tensor, block: $0.block, firstSnapshot: $0.firstSnapshot, snapshotCount: $0.snapshotCount,
-                     offset: $0.offset, storedLength: $0.storedLength, rawLength: $0.rawLength, storedRaw: $0.storedRaw,
+                     offset: $0.offset, storedLength: $0.storedLength, rawLength: $0.rawLength, storedRaw: $0.storedRaw, anchored: $0.anchored,
                      checksum: String(format: "%016lx", $0.checksum))
             } : nil,
             snapshotList: snapshots ? r.snapshots.enumerated().map {
