@@ -5,8 +5,9 @@ import Foundation
 
 /// Options of the training writer.
 public struct WriterOptions: Sendable {
-    /// B, parameters per block (power of two). Fixed when the file is created.
-    public var blockSize: Int = Spec.defaultBlockSize
+    /// B, parameters per block (power of two). Fixed when the file is created. nil: the appending writer's rule
+    /// (§4.1, `Spec.appendBlockSize`: 1024 for f32, 2048 for bf16 and f16, 512 for f64).
+    public var blockSize: Int? = nil
     /// Codec chain of a new file.
     public var chain: CodecChain = .default
     /// Snapshots staged before a segment is committed automatically.
@@ -88,7 +89,7 @@ public final class SnapshotWriter {
 
     /// Creates a new file declaring `tensors`, and commits it empty (§9: a new file is valid at once).
     public static func create(path: String, tensors: [TensorInfo], options: WriterOptions = WriterOptions()) throws -> SnapshotWriter {
-        let B = options.blockSize
+        let B = options.blockSize ?? Spec.appendBlockSize(tensors)
         guard B >= 1, Spec.isValidBlockSize(UInt64(B)) else {
             throw FormatError.badHeaderField("blockSize \(B) is not a power of two in 1...\(Spec.maxBlockSize)")
         }

@@ -27,7 +27,7 @@ package struct AppendCommand: ParsableCommand {
     @Option(name: .customLong("meta"), help: "Snapshot metadata KEY=VALUE (numbers stored as numbers); repeatable.") var meta: [MetaEntry] = []
     @Option(help: "Snapshot order: 'step' (by the step number in each name) or 'given' (as listed).") var order: String = "step"
     @Flag(help: "Refuse tensors of unsupported dtypes instead of skipping them.") var strict = false
-    @Option(help: "Parameters per block for a new run (power of two).") var blockSize: Int = Spec.defaultBlockSize
+    @Option(help: "Parameters per block for a new run (power of two). Default: 1024 for f32, 2048 for bf16 and f16, 512 for f64 (the element size holding most parameters; spec §4.1).") var blockSize: Int?
     @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
     @Flag(help: "Do not merge small trailing segments (spec §10).") var noMerge = false
@@ -39,7 +39,7 @@ package struct AppendCommand: ParsableCommand {
     package func validate() throws {
         if snapshots.count > 1 && (step != nil || epoch != nil) { throw ValidationError("--step and --epoch apply to a single snapshot") }
         guard order == "step" || order == "given" else { throw ValidationError("--order is 'step' or 'given', not '\(order)'") }
-        try OptionCheck.blockSize(String(blockSize))
+        try OptionCheck.blockSize(blockSize.map { String($0) })
         if let epoch, !epoch.isFinite { throw ValidationError("--epoch is a finite number, not \(epoch)") }
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)
