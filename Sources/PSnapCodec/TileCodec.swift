@@ -79,7 +79,7 @@ extension TileCodecError: CustomStringConvertible {
         Self.ensure(&b, cap)
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
         if let anchor {
-            precondition(chain.stages.first == .linpred, "anchored tiles need linpred first")
+            precondition(chain.anchorable, "anchored tiles need linpred first")
             Transforms.anchor(a.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: false)
         }
         var cur = a, other = b

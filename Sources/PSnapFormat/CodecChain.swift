@@ -40,6 +40,8 @@ public enum CodecStage: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 public struct CodecChain: Equatable, Sendable, CustomStringConvertible {
     public let stages: [CodecStage]
     public let zstdLevel: Int32
+    /// §5.2: whether tiles of this chain may be anchored (its first stage is `linpred`).
+    public var anchorable: Bool { stages.first == .linpred }
 
     /// §5 default: linpred, lead, split, zstdplanes at level 3 (spec/RATIONALE.md §A, §A.7).
     public static let `default` = try! CodecChain(stages: [.linpred, .lead, .split, .zstdPlanes], zstdLevel: Spec.defaultZstdLevel)

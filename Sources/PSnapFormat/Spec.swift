@@ -50,12 +50,14 @@ public enum Spec {
         compactBlockSize(snapshots: snapshots, elementSize: dominantElementSize(tensors))
     }
 
-    /// §4.1: the block size of a run created by an appending writer (snapshot count unknown): 4 KiB of each parameter's
-    /// element size per snapshot column, 4096 / e parameters (1024 for f32, 2048 for bf16 and f16, 512 for f64), so
-    /// tiles hold the same raw bytes whatever the dtype.
+    /// §4.1: the block size of a run created by an appending writer (snapshot count unknown): a tile's snapshot column
+    /// holds `appendColumnBytes`, 4096 / e parameters (1024 for f32, 2048 for bf16 and f16, 512 for f64), so tiles hold
+    /// the same raw bytes whatever the dtype.
     public static func appendBlockSize(_ tensors: [TensorInfo]) -> Int {
-        max(compactBlockSizeRange.lowerBound, min(compactBlockSizeRange.upperBound, (defaultBlockSize * 4) / max(1, dominantElementSize(tensors))))
+        max(compactBlockSizeRange.lowerBound, min(compactBlockSizeRange.upperBound, appendColumnBytes / max(1, dominantElementSize(tensors))))
     }
+    /// §4.1: bytes of one snapshot of an appended run's tile (B · e).
+    public static let appendColumnBytes = 4 << 10
 
     /// The element size that holds the most parameters of `tensors` (ties: the larger; none: 4).
     public static func dominantElementSize(_ tensors: [TensorInfo]) -> Int {

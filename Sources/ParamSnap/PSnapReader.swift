@@ -207,6 +207,13 @@ public final class PSnapReader: @unchecked Sendable {
         }
     }
 
+    /// Refuses anchored tile `i` in a file whose chain cannot anchor (§5.2), naming it.
+    func requireAnchorable(_ i: Int) throws(FormatError) {
+        guard header.codecChain.anchorable else {
+            throw .tileDecode(tile: tileName(i), reason: "anchored, but the codec chain does not start with linpred")
+        }
+    }
+
     /// The values at snapshot 0 of the block of tile `i` (one element per parameter), what an anchored tile is stored
     /// relative to (§5): the first column of the block's first tile, which is never anchored. With `lead` that
     /// column is a short prefix of each plane.
@@ -216,9 +223,7 @@ public final class PSnapReader: @unchecked Sendable {
         let j = tileRange(tensor: t, block: b).lowerBound
         let y = tiles[j]
         let e = tensors[t].dtype.size, params = layout.blockParams(tensor: t, block: b), S = Int(y.snapshotCount)
-        guard header.codecChain.stages.first == .linpred else {
-            throw .tileDecode(tile: tileName(i), reason: "anchored, but the codec chain does not start with linpred")
-        }
+        try requireAnchorable(i)
         var out = [UInt8](repeating: 0, count: params * e)
         if verifyChecksums { try verifyTile(j) }
         do {
@@ -311,9 +316,7 @@ public final class PSnapReader: @unchecked Sendable {
                     let dst = o.baseAddress! + Int(x.firstSnapshot) * e
                     // An anchored tile's row is relative to the parameter's value at snapshot 0, already in `out`
                     // (the block's first tile comes first and is never anchored).
-                    if x.anchored && header.codecChain.stages.first != .linpred {
-                        throw FormatError.tileDecode(tile: tileName(i), reason: "anchored, but the codec chain does not start with linpred")
-                    }
+                    if x.anchored { try requireAnchorable(i) }
                     defer { if x.anchored { TileCodec.unanchor(dst, elementSize: e, params: 1, snapshots: S, anchor: o.baseAddress!) } }
                     if let planes = try inflated(i, codec: codec, params: params) {
                         codec.decodeRow(planes, row: q, into: dst, elementSize: e, snapshots: S)
@@ -445,13 +448,14 @@ public final class PSnapReader: @unchecked Sendable {
                     let s = Int(x.snapshotCount), col = k - Int(x.firstSnapshot)
                     let params = layout.blockParams(tensor: t, block: b)
                     let dst = o.baseAddress! + b * B * e
-                    if need <= cache.budget / 2 {
-                        let anchor = x.anchored ? try anchorValues(ofTile: i, codec: codec) : []
-                        if let planes = try inflated(i, codec: codec, params: params) {
-                            codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
-                            if x.anchored { anchor.withUnsafeBytes { TileCodec.unanchor(dst, elementSize: e, params: params, snapshots: 1, anchor: $0.baseAddress!) } }
-                            continue
+                    if need <= cache.budget / 2, let planes = try inflated(i, codec: codec, params: params) {
+                        codec.decodeColumn(planes, column: col, into: dst, elementSize: e, params: params, snapshots: s)
+                        if x.anchored {
+                            // The cached planes own their bytes: decoding the anchor (in the codec's scratch) leaves them be.
+                            let anchor = try anchorValues(ofTile: i, codec: codec)
+                            anchor.withUnsafeBytes { TileCodec.unanchor(dst, elementSize: e, params: params, snapshots: 1, anchor: $0.baseAddress!) }
                         }
+                        continue
                     }
                     let scratch = codec.rawScratch(Int(x.rawLength))
                     try decodeTile(i, into: scratch, codec: codec)

@@ -240,7 +240,7 @@ public final class SnapshotWriter {
             }
         }
         // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
-        let anchored = options.anchorSegments && mergeStart > 0 && header.codecChain.stages.first == .linpred
+        let anchored = options.anchorSegments && mergeStart > 0 && header.codecChain.anchorable
         let oldReader: PSnapReader? = mergeStart < oldEnd || anchored ? try committedReader() : nil
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
                                   old: oldReader, staged: source, workers: options.workers,

@@ -194,15 +194,14 @@ struct TileBuilder {
             while b * ob < job.p1 {
                 let bp0 = b * ob
                 let bParams = old.layout.blockParams(tensor: t, block: b)
-                var anchor: [UInt8]? = nil   // the block's, decoded once for its anchored tiles
                 for i in old.tileRange(tensor: t, block: b) {
                     let x = old.tiles[i]
                     let f = Int(x.firstSnapshot), s = Int(x.snapshotCount)
                     guard f >= first else { continue }
                     let scratch = oldCodec.rawScratch(Int(x.rawLength))
                     do {
-                        if x.anchored && anchor == nil { anchor = try old.anchorValues(ofTile: i, codec: oldCodec); anchors[b] = anchor }
-                        try old.decodeTile(i, into: scratch, codec: oldCodec, anchor: anchor)
+                        if x.anchored && anchors[b] == nil { anchors[b] = try old.anchorValues(ofTile: i, codec: oldCodec) }
+                        try old.decodeTile(i, into: scratch, codec: oldCodec, anchor: anchors[b])
                     } catch {
                         guard let onDamagedTile else { throw error }
                         onDamagedTile(i, error)
@@ -229,7 +228,7 @@ struct TileBuilder {
         let B = layout.blockSize
         // A segment after snapshot 0 is anchored to the block's snapshot-0 values (§5) when the chain starts with
         // linpred and the blocks are the old file's: its first snapshot then costs a step, not a value.
-        let anchoring = anchorSegments && first > 0 && chain.stages.first == .linpred && old.map { $0.layout.blockSize == B && $0.snapshotCount > 0 } == true
+        let anchoring = anchorSegments && first > 0 && chain.anchorable && old.map { $0.layout.blockSize == B && $0.snapshotCount > 0 } == true
         var p = job.p0
         while p < job.p1 {
             let block = p / B

@@ -48,10 +48,9 @@ package struct CompactCommand: ParsableCommand {
             var chain: CodecChain? = nil
             // --block-size auto also takes convert's level rule (spec §5), never lowering the input's.
             let inputLevel = before.header.codecChain.zstdLevel
-            let autoLevel = blockSize == "auto" && level == nil ? max(inputLevel, Spec.compactZstdLevel(before.tensors)) : inputLevel
-            if codec != nil || level != nil || autoLevel != inputLevel {
-                chain = try CodecChain(parsing: codec ?? before.header.codecChain.stages.map(\.description).joined(separator: ","),
-                                       zstdLevel: level ?? autoLevel)
+            let outLevel = level ?? (blockSize == "auto" ? max(inputLevel, Spec.compactZstdLevel(before.tensors)) : inputLevel)
+            if codec != nil || level != nil || outLevel != inputLevel {
+                chain = try CodecChain(parsing: codec ?? before.header.codecChain.stages.map(\.description).joined(separator: ","), zstdLevel: outLevel)
             }
             var options = WriterOptions()
             options.memoryBudget = memory << 20
