@@ -81,6 +81,9 @@ public enum Spec {
     public static let defaultZstdLevel: Int32 = 3
     /// §10: merge fanout.
     public static let mergeFanout = 4
+    /// §10 space bound of appending writers: live bytes ≤ this × the compact size (what `du` reports stays within
+    /// 1.25×; the rest is partly used filesystem blocks and the footers of earlier commits).
+    public static let defaultSpaceBound = 1.2
 
     // §11: sanity caps.
     public static let maxTensors = 1 << 24

@@ -19,6 +19,10 @@ public struct WriterOptions: Sendable {
     public var workers: Int = ProcessInfo.processInfo.activeProcessorCount
     /// Tiered merging of small trailing segments (§10).
     public var merge: Bool = true
+    /// §10 space bound: after a one-snapshot commit the run's live bytes stay within this many times what
+    /// `compact` would make of it, merging further than the tiered plan when needed (nil: the tiered plan alone).
+    /// 1.2 keeps what `du` reports within 1.25× (the rest: partly used filesystem blocks).
+    public var spaceBound: Double? = Spec.defaultSpaceBound
     /// Store the segments after the first anchored to snapshot 0 (§5.2; chains starting with linpred). False writes
     /// the layout of writers before anchored tiles (kept for the golden fixtures of that layout).
     public var anchorSegments: Bool = true
@@ -228,8 +232,15 @@ public final class SnapshotWriter {
         let staged = infos.count
         let oldEnd = committedSnapshots
         let newEnd = oldEnd + staged
-        let mergeStart = options.merge ? Self.plannedMergeStart(segments: segments.map(\.count), staged: staged, oldEnd: oldEnd) : oldEnd
-        var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
+        // §10: the tiered plan, held to the space bound; a new segment found too big when built is built again,
+        // merged further (at most once per segment it could still merge).
+        let spaces = segmentSpaces()
+        let fixed = UInt64(Spec.headerSize + Spec.footerSize + metadata.encode().count)
+        let newestSingle = spaces.last { $0.count == 1 }?.bytes
+        let bound = options.merge && staged == 1 ? options.spaceBound : nil
+        var mergeStart = options.merge
+            ? Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: newestSingle, bound: bound)
+            : oldEnd
         let before = end, snapshotsBefore = metadata.snapshots.count
         var ok = false
         defer {
@@ -239,14 +250,19 @@ public final class SnapshotWriter {
                 try? file.truncate(to: before)
             }
         }
-        // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
-        let anchored = options.anchorSegments && mergeStart > 0 && header.codecChain.anchorable
-        let oldReader: PSnapReader? = mergeStart < oldEnd || anchored ? try committedReader() : nil
-        var builder = TileBuilder(layout: layout, chain: header.codecChain, first: mergeStart, oldCount: oldEnd - mergeStart,
-                                  old: oldReader, staged: source, workers: options.workers,
-                                  batchBytes: max(1 << 20, options.memoryBudget / 8), anchorSegments: anchored)
-        builder.progress = options.progress
-        let built = layout.parameterCount > 0 ? try builder.build(into: file, at: end) : BuildResult(end: end)
+        var built = BuildResult(end: end)
+        while true {
+            built = try buildTiles(from: source, first: mergeStart, oldEnd: oldEnd, at: before)
+            guard let bound, mergeStart > 0 else { break }
+            let kept = Array(spaces[..<(segments.firstIndex { $0.lowerBound >= mergeStart } ?? segments.count)])
+            let newBytes = built.storedBytes + UInt64(built.entries.count * Spec.tileIndexEntrySize)
+            let single = max(newestSingle ?? 0, mergeStart == oldEnd ? newBytes : 0)
+            if Self.fitsSpaceBound(kept: kept, newBytes: newBytes, fixedBytes: fixed, single: single, bound: bound) { break }
+            mergeStart = Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: single,
+                                                bound: bound, before: mergeStart)
+            try file.truncate(to: before)   // the committed reader maps the file as committed
+        }
+        var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
         end = built.end
         report.tilesWritten = built.entries.count
         report.rawBytes = built.rawBytes
@@ -256,6 +272,26 @@ public final class SnapshotWriter {
         ok = true
         segments = segments.filter { $0.upperBound <= mergeStart } + [mergeStart..<newEnd]
         lastCommit.bytesAppended = end - before
+    }
+
+    /// Writes the tiles of snapshots `first..<oldEnd` (decoded from the committed run) and the staged ones at `offset`.
+    private func buildTiles(from source: SnapshotSource, first: Int, oldEnd: Int, at offset: UInt64) throws -> BuildResult {
+        guard let file else { throw IOError.closed }
+        // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
+        let anchored = options.anchorSegments && first > 0 && header.codecChain.anchorable
+        let oldReader: PSnapReader? = first < oldEnd || anchored ? try committedReader() : nil
+        var builder = TileBuilder(layout: layout, chain: header.codecChain, first: first, oldCount: oldEnd - first,
+                                  old: oldReader, staged: source, workers: options.workers,
+                                  batchBytes: max(1 << 20, options.memoryBudget / 8), anchorSegments: anchored)
+        builder.progress = options.progress
+        return layout.parameterCount > 0 ? try builder.build(into: file, at: offset) : BuildResult(end: offset)
+    }
+
+    /// Each committed segment's snapshots and the bytes of its tiles and their index entries (§10 space bound).
+    func segmentSpaces() -> [SegmentSpace] {
+        var bytes: [Int: UInt64] = [:]
+        for x in tiles { bytes[Int(x.firstSnapshot), default: 0] += x.storedLength + UInt64(Spec.tileIndexEntrySize) }
+        return segments.map { SegmentSpace(count: $0.count, bytes: bytes[$0.lowerBound] ?? 0) }
     }
 
     /// A reader of the newest commit built from what the writer knows (the file is mapped again, since it grew;

@@ -15,6 +15,8 @@ package struct AppendCommand: ParsableCommand {
 
         Every input is read and checked before the run is touched, and all the snapshots found are committed together, durably, before this command returns: a failed append leaves the run as it was (a run it was creating is not left behind), and a killed append loses nothing that an earlier append committed. Small trailing segments are merged as the run grows (spec §10), so calling this once per epoch still gives parameter-major tiles; the space of what a merge replaced is returned to the filesystem after the commit (holes: the file keeps its length; a reader still holding an older commit keeps its tiles until it closes; spec §9), and `snapinfo` shows the space on disk. `psnap compact` gives the read-optimal layout and the smallest file.
 
+        With one checkpoint per call the run is held to a space bound (--space-bound, 1.2 by default): when the segments a run keeps while it grows (each starts with a full snapshot) would make it more than 1.2 × its compact size, the append merges more of them, up to the whole run, so the disk a run needs stays near what `psnap compact` gives at every step; fine-tunes, whose steps change little, merge more often than runs trained from scratch.
+
         Steps follow the rules of `psnap convert`: the number in the file or checkpoint folder name (step-015 → 15, checkpoint-30 → 30; a sharded index without one: trainer_state.json's global_step), else the previous step + 1; snapshots are ordered by step (--order given: as listed). The steps of a run strictly increase: a step that is not after the run's last one is refused. Epoch, loss, learning rate … come from trainer_state.json, and the safetensors header's __metadata__ entries are kept as snapshot metadata (strings).
 
         Exit codes: 0 ok, 1 failure (I/O, full disk, file locked), 64 usage error, 65 bad input data (malformed files, unsupported dtype with --strict, tensors that differ from the run's, steps that do not increase).
@@ -31,6 +33,7 @@ package struct AppendCommand: ParsableCommand {
     @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
     @Flag(help: "Do not merge small trailing segments (spec §10).") var noMerge = false
+    @Option(help: ArgumentHelp("Keep the run's live bytes within RATIO × what `psnap compact` would make of it after each one-snapshot append, merging further than the tiered plan when needed (spec §10 space bound; with the filesystem's partly used blocks `du` stays within ~1.25× at 1.2). 'off': the tiered plan alone, fewer bytes rewritten per append.", valueName: "RATIO")) var spaceBound: String = String(Spec.defaultSpaceBound)
     @Option(help: "Memory budget in MiB for staging and encoding.") var memory: Int = 1024
     @Flag(help: "Print a JSON report of the commit.") var json = false
 
@@ -43,6 +46,11 @@ package struct AppendCommand: ParsableCommand {
         if let epoch, !epoch.isFinite { throw ValidationError("--epoch is a finite number, not \(epoch)") }
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)
+        if spaceBound != "off" {
+            guard let r = Double(spaceBound), r.isFinite, r >= 1.05, r <= 100 else {
+                throw ValidationError("--space-bound is a ratio from 1.05 to 100 (e.g. 1.2) or 'off', not '\(spaceBound)'")
+            }
+        }
     }
 
     package func run() throws {
@@ -70,6 +78,7 @@ package struct AppendCommand: ParsableCommand {
             var options = WriterOptions()
             options.memoryBudget = memory << 20
             options.merge = !noMerge
+            options.spaceBound = spaceBound == "off" ? nil : Double(spaceBound)   // checked in validate()
             options.snapshotsPerSegment = Int.max
             options.blockSize = blockSize
             options.chain = try CodecChain(parsing: codec, zstdLevel: level)

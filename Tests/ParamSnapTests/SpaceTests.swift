@@ -21,12 +21,13 @@ import PSnapTestSupport
     }
 
     /// One snapshot per writer (as `psnap append` runs once per checkpoint).
-    static func appendOne(_ run: String, _ file: String, step: Int) throws -> CommitReport {
+    static func appendOne(_ run: String, _ file: String, step: Int, spaceBound: Double? = Spec.defaultSpaceBound) throws -> CommitReport {
         let st = try SafeTensorsFile(path: file)
         let w = FileManager.default.fileExists(atPath: run)
             ? try SnapshotWriter.open(path: run, expecting: st.tensors)
             : try SnapshotWriter.create(path: run, tensors: st.tensors)
         w.options.snapshotsPerSegment = .max
+        w.options.spaceBound = spaceBound
         try w.append(SnapshotInfo(step: Int64(step)), buffers: w.layout.tensors.map { st.bytes(named: $0.name)! })
         try w.close()
         return w.lastCommit
@@ -46,28 +47,42 @@ import PSnapTestSupport
         return allocated(p) < before / 2
     }
 
-    /// The bound: after every append of a real run (one snapshot per writer, merging as §10 says), the blocks
-    /// the run occupies stay within 1.25× what `psnap compact` makes of it at that moment.
-    @Test(arguments: [("tiny-gpt", 40), ("mlp-digits", 41)])
+    /// Appends `count` checkpoints of `run` one per writer; after each, allocated / compact size (`du` against what
+    /// `psnap compact` makes of the run at that moment).
+    static func appendRatios(_ run: String, count: Int, spaceBound: Double?, dir: String) throws -> (ratios: [Double], reclaimed: UInt64) {
+        let path = dir + "/r.psnap", compacted = dir + "/c.psnap"
+        var ratios: [Double] = [], reclaimed: UInt64 = 0
+        for (k, f) in try Self.files(run, count).enumerated() {
+            reclaimed += try Self.appendOne(path, f, step: k, spaceBound: spaceBound).bytesReclaimed
+            _ = try SnapshotWriter.compact(input: path, output: compacted)
+            let compact = try UInt64(FileManager.default.attributesOfItem(atPath: compacted)[.size] as! Int)
+            ratios.append(Double(Self.allocated(path)) / Double(compact))
+        }
+        return (ratios, reclaimed)
+    }
+
+    /// The disk bound (§10 space bound, §9 "Space"): after every append of a real run (one snapshot per writer), the
+    /// blocks the run occupies stay within 1.25× what `psnap compact` makes of it at that moment.
+    @Test(arguments: [("tiny-gpt", 40), ("mlp-digits", 41), ("tiny-gpt-bf16", 41)])
     func diskUseStaysWithinAQuarterOfTheCompactSize(run: String, count: Int) throws {
         let dir = tempDir(); defer { cleanup(dir) }
         #expect(try Self.punchesHoles(in: dir), "the test folder's filesystem cannot punch holes")
-        let path = dir + "/r.psnap", compacted = dir + "/c.psnap"
-        var worst = 0.0, reclaimed: UInt64 = 0
-        for (k, f) in try Self.files(run, count).enumerated() {
-            reclaimed += try Self.appendOne(path, f, step: k).bytesReclaimed
-            _ = try SnapshotWriter.compact(input: path, output: compacted)
-            let compact = try UInt64(FileManager.default.attributesOfItem(atPath: compacted)[.size] as! Int)
-            let ratio = Double(Self.allocated(path)) / Double(compact)
-            worst = max(worst, ratio)
-            #expect(ratio <= 1.25, "\(run), after snapshot \(k): \(Self.allocated(path)) bytes allocated, compact \(compact)")
-        }
+        let (ratios, reclaimed) = try Self.appendRatios(run, count: count, spaceBound: Spec.defaultSpaceBound, dir: dir)
+        for (k, r) in ratios.enumerated() { #expect(r <= 1.25, "\(run), after snapshot \(k): allocated / compact \(r)") }
         // The dead space really was there to return: merging rewrote most snapshots at least once.
-        let r = try PSnapReader(path: path)
+        let r = try PSnapReader(path: dir + "/r.psnap")
         #expect(reclaimed > r.liveTileBytes / 2)
         #expect(r.allocatedBytes != nil && r.deadBytes > 0)
         #expect(r.verifyAll().isEmpty)
-        print("\(run): worst allocated / compact \(worst); \(reclaimed) bytes reclaimed over \(count) appends")
+        print("\(run): worst allocated / compact \(ratios.max()!); \(reclaimed) bytes reclaimed over \(count) appends")
+    }
+
+    /// What the bound is for: on the bf16 run the tiered plan alone (each trailing segment starting with a snapshot
+    /// coded on its own) goes past 1.25× at some appends.
+    @Test func theTieredPlanAloneGoesPastTheBoundOnBF16() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let (ratios, _) = try Self.appendRatios("tiny-gpt-bf16", count: 41, spaceBound: nil, dir: dir)
+        #expect(ratios.max()! > 1.25)
     }
 
     /// A reader that holds an older commit keeps every byte of it: the writer sees its lock and leaves the tiles the
