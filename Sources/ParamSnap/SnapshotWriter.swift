@@ -258,8 +258,9 @@ public final class SnapshotWriter {
             let newBytes = built.storedBytes + UInt64(built.entries.count * Spec.tileIndexEntrySize)
             let single = max(newestSingle ?? 0, mergeStart == oldEnd ? newBytes : 0)
             if Self.fitsSpaceBound(kept: kept, newBytes: newBytes, fixedBytes: fixed, single: single, bound: bound) { break }
-            mergeStart = Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: single,
-                                                bound: bound, before: mergeStart)
+            let next = Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: single,
+                                              bound: bound, before: mergeStart)
+            mergeStart = next < mergeStart ? next : 0   // always earlier; snapshot 0 ends the search
             try file.truncate(to: before)   // the committed reader maps the file as committed
         }
         var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)

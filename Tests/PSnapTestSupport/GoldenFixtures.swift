@@ -57,6 +57,7 @@ package enum GoldenFixtures {
     package static let all: [(String, @Sendable (String) throws -> Void)] = [
         ("dtypes.psnap", { path in
             var o = WriterOptions(); o.blockSize = 4; o.snapshotsPerSegment = 2; o.workers = 2
+            o.spaceBound = nil   // the tiered plan alone (§10): the layout this fixture was written with
             o.chain = .splitByteDelta
             o.attributes = ["model": .string("golden"), "seed": .number(7)]
             let w = try SnapshotWriter.create(path: path, tensors: dtypeTensors, options: o)
@@ -66,6 +67,7 @@ package enum GoldenFixtures {
         ("segments.psnap", { path in
             // One commit per snapshot, as `psnap append` once per epoch: tiered merging (§10) leaves segments 4,1,1.
             var o = WriterOptions(); o.blockSize = 8; o.snapshotsPerSegment = 1; o.chain = .splitByteDelta
+            o.spaceBound = nil   // the tiered plan alone (§10)
             let t = [TensorInfo(name: "w", dtype: .f32, shape: [4, 5]), TensorInfo(name: "b", dtype: .bf16, shape: [5])]
             try SnapshotWriter.create(path: path, tensors: t, options: o).close()
             for k in 0..<6 {
@@ -115,6 +117,7 @@ package enum GoldenFixtures {
             // The default chain appended one commit per snapshot, as `psnap append` does: segments 4, 1, 1, every one
             // after the first anchored to snapshot 0 (§5.2); every dtype, NaN payloads and noise, and a wide tensor.
             var o = WriterOptions(); o.blockSize = 1024; o.snapshotsPerSegment = 1; o.chain = .default
+            o.spaceBound = nil   // the tiered plan alone (§10)
             let t = anchoredTensors
             try SnapshotWriter.create(path: path, tensors: t, options: o).close()
             for k in 0..<6 {
