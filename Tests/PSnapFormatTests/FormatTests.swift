@@ -271,6 +271,12 @@ import PSnapTestSupport
         #expect(one == half)
     }
 
+    /// Segment lengths after a one-snapshot commit that rewrites from snapshot `start` of a run of `end`.
+    static func afterCommit(_ segs: [Int], end: Int, start: Int) -> [Int] {
+        var acc = 0
+        return segs.filter { acc += $0; return acc <= start } + [end + 1 - start]
+    }
+
     @Test func mergePlanIsTieredWithFanout4() {
         // Single-snapshot appends: 1,1,1 stay; the 4th merges into one segment of 4.
         #expect(SnapshotWriter.plannedMergeStart(segments: [1, 1], staged: 1, oldEnd: 2) == 2)
@@ -285,10 +291,8 @@ import PSnapTestSupport
         for _ in 0..<1000 {
             let start = SnapshotWriter.plannedMergeStart(segments: segs, staged: 1, oldEnd: end)
             rewritten += end + 1 - start
-            var acc = 0
-            segs = segs.filter { acc += $0; return acc <= start }
+            segs = Self.afterCommit(segs, end: end, start: start)
             end += 1
-            segs.append(end - start)
             #expect(segs.reduce(0, +) == end)
         }
         #expect(segs.count <= 3 * 5 + 1)
@@ -323,10 +327,8 @@ import PSnapTestSupport
                 start = next
             }
             rewritten += end + 1 - start
-            var acc = 0
-            segs = segs.filter { acc += $0; return acc <= start }
+            segs = Self.afterCommit(segs, end: end, start: start)
             end += 1
-            segs.append(end - start)
             #expect(segs.reduce(0, +) == end)
             var total = 0.0, a = 0
             for L in segs { total += cost(a, L); a += L }
@@ -334,9 +336,7 @@ import PSnapTestSupport
             // The tiered plan alone, for comparison.
             let t = SnapshotWriter.plannedMergeStart(segments: tieredSegs, staged: 1, oldEnd: end - 1)
             tieredRewritten += end - t
-            acc = 0
-            tieredSegs = tieredSegs.filter { acc += $0; return acc <= t }
-            tieredSegs.append(end - t)
+            tieredSegs = Self.afterCommit(tieredSegs, end: end - 1, start: t)
         }
         #expect(worst <= bound, "worst modelled size / compact \(worst)")
         // Bytes rewritten: near the tiered plan's where a segment's first snapshot costs about a step (early on,

@@ -56,6 +56,28 @@ import PSnapTestSupport
         }
     }
 
+    /// --space-bound takes a ratio from 1.05 to 100 or 'off': anything else is a usage error naming it, and nothing
+    /// is written; 'off' appends with the tiered plan alone (three one-snapshot appends stay three segments, where
+    /// the default merges a run this small into one).
+    @Test func spaceBoundsAreChecked() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let out = dir + "/out.psnap"
+        for b in ["0.5", "1", "-2", "nan", "inf", "1e9", "loose"] {
+            let r = try runProcess(psnap, ["append", out, demo + "/epoch-000.safetensors", "--space-bound=\(b)"])
+            #expect(r.status == 64 && r.err.contains("--space-bound") && r.err.contains(b), "--space-bound \(b): \(r.status) \(r.err)")
+            #expect(!exists(out), "--space-bound \(b) created the run")
+        }
+        let epochs = try FileManager.default.contentsOfDirectory(atPath: demo).filter { $0.hasSuffix(".safetensors") }.sorted().prefix(3)
+        for (bound, segments) in [("off", 3), ("1.2", 1)] {
+            let run = dir + "/\(bound).psnap"
+            for f in epochs {
+                let r = try runProcess(psnap, ["append", run, demo + "/" + f, "--space-bound", bound])
+                #expect(r.status == 0, "\(r.err)")
+            }
+            #expect(try PSnapReader(path: run).segments.count == segments, "--space-bound \(bound)")
+        }
+    }
+
     /// A bad --codec or --level is a usage error (64) in every command, named, and nothing is written.
     @Test func codecAndLevelErrorsAreUsageErrors() throws {
         let dir = tempDir(); defer { cleanup(dir) }
