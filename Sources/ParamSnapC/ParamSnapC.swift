@@ -256,6 +256,7 @@ public func psnap_writer_open(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePo
         struct Options: Decodable {
             var blockSize: Int?; var memoryBytes: Int?; var snapshotsPerSegment: Int?; var workers: Int?
             var overwrite: Bool?; var resume: Bool?; var attributes: [String: MetaValue]?
+            var spaceBound: Double?   // §10 space bound; 0: off (the tiered plan alone)
         }
         let given = try decodeJSON([TensorInfo].self, tensors, "tensors")
         let o = try decodeJSON(Options.self, options, "options")
@@ -270,6 +271,10 @@ public func psnap_writer_open(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePo
             opts.snapshotsPerSegment = s
         }
         if let w = o.workers, w >= 1 { opts.workers = w }
+        if let b = o.spaceBound {
+            guard b == 0 || (b >= 1.05 && b <= 100) else { throw RequestError(message: "space bound \(b): 0 (off) or a ratio from 1.05 to 100") }
+            opts.spaceBound = b == 0 ? nil : b
+        }
         opts.overwrite = o.overwrite ?? false
         opts.attributes = o.attributes
         let p = String(cString: path)

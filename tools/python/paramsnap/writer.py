@@ -81,10 +81,12 @@ def _int64(v, what):
 class Writer(_native.Closing):
     """Appends snapshots to the run at `path` (see the module's help). `memory`: the library's budget (staged
     snapshots beyond half of it spill to a file beside the run); `snapshots_per_segment`: snapshots staged before an
-    automatic commit (1: every append is durable when it returns); `block_size`: parameters per block of a new run."""
+    automatic commit (1: every append is durable when it returns); `block_size`: parameters per block of a new run;
+    `space_bound`: after a one-snapshot commit the run's live bytes stay within this many times its compact size,
+    merging more than the tiered plan when needed (spec §10; None: the tiered plan alone, fewer bytes rewritten)."""
 
     def __init__(self, path, memory="1GiB", snapshots_per_segment=16, block_size=None, overwrite=False, resume=True,
-                 attributes=None, workers=None):
+                 attributes=None, workers=None, space_bound=1.2):
         from . import _library
         self._lib = _library()
         self.path = str(path)
@@ -98,6 +100,13 @@ class Writer(_native.Closing):
             self._options["blockSize"] = int(block_size)
         if workers is not None:
             self._options["workers"] = int(workers)
+        if space_bound is None:
+            self._options["spaceBound"] = 0
+        else:
+            b = float(space_bound)
+            if not 1.05 <= b <= 100:
+                raise ValueError(f"space_bound={space_bound!r}: a ratio from 1.05 to 100, or None")
+            self._options["spaceBound"] = b
         if attributes:
             self._options["attributes"] = attributes
         self._h = None

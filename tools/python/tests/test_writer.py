@@ -96,6 +96,33 @@ def test_storage_matches_snapinfo_and_merged_space_is_returned(tmp_path):
     assert st["allocatedBytes"] < st["fileBytes"] - st["deadBytes"] // 2
 
 
+def test_space_bound_merges_more_than_the_tiered_plan(tmp_path):
+    """The default space bound (1.2) merges a small run appended one snapshot per commit into one segment, where the
+    tiered plan alone (space_bound=None) keeps 1, 1, 1; both read back the same values; a bad bound is refused."""
+    import json
+    from conftest import psnap_binary
+    rng = np.random.default_rng(9)
+    xs = [rng.standard_normal(50_000).astype(np.float32)]
+    for _ in range(2):
+        xs.append(xs[-1] + rng.standard_normal(xs[-1].size).astype(np.float32) * 1e-3)
+    segments = {}
+    for bound in (1.2, None):
+        path = str(tmp_path / f"b{bound}.psnap")
+        with paramsnap.Writer(path, snapshots_per_segment=1, space_bound=bound) as w:
+            for s, x in enumerate(xs):
+                w.append({"w": x}, step=s)
+        info = json.loads(subprocess.run([os.path.join(os.path.dirname(psnap_binary()), "snapinfo"), path, "--json"],
+                                         check=True, capture_output=True, text=True).stdout)
+        segments[bound] = len(info["segments"])
+        with paramsnap.open(path) as r:
+            for s, x in enumerate(xs):
+                assert np.array_equal(r["w"][:, s], x)
+    assert segments == {1.2: 1, None: 3}
+    for bad in (0.5, 1.0, float("nan"), 1e9):
+        with pytest.raises(ValueError):
+            paramsnap.Writer(str(tmp_path / "bad.psnap"), space_bound=bad)
+
+
 CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[2])
