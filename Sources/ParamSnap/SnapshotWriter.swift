@@ -251,8 +251,9 @@ public final class SnapshotWriter {
             }
         }
         var built = BuildResult(end: end)
+        var at = before
         while true {
-            built = try buildTiles(from: source, first: mergeStart, oldEnd: oldEnd, at: before)
+            built = try buildTiles(from: source, first: mergeStart, oldEnd: oldEnd, at: at)
             guard let bound, mergeStart > 0 else { break }
             let kept = Array(spaces[..<(segments.firstIndex { $0.lowerBound >= mergeStart } ?? segments.count)])
             let newBytes = built.storedBytes + UInt64(built.entries.count * Spec.tileIndexEntrySize)
@@ -261,7 +262,10 @@ public final class SnapshotWriter {
             let next = Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: single,
                                               bound: bound, before: mergeStart)
             mergeStart = next < mergeStart ? next : 0   // always earlier; snapshot 0 ends the search
-            try file.truncate(to: before)   // the committed reader maps the file as committed
+            // The next attempt goes after this one, never over it and never by shrinking the file: a reader opening
+            // now may have mapped it to its current end. The bytes of this attempt are a gap the commit's space
+            // reclaim punches out (§9 "Space").
+            at = built.end
         }
         var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
         end = built.end
@@ -280,7 +284,7 @@ public final class SnapshotWriter {
         guard let file else { throw IOError.closed }
         // The committed run is read for the segments merged, and for the anchors of the new tiles (§5 anchored).
         let anchored = options.anchorSegments && first > 0 && header.codecChain.anchorable
-        let oldReader: PSnapReader? = first < oldEnd || anchored ? try committedReader() : nil
+        let oldReader: PSnapReader? = first < oldEnd || anchored ? try committedReader(fileBytes: offset) : nil
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: first, oldCount: oldEnd - first,
                                   old: oldReader, staged: source, workers: options.workers,
                                   batchBytes: max(1 << 20, options.memoryBudget / 8), anchorSegments: anchored)
@@ -297,10 +301,11 @@ public final class SnapshotWriter {
 
     /// A reader of the newest commit built from what the writer knows (the file is mapped again, since it grew;
     /// its index and metadata are not parsed again). The writer holds the lock, so the file is the one it wrote.
-    private func committedReader() throws -> PSnapReader {
+    /// `fileBytes`: the file's length now (the committed end, or past it by a commit's earlier attempt).
+    private func committedReader(fileBytes: UInt64) throws -> PSnapReader {
         let map = try MappedFile(path: path)
-        guard let f = lastFooter, UInt64(map.bytes.count) == end else {
-            throw FormatError.badFooter(offset: lastFooterOffset, reason: "the file changed under the writer (\(map.bytes.count) bytes, \(end) expected)")
+        guard let f = lastFooter, UInt64(map.bytes.count) == fileBytes else {
+            throw FormatError.badFooter(offset: lastFooterOffset, reason: "the file changed under the writer (\(map.bytes.count) bytes, \(fileBytes) expected)")
         }
         let commit = try Commit(footer: f, at: lastFooterOffset, metadata: metadata, tiles: tiles, layout: layout)
         return PSnapReader(path: path, file: map, header: header, commit: commit, verifyChecksums: true)
