@@ -84,6 +84,8 @@ public enum Spec {
     /// §10 space bound of appending writers: live bytes ≤ this × the compact size (what `du` reports stays within
     /// 1.25×; the rest is partly used filesystem blocks and the footers of earlier commits).
     public static let defaultSpaceBound = 1.2
+    /// §10: the space bounds a writer takes (below 1.05 nearly every commit would merge the whole run).
+    public static let spaceBoundRange: ClosedRange<Double> = 1.05...100
 
     // §11: sanity caps.
     public static let maxTensors = 1 << 24

@@ -232,15 +232,15 @@ public final class SnapshotWriter {
         let staged = infos.count
         let oldEnd = committedSnapshots
         let newEnd = oldEnd + staged
-        // §10: the tiered plan, held to the space bound; a new segment found too big when built is built again,
-        // merged further (at most once per segment it could still merge).
-        let spaces = segmentSpaces()
-        let fixed = UInt64(Spec.headerSize + Spec.footerSize + metadata.encode().count)
-        let newestSingle = spaces.last { $0.count == 1 }?.bytes
+        // §10: the tiered plan, held to the space bound (one-snapshot commits); a new segment found too big when
+        // built is built again, merged further (at most once per segment it could still merge).
         let bound = options.merge && staged == 1 ? options.spaceBound : nil
-        var mergeStart = options.merge
-            ? Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: newestSingle, bound: bound)
-            : oldEnd
+        let spaces = bound == nil ? [] : segmentSpaces()
+        let fixed = bound == nil ? 0 : UInt64(Spec.headerSize + Spec.footerSize + metadata.encode().count)
+        let newestSingle = spaces.last { $0.count == 1 }?.bytes
+        var mergeStart = !options.merge ? oldEnd
+            : bound == nil ? Self.plannedMergeStart(segments: segments.map(\.count), staged: staged, oldEnd: oldEnd)
+            : Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: newestSingle, bound: bound)
         let before = end, snapshotsBefore = metadata.snapshots.count
         var ok = false
         defer {

@@ -272,7 +272,9 @@ public func psnap_writer_open(_ path: UnsafePointer<CChar>?, _ tensors: UnsafePo
         }
         if let w = o.workers, w >= 1 { opts.workers = w }
         if let b = o.spaceBound {
-            guard b == 0 || (b >= 1.05 && b <= 100) else { throw RequestError(message: "space bound \(b): 0 (off) or a ratio from 1.05 to 100") }
+            guard b == 0 || Spec.spaceBoundRange.contains(b) else {
+                throw RequestError(message: "space bound \(b): 0 (off) or a ratio from \(Spec.spaceBoundRange.lowerBound) to \(Spec.spaceBoundRange.upperBound)")
+            }
             opts.spaceBound = b == 0 ? nil : b
         }
         opts.overwrite = o.overwrite ?? false

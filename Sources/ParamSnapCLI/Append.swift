@@ -47,8 +47,8 @@ package struct AppendCommand: ParsableCommand {
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)
         if spaceBound != "off" {
-            guard let r = Double(spaceBound), r.isFinite, r >= 1.05, r <= 100 else {
-                throw ValidationError("--space-bound is a ratio from 1.05 to 100 (e.g. 1.2) or 'off', not '\(spaceBound)'")
+            guard let r = Double(spaceBound), Spec.spaceBoundRange.contains(r) else {
+                throw ValidationError("--space-bound is a ratio from \(Spec.spaceBoundRange.lowerBound) to \(Spec.spaceBoundRange.upperBound) (e.g. 1.2) or 'off', not '\(spaceBound)'")
             }
         }
     }

@@ -145,7 +145,8 @@ package struct ConvertCommand: ParsableCommand {
             let conversion = try DumpConversion(discovery.snapshots, options: opts)
             if !quiet { for n in discovery.notes + conversion.notes { CLI.note(n) } }
             var options = WriterOptions()
-            options.blockSize = blockSize ?? Spec.compactBlockSize(snapshots: conversion.snapshotInfos.count, tensors: conversion.tensors)
+            let B = blockSize ?? Spec.compactBlockSize(snapshots: conversion.snapshotInfos.count, tensors: conversion.tensors)
+            options.blockSize = B
             options.chain = try CodecChain(parsing: codec, zstdLevel: level ?? Spec.compactZstdLevel(conversion.tensors))
             options.overwrite = force
             // The writer's batches take budget/8 each; a few batches in flight plus input pages stay under the budget.
@@ -167,7 +168,7 @@ package struct ConvertCommand: ParsableCommand {
             let params = conversion.tensors.reduce(0) { $0 + ($1.parameterCount ?? 0) }
             let steps = conversion.snapshotInfos.map(\.step)
             let rate = secs > 0 ? Double(report.rawBytes) / 1e6 / secs : 0
-            print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(options.blockSize ?? 0)) parameters\(shardNote), in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
+            print("converted \(steps.count) snapshot(s) (steps \(steps.first!)…\(steps.last!)), \(conversion.tensors.count) tensor(s), \(CLI.group(params)) parameters → \(output): \(CLI.bytes(report.rawBytes)) raw → \(CLI.bytes(size)) stored (ratio \(CLI.ratio(report.rawBytes, size))), blocks of \(CLI.group(B)) parameters\(shardNote), in \(String(format: "%.2f", secs)) s (\(String(format: "%.0f", rate)) MB/s)")
         }
     }
 }

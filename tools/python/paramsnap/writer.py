@@ -104,7 +104,7 @@ class Writer(_native.Closing):
             self._options["spaceBound"] = 0
         else:
             b = float(space_bound)
-            if not 1.05 <= b <= 100:
+            if not 1.05 <= b <= 100:   # Spec.spaceBoundRange
                 raise ValueError(f"space_bound={space_bound!r}: a ratio from 1.05 to 100, or None")
             self._options["spaceBound"] = b
         if attributes:
