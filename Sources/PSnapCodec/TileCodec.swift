@@ -28,15 +28,19 @@ extension TileCodecError: CustomStringConvertible {
     var a: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var b: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
+    var c: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var cctx: OpaquePointer?
+    /// The shortest match zstd may take when this codec encodes (0: the level's own); `Spec.zstdMinMatch` by default.
+    @_spi(Internals) public let minMatch: Int32
     var dctx: OpaquePointer?
     /// The length-preserving stages and the terminal compression stage, if any (§5).
     let transforms: [CodecStage]
     let terminal: CodecStage?
     lazy var lenransCoder = LenRans()
 
-    @_spi(Internals) public init(chain: CodecChain) {
+    @_spi(Internals) public init(chain: CodecChain, minMatch: Int32 = Spec.zstdMinMatch) {
         self.chain = chain
+        self.minMatch = minMatch
         if let last = chain.stages.last, last.isTerminal {
             transforms = Array(chain.stages.dropLast()); terminal = last
         } else {
@@ -45,7 +49,7 @@ extension TileCodecError: CustomStringConvertible {
     }
 
     deinit {
-        a.deallocate(); b.deallocate(); r.deallocate()
+        a.deallocate(); b.deallocate(); r.deallocate(); c.deallocate()
         if let cctx { ZSTD_freeCCtx(cctx) }
         if let dctx { ZSTD_freeDCtx(dctx) }
     }
@@ -118,7 +122,7 @@ extension TileCodecError: CustomStringConvertible {
         case nil:
             return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
         case .zstd?:
-            let z = ZSTD_compressCCtx(cctx, other.baseAddress!, other.count, cur.baseAddress!, n, chain.zstdLevel)
+            let z = compressFrame(cur.baseAddress!, n, into: other.baseAddress!, capacity: other.count, minMatch: minMatch)
             // A compression error (memory exhaustion in practice) or no gain: store the raw tile.
             if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
@@ -158,7 +162,17 @@ extension TileCodecError: CustomStringConvertible {
         for k in 0..<e {
             let src = cur.baseAddress! + k * planeBytes
             let dst = other.baseAddress! + out
-            let z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock)
+            var z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock, minMatch: minMatch)
+            if minMatch > 0 && (ZSTD_isError(z) != 0 || z >= planeBytes / 2) {
+                // A plane zstd halves at best is mostly noise, where the short matches a long minimum skips can still pay
+                // (mlp-digits' low planes): code it again with the level's own minimum and keep the smaller (RATIONALE §A.9).
+                Self.ensure(&c, ZSTD_compressBound(planeBytes))
+                let y = compressInBlocks(src, planeBytes, into: c.baseAddress!, capacity: c.count, firstBlock: firstBlock, minMatch: 0)
+                if ZSTD_isError(y) == 0 && y < other.count - out && (ZSTD_isError(z) != 0 || y < z) {
+                    dst.copyMemory(from: c.baseAddress!, byteCount: y)
+                    z = y
+                }
+            }
             var descriptor: UInt64
             if ZSTD_isError(z) == 0 && z < planeBytes - planeBytes / 32 {
                 descriptor = UInt64(z)
@@ -232,12 +246,12 @@ extension TileCodecError: CustomStringConvertible {
     /// One zstd frame of `n` bytes whose blocks each cover at most `planeBlockBytes` of input, so that a reader can
     /// stop after the blocks it needs. Returns the frame size, a zstd error code (as `ZSTD_compressCCtx`), or Int.max
     /// when the frame does not fit `capacity`.
-    func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, firstBlock: Int = 0) -> Int {
+    func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, firstBlock: Int = 0,
+                          minMatch: Int32) -> Int {
         let blockBytes = Self.planeBlockBytes
         let first = firstBlock > 0 && firstBlock < n ? firstBlock : 0
-        if first == 0 && (blockBytes <= 0 || n <= blockBytes) { return ZSTD_compressCCtx(cctx, dst, capacity, src, n, chain.zstdLevel) }
-        _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
-        _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, chain.zstdLevel)
+        if first == 0 && (blockBytes <= 0 || n <= blockBytes) { return compressFrame(src, n, into: dst, capacity: capacity, minMatch: minMatch) }
+        setParameters(minMatch: minMatch)
         _ = ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(n))
         var output = ZSTD_outBuffer(dst: dst, size: capacity, pos: 0)
         var at = 0
@@ -255,6 +269,19 @@ extension TileCodecError: CustomStringConvertible {
             at += len
         }
         return output.pos
+    }
+
+    /// The level of the chain and the shortest match (0: the level's own), on a context with no session under way.
+    private func setParameters(minMatch: Int32) {
+        _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
+        _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, chain.zstdLevel)
+        if minMatch > 0 { _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, minMatch) }
+    }
+
+    /// One zstd frame of `n` bytes in one block run (as `ZSTD_compressCCtx`, with the shortest match given).
+    private func compressFrame(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, minMatch: Int32) -> Int {
+        setParameters(minMatch: minMatch)
+        return ZSTD_compress2(cctx, dst, capacity, src, n)
     }
 
     /// The first `want` of a frame's `n` bytes (a streaming decode that stops at the block holding the last byte

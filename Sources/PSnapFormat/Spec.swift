@@ -74,6 +74,12 @@ public enum Spec {
     }
     /// §5: see `compactZstdLevel`.
     public static let compactZstdLevel2Byte: Int32 = 9
+    /// §5: the shortest match this writer lets zstd take (`ZSTD_c_minMatch`), at every level: a writer's choice, not
+    /// recorded in the file, readers see no difference. Residual planes are mostly literals; matches of 3–6 bytes in them
+    /// cost more than the literals they replace (RATIONALE §A.9).
+    public static let zstdMinMatch: Int32 = 7
+    /// The values `ZSTD_c_minMatch` takes (libzstd 1.5); 0 (the level's own) is also accepted by the writers.
+    public static let zstdMinMatchRange: ClosedRange<Int32> = 3...7
     /// §5: the zstd levels a chain may name (libzstd 1.5's `ZSTD_minCLevel()`…`ZSTD_maxCLevel()`; PSnapCodec checks
     /// at start-up that the linked library agrees).
     public static let zstdLevels: ClosedRange<Int32> = -131072...22

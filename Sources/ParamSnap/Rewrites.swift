@@ -136,6 +136,7 @@ extension SnapshotWriter {
         if !snapshots.isEmpty {
             var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
                                       old: old, staged: source, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))
+            builder.minMatch = opts.zstdMinMatch
             builder.progress = opts.progress
             if skipDamaged { builder.onDamagedTile = { _, _ in } }
             let built = w.layout.parameterCount > 0 ? try builder.build(into: w.file!, at: w.end) : BuildResult(end: w.end)

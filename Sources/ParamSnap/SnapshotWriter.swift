@@ -10,6 +10,9 @@ public struct WriterOptions: Sendable {
     public var blockSize: Int? = nil
     /// Codec chain of a new file.
     public var chain: CodecChain = .default
+    /// The shortest match zstd may take (`ZSTD_c_minMatch`, 3…7; 0: the level's own): a writer's choice, not recorded
+    /// in the file (§5, RATIONALE §A.9). Default `Spec.zstdMinMatch`.
+    public var zstdMinMatch: Int32 = Spec.zstdMinMatch
     /// Snapshots staged before a segment is committed automatically.
     public var snapshotsPerSegment: Int = 16
     /// Memory budget in bytes: half for staged snapshots (beyond it they spill to a file beside the output),
@@ -288,6 +291,7 @@ public final class SnapshotWriter {
         var builder = TileBuilder(layout: layout, chain: header.codecChain, first: first, oldCount: oldEnd - first,
                                   old: oldReader, staged: source, workers: options.workers,
                                   batchBytes: max(1 << 20, options.memoryBudget / 8), anchorSegments: anchored)
+        builder.minMatch = options.zstdMinMatch
         builder.progress = options.progress
         return layout.parameterCount > 0 ? try builder.build(into: file, at: offset) : BuildResult(end: offset)
     }

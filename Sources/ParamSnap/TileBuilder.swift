@@ -47,6 +47,8 @@ struct TileBuilder {
     let batchBytes: Int            // raw bytes encoded per batch before writing (memory bound)
     /// Anchor the tiles to snapshot 0 (§5.2) when `first` > 0, the chain starts with linpred and the blocks are `old`'s.
     var anchorSegments = false
+    /// The shortest zstd match of the tiles built (`WriterOptions.zstdMinMatch`).
+    var minMatch: Int32 = Spec.zstdMinMatch
     /// Called after each batch with (raw bytes done, raw bytes total).
     var progress: ((UInt64, UInt64) -> Void)? = nil
     /// Repair mode: an old tile that fails its checksum or decode is replaced by NaN values (canonical quiet NaN
@@ -109,7 +111,7 @@ struct TileBuilder {
         let totalRawBytes = UInt64(jobBytes.reduce(0, +))
         let st = Pipeline(start: start)
         try parallelForEach(count: jobs.count, workers: workers, state: { _ in
-            (codec: TileCodec(chain: chain), oldCodec: TileCodec(chain: old?.header.codecChain ?? chain),
+            (codec: TileCodec(chain: chain, minMatch: minMatch), oldCodec: TileCodec(chain: old?.header.codecChain ?? chain),
              jobRaw: UnsafeMutableRawBufferPointer(start: nil, count: 0))
         }, { w, j in
             do {

@@ -72,6 +72,7 @@ package struct ConvertCommand: ParsableCommand {
     @Option(help: "Parameters per block (power of two). Default: the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1): under 100 µs uncached single-trajectory reads up to 1,000 f32 snapshots. Larger B: slightly smaller files, slower random reads.") var blockSize: Int?
     @Option(help: "Codec chain, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level. Default: 9 when most parameters are 2-byte (bf16, f16: 8–10 % smaller on fine-tunes, a third of the write speed; reads as fast), else 3 (spec §5).") var level: Int32?
+    @Option(help: "Shortest match zstd may take, 3…7, or 0 for the level's own. Default 7: residual planes are mostly literals, where short matches cost more than they save (bf16 fine-tunes 3–4 % smaller, faster to write; spec §5, RATIONALE §A.9).") var minMatch: Int32 = Spec.zstdMinMatch
     @Option(help: "Write a sharded run (spec/SHARDS.md): OUT is a folder of shard files of at most this raw size each (e.g. 64GiB, 500MB) and a manifest. The run is converted to one file inside OUT first (temporary space: the converted run), then split into shards by copying its tiles (psnap shard).") var shardSize: ByteSize?
     @Flag(help: "Replace OUT if it exists.") var force = false
     @Flag(name: .shortAndLong, help: "No progress bar and no notes (errors and the summary line only).") var quiet = false
@@ -110,6 +111,7 @@ package struct ConvertCommand: ParsableCommand {
         }
         try OptionCheck.memory(memory)
         try OptionCheck.codec(codec, level: level)
+        try OptionCheck.minMatch(minMatch)
         try OptionCheck.blockSize(blockSize.map(String.init))
     }
 
@@ -149,6 +151,7 @@ package struct ConvertCommand: ParsableCommand {
             options.blockSize = B
             options.chain = try CodecChain(parsing: codec, zstdLevel: level ?? Spec.compactZstdLevel(conversion.tensors))
             options.overwrite = force
+            options.zstdMinMatch = minMatch
             // The writer's batches take budget/8 each; a few batches in flight plus input pages stay under the budget.
             options.memoryBudget = memory << 20
             let bar = ProgressBar(enabled: !quiet && CLI.stderrIsTerminal)

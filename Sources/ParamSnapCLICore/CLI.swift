@@ -138,6 +138,14 @@ package enum OptionCheck {
         guard r.contains(level) else { throw ValidationError("--level is a zstd level in \(r.lowerBound)…\(r.upperBound), not \(level)") }
     }
 
+    /// --min-match: 0 (the zstd level's own) or 3…7.
+    package static func minMatch(_ m: Int32) throws {
+        let r = Spec.zstdMinMatchRange
+        guard m == 0 || r.contains(m) else {
+            throw ValidationError("--min-match is 0 (the zstd level's own) or \(r.lowerBound)…\(r.upperBound), not \(m)")
+        }
+    }
+
     /// --codec (with --level, or the default level when only the chain is given) as a chain.
     @discardableResult
     package static func codec(_ codec: String, level: Int32?) throws -> CodecChain {

@@ -78,6 +78,30 @@ import PSnapTestSupport
         }
     }
 
+    /// --min-match outside 0 and 3…7 is a usage error in the writers, named, and nothing is written; 0 (zstd's own) and
+    /// 7 both write files that read back the same values.
+    @Test func minMatchIsCheckedAndBothEndsRead() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let out = dir + "/out.psnap"
+        let run = try demoRun(in: dir)
+        for cmd in [["append", out, demo + "/epoch-000.safetensors"], ["convert", demo, "-o", out], ["compact", run, "-o", out]] {
+            for m in ["2", "8", "-1", "x"] {
+                let r = try runProcess(psnap, cmd + ["--min-match=\(m)"])
+                #expect(r.status == 64 && r.err.contains("--min-match") && r.err.contains(m), "\(cmd[0]) --min-match \(m): \(r.status) \(r.err)")
+                #expect(!exists(out), "\(cmd[0]) --min-match \(m) wrote its output")
+            }
+        }
+        var values: [[UInt8]] = []
+        for m in ["0", "7"] {
+            let o = dir + "/m\(m).psnap"
+            let r = try runProcess(psnap, ["convert", demo, "-o", o, "--min-match", m])
+            #expect(r.status == 0, "\(r.err)")
+            let rd = try PSnapReader(path: o)
+            values.append(try (0..<rd.snapshotCount).flatMap { k in try (0..<rd.tensors.count).flatMap { try rd.tensorBytes(tensor: $0, snapshot: k) } })
+        }
+        #expect(values[0] == values[1] && !values[0].isEmpty)
+    }
+
     /// A bad --codec or --level is a usage error (64) in every command, named, and nothing is written.
     @Test func codecAndLevelErrorsAreUsageErrors() throws {
         let dir = tempDir(); defer { cleanup(dir) }

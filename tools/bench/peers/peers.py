@@ -46,8 +46,8 @@ SEED = 20261129
 
 CONTENDERS = [
     # name, label, description
-    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + lead + split + zstdplanes L3, B auto (tiles up to 256 KiB, spec §4.1)"),
-    ("psnap_prev", "ParamSnap, previous default", "psnap convert --codec linpred,lead,split,zstdplanes --level 3 (the default until 2026-12-04, before 2-byte runs went to level 9)"),
+    ("psnap", "ParamSnap (default chain)", "psnap convert; linpred + lead + split + zstdplanes, L3 (L9 for 2-byte runs), zstd matches of 7 bytes or more, B auto (tiles up to 256 KiB, spec §4.1)"),
+    ("psnap_prev", "ParamSnap, previous default", "psnap convert --min-match 0 (the default until 2026-12-05: zstd's own shortest match at each level)"),
     ("psnap_lenrans", "ParamSnap, linpred + lenrans", "psnap convert --codec linpred,lenrans; B auto (tiles up to 256 KiB, spec §4.1), groups of 32 parameters"),
     ("psnap_v1", "ParamSnap, split + bytedelta + zstdplanes", "psnap convert --codec split,bytedelta,zstdplanes (the first default); B auto (tiles up to 256 KiB, spec §4.1)"),
     ("psnap_xor", "ParamSnap, xor + split + zstd", "psnap convert --codec xor,split,zstd (the temporal XOR first proposed); B auto (tiles up to 256 KiB, spec §4.1)"),
@@ -69,7 +69,7 @@ CONTENDERS = [
 ]
 LABEL = {c[0]: c[1] for c in CONTENDERS}
 # ParamSnap contenders: the codec chain each converts with (None: the default).
-PSNAP_CHAINS = {"psnap": None, "psnap_prev": "linpred,lead,split,zstdplanes", "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
+PSNAP_CHAINS = {"psnap": None, "psnap_prev": None, "psnap_lenrans": "linpred,lenrans", "psnap_v1": "split,bytedelta,zstdplanes",
                 "psnap_xor": "xor,split,zstd"}
 DESC = {c[0]: c[2] for c in CONTENDERS}
 
@@ -617,7 +617,7 @@ def bench_run(a, run, rundir, avail, contenders):
     res = {}
     for c in contenders:
         psnap_file = store_path(rundir, c) + ".psnap"
-        codec = (["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []) + (["--level", "3"] if c == "psnap_prev" else [])
+        codec = (["--codec", PSNAP_CHAINS[c]] if PSNAP_CHAINS.get(c) else []) + (["--min-match", "0"] if c == "psnap_prev" else [])
         r = {"label": LABEL[c], "how": DESC[c]}
         res[c] = r
         if c == "fpzip" and run["dtype"] != "F32" and not avail.get(c):
