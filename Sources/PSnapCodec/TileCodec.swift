@@ -30,8 +30,10 @@ extension TileCodecError: CustomStringConvertible {
     var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var c: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var cctx: OpaquePointer?
-    /// The shortest match zstd may take when this codec encodes (0: the level's own); `Spec.zstdMinMatch` by default.
+    /// The shortest match zstd may take when this codec encodes tiles of 2-byte values (0: the level's own); `Spec.zstdMinMatch`
+    /// by default. Tiles of 1-, 4- and 8-byte values always take the level's own (RATIONALE §A.9).
     @_spi(Internals) public let minMatch: Int32
+    func minMatch(_ elementSize: Int) -> Int32 { elementSize == 2 ? minMatch : 0 }
     var dctx: OpaquePointer?
     /// The length-preserving stages and the terminal compression stage, if any (§5).
     let transforms: [CodecStage]
@@ -122,12 +124,12 @@ extension TileCodecError: CustomStringConvertible {
         case nil:
             return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
         case .zstd?:
-            let z = compressFrame(cur.baseAddress!, n, into: other.baseAddress!, capacity: other.count, minMatch: minMatch)
+            let z = compressFrame(cur.baseAddress!, n, into: other.baseAddress!, capacity: other.count, minMatch: minMatch(elementSize))
             // A compression error (memory exhaustion in practice) or no gain: store the raw tile.
             if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         case .zstdPlanes?:
-            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count,
+            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count, minMatch: minMatch(elementSize),
                                    firstBlock: transforms.contains(.lead) && transforms.contains(.split) ? params : 0)
             if out >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<out]), false)
@@ -157,18 +159,19 @@ extension TileCodecError: CustomStringConvertible {
     /// `firstBlock` > 0: the first zstd block of each plane ends there (the leading column of a `lead` tile, so that
     /// it decodes from a short prefix and its statistics do not mix with the residuals after it).
     private func encodePlanes(_ cur: UnsafeMutableRawBufferPointer, into other: UnsafeMutableRawBufferPointer, elementSize e: Int,
-                              planeBytes: Int, firstBlock: Int = 0) -> Int {
+                              planeBytes: Int, minMatch: Int32, firstBlock: Int = 0) -> Int {
         var out = 8 * e
         for k in 0..<e {
             let src = cur.baseAddress! + k * planeBytes
             let dst = other.baseAddress! + out
             var z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock, minMatch: minMatch)
-            if minMatch > 0 && (ZSTD_isError(z) != 0 || z >= planeBytes / 2) {
-                // A plane zstd halves at best is mostly noise, where the short matches a long minimum skips can still pay
-                // (mlp-digits' low planes): code it again with the level's own minimum and keep the smaller (RATIONALE §A.9).
+            if minMatch > 0 && z >= planeBytes - planeBytes * 3 / 8 && z < planeBytes - planeBytes / 32 {
+                // A plane zstd shrinks by less than 3/8 (yet enough to be kept) is mostly noise, where the short matches a long
+                // minimum skips can still pay (they did in mlp-digits' f32 planes): code it again with the level's own minimum
+                // and keep the smaller (RATIONALE §A.9). Planes stored raw either way are not tried again.
                 Self.ensure(&c, ZSTD_compressBound(planeBytes))
                 let y = compressInBlocks(src, planeBytes, into: c.baseAddress!, capacity: c.count, firstBlock: firstBlock, minMatch: 0)
-                if ZSTD_isError(y) == 0 && y < other.count - out && (ZSTD_isError(z) != 0 || y < z) {
+                if ZSTD_isError(y) == 0 && y < z {
                     dst.copyMemory(from: c.baseAddress!, byteCount: y)
                     z = y
                 }

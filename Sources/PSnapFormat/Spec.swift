@@ -74,9 +74,9 @@ public enum Spec {
     }
     /// §5: see `compactZstdLevel`.
     public static let compactZstdLevel2Byte: Int32 = 9
-    /// §5: the shortest match this writer lets zstd take (`ZSTD_c_minMatch`), at every level: a writer's choice, not
-    /// recorded in the file, readers see no difference. Residual planes are mostly literals; matches of 3–6 bytes in them
-    /// cost more than the literals they replace (RATIONALE §A.9).
+    /// §5: the shortest match this writer lets zstd take (`ZSTD_c_minMatch`) in tiles of 2-byte values (bf16, f16), at every
+    /// level: a writer's choice, not recorded in the file, readers see no difference. Their planes are mostly literals;
+    /// matches of 3–6 bytes in them cost more than the literals they replace (RATIONALE §A.9). Other tiles: the level's own.
     public static let zstdMinMatch: Int32 = 7
     /// The values `ZSTD_c_minMatch` takes (libzstd 1.5); 0 (the level's own) is also accepted by the writers.
     public static let zstdMinMatchRange: ClosedRange<Int32> = 3...7

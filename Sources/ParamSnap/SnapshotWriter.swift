@@ -10,8 +10,8 @@ public struct WriterOptions: Sendable {
     public var blockSize: Int? = nil
     /// Codec chain of a new file.
     public var chain: CodecChain = .default
-    /// The shortest match zstd may take (`ZSTD_c_minMatch`, 3…7; 0: the level's own): a writer's choice, not recorded
-    /// in the file (§5, RATIONALE §A.9). Default `Spec.zstdMinMatch`.
+    /// The shortest match zstd may take in tiles of 2-byte values (`ZSTD_c_minMatch`, 3…7; 0: the level's own): a writer's
+    /// choice, not recorded in the file (§5, RATIONALE §A.9). Default `Spec.zstdMinMatch`; other tiles take the level's own.
     public var zstdMinMatch: Int32 = Spec.zstdMinMatch
     /// Snapshots staged before a segment is committed automatically.
     public var snapshotsPerSegment: Int = 16
