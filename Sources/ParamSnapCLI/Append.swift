@@ -32,7 +32,7 @@ package struct AppendCommand: ParsableCommand {
     @Option(help: "Parameters per block for a new run (power of two). Default: 1024 for f32, 2048 for bf16 and f16, 512 for f64 (the element size holding most parameters; spec §4.1).") var blockSize: Int?
     @Option(help: "Codec chain for a new run, comma-separated stages from: xor, sub, linpred, lead, split, bytedelta, zstd, zstdplanes, lenrans (spec §5). linpred,lenrans: 4–16 % smaller and 2–3× faster uncached single-trajectory reads, whole-file scans ~2.8× slower.") var codec: String = "linpred,lead,split,zstdplanes"
     @Option(help: "zstd level for a new run.") var level: Int32 = Spec.defaultZstdLevel
-    @Option(help: "Shortest match zstd may take in tiles of 2-byte values (bf16, f16), 3…7, or 0 for the level's own. Default 7: their planes are mostly literals, where short matches cost more than they save (bf16 fine-tunes 3–3.6 % smaller and faster to write; other dtypes keep the level's own; spec §5, RATIONALE §A.9).") var minMatch: Int32 = Spec.zstdMinMatch
+    @Option(help: ArgumentHelp(OptionCheck.minMatchHelp)) var minMatch: Int32 = Spec.zstdMinMatch
     @Flag(help: "Do not merge small trailing segments (spec §10).") var noMerge = false
     @Option(help: ArgumentHelp("Keep the run's live bytes within RATIO × what `psnap compact` would make of it after each one-snapshot append, merging further than the tiered plan when needed (spec §10 space bound; with the filesystem's partly used blocks `du` stays within ~1.25× at 1.2). 'off': the tiered plan alone, fewer bytes rewritten per append.", valueName: "RATIO")) var spaceBound: String = String(Spec.defaultSpaceBound)
     @Option(help: "Memory budget in MiB for staging and encoding.") var memory: Int = 1024

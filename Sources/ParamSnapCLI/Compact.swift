@@ -27,7 +27,7 @@ package struct CompactCommand: ParsableCommand {
     @Option(help: "Parameters per block of the output: a power of two, or 'auto' for the largest B whose tile (B × snapshots × element size) fits 256 KiB, within 64…4096 (spec §4.1; what convert uses, with convert's zstd level rule unless --level). Default: the input's.") var blockSize: String?
     @Option(help: "Codec chain of the output, e.g. split,bytedelta,zstdplanes (default: the input's).") var codec: String?
     @Option(help: "zstd level of the output (default: the input's).") var level: Int32?
-    @Option(help: "Shortest match zstd may take in tiles of 2-byte values (bf16, f16), 3…7, or 0 for the level's own. Default 7: their planes are mostly literals, where short matches cost more than they save (bf16 fine-tunes 3–3.6 % smaller and faster to write; other dtypes keep the level's own; spec §5, RATIONALE §A.9).") var minMatch: Int32 = Spec.zstdMinMatch
+    @Option(help: ArgumentHelp(OptionCheck.minMatchHelp)) var minMatch: Int32 = Spec.zstdMinMatch
     @Option(help: "Memory budget in MiB.") var memory: Int = 1024
     @Flag(help: "Print a JSON report.") var json = false
 

@@ -138,6 +138,9 @@ package enum OptionCheck {
         guard r.contains(level) else { throw ValidationError("--level is a zstd level in \(r.lowerBound)…\(r.upperBound), not \(level)") }
     }
 
+    /// The help of --min-match (convert, compact, append).
+    package static let minMatchHelp = "Shortest match zstd may take in tiles of 2-byte values (bf16, f16), 3…7, or 0 for the level's own. Default 7: their planes are mostly literals, where short matches cost more than they save (bf16 fine-tunes 3–3.6 % smaller and faster to write; other dtypes keep the level's own; spec §5, RATIONALE §A.9)."
+
     /// --min-match: 0 (the zstd level's own) or 3…7.
     package static func minMatch(_ m: Int32) throws {
         let r = Spec.zstdMinMatchRange
