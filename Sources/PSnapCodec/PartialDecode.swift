@@ -112,7 +112,7 @@ extension TileCodec {
                         let dst = buf.baseAddress! + used * count
                         let frame = UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)])
                         if let want = prefix, !keep {
-                            try zstdFramePrefix(frame, into: dst, n: count, want: min(count, want))
+                            try zstdFramePrefix(frame, into: dst, n: count, want: min(count, want), firstBlock: lead && split ? params : 0)
                         } else {
                             try zstdFrame(frame, into: dst, n: count)
                         }
