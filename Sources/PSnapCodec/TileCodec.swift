@@ -302,7 +302,7 @@ extension TileCodecError: CustomStringConvertible {
         return ZSTD_compress2(cctx, dst, capacity, src, n)
     }
 
-    /// The first `want` of a frame's `n` bytes (a streaming decode that stops at the block holding the last byte
+    /// The first `want` of a frame's `n` bytes (a block-by-block decode that stops at the block holding the last byte
     /// wanted: an uncached row needs only its plane's prefix). Same frame checks as `zstdFrame`; the rest of the
     /// frame is not read, which the tile checksum (checked before any decode) makes safe.
     /// `firstBlock`: where the writer ended the first block (`compressInBlocks`; the leading column of a `lead` tile).
@@ -317,9 +317,9 @@ extension TileCodecError: CustomStringConvertible {
         if want > lastBlockStart { return try zstdFrame(src, into: dst, n: n) }
         try checkFrame(src, n: n)
         // The buffer-less API decodes block by block straight into `dst` (which holds the window: the frame's output
-        // from its start), so it stops after the block holding the last byte wanted. ZSTD_decompressStream, used
-        // before, decoded the whole frame into its own buffers whatever room the output had: a 2 KiB prefix of a
-        // 16 KiB plane cost as much as the whole plane (30 µs against 0.2–5 µs, RATIONALE §C.5).
+        // from its start), so it stops after the block holding the last byte wanted, with no copies through zstd's
+        // own buffers. With ZSTD_decompressStream, used before, the leading column of a real 16 KiB plane cost as much
+        // as the whole plane: 30 µs against 0.2–5 µs now (RATIONALE §C.5).
         let begun = ZSTD_decompressBegin(dctx)
         if ZSTD_isError(begun) != 0 { throw .zstd(String(cString: ZSTD_getErrorName(begun))) }
         var ip = 0, op = 0
