@@ -112,7 +112,7 @@ extension TileCodec {
                         let dst = buf.baseAddress! + used * count
                         let frame = UnsafeRawBufferPointer(rebasing: stored[p.offset..<(p.offset + p.length)])
                         if let want = prefix, !keep {
-                            try zstdFramePrefix(frame, into: dst, n: count, want: min(count, want), firstBlock: lead && split ? params : 0)
+                            try zstdFramePrefix(frame, into: dst, n: count, want: min(count, want), firstBlock: firstBlock(params: params))
                         } else {
                             try zstdFrame(frame, into: dst, n: count)
                         }

@@ -30,16 +30,35 @@ extension TileCodecError: CustomStringConvertible {
     var r: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var c: UnsafeMutableRawBufferPointer = .init(start: nil, count: 0)
     var cctx: OpaquePointer?
-    /// The shortest match and strategy `cctx`'s parameters hold (nil: not set yet).
-    var parametersKey: (minMatch: Int32, fast: Bool)? = nil
-    /// zstd's fast strategy (one hash table, no second search) for the frames of the tile being encoded: tiles of one
-    /// snapshot, an append's, whose 1–2 KiB planes zstd codes at a fixed cost per frame. On the planes of a fine-tune's
-    /// one-snapshot segments it was 22–36 % faster and within 0.4 % of the size (smaller in bf16; RATIONALE §C.5).
-    var fastFrames = false
+    /// The zstd parameters `cctx` holds (nil: not set yet).
+    var cctxParameters: FrameParameters? = nil
     /// The shortest match zstd may take when this codec encodes tiles of 2-byte values (0: the level's own); `Spec.zstdMinMatch`
     /// by default. Tiles of 1-, 4- and 8-byte values always take the level's own (RATIONALE §A.9).
     @_spi(Internals) public let minMatch: Int32
-    func minMatch(_ elementSize: Int) -> Int32 { elementSize == 2 ? minMatch : 0 }
+
+    /// What a writer chooses for a tile's zstd frames beyond the chain's level (not recorded in the file, spec §5).
+    struct FrameParameters: Equatable {
+        /// `ZSTD_c_minMatch` (0: the level's own).
+        var minMatch: Int32
+        /// zstd's fast strategy (one hash table, no second search).
+        var fast: Bool
+    }
+
+    /// The frame parameters of a tile: the shortest match in tiles of 2-byte values (RATIONALE §A.9), and the fast
+    /// strategy in tiles of one snapshot, an append's, at the default level or below (a higher level asked is kept):
+    /// zstd codes their 1–2 KiB planes at a fixed cost per frame, and the fast strategy was 22–36 % faster there and
+    /// within 0.4 % of the size (smaller in bf16; RATIONALE §C.5).
+    func frameParameters(elementSize: Int, snapshots: Int) -> FrameParameters {
+        FrameParameters(minMatch: elementSize == 2 ? minMatch : 0,
+                        fast: snapshots == 1 && chain.zstdLevel <= Spec.defaultZstdLevel)
+    }
+
+    /// Where the writer ends each plane's first zstd block: after the leading column when a `lead` tile is split into
+    /// planes (its own statistics, and a short prefix to decode), else 0 (blocks of `planeBlockBytes` from the start).
+    func firstBlock(params: Int) -> Int { transforms.contains(.lead) && transforms.contains(.split) ? params : 0 }
+
+    /// The end of a plane's first block of `firstBlock` bytes in a plane of `n` bytes (0: no block of its own).
+    static func firstBlockEnd(_ firstBlock: Int, planeBytes n: Int) -> Int { firstBlock > 0 && firstBlock < n ? firstBlock : 0 }
     var dctx: OpaquePointer?
     /// The length-preserving stages and the terminal compression stage, if any (§5).
     let transforms: [CodecStage]
@@ -126,18 +145,18 @@ extension TileCodecError: CustomStringConvertible {
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         }
         if cctx == nil, terminal != nil { cctx = ZSTD_createCCtx() }
-        fastFrames = snapshots == 1 && chain.zstdLevel <= Spec.defaultZstdLevel   // a higher level asked is kept
+        let frame = frameParameters(elementSize: elementSize, snapshots: snapshots)
         switch terminal {
         case nil:
             return (UnsafeRawBufferPointer(rebasing: cur[0..<n]), false)
         case .zstd?:
-            let z = compressFrame(cur.baseAddress!, n, into: other.baseAddress!, capacity: other.count, minMatch: minMatch(elementSize))
+            let z = compressFrame(cur.baseAddress!, n, into: other.baseAddress!, capacity: other.count, parameters: frame)
             // A compression error (memory exhaustion in practice) or no gain: store the raw tile.
             if ZSTD_isError(z) != 0 || z >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<z]), false)
         case .zstdPlanes?:
-            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count, minMatch: minMatch(elementSize),
-                                   firstBlock: transforms.contains(.lead) && transforms.contains(.split) ? params : 0)
+            let out = encodePlanes(cur, into: other, elementSize: elementSize, planeBytes: count, parameters: frame,
+                                   firstBlock: firstBlock(params: params))
             if out >= n { return (raw, true) }
             return (UnsafeRawBufferPointer(rebasing: other[0..<out]), false)
         default:
@@ -166,18 +185,19 @@ extension TileCodecError: CustomStringConvertible {
     /// `firstBlock` > 0: the first zstd block of each plane ends there (the leading column of a `lead` tile, so that
     /// it decodes from a short prefix and its statistics do not mix with the residuals after it).
     private func encodePlanes(_ cur: UnsafeMutableRawBufferPointer, into other: UnsafeMutableRawBufferPointer, elementSize e: Int,
-                              planeBytes: Int, minMatch: Int32, firstBlock: Int = 0) -> Int {
+                              planeBytes: Int, parameters: FrameParameters, firstBlock: Int = 0) -> Int {
         var out = 8 * e
         for k in 0..<e {
             let src = cur.baseAddress! + k * planeBytes
             let dst = other.baseAddress! + out
-            var z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock, minMatch: minMatch)
-            if minMatch > 0 && z >= planeBytes - planeBytes * 3 / 8 && z < planeBytes - planeBytes / 32 {
+            var z = compressInBlocks(src, planeBytes, into: dst, capacity: other.count - out, firstBlock: firstBlock, parameters: parameters)
+            if parameters.minMatch > 0 && z >= planeBytes - planeBytes * 3 / 8 && z < planeBytes - planeBytes / 32 {
                 // A plane zstd shrinks by less than 3/8 (yet enough to be kept) is mostly noise, where the short matches a long
                 // minimum skips can still pay (they did in mlp-digits' f32 planes): code it again with the level's own minimum
                 // and keep the smaller (RATIONALE §A.9). Planes stored raw either way are not tried again.
                 Self.ensure(&c, ZSTD_compressBound(planeBytes))
-                let y = compressInBlocks(src, planeBytes, into: c.baseAddress!, capacity: c.count, firstBlock: firstBlock, minMatch: 0)
+                let y = compressInBlocks(src, planeBytes, into: c.baseAddress!, capacity: c.count, firstBlock: firstBlock,
+                                         parameters: FrameParameters(minMatch: 0, fast: parameters.fast))
                 if ZSTD_isError(y) == 0 && y < z {
                     dst.copyMemory(from: c.baseAddress!, byteCount: y)
                     z = y
@@ -257,11 +277,11 @@ extension TileCodecError: CustomStringConvertible {
     /// stop after the blocks it needs. Returns the frame size, a zstd error code (as `ZSTD_compressCCtx`), or Int.max
     /// when the frame does not fit `capacity`.
     func compressInBlocks(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, firstBlock: Int = 0,
-                          minMatch: Int32) -> Int {
+                          parameters: FrameParameters) -> Int {
         let blockBytes = Self.planeBlockBytes
-        let first = firstBlock > 0 && firstBlock < n ? firstBlock : 0
-        if first == 0 && (blockBytes <= 0 || n <= blockBytes) { return compressFrame(src, n, into: dst, capacity: capacity, minMatch: minMatch) }
-        setParameters(minMatch: minMatch)
+        let first = Self.firstBlockEnd(firstBlock, planeBytes: n)
+        if first == 0 && (blockBytes <= 0 || n <= blockBytes) { return compressFrame(src, n, into: dst, capacity: capacity, parameters: parameters) }
+        setParameters(parameters)
         _ = ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(n))
         var output = ZSTD_outBuffer(dst: dst, size: capacity, pos: 0)
         var at = 0
@@ -281,24 +301,25 @@ extension TileCodecError: CustomStringConvertible {
         return output.pos
     }
 
-    /// The level of the chain and the shortest match (0: the level's own), on a context with no session under way.
-    /// Parameters are set again only when the shortest match or strategy differs from the previous frame's (the level is the chain's):
-    /// resetting them for every frame cost 4 % of zstd's time on the 2 KiB planes of one-snapshot tiles.
-    private func setParameters(minMatch: Int32) {
-        if let k = parametersKey, k.minMatch == minMatch, k.fast == fastFrames {
+    /// The level of the chain and `p`, on a context with no session under way. Parameters are set again only when
+    /// they differ from the previous frame's: resetting them for every frame cost 4 % of zstd's time on the 2 KiB planes
+    /// of one-snapshot tiles.
+    private func setParameters(_ p: FrameParameters) {
+        if cctxParameters == p {
             _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only)
             return
         }
         _ = ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters)
         _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, chain.zstdLevel)
-        if minMatch > 0 { _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, minMatch) }
-        if fastFrames { _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_strategy, Int32(ZSTD_fast.rawValue)) }
-        parametersKey = (minMatch, fastFrames)
+        if p.minMatch > 0 { _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, p.minMatch) }
+        if p.fast { _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_strategy, Int32(ZSTD_fast.rawValue)) }
+        cctxParameters = p
     }
 
-    /// One zstd frame of `n` bytes in one block run (as `ZSTD_compressCCtx`, with the shortest match given).
-    private func compressFrame(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int, minMatch: Int32) -> Int {
-        setParameters(minMatch: minMatch)
+    /// One zstd frame of `n` bytes in one block run (as `ZSTD_compressCCtx`, with the parameters given).
+    private func compressFrame(_ src: UnsafeRawPointer, _ n: Int, into dst: UnsafeMutableRawPointer, capacity: Int,
+                               parameters: FrameParameters) -> Int {
+        setParameters(parameters)
         return ZSTD_compress2(cctx, dst, capacity, src, n)
     }
 
@@ -312,7 +333,7 @@ extension TileCodecError: CustomStringConvertible {
         // into the last block, the whole frame must be decoded anyway, in one call. (Only a choice of speed: the
         // block-by-block decode below reads any frame.) Without counting the first block, the planes of every tile
         // under 32 KiB a plane were decoded whole when only their leading column was wanted (an append's anchors).
-        let first = firstBlock > 0 && firstBlock < n ? firstBlock : 0
+        let first = Self.firstBlockEnd(firstBlock, planeBytes: n)
         let lastBlockStart = first + (n - first - 1) / Self.planeBlockBytes * Self.planeBlockBytes
         if want > lastBlockStart { return try zstdFrame(src, into: dst, n: n) }
         try checkFrame(src, n: n)
