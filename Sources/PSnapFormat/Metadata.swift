@@ -69,6 +69,15 @@ public struct SnapshotInfo: Codable, Equatable, Sendable {
     }
 }
 
+/// §7 `spaceBoundSingle`: a writer's note of the newest one-snapshot segment it built (§10 space bound).
+public struct SingleSegmentNote: Codable, Equatable, Sendable {
+    /// The segment's first (only) snapshot.
+    public var snapshot: Int
+    /// Its tiles and their index entries.
+    public var bytes: UInt64
+    public init(snapshot: Int, bytes: UInt64) { self.snapshot = snapshot; self.bytes = bytes }
+}
+
 /// §7 The metadata block.
 public struct FileMetadata: Codable, Equatable, Sendable {
     public var format: String = "psnap"
@@ -76,6 +85,8 @@ public struct FileMetadata: Codable, Equatable, Sendable {
     public var snapshots: [SnapshotInfo]
     public var attributes: [String: MetaValue]?
     public var writer: String?
+    /// §7, §10: a writer's hint, not data; a reader ignores it, and one that does not decode is dropped.
+    public var spaceBoundSingle: SingleSegmentNote?
 
     public init(tensors: [TensorInfo], snapshots: [SnapshotInfo] = [], attributes: [String: MetaValue]? = nil,
                 writer: String? = ParamSnapVersion.writer) {
@@ -90,6 +101,7 @@ public struct FileMetadata: Codable, Equatable, Sendable {
         snapshots = try c.decode([SnapshotInfo].self, forKey: .snapshots)
         attributes = try c.decodeIfPresent([String: MetaValue].self, forKey: .attributes)
         writer = try c.decodeIfPresent(String.self, forKey: .writer)
+        spaceBoundSingle = (try? c.decodeIfPresent(SingleSegmentNote.self, forKey: .spaceBoundSingle)) ?? nil
     }
 
     /// Canonical JSON bytes (sorted keys, so equal metadata gives equal bytes).

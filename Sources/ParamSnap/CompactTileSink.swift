@@ -41,7 +41,7 @@ public final class CompactTileSink: @unchecked Sendable {
             throw error
         }
         added = [Bool](repeating: false, count: writer.layout.blockCounts.reduce(0, +))
-        report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
+        report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0, builds: 1)
     }
 
     deinit { if !done { tmp.remove() } }

@@ -132,7 +132,7 @@ extension SnapshotWriter {
         defer { if ok { tmp.release() } else { tmp.remove() } }
         let w = try SnapshotWriter.create(path: tmp.path, tensors: tensors, options: opts)
         try w.adoptAttributes(of: path)
-        var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0)
+        var report = CommitReport(snapshots: snapshots.count, rewrittenFrom: 0, builds: 1)
         if !snapshots.isEmpty {
             var builder = TileBuilder(layout: w.layout, chain: w.header.codecChain, first: 0, oldCount: old == nil ? 0 : snapshots.count,
                                       old: old, staged: source, workers: opts.workers, batchBytes: max(1 << 20, opts.memoryBudget / 8))

@@ -222,7 +222,7 @@ public enum ShardedRun {
             var ok = false
             defer { if !ok { tmp.remove() } }
             var entries: [TileIndexEntry] = []
-            var commit = CommitReport(snapshots: reader.snapshotCount, rewrittenFrom: 0)
+            var commit = CommitReport(snapshots: reader.snapshotCount, rewrittenFrom: 0, builds: 1)
             for (j, p) in shard.parts.enumerated() {
                 let b0 = p.start / B, blocks = p.count == 0 ? 0 : (p.count - 1) / B + 1
                 for b in 0..<blocks {

@@ -54,6 +54,9 @@ public struct CommitReport: Sendable, Equatable {
     public var bytesAppended: UInt64 = 0
     /// Dead bytes returned to the filesystem after the commit (§9 "Space": holes punched).
     public var bytesReclaimed: UInt64 = 0
+    /// Times the new segment was built: 2 or more when a built segment failed the §10 space bound and was built
+    /// again from an earlier start (the earlier attempts are punched out).
+    public var builds: Int = 0
 }
 
 /// Appends snapshots to a `.psnap` file with bounded memory. One writer per file (an exclusive lock).
@@ -240,26 +243,37 @@ public final class SnapshotWriter {
         let bound = options.merge && staged == 1 ? options.spaceBound : nil
         let spaces = bound == nil ? [] : segmentSpaces()
         let fixed = bound == nil ? 0 : UInt64(Spec.headerSize + Spec.footerSize + metadata.encode().count)
-        let newestSingle = spaces.last { $0.count == 1 }?.bytes
+        // `single`: the newest one-snapshot segment in the index, or the one noted by the writer that last built one
+        // (§7 `spaceBoundSingle`) while no segment starts after it: a run whose tail was merged into one segment would
+        // otherwise build a one-snapshot segment only to measure it (RATIONALE §C.7).
+        let noted = metadata.spaceBoundSingle.flatMap { n -> UInt64? in
+            guard n.bytes > 0, n.bytes <= end, n.snapshot >= 0, n.snapshot < oldEnd,
+                  segments.allSatisfy({ $0.lowerBound <= n.snapshot }) else { return nil }   // a hint: anything else is ignored
+            return n.bytes
+        }
+        let newestSingle = [spaces.last { $0.count == 1 }?.bytes, noted].compactMap { $0 }.max()
         var mergeStart = !options.merge ? oldEnd
             : bound == nil ? Self.plannedMergeStart(segments: segments.map(\.count), staged: staged, oldEnd: oldEnd)
             : Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: newestSingle, bound: bound)
-        let before = end, snapshotsBefore = metadata.snapshots.count
+        let before = end, snapshotsBefore = metadata.snapshots.count, noteBefore = metadata.spaceBoundSingle
         var ok = false
         defer {
             if !ok {
                 end = before
                 metadata.snapshots.removeLast(metadata.snapshots.count - snapshotsBefore)
+                metadata.spaceBoundSingle = noteBefore
                 try? file.truncate(to: before)
             }
         }
         var built = BuildResult(end: end)
-        var at = before
+        var at = before, builds = 0
         while true {
             built = try buildTiles(from: source, first: mergeStart, oldEnd: oldEnd, at: at)
+            builds += 1
             guard let bound, mergeStart > 0 else { break }
             let kept = Array(spaces[..<(segments.firstIndex { $0.lowerBound >= mergeStart } ?? segments.count)])
             let newBytes = built.storedBytes + UInt64(built.entries.count * Spec.tileIndexEntrySize)
+            if mergeStart == oldEnd { metadata.spaceBoundSingle = SingleSegmentNote(snapshot: oldEnd, bytes: newBytes) }
             let single = max(newestSingle ?? 0, mergeStart == oldEnd ? newBytes : 0)
             if Self.fitsSpaceBound(kept: kept, newBytes: newBytes, fixedBytes: fixed, single: single, bound: bound) { break }
             let next = Self.boundedMergeStart(segments: spaces, staged: staged, oldEnd: oldEnd, fixedBytes: fixed, single: single,
@@ -271,6 +285,7 @@ public final class SnapshotWriter {
             at = built.end
         }
         var report = CommitReport(snapshots: staged, rewrittenFrom: mergeStart)
+        report.builds = builds
         end = built.end
         report.tilesWritten = built.entries.count
         report.rawBytes = built.rawBytes

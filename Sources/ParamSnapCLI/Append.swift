@@ -89,11 +89,11 @@ package struct AppendCommand: ParsableCommand {
             let secs = Date().timeIntervalSince(start)
             let report = done.commit, appended = append.conversion.snapshotInfos.count
             if json {
-                struct Out: Encodable { let run: String; let snapshots: Int; let appended: Int; let tilesWritten: Int; let rawBytesWritten: UInt64; let storedBytesWritten: UInt64; let bytesAppended: UInt64; let bytesReclaimed: UInt64; let rewrittenFrom: Int; let seconds: Double }
+                struct Out: Encodable { let run: String; let snapshots: Int; let appended: Int; let tilesWritten: Int; let rawBytesWritten: UInt64; let storedBytesWritten: UInt64; let bytesAppended: UInt64; let bytesReclaimed: UInt64; let rewrittenFrom: Int; let builds: Int; let seconds: Double }
                 print(CLI.jsonString(Out(run: runPath, snapshots: done.snapshots, appended: appended, tilesWritten: report.tilesWritten,
                                          rawBytesWritten: report.rawBytes, storedBytesWritten: report.storedBytes,
                                          bytesAppended: report.bytesAppended, bytesReclaimed: report.bytesReclaimed,
-                                         rewrittenFrom: report.rewrittenFrom, seconds: secs)))
+                                         rewrittenFrom: report.rewrittenFrom, builds: report.builds, seconds: secs)))
             } else {
                 let merged = report.rewrittenFrom < done.snapshots - appended ? ", merged snapshots \(report.rewrittenFrom)..<\(done.snapshots) into one segment" : ""
                 print("appended \(appended) snapshot(s) to \(runPath): \(done.snapshots) snapshots in \(done.segments) segment(s)\(merged); \(CLI.bytes(report.bytesAppended)) written\(report.bytesReclaimed > 0 ? ", \(CLI.bytes(report.bytesReclaimed)) of dead space returned to the filesystem" : "") in \(String(format: "%.2f", secs)) s")

@@ -154,3 +154,82 @@ import PSnapTestSupport
         #expect(r.allocatedBytes != nil)
     }
 }
+
+/// §7 `spaceBoundSingle`, §10: the writer's note of the newest one-snapshot segment it built.
+@Suite struct SingleSegmentNoteTests {
+    static func appendOne(_ run: String, _ file: String, step: Int, note: SingleSegmentNote?? = .none) throws -> CommitReport {
+        let st = try SafeTensorsFile(path: file)
+        let w = FileManager.default.fileExists(atPath: run)
+            ? try SnapshotWriter.open(path: run, expecting: st.tensors)
+            : try SnapshotWriter.create(path: run, tensors: st.tensors)
+        w.options.snapshotsPerSegment = .max
+        if let note { w.metadata.spaceBoundSingle = note }   // .some(nil): forget it; .some(x): a planted one
+        try w.append(SnapshotInfo(step: Int64(step)), buffers: w.layout.tensors.map { st.bytes(named: $0.name)! })
+        try w.close()
+        return w.lastCommit
+    }
+
+    /// A run whose tail was merged into one segment has no one-snapshot segment left to measure: without the note, each
+    /// such append built one only to find it too big, then built the merge. With it, the merge is built at once; the
+    /// run reads back bit-exact and within the bound either way.
+    @Test func theNoteSparesBuildsAndKeepsTheBound() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let files = try SpaceTests.files("tiny-gpt-bf16", 41)
+        var builds: [Bool: Int] = [:]
+        for forget in [false, true] {
+            let path = dir + "/r\(forget).psnap", compacted = dir + "/c.psnap"
+            var total = 0, twice = 0
+            for (k, f) in files.enumerated() {
+                let rep = try Self.appendOne(path, f, step: k, note: forget ? .some(nil) : .none)
+                total += rep.builds
+                if rep.builds > 1 { twice += 1 }
+                if k % 8 == 7 || k == files.count - 1 {
+                    _ = try SnapshotWriter.compact(input: path, output: compacted)
+                    let compact = try UInt64(FileManager.default.attributesOfItem(atPath: compacted)[.size] as! Int)
+                    let r = Double(SpaceTests.allocated(path)) / Double(compact)
+                    #expect(r <= 1.25, "after snapshot \(k)\(forget ? " (note forgotten)" : ""): allocated / compact \(r)")
+                }
+            }
+            builds[forget] = total
+            let r = try PSnapReader(path: path)
+            #expect(r.verifyAll().isEmpty)
+            let last = try SafeTensorsFile(path: files.last!)
+            for (t, info) in r.tensors.enumerated() {
+                #expect(try r.tensorBytes(tensor: t, snapshot: files.count - 1) == Array(last.bytes(named: info.name)!))
+            }
+            if !forget {
+                let note = try #require(r.metadata.spaceBoundSingle)
+                #expect(note.snapshot > 0 && note.snapshot < files.count && note.bytes > 0)
+            }
+            print("tiny-gpt-bf16, 41 appends\(forget ? " forgetting the note" : ""): \(total) builds, \(twice) commits built more than once")
+        }
+        #expect(builds[false]! < builds[true]!, "builds with the note \(builds[false]!), without \(builds[true]!)")
+    }
+
+    /// The note is a hint read from the file: one too large to be true is ignored, one that is large but possible makes
+    /// the append merge the whole run (slower, never wrong), and one that is not an object of two numbers is dropped.
+    @Test func aHostileNoteCostsNothingButTime() throws {
+        let dir = tempDir(); defer { cleanup(dir) }
+        let files = try SpaceTests.files("tiny-gpt-bf16", 6)
+        let path = dir + "/r.psnap"
+        for k in 0..<4 { _ = try Self.appendOne(path, files[k], step: k) }
+        let size = try UInt64(FileManager.default.attributesOfItem(atPath: path)[.size] as! Int)
+        let ignored = try Self.appendOne(path, files[4], step: 4, note: .some(SingleSegmentNote(snapshot: 3, bytes: .max)))
+        #expect(ignored.builds >= 1)
+        let replaced = try #require(try PSnapReader(path: path).metadata.spaceBoundSingle)
+        #expect(replaced.snapshot == 4 && replaced.bytes < size, "the one-snapshot segment built is noted instead")
+        let dear = try Self.appendOne(path, files[5], step: 5, note: .some(SingleSegmentNote(snapshot: 4, bytes: size)))
+        #expect(dear.rewrittenFrom == 0 && dear.builds == 1)
+        let r = try PSnapReader(path: path)
+        #expect(r.verifyAll().isEmpty)
+        for k in 0..<6 {
+            let src = try SafeTensorsFile(path: files[k])
+            for (t, info) in r.tensors.enumerated() { #expect(try r.tensorBytes(tensor: t, snapshot: k) == Array(src.bytes(named: info.name)!)) }
+        }
+        for bad in [#""x""#, #"{"snapshot": -1}"#, #"[1, 2]"#, #"{"snapshot": 1.5, "bytes": 10}"#] {
+            let json = #"{"tensors": [{"name": "w", "dtype": "f32", "shape": [2]}], "snapshots": [], "spaceBoundSingle": "# + bad + "}"
+            let m = try Array(json.utf8).withUnsafeBytes { try FileMetadata.decode($0) }
+            #expect(m.spaceBoundSingle == nil && m.tensors.count == 1, "\(bad)")
+        }
+    }
+}
