@@ -127,7 +127,8 @@ extension TileCodecError: CustomStringConvertible {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
             case .linpred:
-                Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: true)
+                Transforms.linpredEncode(from: cur.baseAddress!, to: other.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots)
+                swap(&cur, &other)
             case .lead:
                 Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: true)
                 swap(&cur, &other)

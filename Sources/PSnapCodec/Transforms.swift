@@ -136,6 +136,39 @@ enum Transforms {
         }
     }
 
+    /// `linpredEncode` out of place, in passes the compiler vectorises (RATIONALE §C.7): the monotone map in place in
+    /// `src`; the order-2 residual of the flat array, which is right for every element but the first two of each row;
+    /// those two per row; zigzag. The same bits as the recurrence, several times faster on the short rows of merges.
+    static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(from src: UnsafeMutablePointer<T>, to dst: UnsafeMutablePointer<T>,
+                                                                      params: Int, snapshots S: Int) {
+        let n = params &* S
+        guard n > 0 else { return }
+        for i in 0..<n { src[i] = monotone(src[i]) }
+        if n > 2 {
+            for i in 2..<n { dst[i] = zigzag(src[i] &- src[i &- 1] &- (src[i &- 1] &- src[i &- 2])) }
+        }
+        if S == 1 {
+            for i in 0..<n { dst[i] = zigzag(src[i]) }
+            return
+        }
+        var r0 = 0
+        while r0 < n {
+            dst[r0] = zigzag(src[r0])
+            dst[r0 &+ 1] = zigzag(src[r0 &+ 1] &- src[r0])
+            r0 &+= S
+        }
+    }
+
+    /// `linpredEncode(from:to:)` by element size.
+    static func linpredEncode(from src: UnsafeMutableRawPointer, to dst: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int) {
+        switch elementSize {
+        case 2: linpredEncode(from: src.assumingMemoryBound(to: UInt16.self), to: dst.assumingMemoryBound(to: UInt16.self), params: params, snapshots: snapshots)
+        case 4: linpredEncode(from: src.assumingMemoryBound(to: UInt32.self), to: dst.assumingMemoryBound(to: UInt32.self), params: params, snapshots: snapshots)
+        case 8: linpredEncode(from: src.assumingMemoryBound(to: UInt64.self), to: dst.assumingMemoryBound(to: UInt64.self), params: params, snapshots: snapshots)
+        default: preconditionFailure("element size \(elementSize)")
+        }
+    }
+
     /// §5 `linpred`, decoding, in three passes over the rows (the first and last vectorised by the compiler):
     /// unzigzag; `integrateRows`; the monotone map back to bit patterns. Twice as fast as the direct recurrence
     /// m(s) = r(s) + 2·m(s−1) − m(s−2) in one loop (RATIONALE §A.5), same bits.

@@ -252,6 +252,35 @@ import PSnapTestSupport
         }
     }
 
+    /// The writers' `linpred` encoding (out of place, in flat passes, RATIONALE §C.7) gives the same residuals as the
+    /// per-row recurrence, for every element size and row length, on any values.
+    @Test func linpredEncodeInPassesEqualsTheRecurrence() {
+        func check<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, params: Int, snapshots S: Int, _ rng: inout SeededRNG) -> Int? {
+            let extremes: [T] = [0, 1, .max, .max - 1, T.max / 2, T.max / 2 + 1]
+            var src = (0..<params * S).map { _ in rng.next() % 4 == 0 ? extremes[Int(rng.next() % 6)] : T(truncatingIfNeeded: rng.next()) }
+            var want = src
+            want.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: params, snapshots: S) }
+            var got = [T](repeating: 0, count: src.count)
+            src.withUnsafeMutableBufferPointer { s in
+                got.withUnsafeMutableBufferPointer { Transforms.linpredEncode(from: s.baseAddress!, to: $0.baseAddress!, params: params, snapshots: S) }
+            }
+            return got.indices.first { got[$0] != want[$0] }
+        }
+        let seed = testSeed(0x0E_4C)
+        var rng = SeededRNG(seed: seed)
+        for trial in 0..<300 {
+            let params = Int(rng.next() % 40) + 1
+            let S = trial < 6 ? trial / 3 + 1 : Int(rng.next() % 70) + 1
+            let bad: Int?
+            switch trial % 3 {
+            case 0: bad = check(UInt16.self, params: params, snapshots: S, &rng)
+            case 1: bad = check(UInt32.self, params: params, snapshots: S, &rng)
+            default: bad = check(UInt64.self, params: params, snapshots: S, &rng)
+            }
+            #expect(bad == nil, "seed \(seed) trial \(trial): \(params)×\(S), first differing value \(bad ?? -1)")
+        }
+    }
+
     @Test func trailingBytesAfterAZstdFrameAreRefused() throws {
         // §5: one frame with nothing after it. Two concatenated frames whose sizes add up must not decode.
         let codec = TileCodec(chain: try CodecChain(stages: [.zstd]))
