@@ -47,6 +47,10 @@ import PSnapTestSupport
             var first: [UInt8] = []
             for p in 0..<P { first += raw[(p * S * e)..<(p * S * e + e)] }
             #expect(column == first)
+            // Into a buffer that is not aligned to the element (the byte-wise path), the same values.
+            var shifted = [UInt8](repeating: 0, count: P * e + 1)
+            shifted.withUnsafeMutableBytes { codec.decodeFirstColumn(t, into: $0.baseAddress! + 1, elementSize: e, params: P, snapshots: S) }
+            #expect(Array(shifted[1...]) == first)
         }
     }
 
