@@ -109,9 +109,15 @@ extension TileCodecError: CustomStringConvertible {
         Self.ensure(&a, cap)
         Self.ensure(&b, cap)
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
+        // The anchor is taken inside `linpred`'s encoding (only each row's first residual changes, §5.2), else in a pass.
+        var pendingAnchor: UnsafeRawPointer? = nil
         if let anchor {
             precondition(chain.anchorable, "anchored tiles need linpred first")
-            Transforms.anchor(a.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: false)
+            if transforms.first == .linpred {
+                pendingAnchor = anchor
+            } else {
+                Transforms.anchor(a.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: false)
+            }
         }
         var cur = a, other = b
         let count = params * snapshots
@@ -127,7 +133,9 @@ extension TileCodecError: CustomStringConvertible {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
             case .linpred:
-                Transforms.linpredEncode(from: cur.baseAddress!, to: other.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots)
+                Transforms.linpredEncode(from: cur.baseAddress!, to: other.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots,
+                                         anchor: pendingAnchor)
+                pendingAnchor = nil
                 swap(&cur, &other)
             case .lead:
                 Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: true)

@@ -139,32 +139,47 @@ enum Transforms {
     /// `linpredEncode` out of place, in passes the compiler vectorises (RATIONALE §C.7): the monotone map in place in
     /// `src`; the order-2 residual of the flat array, which is right for every element but the first two of each row;
     /// those two per row; zigzag. The same bits as the recurrence, several times faster on the short rows of merges.
+    /// With `anchor` (§5.2 anchored tiles: one little-endian bit pattern per parameter, any alignment), the residuals of
+    /// the values minus the anchor in the order-preserving integers: only each row's first residual changes (a constant
+    /// per row cancels in the differences), so the anchor costs one subtraction per row, not a pass over the tile.
     static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(from src: UnsafeMutablePointer<T>, to dst: UnsafeMutablePointer<T>,
-                                                                      params: Int, snapshots S: Int) {
+                                                                      params: Int, snapshots S: Int, anchor: UnsafeRawPointer? = nil) {
         let n = params &* S
         guard n > 0 else { return }
         for i in 0..<n { src[i] = monotone(src[i]) }
         if n > 2 {
             for i in 2..<n { dst[i] = zigzag(src[i] &- src[i &- 1] &- (src[i &- 1] &- src[i &- 2])) }
         }
+        let e = MemoryLayout<T>.size
+        @inline(__always) func a(_ p: Int) -> T {
+            guard let anchor else { return 0 }
+            return monotone(T(littleEndian: anchor.loadUnaligned(fromByteOffset: p &* e, as: T.self)))
+        }
         if S == 1 {
-            for i in 0..<n { dst[i] = zigzag(src[i]) }
+            if let anchor, Int(bitPattern: anchor) % MemoryLayout<T>.alignment == 0 {
+                let x = anchor.assumingMemoryBound(to: T.self)
+                for i in 0..<n { dst[i] = zigzag(src[i] &- monotone(T(littleEndian: x[i]))) }
+            } else {
+                for i in 0..<n { dst[i] = zigzag(src[i] &- a(i)) }
+            }
             return
         }
-        var r0 = 0
+        var r0 = 0, p = 0
         while r0 < n {
-            dst[r0] = zigzag(src[r0])
+            dst[r0] = zigzag(src[r0] &- a(p))
             dst[r0 &+ 1] = zigzag(src[r0 &+ 1] &- src[r0])
             r0 &+= S
+            p &+= 1
         }
     }
 
     /// `linpredEncode(from:to:)` by element size.
-    static func linpredEncode(from src: UnsafeMutableRawPointer, to dst: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int) {
+    static func linpredEncode(from src: UnsafeMutableRawPointer, to dst: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int,
+                              anchor: UnsafeRawPointer? = nil) {
         switch elementSize {
-        case 2: linpredEncode(from: src.assumingMemoryBound(to: UInt16.self), to: dst.assumingMemoryBound(to: UInt16.self), params: params, snapshots: snapshots)
-        case 4: linpredEncode(from: src.assumingMemoryBound(to: UInt32.self), to: dst.assumingMemoryBound(to: UInt32.self), params: params, snapshots: snapshots)
-        case 8: linpredEncode(from: src.assumingMemoryBound(to: UInt64.self), to: dst.assumingMemoryBound(to: UInt64.self), params: params, snapshots: snapshots)
+        case 2: linpredEncode(from: src.assumingMemoryBound(to: UInt16.self), to: dst.assumingMemoryBound(to: UInt16.self), params: params, snapshots: snapshots, anchor: anchor)
+        case 4: linpredEncode(from: src.assumingMemoryBound(to: UInt32.self), to: dst.assumingMemoryBound(to: UInt32.self), params: params, snapshots: snapshots, anchor: anchor)
+        case 8: linpredEncode(from: src.assumingMemoryBound(to: UInt64.self), to: dst.assumingMemoryBound(to: UInt64.self), params: params, snapshots: snapshots, anchor: anchor)
         default: preconditionFailure("element size \(elementSize)")
         }
     }

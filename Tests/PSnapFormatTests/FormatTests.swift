@@ -253,7 +253,8 @@ import PSnapTestSupport
     }
 
     /// The writers' `linpred` encoding (out of place, in flat passes, RATIONALE §C.7) gives the same residuals as the
-    /// per-row recurrence, for every element size and row length, on any values.
+    /// per-row recurrence, for every element size and row length, on any values; with anchors, the same as the anchor
+    /// pass followed by the recurrence.
     @Test func linpredEncodeInPassesEqualsTheRecurrence() {
         func check<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, params: Int, snapshots S: Int, _ rng: inout SeededRNG) -> Int? {
             let extremes: [T] = [0, 1, .max, .max - 1, T.max / 2, T.max / 2 + 1]
@@ -261,10 +262,37 @@ import PSnapTestSupport
             var want = src
             want.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: params, snapshots: S) }
             var got = [T](repeating: 0, count: src.count)
-            src.withUnsafeMutableBufferPointer { s in
+            var src2 = src
+            src2.withUnsafeMutableBufferPointer { s in
                 got.withUnsafeMutableBufferPointer { Transforms.linpredEncode(from: s.baseAddress!, to: $0.baseAddress!, params: params, snapshots: S) }
             }
-            return got.indices.first { got[$0] != want[$0] }
+            if let bad = got.indices.first(where: { got[$0] != want[$0] }) { return bad }
+            // Anchored (§5.2): the same as the anchor pass followed by the recurrence, with the anchors aligned or not.
+            let e = MemoryLayout<T>.size
+            let anchors = (0..<params).map { _ in T(truncatingIfNeeded: rng.next()) }
+            var anchorBytes = [UInt8](repeating: 0, count: params * e + 1)
+            for shift in [0, 1] {
+                anchorBytes.withUnsafeMutableBytes { b in
+                    for (p, x) in anchors.enumerated() { b.storeBytes(of: x.littleEndian, toByteOffset: shift + p * e, as: T.self) }
+                }
+                var anchoredWant = src
+                anchorBytes.withUnsafeBytes { ab in
+                    anchoredWant.withUnsafeMutableBytes {
+                        Transforms.anchor($0.baseAddress!, elementSize: e, params: params, snapshots: S, anchor: ab.baseAddress! + shift, add: false)
+                    }
+                }
+                anchoredWant.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: params, snapshots: S) }
+                var s3 = src
+                anchorBytes.withUnsafeBytes { ab in
+                    s3.withUnsafeMutableBufferPointer { s in
+                        got.withUnsafeMutableBufferPointer {
+                            Transforms.linpredEncode(from: s.baseAddress!, to: $0.baseAddress!, params: params, snapshots: S, anchor: ab.baseAddress! + shift)
+                        }
+                    }
+                }
+                if let bad = got.indices.first(where: { got[$0] != anchoredWant[$0] }) { return bad }
+            }
+            return nil
         }
         let seed = testSeed(0x0E_4C)
         var rng = SeededRNG(seed: seed)
