@@ -2,7 +2,7 @@
 // the values equal the tile's, wherever the wanted prefix ends, and a damaged frame is an error, not a trap.
 import Foundation
 import Testing
-@_spi(Internals) import PSnapCodec
+@_spi(Internals) @testable import PSnapCodec
 import PSnapFormat
 import PSnapTestSupport
 
@@ -51,6 +51,52 @@ import PSnapTestSupport
             var shifted = [UInt8](repeating: 0, count: P * e + 1)
             shifted.withUnsafeMutableBytes { codec.decodeFirstColumn(t, into: $0.baseAddress! + 1, elementSize: e, params: P, snapshots: S) }
             #expect(Array(shifted[1...]) == first)
+        }
+    }
+
+    /// Anchored tiles (§5.2) through the whole-tile codec: the anchor taken inside `linpred`'s encoding gives the same
+    /// stored bytes as the anchor pass before an unanchored encode, and decoding then adding the anchor back gives the
+    /// tile, for both chains that start with `linpred`, anchors aligned or not.
+    @Test(arguments: [2, 4, 8])
+    func anchoredTilesRoundTripThroughTheCodec(elementSize e: Int) throws {
+        for (P, S) in [(2048, 1), (1000, 2), (777, 5), (256, 40)] {
+            let raw = Self.tile(params: P, snapshots: S, elementSize: e, seed: UInt64(e * 100 + S))
+            // Anchors near the values (a drift since snapshot 0, as in a run): each row's first value, low byte replaced.
+            var g = SeededRNG(seed: UInt64(e * 1000 + S))
+            var anchors = [UInt8](repeating: 0, count: P * e)
+            for p in 0..<P {
+                for k in 0..<e { anchors[p * e + k] = raw[p * S * e + k] }
+                anchors[p * e] = UInt8(truncatingIfNeeded: g.next())
+            }
+            let shiftedAnchors = [UInt8](repeating: 0, count: 1) + anchors   // an unaligned copy too
+            for (chain, name) in [(CodecChain.default, "default"), (try CodecChain(parsing: "linpred,lenrans", zstdLevel: 3), "lenrans")] {
+                let codec = TileCodec(chain: chain)
+                for aligned in [true, false] {
+                    try (aligned ? anchors : shiftedAnchors).withUnsafeBytes { ab in
+                        let anchorPtr = ab.baseAddress! + (aligned ? 0 : 1)
+                        let (stored, storedRaw) = raw.withUnsafeBytes { r in
+                            let (st, sr) = codec.encode(r, elementSize: e, params: P, snapshots: S, anchor: anchorPtr)
+                            return (Array(st), sr)
+                        }
+                        #expect(!storedRaw, "\(name), e = \(e), \(P)×\(S): an anchored tile near its anchors compresses")
+                        // The same bytes as the anchor pass followed by an ordinary encode.
+                        var pre = raw
+                        pre.withUnsafeMutableBytes { Transforms.anchor($0.baseAddress!, elementSize: e, params: P, snapshots: S, anchor: anchorPtr, add: false) }
+                        let want = pre.withUnsafeBytes { Array(codec.encode($0, elementSize: e, params: P, snapshots: S).stored) }
+                        let sameBytes = stored == want
+                        #expect(sameBytes, "\(name), e = \(e), \(P)×\(S), aligned \(aligned): stored bytes")
+                        var out = [UInt8](repeating: 0, count: raw.count)
+                        try stored.withUnsafeBytes { st in
+                            try out.withUnsafeMutableBytes {
+                                try codec.decode(st, storedRaw: storedRaw, into: $0, elementSize: e, params: P, snapshots: S)
+                                TileCodec.unanchor($0.baseAddress!, elementSize: e, params: P, snapshots: S, anchor: anchorPtr)
+                            }
+                        }
+                        let sameValues = out == raw
+                        #expect(sameValues, "\(name), e = \(e), \(P)×\(S), aligned \(aligned): decoded values")
+                    }
+                }
+            }
         }
     }
 
