@@ -237,17 +237,25 @@ import PSnapTestSupport
             r.withUnsafeMutableBufferPointer { Transforms.linpredDecode($0.baseAddress!, params: params, snapshots: S) }
             return r.indices.first { r[$0] != want[$0] }
         }
-        let seed = testSeed(0x0D_EC)
-        var rng = SeededRNG(seed: seed)
-        for trial in 0..<200 {
-            let params = Int(rng.next() % 40) + 1
-            let S = trial < 3 ? trial + 1 : Int(rng.next() % 130) + 1
-            let bad: Int?
-            switch trial % 3 {
-            case 0: bad = check(UInt16.self, params: params, snapshots: S, &rng)
-            case 1: bad = check(UInt32.self, params: params, snapshots: S, &rng)
-            default: bad = check(UInt64.self, params: params, snapshots: S, &rng)
+        Self.elementSizeTrials(seed: testSeed(0x0D_EC), trials: 200, maxSnapshots: 130, first: { $0 < 3 ? $0 + 1 : nil }) {
+            (e, params, S, rng: inout SeededRNG) in
+            switch e {
+            case 2: check(UInt16.self, params: params, snapshots: S, &rng)
+            case 4: check(UInt32.self, params: params, snapshots: S, &rng)
+            default: check(UInt64.self, params: params, snapshots: S, &rng)
             }
+        }
+    }
+
+    /// Random cases of a check that compares two codings of `params` × `S` elements: 2-, 4- and 8-byte elements in turn,
+    /// 1…40 rows, S from `first(trial)` or else 1…`maxSnapshots`; `check` returns the first differing element, if any.
+    static func elementSizeTrials(seed: UInt64, trials: Int, maxSnapshots: UInt64, first: (Int) -> Int?,
+                                  _ check: (_ elementSize: Int, _ params: Int, _ snapshots: Int, _ rng: inout SeededRNG) -> Int?) {
+        var rng = SeededRNG(seed: seed)
+        for trial in 0..<trials {
+            let params = Int(rng.next() % 40) + 1
+            let S = first(trial) ?? Int(rng.next() % maxSnapshots) + 1
+            let bad = check([2, 4, 8][trial % 3], params, S, &rng)
             #expect(bad == nil, "seed \(seed) trial \(trial): \(params)×\(S), first differing value \(bad ?? -1)")
         }
     }
@@ -294,18 +302,13 @@ import PSnapTestSupport
             }
             return nil
         }
-        let seed = testSeed(0x0E_4C)
-        var rng = SeededRNG(seed: seed)
-        for trial in 0..<300 {
-            let params = Int(rng.next() % 40) + 1
-            let S = trial < 6 ? trial / 3 + 1 : Int(rng.next() % 70) + 1
-            let bad: Int?
-            switch trial % 3 {
-            case 0: bad = check(UInt16.self, params: params, snapshots: S, &rng)
-            case 1: bad = check(UInt32.self, params: params, snapshots: S, &rng)
-            default: bad = check(UInt64.self, params: params, snapshots: S, &rng)
+        Self.elementSizeTrials(seed: testSeed(0x0E_4C), trials: 300, maxSnapshots: 70, first: { $0 < 6 ? $0 / 3 + 1 : nil }) {
+            (e, params, S, rng: inout SeededRNG) in
+            switch e {
+            case 2: check(UInt16.self, params: params, snapshots: S, &rng)
+            case 4: check(UInt32.self, params: params, snapshots: S, &rng)
+            default: check(UInt64.self, params: params, snapshots: S, &rng)
             }
-            #expect(bad == nil, "seed \(seed) trial \(trial): \(params)×\(S), first differing value \(bad ?? -1)")
         }
     }
 
