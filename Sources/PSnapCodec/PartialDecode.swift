@@ -196,7 +196,7 @@ extension TileCodec {
         if let f = transforms.first, f == .xor || f == .sub {
             Transforms.temporal(out, elementSize: e, params: 1, snapshots: n, xor: f == .xor, encode: false)
         } else if transforms.first == .linpred {
-            Transforms.linpred(out, elementSize: e, params: 1, snapshots: n, encode: false)
+            Transforms.linpredDecode(out, elementSize: e, params: 1, snapshots: n)
         }
     }
 

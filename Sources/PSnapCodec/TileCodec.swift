@@ -109,16 +109,8 @@ extension TileCodecError: CustomStringConvertible {
         Self.ensure(&a, cap)
         Self.ensure(&b, cap)
         a.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: n)
-        // The anchor is taken inside `linpred`'s encoding (only each row's first residual changes, §5.2), else in a pass.
-        var pendingAnchor: UnsafeRawPointer? = nil
-        if let anchor {
-            precondition(chain.anchorable, "anchored tiles need linpred first")
-            if transforms.first == .linpred {
-                pendingAnchor = anchor
-            } else {
-                Transforms.anchor(a.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, anchor: anchor, add: false)
-            }
-        }
+        // The anchor is taken inside the first stage, `linpred`'s encoding (only each row's first residual changes, §5.2).
+        precondition(anchor == nil || chain.anchorable, "anchored tiles need linpred first")
         var cur = a, other = b
         let count = params * snapshots
         var rest = transforms[...]
@@ -128,14 +120,13 @@ extension TileCodecError: CustomStringConvertible {
             swap(&cur, &other)
             rest = rest.dropFirst(2)
         }
-        for stage in rest {
+        for (i, stage) in rest.enumerated() {
             switch stage {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: true)
             case .linpred:
                 Transforms.linpredEncode(from: cur.baseAddress!, to: other.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots,
-                                         anchor: pendingAnchor)
-                pendingAnchor = nil
+                                         anchor: i == 0 ? anchor : nil)
                 swap(&cur, &other)
             case .lead:
                 Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: true)
@@ -421,7 +412,7 @@ extension TileCodecError: CustomStringConvertible {
             case .xor, .sub:
                 Transforms.temporal(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, xor: stage == .xor, encode: false)
             case .linpred:
-                Transforms.linpred(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots, encode: false)
+                Transforms.linpredDecode(cur.baseAddress!, elementSize: elementSize, params: params, snapshots: snapshots)
             case .lead:
                 Transforms.lead(from: cur.baseAddress!, to: other.baseAddress!, params: params, snapshots: snapshots, elementSize: elementSize, encode: false)
                 swap(&cur, &other)

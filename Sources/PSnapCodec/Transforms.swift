@@ -117,28 +117,10 @@ enum Transforms {
     }
 
     /// §5 `linpred`, encoding, per parameter row: r(0) = m(0), r(1) = m(1) − m(0), r(s) = m(s) − 2·m(s−1) + m(s−2)
-    /// (order-2 prediction: the previous step repeated), stored as zigzag(r). Seeding m(−1) = m(0) gives one formula.
-    @inline(__always)
-    static func linpredEncode<T: FixedWidthInteger & UnsignedInteger>(_ p: UnsafeMutablePointer<T>, params: Int, snapshots S: Int) {
-        guard S > 0 else { return }
-        for q in 0..<params {
-            let row = p + q &* S
-            let m0 = monotone(row[0])
-            row[0] = zigzag(m0)
-            var m1 = m0, m2 = m0
-            var s = 1
-            while s < S {
-                let m = monotone(row[s])
-                row[s] = zigzag(m &- m1 &- (m1 &- m2))
-                m2 = m1; m1 = m
-                s &+= 1
-            }
-        }
-    }
-
-    /// `linpredEncode` out of place, in passes the compiler vectorises (RATIONALE §C.7): the monotone map in place in
-    /// `src`; the order-2 residual of the flat array, which is right for every element but the first two of each row;
-    /// those two per row; zigzag. The same bits as the recurrence, several times faster on the short rows of merges.
+    /// (order-2 prediction: the previous step repeated), stored as zigzag(r), from `src` into `dst` (`src` is left holding
+    /// the order-preserving integers). In passes the compiler vectorises rather than the recurrence row by row (RATIONALE
+    /// §C.7): the monotone map; the order-2 residual of the flat array, right for every element but the first two of each
+    /// row; those two per row. Same bits, several times faster on the short rows of merges.
     /// With `anchor` (§5.2 anchored tiles: one little-endian bit pattern per parameter, any alignment), the residuals of
     /// the values minus the anchor in the order-preserving integers: only each row's first residual changes (a constant
     /// per row cancels in the differences), so the anchor costs one subtraction per row, not a pass over the tile.
@@ -146,23 +128,25 @@ enum Transforms {
                                                                       params: Int, snapshots S: Int, anchor: UnsafeRawPointer? = nil) {
         let n = params &* S
         guard n > 0 else { return }
-        for i in 0..<n { src[i] = monotone(src[i]) }
-        if n > 2 {
-            for i in 2..<n { dst[i] = zigzag(src[i] &- src[i &- 1] &- (src[i &- 1] &- src[i &- 2])) }
-        }
         let e = MemoryLayout<T>.size
         @inline(__always) func a(_ p: Int) -> T {
             guard let anchor else { return 0 }
             return monotone(T(littleEndian: anchor.loadUnaligned(fromByteOffset: p &* e, as: T.self)))
         }
         if S == 1 {
+            // One-snapshot tiles (an append's): every element is a row's first. An aligned anchor is read as typed values
+            // (9 % of an append's CPU against unaligned loads, RATIONALE §C.7).
             if let anchor, Int(bitPattern: anchor) % MemoryLayout<T>.alignment == 0 {
                 let x = anchor.assumingMemoryBound(to: T.self)
-                for i in 0..<n { dst[i] = zigzag(src[i] &- monotone(T(littleEndian: x[i]))) }
+                for i in 0..<n { dst[i] = zigzag(monotone(src[i]) &- monotone(T(littleEndian: x[i]))) }
             } else {
-                for i in 0..<n { dst[i] = zigzag(src[i] &- a(i)) }
+                for i in 0..<n { dst[i] = zigzag(monotone(src[i]) &- a(i)) }
             }
             return
+        }
+        for i in 0..<n { src[i] = monotone(src[i]) }
+        if n > 2 {
+            for i in 2..<n { dst[i] = zigzag(src[i] &- src[i &- 1] &- (src[i &- 1] &- src[i &- 2])) }
         }
         var r0 = 0, p = 0
         while r0 < n {
@@ -214,17 +198,12 @@ enum Transforms {
         }
     }
 
-    static func linpred(_ buf: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int, encode: Bool) {
+    /// `linpredDecode` in place, by element size.
+    static func linpredDecode(_ buf: UnsafeMutableRawPointer, elementSize: Int, params: Int, snapshots: Int) {
         switch elementSize {
-        case 2:
-            let p = buf.assumingMemoryBound(to: UInt16.self)
-            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
-        case 4:
-            let p = buf.assumingMemoryBound(to: UInt32.self)
-            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
-        case 8:
-            let p = buf.assumingMemoryBound(to: UInt64.self)
-            encode ? linpredEncode(p, params: params, snapshots: snapshots) : linpredDecode(p, params: params, snapshots: snapshots)
+        case 2: linpredDecode(buf.assumingMemoryBound(to: UInt16.self), params: params, snapshots: snapshots)
+        case 4: linpredDecode(buf.assumingMemoryBound(to: UInt32.self), params: params, snapshots: snapshots)
+        case 8: linpredDecode(buf.assumingMemoryBound(to: UInt64.self), params: params, snapshots: snapshots)
         default:
             preconditionFailure("element size \(elementSize)")
         }

@@ -210,7 +210,7 @@ import PSnapTestSupport
         #expect([0, -1, 1, -2].map { Transforms.zigzag(UInt32(bitPattern: Int32($0))) } == [0, 1, 2, 3])
         // A straight line is predicted exactly from s = 2 on: residuals 0.
         var line: [UInt32] = (0..<8).map { 1000 + 7 * UInt32($0) }
-        line.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: 1, snapshots: 8) }
+        Self.linpredRecurrence(&line, params: 1, snapshots: 8)
         #expect(Array(line[2...]) == [UInt32](repeating: 0, count: 6) && line[1] == 14, "\(line)")
     }
 
@@ -260,6 +260,20 @@ import PSnapTestSupport
         }
     }
 
+    /// §5 `linpred` encoding written out as the spec states it, row by row: r(0) = m(0), r(1) = m(1) − m(0),
+    /// r(s) = m(s) − 2·m(s−1) + m(s−2) on the order-preserving integers m, stored as zigzag(r).
+    static func linpredRecurrence<T: FixedWidthInteger & UnsignedInteger>(_ v: inout [T], params: Int, snapshots S: Int) {
+        for q in 0..<params {
+            var m1 = Transforms.monotone(v[q * S]), m2 = m1
+            v[q * S] = Transforms.zigzag(m1)
+            for s in 1..<max(1, S) {
+                let m = Transforms.monotone(v[q * S + s])
+                v[q * S + s] = Transforms.zigzag(m &- m1 &- (m1 &- m2))
+                m2 = m1; m1 = m
+            }
+        }
+    }
+
     /// The writers' `linpred` encoding (out of place, in flat passes, RATIONALE §C.7) gives the same residuals as the
     /// per-row recurrence, for every element size and row length, on any values; with anchors, the same as the anchor
     /// pass followed by the recurrence.
@@ -268,7 +282,7 @@ import PSnapTestSupport
             let extremes: [T] = [0, 1, .max, .max - 1, T.max / 2, T.max / 2 + 1]
             var src = (0..<params * S).map { _ in rng.next() % 4 == 0 ? extremes[Int(rng.next() % 6)] : T(truncatingIfNeeded: rng.next()) }
             var want = src
-            want.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: params, snapshots: S) }
+            Self.linpredRecurrence(&want, params: params, snapshots: S)
             var got = [T](repeating: 0, count: src.count)
             var src2 = src
             src2.withUnsafeMutableBufferPointer { s in
@@ -289,7 +303,7 @@ import PSnapTestSupport
                         Transforms.anchor($0.baseAddress!, elementSize: e, params: params, snapshots: S, anchor: ab.baseAddress! + shift, add: false)
                     }
                 }
-                anchoredWant.withUnsafeMutableBufferPointer { Transforms.linpredEncode($0.baseAddress!, params: params, snapshots: S) }
+                Self.linpredRecurrence(&anchoredWant, params: params, snapshots: S)
                 var s3 = src
                 anchorBytes.withUnsafeBytes { ab in
                     s3.withUnsafeMutableBufferPointer { s in
